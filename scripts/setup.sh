@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what rtenv needs to build and test on Debian 12, when it is missing.
+# Idempotent: a second run installs nothing and takes a few seconds.
+set -euo pipefail
+
+apt_packages=(
+  build-essential cmake ninja-build pkg-config git zip unzip hyperfine
+  libssl-dev libzstd-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libfmt-dev
+  libarchive-dev libsqlite3-dev libcurl4-openssl-dev
+  libgtest-dev libgmock-dev clang-format
+  python3 python3-venv
+)
+
+missing=()
+for p in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# Python tooling for the end-to-end tests.
+py=${PYTHON:-python3}
+if ! "$py" -c 'import pytest' 2>/dev/null; then
+  echo "setup: installing pytest"
+  "$py" -m pip install -q pytest
+fi

@@ -1,0 +1,124 @@
+#pragma once
+// The runtime_env model: parsing (JSON, YAML), validation, canonical form, env id, job/task merge.
+// What each field means: docs/runtime_env.md (the project's copy of the reference).
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "util/digest.h"
+#include "util/result.h"
+
+namespace rtenv::spec {
+
+/// nlohmann::json keeps object keys in a std::map, so dump() is already key-sorted.
+using Json = nlohmann::json;
+
+/// Where an env is given: a job may name local paths (they are packaged at submission);
+/// a task or actor env may carry only URIs.
+enum class Level { kJob, kTask };
+
+struct ParseOptions {
+  Level level = Level::kJob;
+  /// Relative local paths (working_dir, py_modules, pip requirements files) resolve against it.
+  std::filesystem::path base_dir = std::filesystem::current_path();
+};
+
+/// The identity of an env: SHA-256 of its canonical form without `config` (config says how to set
+/// an env up, not what it contains).
+class EnvId {
+ public:
+  explicit EnvId(Digest d) : digest_(d) {}
+  const Digest& digest() const { return digest_; }
+  std::string hex() const { return digest_.hex(); }
+  auto operator<=>(const EnvId&) const = default;
+
+ private:
+  Digest digest_;
+};
+
+/// Which installer a Python package set is for.
+enum class Installer { kPip, kUv };
+
+/// `pip` or `uv`, normalized: a list or a requirements file becomes {"packages": [...]}.
+struct PythonPackages {
+  Installer installer = Installer::kPip;
+  std::vector<std::string> packages;
+  bool check = false;                          ///< pip_check / uv_check
+  std::optional<std::string> installer_version;  ///< pip_version / uv_version
+  std::vector<std::string> install_options;     ///< uv_pip_install_options (uv only)
+};
+
+struct SetupConfig {
+  /// Seconds; -1 means no timeout. Default 600.
+  int64_t setup_timeout_seconds = 600;
+  bool eager_install = true;
+};
+
+/// True if `s` is a URI ("scheme://..."), false if it is a local path.
+bool is_uri(std::string_view s);
+
+/// A validated, normalized runtime_env. Immutable value type; cheap to copy for small envs.
+///
+/// Normalization: empty values ("", [], {}) are dropped; local paths are made absolute
+/// (lexically normal); `pip`/`uv` become their dict form with defaults left out; a requirements
+/// file is read into its list. Two inputs that mean the same env have equal canonical()
+/// strings and ids, whatever their key order or whitespace.
+class RuntimeEnv {
+ public:
+  RuntimeEnv() = default;
+
+  /// Validates a parsed JSON value. Errors are kInvalidArgument with a message naming the field
+  /// path, e.g. "runtime_env.env_vars.FOO: expected a string, got 3 (integer)".
+  static Result<RuntimeEnv> from_json(const Json& value, const ParseOptions& options = {});
+  /// Parses JSON text (an object). Syntax errors name the line and column.
+  static Result<RuntimeEnv> from_json_text(std::string_view text, const ParseOptions& options = {});
+  /// Parses YAML text (a mapping), e.g. a job's seed file.
+  static Result<RuntimeEnv> from_yaml_text(std::string_view text, const ParseOptions& options = {});
+  /// `arg` is inline JSON (starts with '{'), or a path to a .json, .yaml or .yml file.
+  static Result<RuntimeEnv> load(std::string_view arg, const ParseOptions& options = {});
+
+  bool empty() const { return json_.empty(); }
+
+  // Typed accessors. Absent fields give empty values.
+  std::optional<std::string> working_dir() const;
+  std::vector<std::string> py_modules() const;
+  std::vector<std::string> excludes() const;
+  std::map<std::string, std::string> env_vars() const;
+  std::optional<PythonPackages> python_packages() const;  ///< from `pip` or `uv`
+  std::optional<std::string> py_executable() const;
+  std::vector<std::string> java_jars() const;
+  std::optional<std::string> image_uri() const;  ///< `image_uri`, or `container.image`
+  SetupConfig config() const;
+  /// Names of present fields that are not built-in (plugin fields), sorted.
+  std::vector<std::string> plugin_fields() const;
+  /// Names of all present top-level fields, sorted.
+  std::vector<std::string> fields() const;
+
+  /// The same env with a field replaced (used after packaging: local paths become package URIs).
+  /// The result is re-normalized; an empty value removes the field.
+  RuntimeEnv with_field(const std::string& name, Json value) const;
+
+  /// The normalized model as JSON.
+  const Json& to_json() const { return json_; }
+  /// Canonical serialization: keys sorted, no whitespace (`{"a":1,"b":[2]}`), UTF-8 as is.
+  std::string canonical() const;
+  EnvId id() const;
+
+ private:
+  explicit RuntimeEnv(Json normalized) : json_(std::move(normalized)) {}
+  Json json_ = Json::object();
+};
+
+/// Job/task merge (docs/runtime_env.md §5): an empty child inherits the parent whole; otherwise
+/// the child's top-level fields replace the parent's, except env_vars, which merge per variable
+/// with the child winning.
+RuntimeEnv merge(const RuntimeEnv& parent, const RuntimeEnv& child);
+
+}  // namespace rtenv::spec
