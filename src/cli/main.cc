@@ -1,1 +1,80 @@
-int main() { return 0; }
+// rtenv: get a job's files onto a machine and run the job inside them.
+
+#include <cstdio>
+#include <exception>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.h"
+
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+int real_main(int argc, char** argv) {
+  using namespace rtenv::cli;
+  CLI::App app{
+      "rtenv: runtime environments for jobs. Give a job's files and settings as a Ray-style "
+      "runtime_env; rtenv packs them by content, puts them on the machine and runs the job "
+      "inside.\n\nState lives in $RTENV_HOME (default ~/.cache/rtenv); the store is "
+      "$RTENV_STORE (default the directory $RTENV_HOME/store).",
+      "rtenv"};
+  app.set_version_flag("--version", kVersion);
+  app.require_subcommand(1);
+
+  RunArgs run;
+  auto* run_cmd = app.add_subcommand(
+      "run",
+      "Run a command inside a runtime_env: cwd = the node-local copy of working_dir, env_vars "
+      "set, py_modules on PYTHONPATH. Exits with the command's status (128+N if killed by signal "
+      "N), 2 for an invalid runtime_env or usage, 3 if setting the env up failed, 126/127 if the "
+      "command cannot be run.");
+  run_cmd->add_option("--runtime-env,-e", run.runtime_env,
+                      "The runtime_env: inline JSON ('{\"working_dir\": \".\"}') or a .json, "
+                      ".yaml or .yml file");
+  run_cmd->add_option("--store", run.store_url, "Blob store URL (default: $RTENV_STORE or the local store)");
+  run_cmd->add_option("--max-package-size", run.limits.max_package_size,
+                      "Largest package allowed, e.g. 500M or 4G (default 2G; env "
+                      "RTENV_MAX_PACKAGE_SIZE)");
+  run_cmd->add_flag("--verbose,-v", run.verbose, "Say what setup did and how long it took");
+  run_cmd->add_option("command", run.command, "The command and its arguments (after --)")
+      ->required();
+  run_cmd->prefix_command(false);
+
+  PackArgs pack;
+  auto* pack_cmd = app.add_subcommand(
+      "pack",
+      "Pack a directory (or one file) into the store by content and print its package URI and "
+      "what was read and uploaded. Only files that changed since the last pack are read, and only "
+      "blobs the store lacks are uploaded.");
+  pack_cmd->add_option("path", pack.path, "Directory or file to pack")->required();
+  pack_cmd->add_option("--excludes,-x", pack.excludes,
+                       "gitignore-style pattern to leave out (repeatable)");
+  pack_cmd->add_option("--store", pack.store_url, "Blob store URL (default: $RTENV_STORE or the local store)");
+  pack_cmd->add_option("--max-package-size", pack.limits.max_package_size,
+                       "Largest package allowed, e.g. 500M or 4G (default 2G)");
+  pack_cmd->add_option("--threads", pack.threads, "Hashing and upload threads (default: one per core)");
+  pack_cmd->add_flag("--no-index", pack.no_index, "Read every file, ignoring the file index");
+  pack_cmd->add_flag("--json", pack.json, "Print one JSON object (for scripts)");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : kExitUsage;
+  }
+  if (run_cmd->parsed()) return run_command(run);
+  if (pack_cmd->parsed()) return pack_command(pack);
+  return kExitUsage;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return real_main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "rtenv: internal error: %s\n", e.what());
+    return 70;
+  }
+}

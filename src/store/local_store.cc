@@ -1,1 +1,192 @@
+#include "store/local_store.h"
 
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <dirent.h>
+
+#include "util/fs.h"
+
+namespace rtenv::store {
+
+namespace {
+constexpr mode_t kBlobMode = 0444;
+constexpr size_t kChunk = 256 * 1024;
+
+// Reads `fd` to the end, handing each chunk to `sink` and hashing it.
+Result<Digest> stream_hashed(int fd, const fs::path& path,
+                             const std::function<Result<void>(std::string_view)>& sink) {
+  thread_local std::unique_ptr<char[]> buf(new char[kChunk]);
+  Sha256 sha;
+  for (;;) {
+    ssize_t n = ::read(fd, buf.get(), kChunk);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return io_error("cannot read", path, errno);
+    }
+    if (n == 0) break;
+    std::string_view chunk(buf.get(), static_cast<size_t>(n));
+    sha.update(chunk);
+    RTENV_TRY(sink(chunk));
+  }
+  return sha.finish();
+}
+}  // namespace
+
+Result<std::unique_ptr<LocalStore>> LocalStore::open(const fs::path& root) {
+  if (!root.is_absolute()) {
+    return make_error(ErrorCode::kInvalidArgument, "store directory {} is not an absolute path",
+                      root.string());
+  }
+  RTENV_TRY(make_dirs(root));
+  return std::unique_ptr<LocalStore>(new LocalStore(root));
+}
+
+std::string LocalStore::url() const { return "file://" + root_.string(); }
+
+fs::path LocalStore::blob_path(const Digest& digest) const {
+  std::string hex = digest.hex();
+  return root_ / hex.substr(0, 2) / hex;
+}
+
+Result<std::vector<bool>> LocalStore::missing(const std::vector<Digest>& digests) {
+  std::vector<bool> out(digests.size());
+  struct stat st;
+  for (size_t i = 0; i < digests.size(); ++i) {
+    out[i] = ::stat(blob_path(digests[i]).c_str(), &st) != 0;
+  }
+  return out;
+}
+
+Result<void> LocalStore::publish(const Digest& digest,
+                                 const std::function<Result<void>(int fd)>& fill) {
+  fs::path final_path = blob_path(digest);
+  struct stat st;
+  if (::stat(final_path.c_str(), &st) == 0) return ok_result();
+  fs::path dir = final_path.parent_path();
+  fs::path tmp = dir / unique_name(".tmp");
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kBlobMode));
+  if (!fd.valid() && errno == ENOENT) {
+    RTENV_TRY(make_dirs(dir));
+    fd = UniqueFd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, kBlobMode));
+  }
+  if (!fd.valid()) return io_error("cannot create", tmp, errno);
+  if (auto r = fill(fd.get()); !r) {
+    ::unlink(tmp.c_str());
+    return r;
+  }
+  fd.reset();
+  // rename() replaces an existing blob atomically; a concurrent writer of the same digest wrote
+  // the same bytes, so either copy is right.
+  if (::rename(tmp.c_str(), final_path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(tmp.c_str());
+    return io_error("cannot publish blob", final_path, err);
+  }
+  return ok_result();
+}
+
+Result<void> LocalStore::put(const Digest& digest, std::string_view data) {
+  return publish(digest, [&](int fd) { return write_all(fd, data, blob_path(digest)); });
+}
+
+Result<void> LocalStore::put_file(const Digest& digest, const fs::path& path) {
+  return publish(digest, [&](int fd) -> Result<void> {
+    UniqueFd src(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!src.valid()) return io_error("cannot open", path, errno);
+    return copy_fd(src.get(), fd, path);
+  });
+}
+
+Error LocalStore::corrupt(const Digest& digest, const Digest& actual) const {
+  return make_error(ErrorCode::kCorrupt,
+                    "blob {} in store {} is corrupt (its content hashes to {}); delete {} and "
+                    "pack the package again",
+                    digest.hex(), url(), actual.hex(), blob_path(digest).string());
+}
+
+Result<std::string> LocalStore::get(const Digest& digest) {
+  fs::path path = blob_path(digest);
+  auto data = read_file(path);
+  if (!data) {
+    if (data.error().code() == ErrorCode::kNotFound) {
+      return make_error(ErrorCode::kNotFound, "blob {} is not in store {}", digest.hex(), url());
+    }
+    return std::move(data).error();
+  }
+  Digest actual = Digest::of(*data);
+  if (actual != digest) return corrupt(digest, actual);
+  return std::move(data).value();
+}
+
+Result<void> LocalStore::get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) {
+  fs::path path = blob_path(digest);
+  UniqueFd src(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!src.valid()) {
+    if (errno == ENOENT) {
+      return make_error(ErrorCode::kNotFound, "blob {} is not in store {}", digest.hex(), url());
+    }
+    return io_error("cannot open", path, errno);
+  }
+  UniqueFd out(::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+  if (!out.valid()) return io_error("cannot create", dest, errno);
+  auto actual = stream_hashed(src.get(), path, [&](std::string_view chunk) {
+    return write_all(out.get(), chunk, dest);
+  });
+  if (actual && *actual != digest) actual = corrupt(digest, *actual);
+  if (!actual) {
+    ::unlink(dest.c_str());
+    return std::move(actual).error();
+  }
+  ::fchmod(out.get(), mode);  // the umask may have narrowed it
+  return ok_result();
+}
+
+Result<bool> LocalStore::remove(const Digest& digest) {
+  fs::path path = blob_path(digest);
+  if (::unlink(path.c_str()) == 0) return true;
+  if (errno == ENOENT) return false;
+  return io_error("cannot remove", path, errno);
+}
+
+Result<void> LocalStore::list(const std::function<void(const Digest&, uint64_t)>& fn) {
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(root_, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    if (!it->is_directory() || it->path().filename().string().size() != 2) continue;
+    for (auto blob = fs::directory_iterator(it->path(), ec);
+         !ec && blob != fs::directory_iterator(); blob.increment(ec)) {
+      auto d = Digest::from_hex(blob->path().filename().string());
+      if (!d) continue;  // temp files and strangers
+      std::error_code size_ec;
+      uint64_t size = blob->file_size(size_ec);
+      if (!size_ec) fn(*d, size);
+    }
+  }
+  if (ec) {
+    return make_error(ErrorCode::kIo, "cannot list store {}: {}", url(), ec.message());
+  }
+  return ok_result();
+}
+
+Result<std::unique_ptr<BlobStore>> open_store(std::string_view url) {
+  std::string_view path = url;
+  if (url.starts_with("file://")) {
+    path = url.substr(7);
+  } else if (auto pos = url.find("://"); pos != std::string_view::npos) {
+    return make_error(ErrorCode::kUnsupported,
+                      "store URL {}: the {} scheme is not supported yet (use file:///dir or a "
+                      "directory path)",
+                      url, url.substr(0, pos));
+  }
+  if (path.empty() || path[0] != '/') {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "store URL {}: expected file:///absolute/dir or an absolute directory", url);
+  }
+  RTENV_ASSIGN_OR_RETURN(auto store, LocalStore::open(fs::path(path)));
+  return std::unique_ptr<BlobStore>(std::move(store));
+}
+
+}  // namespace rtenv::store

@@ -1,0 +1,80 @@
+#include "cli/common.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+namespace rtenv::cli {
+
+int fail(int exit_code, const std::string& message) {
+  std::fprintf(stderr, "rtenv: %s\n", message.c_str());
+  return exit_code;
+}
+
+Result<uint64_t> parse_size(const std::string& text) {
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  std::string unit = end ? std::string(end) : "";
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (unit.ends_with("IB")) unit.erase(unit.size() - 2);
+  else if (unit.size() > 1 && unit.ends_with("B")) unit.pop_back();
+  double mult = unit.empty() || unit == "B" ? 1
+                : unit == "K"              ? 1024.0
+                : unit == "M"              ? 1024.0 * 1024
+                : unit == "G"              ? 1024.0 * 1024 * 1024
+                : unit == "T"              ? 1024.0 * 1024 * 1024 * 1024
+                                           : -1;
+  if (end == text.c_str() || mult < 0 || !(v >= 0) || std::isinf(v)) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "'{}' is not a size (examples: 1048576, 500M, 2G)", text);
+  }
+  return static_cast<uint64_t>(v * mult);
+}
+
+Result<void> SizeLimits::apply(env::UploadOptions* options) const {
+  std::string max = max_package_size;
+  if (max.empty()) {
+    if (const char* e = std::getenv("RTENV_MAX_PACKAGE_SIZE"); e && *e) max = e;
+  }
+  if (!max.empty()) {
+    auto v = parse_size(max);
+    if (!v) return v.error().with_context("package size limit");
+    options->max_package_bytes = *v;
+  }
+  if (const char* e = std::getenv("RTENV_WARN_FILE_SIZE"); e && *e) {
+    auto v = parse_size(e);
+    if (!v) return v.error().with_context("RTENV_WARN_FILE_SIZE");
+    options->warn_file_bytes = *v;
+  }
+  return ok_result();
+}
+
+ProgressLine::ProgressLine() : enabled_(::isatty(STDERR_FILENO) == 1) {}
+
+void ProgressLine::show(const std::string& text) {
+  if (!enabled_) return;
+  std::fprintf(stderr, "\r\033[K%s", text.c_str());
+  std::fflush(stderr);
+  shown_ = true;
+}
+
+void ProgressLine::clear() {
+  if (!shown_) return;
+  std::fprintf(stderr, "\r\033[K");
+  std::fflush(stderr);
+  shown_ = false;
+}
+
+std::function<void(const std::string&, const pack::PackProgress&)> pack_progress(ProgressLine* line) {
+  if (!line->enabled()) return nullptr;
+  return [line](const std::string& what, const pack::PackProgress& p) {
+    line->show(fmt::format("rtenv: hashing {}: {}/{} files, {} of {}", what, p.files_done,
+                           p.files_total, pack::format_bytes(p.bytes_done),
+                           pack::format_bytes(p.bytes_total)));
+  };
+}
+
+}  // namespace rtenv::cli

@@ -1,0 +1,47 @@
+#pragma once
+// What every rtenv command shares: exit codes, error printing, option parsing helpers.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "env/setup.h"
+#include "util/result.h"
+
+namespace rtenv::cli {
+
+/// Exit statuses of rtenv itself (a command run inside an env exits with its own status).
+inline constexpr int kExitUsage = 2;  ///< invalid runtime_env, bad flag or argument
+inline constexpr int kExitSetup = 3;  ///< setting the environment up failed
+
+/// Prints "rtenv: <message>" to stderr and returns `exit_code`.
+int fail(int exit_code, const std::string& message);
+
+/// Parses "1048576", "500M", "2G", "1.5GiB" into bytes.
+Result<uint64_t> parse_size(const std::string& text);
+
+/// Options of the package limits, from flags or the environment (RTENV_MAX_PACKAGE_SIZE,
+/// RTENV_WARN_FILE_SIZE).
+struct SizeLimits {
+  std::string max_package_size;  ///< from --max-package-size
+  Result<void> apply(env::UploadOptions* options) const;
+};
+
+/// A one-line live progress display on stderr, drawn only when stderr is a terminal.
+class ProgressLine {
+ public:
+  ProgressLine();
+  ~ProgressLine() { clear(); }
+  void show(const std::string& text);
+  void clear();
+  bool enabled() const { return enabled_; }
+
+ private:
+  bool enabled_;
+  bool shown_ = false;
+};
+
+/// An UploadOptions::progress callback that draws on `line`.
+std::function<void(const std::string&, const pack::PackProgress&)> pack_progress(ProgressLine* line);
+
+}  // namespace rtenv::cli

@@ -1,0 +1,177 @@
+// `rtenv run`: set the env up, run the command inside it, pass its exit status through.
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "env/package_cache.h"
+#include "util/fs.h"
+
+extern char** environ;
+
+namespace rtenv::cli {
+namespace {
+
+volatile sig_atomic_t g_child_pid = 0;
+
+// Forwards a signal to the command, unless the terminal sent it: then the command, which is in
+// our process group, has received it already.
+void forward_signal(int sig, siginfo_t* info, void*) {
+  if (info && info->si_code == SI_KERNEL) return;
+  if (g_child_pid > 0) ::kill(g_child_pid, sig);
+}
+
+std::vector<std::string> build_environment(const env::Context& ctx) {
+  std::map<std::string, std::string> vars;
+  for (char** e = environ; *e; ++e) {
+    std::string_view kv(*e);
+    size_t eq = kv.find('=');
+    if (eq != std::string_view::npos) vars[std::string(kv.substr(0, eq))] = kv.substr(eq + 1);
+  }
+  for (const auto& [k, v] : ctx.env_vars) vars[k] = v;
+  if (!ctx.python_path.empty()) {
+    std::string pp;
+    for (const auto& p : ctx.python_path) pp += (pp.empty() ? "" : ":") + p.string();
+    if (auto it = vars.find("PYTHONPATH"); it != vars.end() && !it->second.empty()) {
+      pp += ":" + it->second;
+    }
+    vars["PYTHONPATH"] = pp;
+  }
+  std::vector<std::string> out;
+  out.reserve(vars.size());
+  for (const auto& [k, v] : vars) out.push_back(k + "=" + v);
+  return out;
+}
+
+// Starts the command; returns its pid, or an exit status (126/127) and a message.
+Result<pid_t> spawn(const std::vector<std::string>& command, const env::Context& ctx,
+                    const std::vector<std::string>& environment) {
+  std::vector<char*> argv, envp;
+  for (const auto& a : command) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (const auto& e : environment) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
+    return make_error(ErrorCode::kIo, "cannot create a pipe: {}", errno_text());
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) return make_error(ErrorCode::kIo, "cannot fork: {}", errno_text());
+  if (pid == 0) {
+    ::close(pipefd[0]);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::sigaction(sig, &dfl, nullptr);
+    int stage = 0;  // 0: chdir, 1: exec
+    if (ctx.cwd && ::chdir(ctx.cwd->c_str()) != 0) {
+      int err[2] = {stage, errno};
+      (void)!::write(pipefd[1], err, sizeof err);
+      ::_exit(127);
+    }
+    stage = 1;
+    ::execvpe(argv[0], argv.data(), envp.data());
+    int err[2] = {stage, errno};
+    (void)!::write(pipefd[1], err, sizeof err);
+    ::_exit(127);
+  }
+  ::close(pipefd[1]);
+  int err[2];
+  ssize_t n;
+  do {
+    n = ::read(pipefd[0], err, sizeof err);
+  } while (n < 0 && errno == EINTR);
+  ::close(pipefd[0]);
+  if (n == sizeof err) {
+    ::waitpid(pid, nullptr, 0);
+    if (err[0] == 0) {
+      return make_error(ErrorCode::kIo, "cannot enter working_dir {}: {}", ctx.cwd->string(),
+                        std::strerror(err[1]));
+    }
+    bool missing = err[1] == ENOENT;
+    return make_error(missing ? ErrorCode::kNotFound : ErrorCode::kInvalidArgument,
+                      "cannot run '{}': {}{}", command[0], std::strerror(err[1]),
+                      missing ? " (not found on PATH, or not in working_dir)" : "");
+  }
+  return pid;
+}
+
+std::optional<std::string> caller_env(const std::string& name) {
+  if (const char* v = std::getenv(name.c_str())) return std::string(v);
+  return std::nullopt;
+}
+
+}  // namespace
+
+int run_command(const RunArgs& args) {
+  using Clock = std::chrono::steady_clock;
+  auto t0 = Clock::now();
+  auto say = [&](const std::string& line) {
+    if (args.verbose) std::fprintf(stderr, "rtenv: %s\n", line.c_str());
+  };
+
+  spec::RuntimeEnv env;
+  if (!args.runtime_env.empty()) {
+    auto parsed = spec::RuntimeEnv::load(args.runtime_env);
+    if (!parsed) return fail(kExitUsage, parsed.error().message());
+    env = std::move(parsed).value();
+  }
+  env::UploadOptions upload;
+  if (auto r = args.limits.apply(&upload); !r) return fail(kExitUsage, r.error().message());
+
+  auto home = env::Home::from_environment();
+  if (!home) return fail(kExitSetup, "setup failed: " + home.error().message());
+  auto store = store::open_store(args.store_url.empty() ? home->store_url() : args.store_url);
+  if (!store) return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
+
+  ProgressLine progress;
+  upload.progress = pack_progress(&progress);
+  upload.report = [&](const std::string& line) {
+    progress.clear();
+    if (args.verbose || line.starts_with("warning:")) std::fprintf(stderr, "rtenv: %s\n", line.c_str());
+  };
+  auto resolved = env::upload_local(env, *home, **store, upload);
+  progress.clear();
+  if (!resolved) {
+    return fail(kExitSetup, "setup failed: packaging: " + resolved.error().message());
+  }
+  env::PackageCache cache(*home, **store);
+  auto active = env::activate(*resolved, cache, caller_env);
+  if (!active) return fail(kExitSetup, "setup failed: " + active.error().message());
+  double setup_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  if (!resolved->empty()) say(fmt::format("env {} ready in {:.1f} ms", resolved->id().hex().substr(0, 12), setup_ms));
+
+  // Signals arriving from now on go to the command.
+  struct sigaction fwd {};
+  fwd.sa_sigaction = forward_signal;
+  fwd.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&fwd.sa_mask);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::sigaction(sig, &fwd, nullptr);
+
+  auto pid = spawn(args.command, active->context, build_environment(active->context));
+  if (!pid) {
+    bool missing = pid.error().code() == ErrorCode::kNotFound;
+    bool cwd_failed = pid.error().code() == ErrorCode::kIo;
+    return fail(cwd_failed ? kExitSetup : missing ? 127 : 126, pid.error().message());
+  }
+  g_child_pid = *pid;
+  int status = 0;
+  while (::waitpid(*pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  g_child_pid = 0;
+
+  size_t restored = 0;
+  for (auto& lease : active->leases) restored += lease.release() ? 1 : 0;
+  if (restored) say(fmt::format("restored {} package(s) the command had changed", restored));
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 1;
+}
+
+}  // namespace rtenv::cli

@@ -1,0 +1,21 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "util/result.h"
+
+namespace rtenv::env {
+
+/// Downloads `url` (http:// or https://) into the new file `dest`. Retries connection failures,
+/// timeouts and HTTP 5xx up to 3 times with backoff (kUnavailable / kTimeout after that); HTTP
+/// 4xx is permanent (kNotFound for 404). More than `max_bytes` is kTooLarge. CA certificates:
+/// the system's, or the file named by RTENV_CA_BUNDLE. On error `dest` is removed.
+Result<void> download(const std::string& url, const std::filesystem::path& dest,
+                      uint64_t max_bytes);
+
+/// `url` with any user:password@ removed, for messages and logs.
+std::string redact_url(const std::string& url);
+
+}  // namespace rtenv::env

@@ -1,0 +1,33 @@
+#include "env/home.h"
+
+#include <cstdlib>
+
+#include "util/fs.h"
+
+namespace rtenv::env {
+
+Result<Home> Home::at(const fs::path& root) {
+  if (!root.is_absolute()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "RTENV_HOME must be an absolute path, got '{}'", root.string());
+  }
+  Home home{root.lexically_normal()};
+  for (const auto& dir : {home.store(), home.pkgs(), home.index(), home.tmp(), home.logs()}) {
+    RTENV_TRY(make_dirs(dir));
+  }
+  return home;
+}
+
+Result<Home> Home::from_environment() {
+  if (const char* h = std::getenv("RTENV_HOME"); h && *h) return at(h);
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return at(fs::path(x) / "rtenv");
+  if (const char* h = std::getenv("HOME"); h && *h) return at(fs::path(h) / ".cache" / "rtenv");
+  return Error(ErrorCode::kInvalidArgument, "set RTENV_HOME (neither it nor HOME is set)");
+}
+
+std::string Home::store_url() const {
+  if (const char* s = std::getenv("RTENV_STORE"); s && *s) return s;
+  return "file://" + store().string();
+}
+
+}  // namespace rtenv::env

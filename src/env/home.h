@@ -1,0 +1,36 @@
+#pragma once
+// $RTENV_HOME: where a node keeps all of rtenv's state. Moving it moves everything.
+
+#include <filesystem>
+#include <string>
+
+#include "util/result.h"
+
+namespace rtenv::env {
+
+namespace fs = std::filesystem;
+
+/// The layout of $RTENV_HOME (default: $XDG_CACHE_HOME/rtenv, else ~/.cache/rtenv):
+///   store/   the default blob store (file://$RTENV_HOME/store)
+///   pkgs/    materialized packages: <digest>/ and its .lock, .state and .dirty files
+///   index/   client-side file indexes of packed directories
+///   tmp/     builds in progress; renamed into place when complete
+///   logs/    setup logs
+struct Home {
+  fs::path root;
+
+  fs::path store() const { return root / "store"; }
+  fs::path pkgs() const { return root / "pkgs"; }
+  fs::path index() const { return root / "index"; }
+  fs::path tmp() const { return root / "tmp"; }
+  fs::path logs() const { return root / "logs"; }
+
+  /// From RTENV_HOME or the default; creates the directories.
+  static Result<Home> from_environment();
+  static Result<Home> at(const fs::path& root);
+
+  /// The store URL: RTENV_STORE if set, else the local store.
+  std::string store_url() const;
+};
+
+}  // namespace rtenv::env

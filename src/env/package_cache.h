@@ -1,0 +1,83 @@
+#pragma once
+// The node's materialized packages, and the leases that keep them whole while jobs use them.
+
+#include <filesystem>
+#include <string>
+
+#include "env/home.h"
+#include "pack/manifest.h"
+#include "store/blob_store.h"
+#include "util/fs.h"
+#include "util/result.h"
+
+namespace rtenv::env {
+
+/// Writes the tree of package `uri` from `store` into `dest` (which must not exist), verifying
+/// every blob. Directories 0755, files 0644 or 0755, symlinks as recorded.
+Result<void> materialize_tree(store::BlobStore& store, const pack::PackageUri& uri,
+                              const fs::path& dest);
+
+/// The packages materialized on this node, each in `$RTENV_HOME/pkgs/<digest>/`.
+///
+/// Jobs run inside these directories and may change them (also as root, which permission bits do
+/// not stop). A package is therefore guarded by a lock file: users hold it shared; whoever holds
+/// it exclusive (no one is using the package) may build, check or rebuild it. When a package is
+/// handed out it is marked dirty; when its last user lets go, its tree is compared with the stat
+/// info recorded at publication (inode, size, mode, mtime, ctime of every entry: ctime changes on
+/// any write, chmod, link or rename, and cannot be set back by the job) and, if anything
+/// differs, rebuilt from the store. A user killed before it could check leaves the mark, and the
+/// next user checks first. So a run that starts when no other run of the package is active sees
+/// the package exactly as packed; concurrent runs of one package share one copy.
+///
+/// Builds happen in $RTENV_HOME/tmp and are published by rename: a crash never exposes a partial
+/// tree. Thread-compatible; safe across processes.
+class PackageCache {
+ public:
+  PackageCache(Home home, store::BlobStore& store) : home_(std::move(home)), store_(store) {}
+
+  /// A package in use. Move-only; release() (or destruction) gives it back.
+  class Lease {
+   public:
+    Lease() = default;
+    Lease(Lease&&) = default;
+    Lease& operator=(Lease&&) = default;
+    ~Lease() { release(); }
+
+    const fs::path& dir() const { return dir_; }
+    /// Gives the package back; if this was its last user, checks the tree and restores it if the
+    /// job changed it. Returns true if it had to be restored.
+    bool release();
+
+   private:
+    friend class PackageCache;
+    PackageCache* cache_ = nullptr;
+    pack::PackageUri uri_{Digest()};
+    fs::path dir_;
+    FileLock lock_;
+  };
+
+  /// Materializes the package if it is not on the node yet (fetching blobs from the store), and
+  /// returns a lease on it. Errors: the store's (kNotFound for a package the store lacks,
+  /// kCorrupt for a damaged blob), kIo.
+  Result<Lease> acquire(const pack::PackageUri& uri);
+
+  fs::path dir_of(const pack::PackageUri& uri) const;
+  const Home& home() const { return home_; }
+
+ private:
+  /// With the exclusive lock held: make the package present and as packed. Sets *restored when
+  /// an existing tree had been changed and was rebuilt.
+  Result<void> make_pristine(const pack::PackageUri& uri, bool* restored);
+  Result<void> rebuild(const pack::PackageUri& uri);
+
+  fs::path sidecar(const pack::PackageUri& uri, std::string_view ext) const;
+
+  Home home_;
+  store::BlobStore& store_;
+};
+
+/// The stat info of every entry of a tree, in a fixed order (the record a package is checked
+/// against). Binary; only compared, never interpreted across versions.
+Result<std::string> capture_tree_state(const fs::path& dir);
+
+}  // namespace rtenv::env

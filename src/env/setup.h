@@ -1,0 +1,60 @@
+#pragma once
+// From a runtime_env to a running process's surroundings: local paths are packed into the store
+// (upload_local), then each resource is materialized on the node and leased (activate).
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "env/home.h"
+#include "env/package_cache.h"
+#include "pack/packer.h"
+#include "spec/runtime_env.h"
+#include "store/blob_store.h"
+
+namespace rtenv::env {
+
+/// What a process must be started with to run inside an env.
+struct Context {
+  std::optional<fs::path> cwd;               ///< working_dir's node-local copy
+  std::map<std::string, std::string> env_vars;  ///< to set, already expanded
+  std::vector<fs::path> python_path;         ///< prepended to PYTHONPATH, in order
+};
+
+/// An activated env: its context and the leases that keep its resources whole until released.
+struct ActiveEnv {
+  Context context;
+  std::vector<PackageCache::Lease> leases;
+  size_t restored = 0;  ///< packages a previous job had changed and that were rebuilt
+};
+
+/// One line of what setup did, for -v and for logs.
+using SetupReporter = std::function<void(const std::string& line)>;
+
+struct UploadOptions {
+  uint64_t max_package_bytes = uint64_t{2} << 30;
+  uint64_t warn_file_bytes = uint64_t{100} << 20;
+  SetupReporter report;  ///< summaries and warnings
+  /// Live progress while hashing; `what` names the field ("working_dir").
+  std::function<void(const std::string& what, const pack::PackProgress&)> progress;
+};
+
+/// Packs the local paths of a job-level env (working_dir, py_modules; `excludes` applied) into
+/// `store`, downloads and unpacks remote .zip URIs, and returns the env with package URIs in
+/// their place and `excludes` dropped (it is applied). Errors name the field and the path.
+Result<spec::RuntimeEnv> upload_local(const spec::RuntimeEnv& env, const Home& home,
+                                      store::BlobStore& store, const UploadOptions& options);
+
+/// Expands ${NAME} in `value` from `lookup` (unset names expand to ""; `$$`... is left as is).
+std::string expand_vars(const std::string& value,
+                        const std::function<std::optional<std::string>(const std::string&)>& lookup);
+
+/// Materializes the resources of a URI-only env on this node and leases them. Fields whose
+/// installer does not exist yet give kUnsupported ("not supported yet: pip ...").
+Result<ActiveEnv> activate(const spec::RuntimeEnv& env, PackageCache& cache,
+                           const std::function<std::optional<std::string>(const std::string&)>&
+                               lookup_caller_env);
+
+}  // namespace rtenv::env

@@ -1,0 +1,181 @@
+#include "pack/archive.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <string>
+#include <vector>
+
+#include "pack/packer.h"
+#include "pack/walk.h"
+#include "util/fs.h"
+
+namespace rtenv::pack {
+namespace {
+
+struct ArchiveReader {
+  struct archive* a = archive_read_new();
+  ~ArchiveReader() { archive_read_free(a); }
+};
+
+// Splits an entry name into components; false if it is absolute or has a ".." component.
+bool safe_components(std::string_view name, std::vector<std::string>* out) {
+  out->clear();
+  if (name.empty() || name[0] == '/') return false;
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t slash = name.find('/', start);
+    if (slash == std::string_view::npos) slash = name.size();
+    std::string_view c = name.substr(start, slash - start);
+    if (c == "..") return false;
+    if (!c.empty() && c != ".") out->emplace_back(c);
+    start = slash + 1;
+  }
+  return true;
+}
+
+// Opens (creating) the directory `parts[0..n)` below `root_fd`, never following symlinks.
+Result<UniqueFd> open_dirs(int root_fd, const std::vector<std::string>& parts, size_t n,
+                           const std::string& entry) {
+  UniqueFd cur(::fcntl(root_fd, F_DUPFD_CLOEXEC, 0));
+  for (size_t i = 0; i < n; ++i) {
+    if (::mkdirat(cur.get(), parts[i].c_str(), 0755) != 0 && errno != EEXIST) {
+      return make_error(ErrorCode::kIo, "cannot create directory for zip entry {}: {}", entry,
+                        errno_text());
+    }
+    UniqueFd next(::openat(cur.get(), parts[i].c_str(),
+                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!next.valid()) {
+      return make_error(ErrorCode::kUnsafe,
+                        "zip entry {} passes through '{}', which is not a directory", entry,
+                        parts[i]);
+    }
+    cur = std::move(next);
+  }
+  return cur;
+}
+
+Error unsafe(const std::string& entry, std::string_view why) {
+  return make_error(ErrorCode::kUnsafe, "zip entry '{}' {}; refusing to unpack", entry, why);
+}
+
+Result<ExtractStats> extract_into(struct archive* a, int root_fd, const std::filesystem::path& zip,
+                                  uint64_t max_bytes) {
+  ExtractStats stats;
+  struct PendingLink {
+    std::vector<std::string> parts;
+    std::string target, entry;
+  };
+  std::vector<PendingLink> links;
+  std::vector<std::string> parts;
+  std::vector<char> buf(1 << 16);
+  struct archive_entry* entry;
+  for (;;) {
+    int r = archive_read_next_header(a, &entry);
+    if (r == ARCHIVE_EOF) break;
+    if (r < ARCHIVE_WARN) {
+      return make_error(ErrorCode::kCorrupt, "{} is not a readable zip: {}", zip.string(),
+                        archive_error_string(a) ? archive_error_string(a) : "unknown error");
+    }
+    const char* raw_name = archive_entry_pathname(entry);
+    std::string name = raw_name ? raw_name : "";
+    if (!safe_components(name, &parts)) return unsafe(name, "has an absolute path or '..'");
+    if (archive_entry_hardlink(entry)) return unsafe(name, "is a hard link");
+    mode_t type = archive_entry_filetype(entry);
+    if (parts.empty()) continue;  // "./"
+    if (type == AE_IFDIR) {
+      RTENV_ASSIGN_OR_RETURN(UniqueFd d, open_dirs(root_fd, parts, parts.size(), name));
+      ++stats.dirs;
+      continue;
+    }
+    if (type == AE_IFLNK) {
+      const char* target = archive_entry_symlink(entry);
+      links.push_back({parts, target ? target : "", name});
+      continue;
+    }
+    if (type != AE_IFREG) return unsafe(name, "is not a file, directory or symlink");
+    RTENV_ASSIGN_OR_RETURN(UniqueFd dir, open_dirs(root_fd, parts, parts.size() - 1, name));
+    mode_t mode = (archive_entry_perm(entry) & 0111) ? 0755 : 0644;
+    UniqueFd out(::openat(dir.get(), parts.back().c_str(),
+                          O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+    if (!out.valid()) {
+      if (errno == EEXIST) return unsafe(name, "appears twice");
+      return make_error(ErrorCode::kIo, "cannot create {}: {}", name, errno_text());
+    }
+    for (;;) {
+      la_ssize_t n = archive_read_data(a, buf.data(), buf.size());
+      if (n < 0) {
+        return make_error(ErrorCode::kCorrupt, "{}: cannot read entry {}: {}", zip.string(), name,
+                          archive_error_string(a) ? archive_error_string(a) : "bad data");
+      }
+      if (n == 0) break;
+      stats.bytes += static_cast<uint64_t>(n);
+      if (stats.bytes > max_bytes) {
+        return make_error(ErrorCode::kTooLarge,
+                          "{} unpacks to more than the package limit of {}; raise it with "
+                          "--max-package-size / RTENV_MAX_PACKAGE_SIZE if that is intended",
+                          zip.string(), format_bytes(max_bytes));
+      }
+      RTENV_TRY(write_all(out.get(), std::string_view(buf.data(), static_cast<size_t>(n)), name));
+    }
+    ::fchmod(out.get(), mode);
+    ++stats.files;
+  }
+  // Links last: no file above was written through one.
+  for (const auto& l : links) {
+    RTENV_ASSIGN_OR_RETURN(UniqueFd dir, open_dirs(root_fd, l.parts, l.parts.size() - 1, l.entry));
+    if (l.target.empty()) return unsafe(l.entry, "is a symlink without a target");
+    if (::symlinkat(l.target.c_str(), dir.get(), l.parts.back().c_str()) != 0) {
+      if (errno == EEXIST) return unsafe(l.entry, "appears twice");
+      return make_error(ErrorCode::kIo, "cannot create symlink {}: {}", l.entry, errno_text());
+    }
+    ++stats.symlinks;
+  }
+  // Checked once all links exist, so chains of links are followed as they will be at run time.
+  for (const auto& l : links) {
+    std::string rel_dir;
+    for (size_t i = 0; i + 1 < l.parts.size(); ++i) rel_dir += (i ? "/" : "") + l.parts[i];
+    if (!link_stays_inside(root_fd, rel_dir, l.target)) {
+      return unsafe(l.entry, fmt::format("is a symlink to '{}', which leads out of the package",
+                                         l.target));
+    }
+  }
+  return stats;
+}
+
+}  // namespace
+
+Result<ExtractStats> extract_zip(const std::filesystem::path& zip,
+                                 const std::filesystem::path& dest, uint64_t max_bytes) {
+  ArchiveReader reader;
+  archive_read_support_format_zip(reader.a);
+  if (archive_read_open_filename(reader.a, zip.c_str(), 1 << 16) != ARCHIVE_OK) {
+    if (::access(zip.c_str(), R_OK) != 0) return io_error("cannot open", zip, errno);
+    return make_error(ErrorCode::kCorrupt, "{} is not a readable zip: {}", zip.string(),
+                      archive_error_string(reader.a) ? archive_error_string(reader.a) : "unknown");
+  }
+  if (::mkdir(dest.c_str(), 0755) != 0) return io_error("cannot create directory", dest, errno);
+  UniqueFd root_fd(::open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!root_fd.valid()) return io_error("cannot open directory", dest, errno);
+  auto stats = extract_into(reader.a, root_fd.get(), zip, max_bytes);
+  if (!stats) (void)remove_tree(dest);
+  return stats;
+}
+
+std::filesystem::path single_top_level_dir(const std::filesystem::path& dir) {
+  std::error_code ec;
+  auto it = std::filesystem::directory_iterator(dir, ec);
+  if (ec || it == std::filesystem::directory_iterator()) return dir;
+  std::filesystem::path only = it->path();
+  bool is_dir = it->is_directory(ec) && !it->is_symlink(ec);
+  if (it.increment(ec); ec || it != std::filesystem::directory_iterator()) return dir;
+  return is_dir ? only : dir;
+}
+
+}  // namespace rtenv::pack

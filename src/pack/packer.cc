@@ -1,0 +1,266 @@
+#include "pack/packer.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "pack/file_index.h"
+#include "pack/walk.h"
+#include "util/fs.h"
+#include "util/parallel.h"
+
+namespace rtenv::pack {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+Result<Digest> hash_file(const fs::path& root, const WalkedFile& f) {
+  fs::path path = root / f.rel_path;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) return io_error("cannot open", path, errno);
+  ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  return hash_fd(fd.get(), path.string());
+}
+
+struct BuiltManifest {
+  Digest digest;
+  std::string text;
+};
+
+// Serializes the manifests of `dir` bottom-up; appends them (children first) to `out`.
+Digest build_manifests(const WalkedDir& dir, const std::vector<WalkedFile>& files,
+                       std::vector<BuiltManifest>* out, uint64_t* bytes_below) {
+  Manifest m;
+  uint64_t total = 0;
+  for (const auto& c : dir.children) {
+    ManifestEntry e{c.kind, c.name, Digest(), 0, {}};
+    switch (c.kind) {
+      case EntryKind::kDirectory: {
+        uint64_t sub = 0;
+        e.digest = build_manifests(*c.dir, files, out, &sub);
+        e.size = sub;
+        break;
+      }
+      case EntryKind::kFile:
+      case EntryKind::kExecutable:
+        e.digest = files[c.file_index].digest;
+        e.size = files[c.file_index].stat.size;
+        break;
+      case EntryKind::kSymlink:
+        e.target = c.target;
+        break;
+    }
+    total += e.size;
+    m.add(std::move(e));
+  }
+  std::string text = m.serialize();
+  Digest d = Digest::of(text);
+  out->push_back({d, std::move(text)});
+  *bytes_below = total;
+  return d;
+}
+
+Error too_large(const fs::path& path, const WalkResult& walk, uint64_t limit) {
+  std::vector<const WalkedFile*> largest;
+  for (const auto& f : walk.files) largest.push_back(&f);
+  size_t shown = std::min<size_t>(5, largest.size());
+  std::partial_sort(largest.begin(), largest.begin() + shown, largest.end(),
+                    [](auto* a, auto* b) { return a->stat.size > b->stat.size; });
+  std::string list;
+  for (size_t i = 0; i < shown; ++i) {
+    list += fmt::format("{}{} ({})", i ? ", " : "", largest[i]->rel_path,
+                        format_bytes(largest[i]->stat.size));
+  }
+  return make_error(ErrorCode::kTooLarge,
+                    "{} holds {} of files, over the package limit of {}; largest: {}. Add what the "
+                    "job does not need to excludes (or .rtenvignore), or raise the limit with "
+                    "--max-package-size / RTENV_MAX_PACKAGE_SIZE",
+                    path.string(), format_bytes(walk.file_bytes), format_bytes(limit), list);
+}
+
+}  // namespace
+
+std::string format_bytes(uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", v, kUnits[u]);
+}
+
+Result<PackResult> pack_path(const fs::path& path, store::BlobStore& store,
+                             const PackOptions& options, const PackProgressFn& progress) {
+  auto t_start = Clock::now();
+  PackStats stats;
+  unsigned threads = options.threads ? options.threads : default_threads();
+
+  // 1. Walk (or take the single file).
+  struct stat root_st;
+  if (::stat(path.c_str(), &root_st) != 0) return io_error("cannot read", path, errno);
+  fs::path root = path;
+  WalkResult walk;
+  int64_t walked_at = now_realtime_ns();
+  if (S_ISDIR(root_st.st_mode)) {
+    RTENV_ASSIGN_OR_RETURN(walk, walk_tree(path, options.excludes));
+  } else if (S_ISREG(root_st.st_mode)) {
+    root = path.parent_path();
+    bool exec = (root_st.st_mode & S_IXUSR) != 0;
+    std::string name = path.filename().string();
+    walk.files.push_back(WalkedFile{name, file_stat_of(root_st), exec, Digest()});
+    walk.file_bytes = static_cast<uint64_t>(root_st.st_size);
+    walk.root.children.push_back(
+        {name, exec ? EntryKind::kExecutable : EntryKind::kFile, 0, nullptr, {}});
+  } else {
+    return make_error(ErrorCode::kInvalidArgument, "{} is not a directory or a regular file",
+                      path.string());
+  }
+  stats.walk_ms = ms_since(t_start);
+  stats.files = walk.files.size();
+  stats.dirs = walk.dirs;
+  stats.symlinks = walk.symlinks;
+  stats.file_bytes = walk.file_bytes;
+  stats.warnings = std::move(walk.warnings);
+  if (walk.file_bytes > options.max_package_bytes) {
+    return too_large(path, walk, options.max_package_bytes);
+  }
+  for (const auto& f : walk.files) {
+    if (f.stat.size > options.warn_file_bytes) {
+      stats.warnings.push_back(fmt::format(
+          "{} is {} (large files are uploaded once, but every node stores a copy)",
+          (root / f.rel_path).string(), format_bytes(f.stat.size)));
+    }
+  }
+
+  // 2. Digests: from the index when the stat info is unchanged, else hashed (on every core).
+  auto t_hash = Clock::now();
+  FileIndex index = options.index_file.empty() ? FileIndex() : FileIndex::load(options.index_file);
+  std::vector<size_t> to_hash;
+  uint64_t bytes_to_hash = 0;
+  for (size_t i = 0; i < walk.files.size(); ++i) {
+    if (const Digest* d = index.lookup(walk.files[i].rel_path, walk.files[i].stat)) {
+      walk.files[i].digest = *d;
+    } else {
+      to_hash.push_back(i);
+      bytes_to_hash += walk.files[i].stat.size;
+    }
+  }
+  // Largest first, so the two cores finish together.
+  std::sort(to_hash.begin(), to_hash.end(), [&](size_t a, size_t b) {
+    return walk.files[a].stat.size > walk.files[b].stat.size;
+  });
+  std::atomic<size_t> files_done{0};
+  std::atomic<uint64_t> bytes_done{0};
+  std::atomic<int64_t> last_report{0};
+  RTENV_TRY(parallel_for(to_hash.size(), threads, [&](size_t k) -> Result<void> {
+    WalkedFile& f = walk.files[to_hash[k]];
+    RTENV_ASSIGN_OR_RETURN(f.digest, hash_file(root, f));
+    size_t done = files_done.fetch_add(1) + 1;
+    uint64_t bytes = bytes_done.fetch_add(f.stat.size) + f.stat.size;
+    if (progress) {
+      int64_t now = now_realtime_ns(), last = last_report.load();
+      if (now - last > 50'000'000 && last_report.compare_exchange_strong(last, now)) {
+        progress(PackProgress{done, to_hash.size(), bytes, bytes_to_hash});
+      }
+    }
+    return ok_result();
+  }));
+  stats.files_hashed = to_hash.size();
+  stats.bytes_hashed = bytes_to_hash;
+  stats.hash_ms = ms_since(t_hash);
+
+  // 3. Manifests, bottom-up.
+  std::vector<BuiltManifest> manifests;
+  uint64_t below = 0;
+  Digest root_digest = build_manifests(walk.root, walk.files, &manifests, &below);
+  if (options.wrap_in_dir) {
+    Manifest wrapper;
+    wrapper.add({EntryKind::kDirectory, *options.wrap_in_dir, root_digest, below, {}});
+    std::string text = wrapper.serialize();
+    root_digest = Digest::of(text);
+    manifests.push_back({root_digest, std::move(text)});
+  }
+
+  // 4. One batched question to the store: which of these blobs are missing?
+  auto t_query = Clock::now();
+  std::vector<Digest> blobs;
+  std::vector<size_t> first_file_of_blob;  // for file blobs: a file with that content
+  std::unordered_set<Digest> seen;
+  seen.reserve(walk.files.size() + manifests.size());
+  for (size_t i = 0; i < walk.files.size(); ++i) {
+    if (seen.insert(walk.files[i].digest).second) {
+      blobs.push_back(walk.files[i].digest);
+      first_file_of_blob.push_back(i);
+    }
+  }
+  size_t file_blob_count = blobs.size();
+  std::vector<size_t> manifest_blob(manifests.size(), SIZE_MAX);  // SIZE_MAX: a repeat
+  for (size_t m = 0; m < manifests.size(); ++m) {
+    if (seen.insert(manifests[m].digest).second) {
+      manifest_blob[m] = blobs.size();
+      blobs.push_back(manifests[m].digest);
+    }
+  }
+  RTENV_ASSIGN_OR_RETURN(std::vector<bool> missing, store.missing(blobs));
+  stats.query_ms = ms_since(t_query);
+  stats.blobs = blobs.size();
+
+  // 5. Upload what is missing: files first (in parallel), then manifests bottom-up, the root
+  // last, so a store that has a manifest has everything below it.
+  auto t_upload = Clock::now();
+  std::vector<size_t> missing_files;
+  for (size_t b = 0; b < file_blob_count; ++b) {
+    if (missing[b]) missing_files.push_back(first_file_of_blob[b]);
+  }
+  std::atomic<uint64_t> uploaded_bytes{0};
+  RTENV_TRY(parallel_for(missing_files.size(), threads, [&](size_t k) -> Result<void> {
+    const WalkedFile& f = walk.files[missing_files[k]];
+    fs::path file = root / f.rel_path;
+    RTENV_TRY(store.put_file(f.digest, file));
+    // The blob was hashed from the file as it was at the walk: if the file changed since,
+    // the stored copy may not match its name. Withdraw it rather than publish a wrong blob.
+    struct stat now;
+    if (::lstat(file.c_str(), &now) != 0 || !(file_stat_of(now) == f.stat)) {
+      (void)store.remove(f.digest);
+      return make_error(ErrorCode::kUnavailable, "{} changed while it was being packed; pack again",
+                        file.string());
+    }
+    uploaded_bytes += f.stat.size;
+    return ok_result();
+  }));
+  size_t manifest_uploads = 0;
+  for (size_t m = 0; m < manifests.size(); ++m) {
+    if (manifest_blob[m] == SIZE_MAX || !missing[manifest_blob[m]]) continue;
+    RTENV_TRY(store.put(manifests[m].digest, manifests[m].text));
+    uploaded_bytes += manifests[m].text.size();
+    ++manifest_uploads;
+  }
+  stats.upload_ms = ms_since(t_upload);
+  stats.blobs_uploaded = missing_files.size() + manifest_uploads;
+  stats.blobs_present = stats.blobs - stats.blobs_uploaded;
+  stats.bytes_uploaded = uploaded_bytes;
+
+  if (!options.index_file.empty()) {
+    index.replace(walk.files, walked_at);
+    if (auto r = index.save(options.index_file); !r) {
+      stats.warnings.push_back("could not save the file index: " + r.error().message());
+    }
+  }
+  stats.total_ms = ms_since(t_start);
+  return PackResult{PackageUri(root_digest), std::move(stats)};
+}
+
+}  // namespace rtenv::pack

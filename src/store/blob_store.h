@@ -1,0 +1,63 @@
+#pragma once
+// The blob store interface: content-addressed bytes, named by their SHA-256 digest.
+// Backends: LocalStore (a directory: the default, and shared filesystems). Network backends
+// (S3, rtenv's blob server) implement the same interface.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <sys/types.h>
+
+#include "util/digest.h"
+#include "util/result.h"
+
+namespace rtenv::store {
+
+namespace fs = std::filesystem;
+
+/// A content-addressed blob store. Every implementation is safe to call from several threads
+/// and from several processes (and hosts, where the backend is shared) at once: puts of the same
+/// blob race harmlessly, and no reader ever sees a partly written blob.
+class BlobStore {
+ public:
+  virtual ~BlobStore() = default;
+
+  /// The URL this store was opened with (file:///..., s3://..., http://...).
+  virtual std::string url() const = 0;
+
+  /// For each digest, true if the store does not have it. One batched call (one round trip for
+  /// network stores).
+  virtual Result<std::vector<bool>> missing(const std::vector<Digest>& digests) = 0;
+
+  /// Stores `data` under `digest` unless it is already there. The caller vouches that `digest`
+  /// is the SHA-256 of `data` (readers verify it again).
+  virtual Result<void> put(const Digest& digest, std::string_view data) = 0;
+
+  /// Stores the content of the regular file at `path`, whose digest the caller computed, unless
+  /// the blob is already there.
+  virtual Result<void> put_file(const Digest& digest, const fs::path& path) = 0;
+
+  /// Reads a whole blob. kNotFound if absent; kCorrupt if its content does not hash to `digest`.
+  virtual Result<std::string> get(const Digest& digest) = 0;
+
+  /// Writes a blob into the new file `dest` (which must not exist) with `mode`, verifying its
+  /// digest; on any error `dest` is removed.
+  virtual Result<void> get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) = 0;
+
+  /// Deletes a blob; returns false if it was not there.
+  virtual Result<bool> remove(const Digest& digest) = 0;
+
+  /// Calls `fn(digest, stored_bytes)` for every blob.
+  virtual Result<void> list(const std::function<void(const Digest&, uint64_t)>& fn) = 0;
+};
+
+/// Opens the store named by `url`: "file:///abs/dir" or a plain absolute directory path.
+/// Other schemes give kUnsupported with a message naming the scheme.
+Result<std::unique_ptr<BlobStore>> open_store(std::string_view url);
+
+}  // namespace rtenv::store

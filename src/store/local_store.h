@@ -1,0 +1,37 @@
+#pragma once
+
+#include "store/blob_store.h"
+
+namespace rtenv::store {
+
+/// A store in a directory: `<root>/<first two hex digits>/<64 hex digits>`, blobs stored as is
+/// (compression does not pay on a local disk). Safe for several writers on several hosts of a
+/// shared filesystem: every write goes to a unique temp name in the final directory, then is
+/// renamed into place; no file locks are used. Thread-safe.
+class LocalStore final : public BlobStore {
+ public:
+  /// Creates `root` if needed.
+  static Result<std::unique_ptr<LocalStore>> open(const fs::path& root);
+
+  std::string url() const override;
+  Result<std::vector<bool>> missing(const std::vector<Digest>& digests) override;
+  Result<void> put(const Digest& digest, std::string_view data) override;
+  Result<void> put_file(const Digest& digest, const fs::path& path) override;
+  Result<std::string> get(const Digest& digest) override;
+  Result<void> get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) override;
+  Result<bool> remove(const Digest& digest) override;
+  Result<void> list(const std::function<void(const Digest&, uint64_t)>& fn) override;
+
+  /// Where the blob with this digest lives (whether or not it exists).
+  fs::path blob_path(const Digest& digest) const;
+
+ private:
+  explicit LocalStore(fs::path root) : root_(std::move(root)) {}
+  /// Writes through `fill(fd)` into a temp file in the blob's directory, then renames it in.
+  Result<void> publish(const Digest& digest, const std::function<Result<void>(int fd)>& fill);
+  Error corrupt(const Digest& digest, const Digest& actual) const;
+
+  fs::path root_;
+};
+
+}  // namespace rtenv::store
