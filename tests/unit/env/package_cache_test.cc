@@ -1,0 +1,153 @@
+#include "env/package_cache.h"
+
+#include <csignal>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "pack/packer.h"
+#include "store/local_store.h"
+#include "testing/temp_dir.h"
+#include "util/fs.h"
+
+namespace rtenv::env {
+namespace {
+
+using rtenv::testing::slurp;
+using rtenv::testing::TempDir;
+
+class PackageCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    home_ = *Home::at(tmp_ / "home");
+    store_ = std::move(store::LocalStore::open(home_.store())).value();
+    src_.write("main.py", "print('hello')\n");
+    src_.write("data/table.csv", "a,b\n1,2\n");
+    src_.write("bin/tool", "#!/bin/sh\n", 0755);
+    fs::create_symlink("data/table.csv", src_ / "table");
+    uri_ = pack::pack_path(src_.path(), *store_, pack::PackOptions{})->uri;
+    cache_ = std::make_unique<PackageCache>(home_, *store_);
+  }
+
+  TempDir tmp_, src_;
+  Home home_;
+  std::unique_ptr<store::LocalStore> store_;
+  pack::PackageUri uri_{Digest()};
+  std::unique_ptr<PackageCache> cache_;
+};
+
+TEST_F(PackageCacheTest, MaterializesOnceWithModesAndLinks) {
+  auto lease = cache_->acquire(uri_);
+  ASSERT_TRUE(lease.ok()) << lease.error().message();
+  fs::path dir = lease->dir();
+  EXPECT_EQ(dir, home_.pkgs() / uri_.root().hex());
+  EXPECT_EQ(slurp(dir / "main.py"), "print('hello')\n");
+  EXPECT_TRUE((fs::status(dir / "bin/tool").permissions() & fs::perms::owner_exec) != fs::perms::none);
+  EXPECT_TRUE(fs::is_symlink(dir / "table"));
+  EXPECT_EQ(fs::read_symlink(dir / "table"), "data/table.csv");
+  EXPECT_FALSE(lease->release());
+  auto again = cache_->acquire(uri_);
+  ASSERT_TRUE(again.ok());
+  struct stat a, b;
+  ::stat((dir / "main.py").c_str(), &a);
+  EXPECT_EQ(again->dir(), dir);
+  ::stat((again->dir() / "main.py").c_str(), &b);
+  EXPECT_EQ(a.st_ino, b.st_ino) << "a cache hit must not rebuild";
+  // Nothing left in tmp.
+  EXPECT_TRUE(fs::is_empty(home_.tmp()));
+}
+
+// A job may change its working_dir in any way, also as root; the next user sees it as packed.
+TEST_F(PackageCacheTest, ChangesByAJobAreUndoneWhenItLetsGo) {
+  struct Case {
+    const char* name;
+    std::function<void(const fs::path&)> change;
+  };
+  std::vector<Case> cases = {
+      {"same-size rewrite with mtime restored",
+       [](const fs::path& d) {
+         auto t = fs::last_write_time(d / "main.py");
+         std::ofstream(d / "main.py", std::ios::trunc) << "print('HACKED')\n";
+         fs::last_write_time(d / "main.py", t);
+       }},
+      {"delete", [](const fs::path& d) { fs::remove(d / "data/table.csv"); }},
+      {"add", [](const fs::path& d) { std::ofstream(d / "data/new.txt") << "x"; }},
+      {"chmod", [](const fs::path& d) { fs::permissions(d / "main.py", fs::perms::all); }},
+      {"replace by rename",
+       [](const fs::path& d) {
+         std::ofstream(d / "tmp") << "print('hello')\n";
+         fs::rename(d / "tmp", d / "main.py");
+       }},
+      {"remove a directory", [](const fs::path& d) { fs::remove_all(d / "data"); }},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto lease = cache_->acquire(uri_);
+    ASSERT_TRUE(lease.ok());
+    c.change(lease->dir());
+    EXPECT_TRUE(lease->release()) << "the change must be noticed";
+    auto next = cache_->acquire(uri_);
+    ASSERT_TRUE(next.ok());
+    EXPECT_EQ(slurp(next->dir() / "main.py"), "print('hello')\n");
+    EXPECT_EQ(slurp(next->dir() / "data/table.csv"), "a,b\n1,2\n");
+    EXPECT_FALSE(fs::exists(next->dir() / "data/new.txt"));
+    EXPECT_EQ(fs::status(next->dir() / "main.py").permissions() & fs::perms::all,
+              fs::perms(0644));
+    EXPECT_FALSE(next->release());
+  }
+}
+
+TEST_F(PackageCacheTest, AUserKilledMidRunIsCheckedByTheNextOne) {
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto lease = cache_->acquire(uri_);
+    if (!lease.ok()) ::_exit(1);
+    std::ofstream(lease->dir() / "main.py", std::ios::trunc) << "left by a killed job";
+    ::kill(::getpid(), SIGKILL);  // no release, no check
+    ::_exit(2);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_TRUE(fs::exists(home_.pkgs() / (uri_.root().hex() + ".dirty")));
+  auto next = cache_->acquire(uri_);
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(slurp(next->dir() / "main.py"), "print('hello')\n");
+}
+
+TEST_F(PackageCacheTest, ConcurrentUsersShareOneCopy) {
+  auto a = cache_->acquire(uri_);
+  auto b = cache_->acquire(uri_);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->dir(), b->dir());
+  std::ofstream(a->dir() / "scratch.txt") << "by a";
+  EXPECT_FALSE(a->release()) << "b still uses it: no check yet";
+  EXPECT_TRUE(fs::exists(b->dir() / "scratch.txt"));
+  EXPECT_TRUE(b->release()) << "the last user restores it";
+  auto c = cache_->acquire(uri_);
+  EXPECT_FALSE(fs::exists(c->dir() / "scratch.txt"));
+}
+
+TEST_F(PackageCacheTest, MissingPackageAndCorruptBlobFailClearly) {
+  pack::PackageUri unknown(Digest::of("nothing"));
+  auto r = cache_->acquire(unknown);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kNotFound);
+  EXPECT_FALSE(fs::exists(cache_->dir_of(unknown)));
+
+  Digest main_py = Digest::of("print('hello')\n");
+  fs::path blob = store_->blob_path(main_py);
+  fs::permissions(blob, fs::perms::owner_write, fs::perm_options::add);
+  std::ofstream(blob, std::ios::trunc) << "print('evil')\n";
+  auto bad = cache_->acquire(uri_);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().code(), ErrorCode::kCorrupt);
+  EXPECT_FALSE(fs::exists(cache_->dir_of(uri_))) << "no partial tree is published";
+  EXPECT_TRUE(fs::is_empty(home_.tmp()));
+}
+
+}  // namespace
+}  // namespace rtenv::env

@@ -1,0 +1,131 @@
+#include "store/local_store.h"
+
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "store/blob_codec.h"
+#include "testing/temp_dir.h"
+#include "util/fs.h"
+
+namespace rtenv::store {
+namespace {
+
+class LocalStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override { store_ = std::move(LocalStore::open(tmp_ / "store")).value(); }
+  testing::TempDir tmp_;
+  std::unique_ptr<LocalStore> store_;
+};
+
+TEST_F(LocalStoreTest, PutGetMissingRemoveList) {
+  Digest a = Digest::of("alpha"), b = Digest::of("beta");
+  EXPECT_EQ(*store_->missing({a, b}), (std::vector<bool>{true, true}));
+  ASSERT_TRUE(store_->put(a, "alpha").ok());
+  EXPECT_EQ(*store_->missing({a, b}), (std::vector<bool>{false, true}));
+  EXPECT_EQ(*store_->get(a), "alpha");
+  EXPECT_EQ(store_->get(b).error().code(), ErrorCode::kNotFound);
+  std::set<std::string> listed;
+  ASSERT_TRUE(store_->list([&](const Digest& d, uint64_t size) {
+    listed.insert(d.hex());
+    EXPECT_EQ(size, 5u);
+  }).ok());
+  EXPECT_EQ(listed, std::set<std::string>{a.hex()});
+  EXPECT_TRUE(*store_->remove(a));
+  EXPECT_FALSE(*store_->remove(a));
+}
+
+TEST_F(LocalStoreTest, PutIsIdempotentAndPutFileCopies) {
+  auto src = tmp_.write("src.bin", std::string(300000, 'x'));
+  Digest d = Digest::of(std::string(300000, 'x'));
+  ASSERT_TRUE(store_->put_file(d, src).ok());
+  ASSERT_TRUE(store_->put_file(d, src).ok());
+  ASSERT_TRUE(store_->put(d, std::string(300000, 'x')).ok());
+  EXPECT_EQ(store_->get(d)->size(), 300000u);
+  ASSERT_TRUE(store_->get_to_file(d, tmp_ / "out", 0755).ok());
+  EXPECT_EQ(testing::slurp(tmp_ / "out"), std::string(300000, 'x'));
+  EXPECT_TRUE((fs::status(tmp_ / "out").permissions() & fs::perms::owner_exec) != fs::perms::none);
+}
+
+TEST_F(LocalStoreTest, CorruptBlobIsDetectedOnEveryRead) {
+  Digest d = Digest::of("good");
+  ASSERT_TRUE(store_->put(d, "good").ok());
+  fs::permissions(store_->blob_path(d), fs::perms::owner_write, fs::perm_options::add);
+  testing::TempDir unused;
+  std::ofstream(store_->blob_path(d), std::ios::trunc) << "evil";
+  auto got = store_->get(d);
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.error().code(), ErrorCode::kCorrupt);
+  EXPECT_NE(got.error().message().find(d.hex()), std::string::npos);
+  auto to_file = store_->get_to_file(d, tmp_ / "dest", 0644);
+  ASSERT_FALSE(to_file.ok());
+  EXPECT_EQ(to_file.error().code(), ErrorCode::kCorrupt);
+  EXPECT_FALSE(fs::exists(tmp_ / "dest")) << "a corrupt blob must leave no file behind";
+}
+
+TEST_F(LocalStoreTest, ConcurrentWritersOfOneBlobAreHarmless) {
+  std::string data(1 << 20, 'z');
+  Digest d = Digest::of(data);
+  std::vector<std::thread> writers;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 8; ++t) {
+    writers.emplace_back([&] {
+      for (int i = 0; i < 20; ++i) {
+        if (!store_->put(d, data).ok()) ++failures;
+        if (store_->remove(d).ok()) {}  // churn: readers must still never see a partial blob
+        auto got = store_->get(d);
+        if (got.ok() && *got != data) ++failures;
+        if (!got.ok() && got.error().code() != ErrorCode::kNotFound) ++failures;
+      }
+    });
+  }
+  for (auto& w : writers) w.join();
+  EXPECT_EQ(failures.load(), 0);
+  // No temp files left behind.
+  for (auto& e : fs::recursive_directory_iterator(tmp_ / "store")) {
+    EXPECT_EQ(e.path().filename().string().find(".tmp"), std::string::npos) << e.path();
+  }
+}
+
+TEST(OpenStoreTest, SchemesAndErrors) {
+  testing::TempDir tmp;
+  auto s = open_store("file://" + (tmp / "s").string());
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ((*s)->url(), "file://" + (tmp / "s").string());
+  EXPECT_TRUE(open_store((tmp / "plain").string()).ok());
+  auto s3 = open_store("s3://bucket/prefix");
+  ASSERT_FALSE(s3.ok());
+  EXPECT_EQ(s3.error().code(), ErrorCode::kUnsupported);
+  EXPECT_NE(s3.error().message().find("s3"), std::string::npos);
+  EXPECT_EQ(open_store("relative/dir").error().code(), ErrorCode::kInvalidArgument);
+}
+
+TEST(BlobCodecTest, CompressesOnlyWhenItPays) {
+  std::string text;
+  for (int i = 0; i < 2000; ++i) text += "def f(x): return x + 1\n";
+  std::string wire = encode_blob(text);
+  EXPECT_EQ(wire[0], 1) << "repetitive text should be compressed";
+  EXPECT_LT(wire.size(), text.size() / 4);
+  EXPECT_EQ(*decode_blob(wire), text);
+
+  std::string noise(100000, '\0');
+  uint64_t x = 88172645463325252ull;
+  for (auto& c : noise) {
+    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    c = static_cast<char>(x);
+  }
+  std::string raw = encode_blob(noise);
+  EXPECT_EQ(raw[0], 0) << "incompressible data should travel raw";
+  EXPECT_EQ(raw.size(), noise.size() + 1);
+  EXPECT_EQ(*decode_blob(raw), noise);
+  EXPECT_EQ(encode_blob("tiny")[0], 0);
+
+  EXPECT_EQ(decode_blob("").error().code(), ErrorCode::kCorrupt);
+  EXPECT_EQ(decode_blob(std::string("\x07zz", 3)).error().code(), ErrorCode::kCorrupt);
+  std::string broken = wire.substr(0, wire.size() / 2);
+  EXPECT_FALSE(decode_blob(broken).ok());
+}
+
+}  // namespace
+}  // namespace rtenv::store
