@@ -145,7 +145,14 @@ int run_command(const RunArgs& args) {
   auto active = env::activate(*resolved, cache, caller_env);
   if (!active) return fail(kExitSetup, "setup failed: " + active.error().message());
   double setup_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-  if (!resolved->empty()) say(fmt::format("env {} ready in {:.1f} ms", resolved->id().hex().substr(0, 12), setup_ms));
+  if (!resolved->empty()) {
+    size_t built = 0;
+    for (const auto& lease : active->leases) built += lease.materialized() ? 1 : 0;
+    say(fmt::format("env {} ready in {:.1f} ms ({} package(s) materialized, {} already on this "
+                    "machine)",
+                    resolved->id().hex().substr(0, 12), setup_ms, built,
+                    active->leases.size() - built));
+  }
 
   // Signals arriving from now on go to the command.
   struct sigaction fwd {};

@@ -158,12 +158,16 @@ Result<void> PackageCache::rebuild(const PackageUri& uri) {
   return write_file_atomic(sidecar(uri, ".state"), state);
 }
 
-Result<void> PackageCache::make_pristine(const PackageUri& uri, bool* restored) {
-  *restored = false;
+Result<void> PackageCache::make_pristine(const PackageUri& uri, bool* restored,
+                                         bool* materialized) {
+  *restored = *materialized = false;
   fs::path dir = dir_of(uri);
   auto recorded = read_file(sidecar(uri, ".state"));
   struct stat st;
-  if (!recorded || ::stat(dir.c_str(), &st) != 0) return rebuild(uri);
+  if (!recorded || ::stat(dir.c_str(), &st) != 0) {
+    *materialized = true;
+    return rebuild(uri);
+  }
   if (::access(sidecar(uri, ".dirty").c_str(), F_OK) != 0) return ok_result();
   RTENV_ASSIGN_OR_RETURN(std::string now, capture_tree_state(dir));
   if (now != *recorded) {
@@ -195,8 +199,8 @@ Result<PackageCache::Lease> PackageCache::acquire(const PackageUri& uri) {
     lock.release();
     RTENV_ASSIGN_OR_RETURN(lock, FileLock::acquire(lock_path, FileLock::Mode::kExclusive));
   }
-  bool restored = false;
-  RTENV_TRY(make_pristine(uri, &restored));
+  bool restored = false, materialized = false;
+  RTENV_TRY(make_pristine(uri, &restored, &materialized));
   // Marked before use: if this process dies, the next user checks the tree first.
   UniqueFd mark(::open(sidecar(uri, ".dirty").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
   if (!mark.valid()) return io_error("cannot create", sidecar(uri, ".dirty"), errno);
@@ -206,6 +210,7 @@ Result<PackageCache::Lease> PackageCache::acquire(const PackageUri& uri) {
   lease.uri_ = uri;
   lease.dir_ = dir_of(uri);
   lease.lock_ = std::move(lock);
+  lease.materialized_ = materialized;
   return lease;
 }
 
@@ -217,9 +222,9 @@ bool PackageCache::Lease::release() {
   auto exclusive =
       FileLock::try_acquire(cache->sidecar(uri_, ".lock"), FileLock::Mode::kExclusive);
   if (!exclusive || !exclusive->held()) return false;  // another user checks when it lets go
-  bool restored = false;
+  bool restored = false, materialized = false;
   // A failure here leaves the dirty mark, so the next user checks again.
-  (void)cache->make_pristine(uri_, &restored);
+  (void)cache->make_pristine(uri_, &restored, &materialized);
   return restored;
 }
 

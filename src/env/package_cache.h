@@ -44,6 +44,8 @@ class PackageCache {
     ~Lease() { release(); }
 
     const fs::path& dir() const { return dir_; }
+    /// True if acquire() had to materialize the package (it was not on the node).
+    bool materialized() const { return materialized_; }
     /// Gives the package back; if this was its last user, checks the tree and restores it if the
     /// job changed it. Returns true if it had to be restored.
     bool release();
@@ -54,6 +56,7 @@ class PackageCache {
     pack::PackageUri uri_{Digest()};
     fs::path dir_;
     FileLock lock_;
+    bool materialized_ = false;
   };
 
   /// Materializes the package if it is not on the node yet (fetching blobs from the store), and
@@ -66,8 +69,8 @@ class PackageCache {
 
  private:
   /// With the exclusive lock held: make the package present and as packed. Sets *restored when
-  /// an existing tree had been changed and was rebuilt.
-  Result<void> make_pristine(const pack::PackageUri& uri, bool* restored);
+  /// an existing tree had been changed and was rebuilt, *materialized when there was none.
+  Result<void> make_pristine(const pack::PackageUri& uri, bool* restored, bool* materialized);
   Result<void> rebuild(const pack::PackageUri& uri);
 
   fs::path sidecar(const pack::PackageUri& uri, std::string_view ext) const;

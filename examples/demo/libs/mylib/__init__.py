@@ -1,0 +1,2 @@
+def shout(words):
+    return " ".join(w.upper() for w in words) + "!"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests (GoogleTest, warnings as errors), the same unit tests under
+# AddressSanitizer + UndefinedBehaviorSanitizer, and the end-to-end tests (pytest) against the
+# real binary. Sets up whatever is missing first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+echo "== build (warnings are errors)"
+BUILD_DIR=build bash scripts/build.sh -DRTENV_WERROR=ON
+echo "== unit tests"
+ctest --test-dir build --output-on-failure -j2
+
+echo "== unit tests under ASan + UBSan"
+BUILD_DIR=build-asan bash scripts/build.sh -DRTENV_WERROR=ON -DRTENV_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j2
+
+echo "== end-to-end tests"
+RTENV_BIN=$PWD/build/src/cli/rtenv python3 -m pytest -q tests/e2e
