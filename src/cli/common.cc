@@ -56,12 +56,14 @@ ProgressLine::ProgressLine() : enabled_(::isatty(STDERR_FILENO) == 1) {}
 
 void ProgressLine::show(const std::string& text) {
   if (!enabled_) return;
+  std::lock_guard lock(mu_);
   std::fprintf(stderr, "\r\033[K%s", text.c_str());
   std::fflush(stderr);
   shown_ = true;
 }
 
 void ProgressLine::clear() {
+  std::lock_guard lock(mu_);
   if (!shown_) return;
   std::fprintf(stderr, "\r\033[K");
   std::fflush(stderr);

@@ -2,6 +2,7 @@
 // What every rtenv command shares: exit codes, error printing, option parsing helpers.
 
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -39,6 +40,7 @@ class ProgressLine {
  private:
   bool enabled_;
   bool shown_ = false;
+  std::mutex mu_;  // progress arrives from worker threads
 };
 
 /// An UploadOptions::progress callback that draws on `line`.

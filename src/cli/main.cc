@@ -1,5 +1,6 @@
 // rtenv: get a job's files onto a machine and run the job inside them.
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 
@@ -28,7 +29,8 @@ int real_main(int argc, char** argv) {
       "Run a command inside a runtime_env: cwd = the node-local copy of working_dir, env_vars "
       "set, py_modules on PYTHONPATH. Exits with the command's status (128+N if killed by signal "
       "N), 2 for an invalid runtime_env or usage, 3 if setting the env up failed, 126/127 if the "
-      "command cannot be run.");
+      "command cannot be run.\n\nUsage: rtenv run [OPTIONS] [--] COMMAND [ARGS...]  (everything "
+      "from COMMAND on is passed to the command untouched)");
   run_cmd->add_option("--runtime-env,-e", run.runtime_env,
                       "The runtime_env: inline JSON ('{\"working_dir\": \".\"}') or a .json, "
                       ".yaml or .yml file");
@@ -37,9 +39,8 @@ int real_main(int argc, char** argv) {
                       "Largest package allowed, e.g. 500M or 4G (default 2G; env "
                       "RTENV_MAX_PACKAGE_SIZE)");
   run_cmd->add_flag("--verbose,-v", run.verbose, "Say what setup did and how long it took");
-  run_cmd->add_option("command", run.command, "The command and its arguments (after --)")
-      ->required();
-  run_cmd->prefix_command(false);
+  // Everything from the first non-option argument (or after --) is the command, untouched.
+  run_cmd->prefix_command();
 
   PackArgs pack;
   auto* pack_cmd = app.add_subcommand(
@@ -57,13 +58,36 @@ int real_main(int argc, char** argv) {
   pack_cmd->add_flag("--no-index", pack.no_index, "Read every file, ignoring the file index");
   pack_cmd->add_flag("--json", pack.json, "Print one JSON object (for scripts)");
 
+  // `--` ends rtenv's own arguments: what follows is the command, passed on untouched.
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::vector<std::string> after_dashes;
+  bool has_dashes = false;
+  if (auto it = std::find(args.begin(), args.end(), "--"); it != args.end()) {
+    has_dashes = true;
+    after_dashes.assign(it + 1, args.end());
+    args.erase(it, args.end());
+  }
+  std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : kExitUsage;
   }
-  if (run_cmd->parsed()) return run_command(run);
+  if (run_cmd->parsed()) {
+    run.command = run_cmd->remaining();
+    if (has_dashes) {
+      if (!run.command.empty()) {
+        return fail(kExitUsage, "run: unexpected argument '" + run.command.front() +
+                                    "' before -- (options go before --, the command after it)");
+      }
+      run.command = after_dashes;
+    }
+    if (run.command.empty()) {
+      return fail(kExitUsage, "run: no command given (usage: rtenv run [OPTIONS] -- COMMAND [ARGS...])");
+    }
+    return run_command(run);
+  }
   if (pack_cmd->parsed()) return pack_command(pack);
   return kExitUsage;
 }

@@ -52,7 +52,7 @@ std::vector<std::string> build_environment(const env::Context& ctx) {
 
 // Starts the command; returns its pid, or an exit status (126/127) and a message.
 Result<pid_t> spawn(const std::vector<std::string>& command, const env::Context& ctx,
-                    const std::vector<std::string>& environment) {
+                    const std::vector<std::string>& environment, const sigset_t& unblocked) {
   std::vector<char*> argv, envp;
   for (const auto& a : command) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -62,6 +62,8 @@ Result<pid_t> spawn(const std::vector<std::string>& command, const env::Context&
   if (::pipe2(pipefd, O_CLOEXEC) != 0) {
     return make_error(ErrorCode::kIo, "cannot create a pipe: {}", errno_text());
   }
+  // The forwarded signals are blocked (by the caller) until g_child_pid is set, so one that
+  // arrives while the command starts is forwarded, not dropped.
   pid_t pid = ::fork();
   if (pid < 0) return make_error(ErrorCode::kIo, "cannot fork: {}", errno_text());
   if (pid == 0) {
@@ -69,6 +71,7 @@ Result<pid_t> spawn(const std::vector<std::string>& command, const env::Context&
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::sigaction(sig, &dfl, nullptr);
+    ::sigprocmask(SIG_SETMASK, &unblocked, nullptr);
     int stage = 0;  // 0: chdir, 1: exec
     if (ctx.cwd && ::chdir(ctx.cwd->c_str()) != 0) {
       int err[2] = {stage, errno};
@@ -82,6 +85,8 @@ Result<pid_t> spawn(const std::vector<std::string>& command, const env::Context&
     ::_exit(127);
   }
   ::close(pipefd[1]);
+  g_child_pid = pid;
+  ::sigprocmask(SIG_SETMASK, &unblocked, nullptr);
   int err[2];
   ssize_t n;
   do {
@@ -89,6 +94,7 @@ Result<pid_t> spawn(const std::vector<std::string>& command, const env::Context&
   } while (n < 0 && errno == EINTR);
   ::close(pipefd[0]);
   if (n == sizeof err) {
+    g_child_pid = 0;
     ::waitpid(pid, nullptr, 0);
     if (err[0] == 0) {
       return make_error(ErrorCode::kIo, "cannot enter working_dir {}: {}", ctx.cwd->string(),
@@ -154,14 +160,20 @@ int run_command(const RunArgs& args) {
                     active->leases.size() - built));
   }
 
-  // Signals arriving from now on go to the command.
+  // Signals arriving from now on go to the command. They stay blocked until the command's pid
+  // is known (spawn unblocks them), so none is lost while it starts.
+  sigset_t forwarded, unblocked;
+  sigemptyset(&forwarded);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&forwarded, sig);
+  ::sigprocmask(SIG_BLOCK, &forwarded, &unblocked);
   struct sigaction fwd {};
   fwd.sa_sigaction = forward_signal;
   fwd.sa_flags = SA_SIGINFO | SA_RESTART;
   sigemptyset(&fwd.sa_mask);
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::sigaction(sig, &fwd, nullptr);
 
-  auto pid = spawn(args.command, active->context, build_environment(active->context));
+  auto pid = spawn(args.command, active->context, build_environment(active->context), unblocked);
+  ::sigprocmask(SIG_SETMASK, &unblocked, nullptr);  // spawn's error paths may return blocked
   if (!pid) {
     bool missing = pid.error().code() == ErrorCode::kNotFound;
     bool cwd_failed = pid.error().code() == ErrorCode::kIo;
