@@ -1,0 +1,335 @@
+// RuntimeEnv: parsing entry points, typed accessors, canonical form, id, merge.
+
+#include "spec/runtime_env.h"
+
+#include <algorithm>
+#include <cctype>
+#include <mutex>
+#include <set>
+#include <system_error>
+#include <utility>
+
+#include "spec/internal.h"
+#include "util/fs.h"
+
+namespace rtenv::spec {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// Fields that are one slot each: giving one of them replaces the others (merge) and at most one
+/// may be present (validation).
+bool is_python_env_field(std::string_view name) {
+  return name == "pip" || name == "uv" || name == "conda";
+}
+bool is_image_field(std::string_view name) { return name == "image_uri" || name == "container"; }
+/// Fields that may accompany image_uri / container.
+bool may_accompany_image(std::string_view name) {
+  return is_image_field(name) || name == "config" || name == "env_vars";
+}
+
+struct PluginRegistry {
+  std::mutex mu;
+  std::set<std::string, std::less<>> names;
+};
+
+PluginRegistry& plugin_registry() {
+  static PluginRegistry registry;
+  return registry;
+}
+
+std::string lowercase(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+/// Reads a string array, skipping anything that is not a string.
+std::vector<std::string> string_array(const Json& json, const char* key) {
+  std::vector<std::string> out;
+  auto it = json.find(key);
+  if (it == json.end() || !it->is_array()) return out;
+  for (const Json& item : *it) {
+    if (item.is_string()) out.push_back(item.get<std::string>());
+  }
+  return out;
+}
+
+std::optional<std::string> string_field(const Json& json, const char* key) {
+  auto it = json.find(key);
+  if (it == json.end() || !it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
+
+std::string dump_canonical(const Json& json) {
+  // error_handler replace: never throws; validated envs are valid UTF-8, so it never applies.
+  return json.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+}  // namespace
+
+bool is_uri(std::string_view s) {
+  size_t pos = s.find("://");
+  if (pos == std::string_view::npos || pos == 0) return false;
+  if (!(s[0] >= 'a' && s[0] <= 'z')) return false;
+  for (size_t i = 1; i < pos; ++i) {
+    char c = s[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '.' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+bool is_builtin_field(std::string_view name) {
+  const auto& fields = internal::builtin_fields();
+  return std::binary_search(fields.begin(), fields.end(), name);
+}
+
+bool register_plugin_field(std::string_view name) {
+  if (name.empty() || is_builtin_field(name)) return false;
+  PluginRegistry& registry = plugin_registry();
+  std::lock_guard lock(registry.mu);
+  registry.names.emplace(name);
+  return true;
+}
+
+void unregister_plugin_field(std::string_view name) {
+  PluginRegistry& registry = plugin_registry();
+  std::lock_guard lock(registry.mu);
+  if (auto it = registry.names.find(name); it != registry.names.end()) registry.names.erase(it);
+}
+
+bool is_plugin_field(std::string_view name) {
+  PluginRegistry& registry = plugin_registry();
+  std::lock_guard lock(registry.mu);
+  return registry.names.find(name) != registry.names.end();
+}
+
+// ---- parsing ----------------------------------------------------------------------------------
+
+namespace {
+
+/// Parses JSON text; syntax errors name the line and column.
+Result<Json> parse_json_text(std::string_view text) {
+  try {
+    return Json::parse(text.begin(), text.end());
+  } catch (const Json::exception& e) {
+    // nlohmann: "[json.exception.parse_error.101] parse error at line 1, column 5: <reason>".
+    std::string what = e.what();
+    constexpr std::string_view kMarker = "parse error at line ";
+    if (size_t at = what.find(kMarker); at != std::string::npos) {
+      std::string position = what.substr(at + std::string_view("parse error ").size());
+      return make_error(ErrorCode::kInvalidArgument, "runtime_env: invalid JSON {}", position);
+    }
+    if (size_t p = what.find("] "); p != std::string::npos) what = what.substr(p + 2);
+    return make_error(ErrorCode::kInvalidArgument, "runtime_env: invalid JSON: {}", what);
+  }
+}
+
+/// Reads the text of a .json/.yaml/.yml spec file named by `arg`.
+Result<std::string> read_spec_file(std::string_view arg, const ParseOptions& options) {
+  fs::path path(arg);
+  if (path.is_relative()) path = options.base_dir / path;
+  std::error_code ec;
+  if (fs::path absolute = fs::absolute(path, ec); !ec) path = absolute;
+  path = path.lexically_normal();
+  fs::file_status st = fs::status(path, ec);
+  if (st.type() == fs::file_type::not_found) {
+    return make_error(ErrorCode::kInvalidArgument, "runtime_env: file {} does not exist",
+                      path.string());
+  }
+  if (!ec && fs::is_directory(st)) {
+    return make_error(ErrorCode::kInvalidArgument, "runtime_env: {} is a directory, not a file",
+                      path.string());
+  }
+  Result<std::string> text = read_file(path);
+  if (!text.ok()) {
+    return Error(ErrorCode::kInvalidArgument, "runtime_env: " + text.error().message());
+  }
+  return text;
+}
+
+}  // namespace
+
+Result<RuntimeEnv> RuntimeEnv::from_json(const Json& value, const ParseOptions& options) {
+  Result<Json> normalized = internal::validate_and_normalize(value, options);
+  if (!normalized.ok()) return internal::sanitized(normalized.error());
+  return RuntimeEnv(std::move(normalized).value());
+}
+
+Result<RuntimeEnv> RuntimeEnv::from_json_text(std::string_view text, const ParseOptions& options) {
+  Result<Json> value = parse_json_text(text);
+  if (!value.ok()) return internal::sanitized(value.error());
+  return from_json(*value, options);
+}
+
+Result<RuntimeEnv> RuntimeEnv::from_yaml_text(std::string_view text, const ParseOptions& options) {
+  Result<Json> value = internal::yaml_to_json(text);
+  if (!value.ok()) return internal::sanitized(value.error().with_context("runtime_env"));
+  return from_json(*value, options);
+}
+
+Result<RuntimeEnv> RuntimeEnv::load(std::string_view arg, const ParseOptions& options) {
+  size_t first = arg.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "runtime_env: empty argument; expected inline JSON or a path to a .json, "
+                      ".yaml or .yml file");
+  }
+  // A JSON list is never a file name; parsing it gives the better message ("expected a dict").
+  if (arg[first] == '{' || arg[first] == '[') return from_json_text(arg, options);
+
+  const std::string ext = lowercase(fs::path(arg).extension().string());
+  const bool json = ext == ".json";
+  const bool yaml = ext == ".yaml" || ext == ".yml";
+  if (!json && !yaml) {
+    return internal::sanitized(make_error(
+        ErrorCode::kInvalidArgument,
+        "runtime_env: cannot load {}: expected inline JSON (starting with '{{') or a path to a "
+        ".json, .yaml or .yml file",
+        arg));
+  }
+  Result<std::string> text = read_spec_file(arg, options);
+  if (!text.ok()) return internal::sanitized(text.error());
+  return json ? from_json_text(*text, options) : from_yaml_text(*text, options);
+}
+
+// ---- accessors --------------------------------------------------------------------------------
+
+std::optional<std::string> RuntimeEnv::working_dir() const {
+  return string_field(json_, "working_dir");
+}
+
+std::vector<std::string> RuntimeEnv::py_modules() const {
+  return string_array(json_, "py_modules");
+}
+
+std::vector<std::string> RuntimeEnv::excludes() const { return string_array(json_, "excludes"); }
+
+std::map<std::string, std::string> RuntimeEnv::env_vars() const {
+  std::map<std::string, std::string> out;
+  auto it = json_.find("env_vars");
+  if (it == json_.end() || !it->is_object()) return out;
+  for (const auto& [name, value] : it->items()) {
+    if (value.is_string()) out.emplace(name, value.get<std::string>());
+  }
+  return out;
+}
+
+std::optional<PythonPackages> RuntimeEnv::python_packages() const {
+  for (Installer installer : {Installer::kPip, Installer::kUv}) {
+    const bool pip = installer == Installer::kPip;
+    auto it = json_.find(pip ? "pip" : "uv");
+    if (it == json_.end()) continue;
+    PythonPackages out;
+    out.installer = installer;
+    if (it->is_array()) {  // not normalized (only through with_field of an odd value)
+      out.packages = string_array(Json{{"packages", *it}}, "packages");
+      return out;
+    }
+    if (!it->is_object()) continue;
+    out.packages = string_array(*it, "packages");
+    auto check = it->find(pip ? "pip_check" : "uv_check");
+    out.check = check != it->end() && check->is_boolean() && check->get<bool>();
+    out.installer_version = string_field(*it, pip ? "pip_version" : "uv_version");
+    if (!pip) out.install_options = string_array(*it, "uv_pip_install_options");
+    return out;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> RuntimeEnv::py_executable() const {
+  return string_field(json_, "py_executable");
+}
+
+std::vector<std::string> RuntimeEnv::java_jars() const { return string_array(json_, "java_jars"); }
+
+std::optional<std::string> RuntimeEnv::image_uri() const {
+  if (auto uri = string_field(json_, "image_uri")) return uri;
+  auto it = json_.find("container");
+  if (it != json_.end() && it->is_object()) return string_field(*it, "image");
+  return std::nullopt;
+}
+
+SetupConfig RuntimeEnv::config() const {
+  SetupConfig out;
+  auto it = json_.find("config");
+  if (it == json_.end() || !it->is_object()) return out;
+  if (auto t = it->find("setup_timeout_seconds"); t != it->end() && t->is_number_integer()) {
+    out.setup_timeout_seconds = t->get<int64_t>();
+  }
+  if (auto e = it->find("eager_install"); e != it->end() && e->is_boolean()) {
+    out.eager_install = e->get<bool>();
+  }
+  return out;
+}
+
+std::vector<std::string> RuntimeEnv::plugin_fields() const {
+  std::vector<std::string> out;
+  for (const auto& [name, value] : json_.items()) {
+    if (!is_builtin_field(name)) out.push_back(name);
+  }
+  return out;  // object keys iterate sorted
+}
+
+std::vector<std::string> RuntimeEnv::fields() const {
+  std::vector<std::string> out;
+  for (const auto& [name, value] : json_.items()) out.push_back(name);
+  return out;
+}
+
+// ---- derived envs -----------------------------------------------------------------------------
+
+RuntimeEnv RuntimeEnv::with_field(const std::string& name, Json value) const {
+  Json json = json_;
+  Json normalized = internal::normalize_field_shape(name, std::move(value));
+  if (normalized.is_null()) {
+    json.erase(name);
+  } else {
+    json[name] = std::move(normalized);
+  }
+  return RuntimeEnv(std::move(json));
+}
+
+std::string RuntimeEnv::canonical() const { return dump_canonical(json_); }
+
+EnvId RuntimeEnv::id() const {
+  Json content = json_;
+  content.erase("config");
+  return EnvId(Digest::of(dump_canonical(content)));
+}
+
+RuntimeEnv merge(const RuntimeEnv& parent, const RuntimeEnv& child) {
+  if (child.empty()) return parent;
+  const Json& c = child.to_json();
+
+  bool child_python = false, child_image = false, child_other = false;
+  for (const auto& [name, value] : c.items()) {
+    child_python |= is_python_env_field(name);
+    child_image |= is_image_field(name);
+    child_other |= !may_accompany_image(name);
+  }
+  RuntimeEnv out = parent;
+  // pip, uv and conda are one slot, and so are image_uri and container: the child's choice
+  // replaces the parent's whole, so the result never holds two of them. Likewise an image and
+  // the fields it excludes: whichever the child gives wins.
+  for (const std::string& name : parent.fields()) {
+    bool drop = (child_python && is_python_env_field(name)) ||
+                (child_image && !may_accompany_image(name)) ||
+                (child_image && is_image_field(name)) || (child_other && is_image_field(name));
+    if (drop) out = out.with_field(name, Json(nullptr));
+  }
+  for (const auto& [name, value] : c.items()) {
+    if (name == "env_vars" && value.is_object()) {
+      Json vars = out.to_json().value("env_vars", Json::object());
+      if (!vars.is_object()) vars = Json::object();
+      for (const auto& [var, var_value] : value.items()) vars[var] = var_value;
+      out = out.with_field(name, std::move(vars));
+    } else {
+      out = out.with_field(name, value);
+    }
+  }
+  return out;
+}
+
+}  // namespace rtenv::spec

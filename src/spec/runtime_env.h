@@ -50,9 +50,9 @@ enum class Installer { kPip, kUv };
 struct PythonPackages {
   Installer installer = Installer::kPip;
   std::vector<std::string> packages;
-  bool check = false;                          ///< pip_check / uv_check
+  bool check = false;                            ///< pip_check / uv_check
   std::optional<std::string> installer_version;  ///< pip_version / uv_version
-  std::vector<std::string> install_options;     ///< uv_pip_install_options (uv only)
+  std::vector<std::string> install_options;      ///< uv_pip_install_options (uv only)
 };
 
 struct SetupConfig {
@@ -64,12 +64,25 @@ struct SetupConfig {
 /// True if `s` is a URI ("scheme://..."), false if it is a local path.
 bool is_uri(std::string_view s);
 
+/// Registers `name` as a plugin field: a top-level field that validation passes through as is
+/// (any non-empty JSON value) instead of rejecting it as unknown. Process-wide and thread-safe.
+/// Returns false (and registers nothing) if `name` is empty or a built-in field.
+bool register_plugin_field(std::string_view name);
+/// Undoes register_plugin_field; unknown names are ignored.
+void unregister_plugin_field(std::string_view name);
+/// True if `name` was registered with register_plugin_field.
+bool is_plugin_field(std::string_view name);
+/// True if `name` is one of the built-in fields of docs/runtime_env.md §1.
+bool is_builtin_field(std::string_view name);
+
 /// A validated, normalized runtime_env. Immutable value type; cheap to copy for small envs.
 ///
 /// Normalization: empty values ("", [], {}) are dropped; local paths are made absolute
 /// (lexically normal); `pip`/`uv` become their dict form with defaults left out; a requirements
 /// file is read into its list. Two inputs that mean the same env have equal canonical()
 /// strings and ids, whatever their key order or whitespace.
+/// Also: a top-level null counts as empty; a `pip`/`uv` whose package list ends up empty is
+/// dropped (nothing to install); a `conda` path ending in .yml/.yaml is read into its dict.
 class RuntimeEnv {
  public:
   RuntimeEnv() = default;
@@ -81,7 +94,9 @@ class RuntimeEnv {
   static Result<RuntimeEnv> from_json_text(std::string_view text, const ParseOptions& options = {});
   /// Parses YAML text (a mapping), e.g. a job's seed file.
   static Result<RuntimeEnv> from_yaml_text(std::string_view text, const ParseOptions& options = {});
-  /// `arg` is inline JSON (starts with '{'), or a path to a .json, .yaml or .yml file.
+  /// `arg` is inline JSON (starts with '{', or '[' which then fails as "expected a dict"), or a
+  /// path to a .json, .yaml or .yml file, relative to options.base_dir. Paths inside the file
+  /// resolve against options.base_dir too (as Ray resolves them against the submitting cwd).
   static Result<RuntimeEnv> load(std::string_view arg, const ParseOptions& options = {});
 
   bool empty() const { return json_.empty(); }

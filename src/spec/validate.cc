@@ -1,0 +1,637 @@
+// Validation and normalization of a runtime_env (docs/runtime_env.md §1, §2).
+
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <filesystem>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include "spec/internal.h"
+#include "util/fs.h"
+
+namespace rtenv::spec::internal {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::string_view kRoot = "runtime_env";
+constexpr size_t kMaxRenderedChars = 60;
+constexpr size_t kMaxSuggestionDistance = 2;
+
+Error invalid(std::string message) {
+  return Error(ErrorCode::kInvalidArgument, std::move(message));
+}
+
+/// "a, b and c".
+std::string join_and(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += (i + 1 == items.size()) ? " and " : ", ";
+    out += items[i];
+  }
+  return out;
+}
+
+std::string join_comma(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i > 0) out += ", ";
+    out += items[i];
+  }
+  return out;
+}
+
+bool ends_with_ci(std::string_view s, std::string_view suffix) {
+  if (s.size() < suffix.size()) return false;
+  s = s.substr(s.size() - suffix.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(s[i])) != suffix[i]) return false;
+  }
+  return true;
+}
+
+bool ends_with_any_ci(std::string_view s, const std::vector<std::string_view>& suffixes) {
+  return std::any_of(suffixes.begin(), suffixes.end(),
+                     [&](std::string_view suffix) { return ends_with_ci(s, suffix); });
+}
+
+/// The part of a URI before its query or fragment.
+std::string_view uri_path_part(std::string_view uri) {
+  size_t scheme_end = uri.find("://");
+  size_t cut = uri.find_first_of("?#", scheme_end == std::string_view::npos ? 0 : scheme_end + 3);
+  return cut == std::string_view::npos ? uri : uri.substr(0, cut);
+}
+
+bool is_lower_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
+
+/// rtenv://sha256/<64 lowercase hex>
+bool is_valid_rtenv_uri(std::string_view uri) {
+  constexpr std::string_view kPrefix = "rtenv://sha256/";
+  if (uri.substr(0, kPrefix.size()) != kPrefix) return false;
+  std::string_view hex = uri.substr(kPrefix.size());
+  return hex.size() == 2 * Digest::kSize && std::all_of(hex.begin(), hex.end(), is_lower_hex);
+}
+
+/// What a path-valued entry may point to.
+struct PathRule {
+  std::vector<std::string_view> local_file_suffixes;  ///< regular files accepted locally
+  std::string local_description;                      ///< "a directory or a .zip file"
+  std::vector<std::string_view> remote_suffixes;
+  std::string remote_description;  ///< "a .zip file"
+};
+
+const PathRule& working_dir_rule() {
+  static const PathRule rule{{".zip"}, "a directory or a .zip file", {".zip"}, "a .zip file"};
+  return rule;
+}
+const PathRule& py_module_rule() {
+  static const PathRule rule{{".py", ".whl"},
+                             "a directory, a .py file or a .whl file",
+                             {".zip", ".whl"},
+                             "a .zip or .whl file"};
+  return rule;
+}
+const PathRule& java_jar_rule() {
+  static const PathRule rule{{".jar", ".zip"},
+                             "a directory, a .jar file or a .zip file",
+                             {".jar", ".zip"},
+                             "a .jar or .zip file"};
+  return rule;
+}
+
+class Validator {
+ public:
+  explicit Validator(const ParseOptions& options) : options_(options) {
+    std::error_code ec;
+    fs::path base = fs::absolute(options.base_dir, ec);
+    base_dir_ = ec ? options.base_dir.lexically_normal() : base.lexically_normal();
+  }
+
+  Result<Json> run(const Json& value) {
+    if (!value.is_object()) return type_error(kRoot, "a dict", value);
+    RTENV_TRY(check_utf8(value));
+    RTENV_TRY(check_known_fields(value));
+    RTENV_TRY(check_combinations(value));
+
+    Json out = Json::object();
+    for (const auto& [name, field] : value.items()) {
+      if (is_empty_value(field)) continue;
+      std::string path = std::string(kRoot) + "." + name;
+      RTENV_ASSIGN_OR_RETURN(Json normalized, field_value(name, path, field));
+      if (!is_empty_value(normalized)) out[name] = std::move(normalized);
+    }
+    return out;
+  }
+
+ private:
+  // ---- whole-env checks -------------------------------------------------------------------
+
+  static Result<void> check_utf8(const Json& value) {
+    try {
+      (void)value.dump();
+    } catch (const Json::exception& e) {
+      std::string reason = e.what();
+      if (size_t p = reason.find("] "); p != std::string::npos) reason = reason.substr(p + 2);
+      return invalid(fmt::format("{}: a string is not valid UTF-8 ({})", kRoot, reason));
+    }
+    return ok_result();
+  }
+
+  static Result<void> check_known_fields(const Json& value) {
+    for (const auto& [name, field] : value.items()) {
+      if (is_builtin_field(name) || is_plugin_field(name)) continue;
+      std::string best;
+      size_t best_distance = kMaxSuggestionDistance + 1;
+      for (const std::string& known : builtin_fields()) {
+        size_t d = edit_distance(name, known);
+        if (d < best_distance) best = known, best_distance = d;
+      }
+      // A suggestion must keep part of what was typed: "ab" is not a typo of "uv".
+      if (!best.empty() && best_distance < name.size()) {
+        return invalid(fmt::format("{}.{}: unknown field; did you mean '{}'?", kRoot, name, best));
+      }
+      return invalid(fmt::format("{}.{}: unknown field; known fields are {}", kRoot, name,
+                                 join_comma(builtin_fields())));
+    }
+    return ok_result();
+  }
+
+  static bool present(const Json& value, const std::string& name) {
+    auto it = value.find(name);
+    return it != value.end() && !is_empty_value(*it);
+  }
+
+  static Result<void> check_combinations(const Json& value) {
+    std::vector<std::string> installers;
+    for (const char* name : {"pip", "uv", "conda"}) {
+      if (present(value, name)) installers.emplace_back(name);
+    }
+    if (installers.size() > 1) {
+      return invalid(fmt::format("{}: at most one of pip, uv and conda may be given, got {}", kRoot,
+                                 join_and(installers)));
+    }
+    bool image_uri = present(value, "image_uri");
+    bool container = present(value, "container");
+    if (image_uri && container) {
+      return invalid(fmt::format(
+          "{}: image_uri and container cannot both be given (container is the older form of "
+          "image_uri)",
+          kRoot));
+    }
+    if (image_uri || container) {
+      std::vector<std::string> others;
+      for (const auto& [name, field] : value.items()) {
+        if (is_empty_value(field)) continue;
+        if (name == "image_uri" || name == "container" || name == "config" || name == "env_vars") {
+          continue;
+        }
+        others.push_back(name);
+      }
+      if (!others.empty()) {
+        return invalid(fmt::format("{}: {} may only be combined with config and env_vars, not {}",
+                                   kRoot, image_uri ? "image_uri" : "container", join_and(others)));
+      }
+    }
+    return ok_result();
+  }
+
+  // ---- fields -----------------------------------------------------------------------------
+
+  Result<Json> field_value(const std::string& name, const std::string& path, const Json& v) {
+    if (name == "working_dir") return path_entry(path, v, working_dir_rule());
+    if (name == "py_modules") return path_list(path, v, py_module_rule());
+    if (name == "java_jars") return path_list(path, v, java_jar_rule());
+    if (name == "excludes") return string_list(path, v);
+    if (name == "pip") return python_packages(path, v, Installer::kPip);
+    if (name == "uv") return python_packages(path, v, Installer::kUv);
+    if (name == "conda") return conda(path, v);
+    if (name == "env_vars") return env_vars(path, v);
+    if (name == "py_executable" || name == "image_uri") return string_value(path, v);
+    if (name == "container") return container(path, v);
+    if (name == "config") return config(path, v);
+    return v;  // a registered plugin field: passed through as is
+  }
+
+  static Result<Json> string_value(const std::string& path, const Json& v) {
+    if (!v.is_string()) return type_error(path, "a string", v);
+    return v;
+  }
+
+  static Result<Json> boolean_value(const std::string& path, const Json& v) {
+    if (!v.is_boolean()) return type_error(path, "a boolean", v);
+    return v;
+  }
+
+  static Result<Json> string_list(const std::string& path, const Json& v) {
+    if (!v.is_array()) return type_error(path, "a list", v);
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!v[i].is_string()) return type_error(fmt::format("{}[{}]", path, i), "a string", v[i]);
+    }
+    return v;
+  }
+
+  Result<Json> path_list(const std::string& path, const Json& v, const PathRule& rule) {
+    if (!v.is_array()) return type_error(path, "a list", v);
+    Json out = Json::array();
+    for (size_t i = 0; i < v.size(); ++i) {
+      RTENV_ASSIGN_OR_RETURN(Json entry, path_entry(fmt::format("{}[{}]", path, i), v[i], rule));
+      out.push_back(std::move(entry));
+    }
+    return out;
+  }
+
+  /// A URI (checked for its suffix) or a local path (made absolute; must exist).
+  Result<Json> path_entry(const std::string& path, const Json& v, const PathRule& rule) {
+    if (!v.is_string()) return type_error(path, "a string", v);
+    const std::string& s = v.get_ref<const std::string&>();
+    if (s.empty()) return invalid(fmt::format("{}: empty path", path));
+    if (is_uri(s)) {
+      if (s.rfind("rtenv://", 0) == 0) {
+        if (!is_valid_rtenv_uri(s)) {
+          return invalid(fmt::format(
+              "{}: invalid rtenv package URI {} (expected rtenv://sha256/<64 lowercase hex "
+              "digits>)",
+              path, s));
+        }
+        return v;
+      }
+      if (!ends_with_any_ci(uri_path_part(s), rule.remote_suffixes)) {
+        return invalid(
+            fmt::format("{}: remote URI {} must name {}", path, s, rule.remote_description));
+      }
+      return v;
+    }
+    if (options_.level == Level::kTask) {
+      return invalid(fmt::format(
+          "{}: local path {} is not allowed in a task or actor env: task and actor envs take only "
+          "URIs (local paths are packaged at the job level)",
+          path, s));
+    }
+    fs::path local = resolve(s);
+    std::error_code ec;
+    fs::file_status st = fs::status(local, ec);
+    if (st.type() == fs::file_type::not_found) {
+      return invalid(fmt::format("{}: local path {} does not exist", path, local.string()));
+    }
+    if (ec) {
+      return invalid(fmt::format("{}: local path {} cannot be accessed: {}", path, local.string(),
+                                 ec.message()));
+    }
+    bool ok = fs::is_directory(st) || (fs::is_regular_file(st) &&
+                                       ends_with_any_ci(local.string(), rule.local_file_suffixes));
+    if (!ok) {
+      return invalid(
+          fmt::format("{}: local path {} is not {}", path, local.string(), rule.local_description));
+    }
+    return Json(local.string());
+  }
+
+  /// `s` against base_dir, absolute and lexically normal, without a trailing separator.
+  fs::path resolve(std::string_view s) const {
+    fs::path p(s);
+    if (p.is_relative()) p = base_dir_ / p;
+    p = p.lexically_normal();
+    if (!p.has_filename() && p != p.root_path()) p = p.parent_path();
+    return p;
+  }
+
+  /// Reads a regular file named by a user-given path (relative to base_dir).
+  Result<std::string> read_user_file(const std::string& path, std::string_view what,
+                                     const std::string& name) const {
+    fs::path file = resolve(name);
+    std::error_code ec;
+    fs::file_status st = fs::status(file, ec);
+    if (st.type() == fs::file_type::not_found) {
+      return invalid(fmt::format("{}: {} {} does not exist", path, what, file.string()));
+    }
+    if (!ec && !fs::is_regular_file(st)) {
+      return invalid(fmt::format("{}: {} {} is not a file", path, what, file.string()));
+    }
+    Result<std::string> text = read_file(file);
+    if (!text.ok()) {
+      return invalid(fmt::format("{}: cannot read {}: {}", path, what, text.error().message()));
+    }
+    return std::move(text).value();
+  }
+
+  /// A requirements file: one requirement a line; blank lines and # comments are skipped.
+  Result<Json> requirements(const std::string& path, const std::string& name) const {
+    Json out = Json::array();
+    if (name.empty()) return out;
+    RTENV_ASSIGN_OR_RETURN(std::string text, read_user_file(path, "requirements file", name));
+    size_t start = 0;
+    while (start <= text.size()) {
+      size_t end = text.find('\n', start);
+      if (end == std::string::npos) end = text.size();
+      std::string_view line(text.data() + start, end - start);
+      size_t first = line.find_first_not_of(" \t\r\f\v");
+      if (first != std::string_view::npos) {
+        size_t last = line.find_last_not_of(" \t\r\f\v");
+        line = line.substr(first, last - first + 1);
+        if (line[0] != '#') out.push_back(std::string(line));
+      }
+      start = end + 1;
+    }
+    return out;
+  }
+
+  Result<Json> python_packages(const std::string& path, const Json& v, Installer installer) {
+    const bool pip = installer == Installer::kPip;
+    const std::string check_key = pip ? "pip_check" : "uv_check";
+    const std::string version_key = pip ? "pip_version" : "uv_version";
+    const std::string options_key = "uv_pip_install_options";
+
+    Json packages;
+    Json out = Json::object();
+    if (v.is_array()) {
+      RTENV_ASSIGN_OR_RETURN(packages, string_list(path, v));
+    } else if (v.is_string()) {
+      RTENV_ASSIGN_OR_RETURN(packages, requirements(path, v.get<std::string>()));
+    } else if (v.is_object()) {
+      std::vector<std::string> allowed = {"packages", check_key, version_key};
+      if (!pip) allowed.push_back(options_key);
+      std::sort(allowed.begin(), allowed.end());
+      for (const auto& [key, field] : v.items()) {
+        if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+          return invalid(fmt::format("{}.{}: unknown key; allowed keys are {}", path, key,
+                                     join_comma(allowed)));
+        }
+      }
+      auto it = v.find("packages");
+      if (it == v.end()) {
+        return invalid(fmt::format("{}: missing required key 'packages'", path));
+      }
+      const std::string packages_path = path + ".packages";
+      if (it->is_array()) {
+        RTENV_ASSIGN_OR_RETURN(packages, string_list(packages_path, *it));
+      } else if (it->is_string()) {
+        RTENV_ASSIGN_OR_RETURN(packages, requirements(packages_path, it->get<std::string>()));
+      } else {
+        return type_error(packages_path, "a list or a string", *it);
+      }
+      if (auto c = v.find(check_key); c != v.end()) {
+        RTENV_ASSIGN_OR_RETURN(Json check, boolean_value(path + "." + check_key, *c));
+        if (check.get<bool>()) out[check_key] = true;
+      }
+      if (auto ver = v.find(version_key); ver != v.end()) {
+        RTENV_ASSIGN_OR_RETURN(Json version, string_value(path + "." + version_key, *ver));
+        if (!version.get_ref<const std::string&>().empty()) out[version_key] = version;
+      }
+      if (auto o = v.find(options_key); !pip && o != v.end()) {
+        RTENV_ASSIGN_OR_RETURN(Json options, string_list(path + "." + options_key, *o));
+        if (!options.empty()) out[options_key] = options;
+      }
+    } else {
+      return type_error(path, "a list, a string or a dict", v);
+    }
+    // Nothing to install means no Python env: the field is dropped like an empty one.
+    if (packages.empty()) return Json(nullptr);
+    out["packages"] = std::move(packages);
+    return out;
+  }
+
+  Result<Json> conda(const std::string& path, const Json& v) {
+    if (v.is_object()) return v;
+    if (!v.is_string()) return type_error(path, "a dict or a string", v);
+    const std::string& s = v.get_ref<const std::string&>();
+    if (!ends_with_ci(s, ".yml") && !ends_with_ci(s, ".yaml")) return v;  // env name or env dir
+    RTENV_ASSIGN_OR_RETURN(std::string text, read_user_file(path, "conda file", s));
+    std::string file = resolve(s).string();
+    Result<Json> parsed = yaml_to_json(text);
+    if (!parsed.ok()) {
+      return invalid(fmt::format("{}: conda file {}: {}", path, file, parsed.error().message()));
+    }
+    if (!parsed->is_object()) {
+      return invalid(fmt::format("{}: conda file {} must contain a dict, got {} ({})", path, file,
+                                 render_value(*parsed), type_name(*parsed)));
+    }
+    return std::move(parsed).value();
+  }
+
+  static Result<Json> env_vars(const std::string& path, const Json& v) {
+    if (!v.is_object()) return type_error(path, "a dict", v);
+    for (const auto& [name, value] : v.items()) {
+      if (name.empty() || name.find('=') != std::string::npos ||
+          name.find('\0') != std::string::npos) {
+        return invalid(fmt::format(
+            "{}: invalid variable name {}: names must be non-empty and contain no '=' or NUL", path,
+            render_value(Json(name))));
+      }
+      std::string var_path = path + "." + name;
+      if (!value.is_string()) return type_error(var_path, "a string", value);
+      if (value.get_ref<const std::string&>().find('\0') != std::string::npos) {
+        return invalid(fmt::format("{}: the value contains a NUL character", var_path));
+      }
+    }
+    return v;
+  }
+
+  static Result<Json> container(const std::string& path, const Json& v) {
+    if (!v.is_object()) return type_error(path, "a dict", v);
+    for (const auto& [key, field] : v.items()) {
+      if (key != "image" && key != "run_options") {
+        return invalid(
+            fmt::format("{}.{}: unknown key; allowed keys are image, run_options", path, key));
+      }
+    }
+    auto image = v.find("image");
+    if (image == v.end()) return invalid(fmt::format("{}: missing required key 'image'", path));
+    RTENV_TRY(string_value(path + ".image", *image));
+    if (image->get_ref<const std::string&>().empty()) {
+      return invalid(fmt::format("{}.image: must not be empty", path));
+    }
+    Json out = Json::object();
+    out["image"] = *image;
+    if (auto run = v.find("run_options"); run != v.end()) {
+      RTENV_ASSIGN_OR_RETURN(Json options, string_list(path + ".run_options", *run));
+      if (!options.empty()) out["run_options"] = std::move(options);
+    }
+    return out;
+  }
+
+  static Result<Json> config(const std::string& path, const Json& v) {
+    if (!v.is_object()) return type_error(path, "a dict", v);
+    Json out = Json::object();
+    for (const auto& [key, field] : v.items()) {
+      std::string key_path = path + "." + key;
+      if (key == "setup_timeout_seconds") {
+        if (!field.is_number_integer()) return type_error(key_path, "an integer", field);
+        if (field.is_number_unsigned() &&
+            field.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+          return invalid(fmt::format("{}: {} is out of range", key_path, field.dump()));
+        }
+        int64_t seconds = field.get<int64_t>();
+        if (seconds <= 0 && seconds != -1) {
+          return invalid(
+              fmt::format("{}: must be > 0 or -1 (no timeout), got {}", key_path, seconds));
+        }
+        out[key] = seconds;
+      } else if (key == "eager_install") {
+        RTENV_ASSIGN_OR_RETURN(out[key], boolean_value(key_path, field));
+      } else {
+        return invalid(fmt::format(
+            "{}: unknown key; allowed keys are eager_install, setup_timeout_seconds", key_path));
+      }
+    }
+    return out;
+  }
+
+  const ParseOptions& options_;
+  fs::path base_dir_;
+};
+
+}  // namespace
+
+const std::vector<std::string>& builtin_fields() {
+  static const std::vector<std::string> fields = {
+      "conda",     "config", "container",     "env_vars",   "excludes", "image_uri",
+      "java_jars", "pip",    "py_executable", "py_modules", "uv",       "working_dir"};
+  return fields;
+}
+
+std::string type_name(const Json& value) {
+  switch (value.type()) {
+    case Json::value_t::null:
+      return "null";
+    case Json::value_t::boolean:
+      return "boolean";
+    case Json::value_t::number_integer:
+    case Json::value_t::number_unsigned:
+      return "integer";
+    case Json::value_t::number_float:
+      return "number";
+    case Json::value_t::string:
+      return "string";
+    case Json::value_t::array:
+      return "list";
+    case Json::value_t::object:
+      return "dict";
+    case Json::value_t::binary:
+      return "binary";
+    case Json::value_t::discarded:
+      return "discarded";
+  }
+  return "unknown";
+}
+
+std::string render_value(const Json& value) {
+  std::string text = value.dump(-1, ' ', false, Json::error_handler_t::replace);
+  if (text.size() <= kMaxRenderedChars) return text;
+  size_t cut = kMaxRenderedChars - 3;
+  // Do not cut a UTF-8 sequence: back up over continuation bytes.
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  return text.substr(0, cut) + "...";
+}
+
+Error type_error(std::string_view path, std::string_view expected, const Json& got) {
+  return make_error(ErrorCode::kInvalidArgument, "{}: expected {}, got {} ({})", path, expected,
+                    render_value(got), type_name(got));
+}
+
+bool is_empty_value(const Json& value) {
+  if (value.is_null()) return true;
+  if (value.is_string()) return value.get_ref<const std::string&>().empty();
+  if (value.is_array() || value.is_object()) return value.empty();
+  return false;
+}
+
+std::string valid_utf8(std::string_view text) {
+  constexpr std::string_view kReplacement = "\xef\xbf\xbd";
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+    const unsigned char b = byte(i);
+    size_t len = 0;
+    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+    if (b < 0x80) {
+      len = 1;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+      len = 2;
+    } else if (b >= 0xE0 && b <= 0xEF) {
+      len = 3;
+      if (b == 0xE0) lo = 0xA0;  // no overlong forms
+      if (b == 0xED) hi = 0x9F;  // no surrogates
+    } else if (b >= 0xF0 && b <= 0xF4) {
+      len = 4;
+      if (b == 0xF0) lo = 0x90;
+      if (b == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
+    }
+    bool ok = len > 0 && i + len <= text.size();
+    for (size_t k = 1; ok && k < len; ++k) {
+      unsigned char c = byte(i + k);
+      ok = k == 1 ? (c >= lo && c <= hi) : (c >= 0x80 && c <= 0xBF);
+    }
+    if (ok) {
+      out.append(text.substr(i, len));
+      i += len;
+    } else {
+      out.append(kReplacement);
+      ++i;
+    }
+  }
+  return out;
+}
+
+Error sanitized(const Error& error) { return Error(error.code(), valid_utf8(error.message())); }
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  const size_t n = a.size(), m = b.size();
+  std::vector<std::vector<size_t>> d(n + 1, std::vector<size_t>(m + 1));
+  for (size_t i = 0; i <= n; ++i) d[i][0] = i;
+  for (size_t j = 0; j <= m; ++j) d[0][j] = j;
+  for (size_t i = 1; i <= n; ++i) {
+    for (size_t j = 1; j <= m; ++j) {
+      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[n][m];
+}
+
+Result<Json> validate_and_normalize(const Json& value, const ParseOptions& options) {
+  try {
+    return Validator(options).run(value);
+  } catch (const std::exception& e) {
+    // Not expected (every access is type-checked first); never let it escape the library.
+    return make_error(ErrorCode::kInternal, "runtime_env: validation failed: {}", e.what());
+  }
+}
+
+Json normalize_field_shape(const std::string& name, Json value) {
+  if (is_empty_value(value)) return Json(nullptr);
+  if ((name == "pip" || name == "uv") && (value.is_array() || value.is_object())) {
+    if (value.is_array()) value = Json{{"packages", std::move(value)}};
+    const bool pip = name == "pip";
+    const char* check_key = pip ? "pip_check" : "uv_check";
+    const char* version_key = pip ? "pip_version" : "uv_version";
+    if (auto it = value.find(check_key);
+        it != value.end() && it->is_boolean() && !it->get<bool>()) {
+      value.erase(it);
+    }
+    if (auto it = value.find(version_key); it != value.end() && is_empty_value(*it)) {
+      value.erase(it);
+    }
+    if (auto it = value.find("uv_pip_install_options"); it != value.end() && is_empty_value(*it)) {
+      value.erase(it);
+    }
+    if (auto it = value.find("packages"); it != value.end() && it->is_array() && it->empty()) {
+      return Json(nullptr);
+    }
+  } else if (name == "container" && value.is_object()) {
+    if (auto it = value.find("run_options"); it != value.end() && is_empty_value(*it)) {
+      value.erase(it);
+    }
+  }
+  return value;
+}
+
+}  // namespace rtenv::spec::internal
