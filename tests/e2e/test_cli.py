@@ -1,0 +1,76 @@
+"""Help output and usage errors."""
+
+import pytest
+
+from conftest import assert_clean_error, assert_ok
+
+
+def test_top_level_help(rtenv):
+    p = rtenv("--help")
+    assert_ok(p)
+    for word in ("run", "pack", "RTENV_HOME"):
+        assert word in p.stdout, f"{word!r} not in `rtenv --help`:\n{p.stdout}"
+
+
+def test_run_help(rtenv):
+    p = rtenv("run", "--help")
+    assert_ok(p)
+    for word in ("--runtime-env", "--verbose", "-v", "--max-package-size", "--store", "working_dir"):
+        assert word in p.stdout, f"{word!r} not in `rtenv run --help`:\n{p.stdout}"
+
+
+def test_pack_help(rtenv):
+    p = rtenv("pack", "--help")
+    assert_ok(p)
+    for word in ("--json", "--excludes", "--max-package-size", "--no-index", "--threads", "--store"):
+        assert word in p.stdout, f"{word!r} not in `rtenv pack --help`:\n{p.stdout}"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--bogus"],
+        ["--bogus", "run", "--", "true"],
+        ["run", "--bogus", "--", "true"],
+        ["run", "--runtime-env", "{}", "--bogus", "true"],
+        ["run", "--bogus"],
+        ["pack", "--bogus", "."],
+    ],
+    ids=["top", "top-before-subcommand", "run", "run-without-dashes", "run-alone", "pack"],
+)
+def test_unknown_flag_exits_2(rtenv, tmp_path, args):
+    p = rtenv(*args, cwd=tmp_path)
+    assert p.returncode == 2, f"exit {p.returncode}: {p.stderr}"
+    assert_clean_error(p.stderr)
+
+
+def test_unknown_subcommand_exits_2(rtenv, tmp_path):
+    p = rtenv("frobnicate", cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    assert_clean_error(p.stderr)
+
+
+def test_run_without_command_exits_2(rtenv, tmp_path):
+    p = rtenv("run", "--runtime-env", "{}", cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    assert_clean_error(p.stderr)
+
+
+def test_bad_max_package_size_exits_2(rtenv, tmp_path):
+    p = rtenv("run", "--max-package-size", "lots", "--", "true", cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    assert_clean_error(p.stderr)
+    assert "lots" in p.stderr
+
+
+def test_runtime_env_not_json_nor_file_exits_2(rtenv, tmp_path):
+    p = rtenv("run", "--runtime-env", "working_dir=.", "--", "true", cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    assert_clean_error(p.stderr)
+    assert p.stderr.startswith("rtenv: ")
+
+
+def test_runtime_env_file_missing_exits_2(rtenv, tmp_path):
+    p = rtenv("run", "--runtime-env", "nope.yaml", "--", "true", cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    assert str(tmp_path / "nope.yaml") in p.stderr
