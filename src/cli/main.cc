@@ -82,6 +82,11 @@ int real_main(int argc, char** argv) {
                                     "' before -- (options go before --, the command after it)");
       }
       run.command = after_dashes;
+    } else if (!run.command.empty() && run.command.front().size() > 1 &&
+               run.command.front().front() == '-') {
+      // Without --, an unknown option would otherwise be taken for the command's name.
+      return fail(kExitUsage, "run: unknown option '" + run.command.front() +
+                                  "' (see rtenv run --help; put the command after --)");
     }
     if (run.command.empty()) {
       return fail(kExitUsage, "run: no command given (usage: rtenv run [OPTIONS] -- COMMAND [ARGS...])");

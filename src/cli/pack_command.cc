@@ -27,6 +27,7 @@ int pack_command(const PackArgs& args) {
   options.max_package_bytes = limits.max_package_bytes;
   options.warn_file_bytes = limits.warn_file_bytes;
   options.threads = args.threads;
+  options.skip_dirs = {home->root};
   if (!args.no_index) options.index_file = home->index() / (Digest::of(path.string()).hex() + ".idx");
 
   ProgressLine line;

@@ -125,7 +125,13 @@ int run_command(const RunArgs& args) {
   spec::RuntimeEnv env;
   if (!args.runtime_env.empty()) {
     auto parsed = spec::RuntimeEnv::load(args.runtime_env);
-    if (!parsed) return fail(kExitUsage, parsed.error().message());
+    if (!parsed) {
+      std::string_view arg = args.runtime_env;
+      size_t first = arg.find_first_not_of(" \t\r\n");
+      bool inline_json = first != std::string_view::npos && (arg[first] == '{' || arg[first] == '[');
+      return fail(kExitUsage, inline_json ? parsed.error().message()
+                                          : args.runtime_env + ": " + parsed.error().message());
+    }
     env = std::move(parsed).value();
   }
   env::UploadOptions upload;

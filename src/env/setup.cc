@@ -36,6 +36,7 @@ struct Uploader {
     po.max_package_bytes = options.max_package_bytes;
     po.warn_file_bytes = options.warn_file_bytes;
     po.wrap_in_dir = std::move(wrap);
+    po.skip_dirs = {home.root};
     if (use_index) po.index_file = home.index() / (Digest::of(path.string()).hex() + ".idx");
     pack::PackProgressFn progress;
     if (options.progress) {
@@ -206,8 +207,13 @@ Result<ActiveEnv> activate(const RuntimeEnv& env, PackageCache& cache,
   }
   // Python writes __pycache__ next to the modules it imports; kept there it would count as a
   // change to the package after every run. Send it to the node's cache instead.
-  if (!active.leases.empty() && !active.context.env_vars.contains("PYTHONPYCACHEPREFIX") &&
-      !lookup_caller_env("PYTHONPYCACHEPREFIX")) {
+  // (Not when bytecode writing is off: then nothing is written, and a prefix would only hide
+  // the interpreter's own cached bytecode.)
+  auto is_set = [&](const char* name) {
+    return active.context.env_vars.contains(name) || lookup_caller_env(name).has_value();
+  };
+  if (!active.leases.empty() && !is_set("PYTHONPYCACHEPREFIX") &&
+      !is_set("PYTHONDONTWRITEBYTECODE")) {
     active.context.env_vars["PYTHONPYCACHEPREFIX"] = (cache.home().root / "pycache").string();
   }
   return active;

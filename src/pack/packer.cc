@@ -115,7 +115,12 @@ Result<PackResult> pack_path(const fs::path& path, store::BlobStore& store,
   WalkResult walk;
   int64_t walked_at = now_realtime_ns();
   if (S_ISDIR(root_st.st_mode)) {
-    RTENV_ASSIGN_OR_RETURN(walk, walk_tree(path, options.excludes));
+    std::vector<std::pair<uint64_t, uint64_t>> skip;
+    for (const auto& dir : options.skip_dirs) {
+      struct stat st;
+      if (::stat(dir.c_str(), &st) == 0) skip.emplace_back(st.st_dev, st.st_ino);
+    }
+    RTENV_ASSIGN_OR_RETURN(walk, walk_tree(path, options.excludes, skip));
   } else if (S_ISREG(root_st.st_mode)) {
     root = path.parent_path();
     bool exec = (root_st.st_mode & S_IXUSR) != 0;

@@ -30,6 +30,9 @@ struct PackOptions {
   fs::path index_file;
   /// Hashing and upload threads; 0 = one per core.
   unsigned threads = 0;
+  /// Directories never packed, wherever they appear in the tree: rtenv's own state directory,
+  /// so a working_dir that contains $RTENV_HOME does not pack its own store.
+  std::vector<fs::path> skip_dirs;
 };
 
 struct PackStats {

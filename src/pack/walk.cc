@@ -59,6 +59,7 @@ struct Walker {
   WalkResult* out;
   IgnoreStack stack;
   std::deque<IgnoreRules> rule_storage;  // stable addresses for the stack
+  std::vector<std::pair<uint64_t, uint64_t>> skip_dirs;  // (dev, ino)
 
   Result<void> walk_dir(int dirfd, const std::string& rel, WalkedDir* node);
   Result<bool> push_rules_file(int dirfd, const char* file, const std::string& rel,
@@ -135,6 +136,10 @@ Result<void> Walker::walk_dir(int dirfd, const std::string& rel, WalkedDir* node
     WalkedDir::Child child;
     child.name = name;
     if (is_dir) {
+      if (std::find(skip_dirs.begin(), skip_dirs.end(),
+                    std::pair<uint64_t, uint64_t>(st.st_dev, st.st_ino)) != skip_dirs.end()) {
+        continue;
+      }
       UniqueFd sub(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
       if (!sub.valid()) return io_error("cannot open directory", root / child_rel, errno);
       child.kind = EntryKind::kDirectory;
@@ -212,11 +217,12 @@ bool link_stays_inside(int root_fd, const std::string& link_rel_dir, const std::
   return true;
 }
 
-Result<WalkResult> walk_tree(const fs::path& root, const std::vector<std::string>& excludes) {
+Result<WalkResult> walk_tree(const fs::path& root, const std::vector<std::string>& excludes,
+                             const std::vector<std::pair<uint64_t, uint64_t>>& skip_dirs) {
   UniqueFd root_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root_fd.valid()) return io_error("cannot open directory", root, errno);
   WalkResult result;
-  Walker walker{root_fd.get(), root, &result, {}, {}};
+  Walker walker{root_fd.get(), root, &result, {}, {}, skip_dirs};
   if (!excludes.empty()) {
     walker.rule_storage.emplace_back("", excludes);
     walker.stack.push(&walker.rule_storage.back(), IgnoreStack::Tier::kOverride);

@@ -303,7 +303,7 @@ def test_invalid_yaml_file_exits_2(rtenv, tmp_path):
     (tmp_path / "bad.yaml").write_text("env_vars:\n  FOO: 3\n")
     p = rtenv.run("bad.yaml", "true", cwd=tmp_path)
     assert p.returncode == 2, p.stderr
-    assert "runtime_env.env_vars.FOO: expected a string, got 3 (integer)" in p.stderr
+    assert "bad.yaml: runtime_env.env_vars.FOO: expected a string, got 3 (integer)" in p.stderr
     (tmp_path / "broken.yml").write_text("env_vars:\n  FOO: [1\n")
     p = rtenv.run("broken.yml", "true", cwd=tmp_path)
     assert p.returncode == 2, p.stderr
@@ -332,3 +332,29 @@ def test_odd_file_names_and_empty_dirs(rtenv, tmp_path):
     )
     assert_ok(p)
     assert p.stdout == "['-dash.txt', 'empty', 'sp ace ü.txt']\nunicode\n"
+
+
+def test_rtenv_home_inside_working_dir_is_not_packed(rtenv, tmp_path):
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "main.txt").write_text("x")
+    env = {"RTENV_HOME": str(proj / ".rt")}
+    listing = "import os; print(sorted(os.listdir('.')))"
+    first = rtenv.run({"working_dir": "."}, PY, "-c", listing, cwd=proj, env=env)
+    assert_ok(first)
+    assert first.stdout.strip() == "['main.txt']", first.stdout
+    second = rtenv.run({"working_dir": "."}, PY, "-c", "import os; print(os.getcwd())", cwd=proj, env=env)
+    third = rtenv.run({"working_dir": "."}, PY, "-c", "import os; print(os.getcwd())", cwd=proj, env=env)
+    assert_ok(second)
+    assert second.stdout == third.stdout, "the package must not change with rtenv's own state"
+
+
+def test_no_pycache_prefix_when_bytecode_writing_is_off(rtenv, project):
+    show = "import os; print(os.environ.get('PYTHONPYCACHEPREFIX'))"
+    p = rtenv.run({"working_dir": "proj"}, PY, "-c", show, cwd=project)
+    assert_ok(p)
+    assert p.stdout.strip() == str(rtenv.home / "pycache")
+    p = rtenv.run({"working_dir": "proj"}, PY, "-c", show, cwd=project,
+                  env={"PYTHONDONTWRITEBYTECODE": "1"})
+    assert_ok(p)
+    assert p.stdout.strip() == "None"
