@@ -8,6 +8,7 @@ apt_packages=(
   libssl-dev libzstd-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libfmt-dev
   libarchive-dev libsqlite3-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev clang-format
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   python3 python3-venv
 )
 

@@ -30,3 +30,29 @@ struct PackArgs {
 int pack_command(const PackArgs& args);
 
 }  // namespace rtenv::cli
+
+namespace rtenv::cli {
+
+struct AgentArgs {
+  std::string tcp_address;
+  std::string token_file;
+  int idle_exit_seconds = 0;
+};
+/// `rtenv agent`: serve this node's agent in the foreground.
+int agent_command(const AgentArgs& args);
+
+struct EnvCreateArgs {
+  std::string runtime_env;
+  std::string job_id;
+  bool json = false;
+};
+/// `rtenv env create`: make an env ready on this node for a job (eager install).
+int env_create_command(const EnvCreateArgs& args);
+/// `rtenv env release --job ID`: give the job's references back.
+int env_release_command(const std::string& job_id);
+/// `rtenv env list`: envs and resources with their references, sizes and timings.
+int env_list_command(bool json);
+/// `rtenv gc`: evict unused resources down to the cache's low watermark.
+int gc_command(bool dry_run);
+
+}  // namespace rtenv::cli

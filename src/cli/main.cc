@@ -68,6 +68,46 @@ int real_main(int argc, char** argv) {
     args.erase(it, args.end());
   }
   std::reverse(args.begin(), args.end());  // CLI11 takes a reversed vector
+  AgentArgs agent_args;
+  auto* agent_cmd = app.add_subcommand(
+      "agent",
+      "Serve this node's agent in the foreground (for service managers; clients start one on "
+      "demand otherwise). It installs envs once, counts references by holder, releases dead "
+      "holders, and evicts unused resources when the cache is over its limit. Socket: "
+      "$RTENV_HOME/agent.sock (owner-only). Cache limits: $RTENV_HOME/config.json "
+      "(cache_limit, cache_low, kind_limits), RTENV_CACHE_LIMIT, RTENV_CACHE_LOW.");
+  agent_cmd->add_option("--listen", agent_args.tcp_address,
+                        "Also listen on TCP HOST:PORT (needs --token-file)");
+  agent_cmd->add_option("--token-file", agent_args.token_file,
+                        "File holding the bearer token TCP callers must send");
+  agent_cmd->add_option("--idle-exit", agent_args.idle_exit_seconds,
+                        "Exit after this many seconds without calls (default 0: never)");
+
+  auto* env_cmd = app.add_subcommand("env", "Envs on this node (through the agent)");
+  env_cmd->require_subcommand(1);
+  EnvCreateArgs create;
+  auto* create_cmd = env_cmd->add_subcommand(
+      "create", "Make an env ready on this node without running anything (eager install)");
+  create_cmd->add_option("--runtime-env,-e", create.runtime_env, "The runtime_env (JSON or file)")
+      ->required();
+  create_cmd->add_option("--job", create.job_id,
+                         "Hold the env for this job until `rtenv env release --job` (default: "
+                         "for this process only)");
+  create_cmd->add_flag("--json", create.json, "Print one JSON object");
+  std::string release_job;
+  auto* release_cmd = env_cmd->add_subcommand("release", "Give a job's references back");
+  release_cmd->add_option("--job", release_job, "The job")->required();
+  bool list_json = false;
+  auto* list_cmd = env_cmd->add_subcommand(
+      "list", "Envs and resources on this node: state, holders, sizes, references, leases");
+  list_cmd->add_flag("--json", list_json, "Print one JSON object (for scripts)");
+
+  bool gc_dry_run = false;
+  auto* gc_cmd = app.add_subcommand(
+      "gc", "Evict unused resources, least recently used first, down to the low watermark "
+            "(never one in use)");
+  gc_cmd->add_flag("--dry-run", gc_dry_run, "Only say what would be evicted");
+
   try {
     app.parse(args);
   } catch (const CLI::ParseError& e) {
@@ -94,6 +134,11 @@ int real_main(int argc, char** argv) {
     return run_command(run);
   }
   if (pack_cmd->parsed()) return pack_command(pack);
+  if (agent_cmd->parsed()) return agent_command(agent_args);
+  if (create_cmd->parsed()) return env_create_command(create);
+  if (release_cmd->parsed()) return env_release_command(release_job);
+  if (list_cmd->parsed()) return env_list_command(list_json);
+  if (gc_cmd->parsed()) return gc_command(gc_dry_run);
   return kExitUsage;
 }
 

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "agent/client.h"
 #include "env/package_cache.h"
 #include "util/fs.h"
 
@@ -154,16 +155,41 @@ int run_command(const RunArgs& args) {
     return fail(kExitSetup, "setup failed: packaging: " + resolved.error().message());
   }
   env::PackageCache cache(*home, **store);
+  auto planned = env::plan(*resolved, cache);
+  if (!planned) return fail(kExitSetup, "setup failed: " + planned.error().message());
+
+  // What is not on this node yet is installed by the node's agent (once, however many ask; with
+  // a reference held by this process). What is there already is only leased, with no call at
+  // all. Without an agent (RTENV_NO_AGENT=1, or another --store than the agent's) this process
+  // installs it itself.
+  bool all_ready = true;
+  for (const auto& r : planned->resources) all_ready &= cache.is_ready(r.uri);
+  std::unique_ptr<agent::AgentClient> agent_client;
+  std::string holder, serialized = resolved->canonical();
+  const char* no_agent = std::getenv("RTENV_NO_AGENT");
+  if (!all_ready && args.store_url.empty() && !(no_agent && *no_agent && std::string(no_agent) != "0")) {
+    auto client = agent::AgentClient::connect(*home, /*start=*/true);
+    if (!client) {
+      say("the agent is not available (" + client.error().message() + "); setting up here");
+    } else {
+      holder = agent::process_holder(::getpid());
+      auto created = (*client)->get_or_create(serialized, "", holder, [&](const std::string& m) {
+        progress.show("rtenv: " + m);
+      });
+      progress.clear();
+      if (!created) return fail(kExitSetup, "setup failed: " + created.error().message());
+      for (const auto& t : created->timings) say(fmt::format("{} ({:.1f} ms)", t.phase, t.ms));
+      agent_client = std::move(client).value();
+    }
+  }
   auto active = env::activate(*resolved, cache, caller_env);
   if (!active) return fail(kExitSetup, "setup failed: " + active.error().message());
   double setup_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   if (!resolved->empty()) {
-    size_t built = 0;
-    for (const auto& lease : active->leases) built += lease.materialized() ? 1 : 0;
-    say(fmt::format("env {} ready in {:.1f} ms ({} package(s) materialized, {} already on this "
-                    "machine)",
-                    resolved->id().hex().substr(0, 12), setup_ms, built,
-                    active->leases.size() - built));
+    say(fmt::format("env {} ready in {:.1f} ms ({})", resolved->id().hex().substr(0, 12), setup_ms,
+                    all_ready ? "everything was on this machine already"
+                    : agent_client ? "installed by the agent"
+                                   : "installed by this process"));
   }
 
   // Signals arriving from now on go to the command. They stay blocked until the command's pid
@@ -193,6 +219,7 @@ int run_command(const RunArgs& args) {
 
   size_t restored = 0;
   for (auto& lease : active->leases) restored += lease.release() ? 1 : 0;
+  if (agent_client) (void)agent_client->release(serialized, holder);
   if (restored) say(fmt::format("restored {} package(s) the command had changed", restored));
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);

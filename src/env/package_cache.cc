@@ -1,6 +1,9 @@
 #include "env/package_cache.h"
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <sys/sysmacros.h>
 #include <cerrno>
 #include <dirent.h>
 #include <fcntl.h>
@@ -92,7 +95,8 @@ Result<void> capture_dir(int dirfd, const std::string& rel, std::string& out) {
   return ok_result();
 }
 
-// Removes leftovers of builds whose process is gone (a crash mid-build).
+}  // namespace
+
 void sweep_tmp(const fs::path& tmp) {
   std::error_code ec;
   for (auto it = fs::directory_iterator(tmp, ec); !ec && it != fs::directory_iterator();
@@ -106,16 +110,40 @@ void sweep_tmp(const fs::path& tmp) {
   }
 }
 
-}  // namespace
-
 Result<void> materialize_tree(store::BlobStore& store, const PackageUri& uri,
-                              const fs::path& dest) {
+                              const fs::path& dest, const MaterializeProgress& progress) {
   if (::mkdir(dest.c_str(), 0755) != 0) return io_error("cannot create", dest, errno);
   std::vector<FileJob> files;
   RTENV_TRY(build_dirs(store, uri.root(), dest, &files));
-  return parallel_for(files.size(), default_threads(), [&](size_t i) {
-    return store.get_to_file(files[i].digest, files[i].dest, files[i].mode);
+  std::atomic<size_t> done{0};
+  std::mutex progress_mu;
+  return parallel_for(files.size(), default_threads(), [&](size_t i) -> Result<void> {
+    RTENV_TRY(store.get_to_file(files[i].digest, files[i].dest, files[i].mode));
+    size_t n = ++done;
+    if (progress && (n % 256 == 0 || n == files.size())) {
+      std::lock_guard lock(progress_mu);
+      progress(n, files.size());
+    }
+    return ok_result();
   });
+}
+
+uint64_t disk_usage(const fs::path& dir, std::set<std::pair<uint64_t, uint64_t>>* seen) {
+  uint64_t total = 0;
+  std::error_code ec;
+  struct stat st;
+  if (::lstat(dir.c_str(), &st) == 0 && seen->emplace(st.st_dev, st.st_ino).second) {
+    total += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  for (auto it = fs::recursive_directory_iterator(dir, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (::lstat(it->path().c_str(), &st) != 0) continue;
+    if (st.st_nlink > 1 && !S_ISDIR(st.st_mode) && !seen->emplace(st.st_dev, st.st_ino).second) {
+      continue;
+    }
+    total += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  return total;
 }
 
 Result<std::string> capture_tree_state(const fs::path& dir) {
@@ -137,11 +165,11 @@ fs::path PackageCache::sidecar(const PackageUri& uri, std::string_view ext) cons
   return home_.pkgs() / (uri.root().hex() + std::string(ext));
 }
 
-Result<void> PackageCache::rebuild(const PackageUri& uri) {
+Result<void> PackageCache::rebuild(const PackageUri& uri, const MaterializeProgress& progress) {
   sweep_tmp(home_.tmp());
   fs::path dir = dir_of(uri);
   fs::path fresh = home_.tmp() / unique_name("pkg-" + uri.root().hex().substr(0, 12));
-  if (auto r = materialize_tree(store_, uri, fresh); !r) {
+  if (auto r = materialize_tree(store_, uri, fresh, progress); !r) {
     (void)remove_tree(fresh);
     return r;
   }
@@ -159,14 +187,14 @@ Result<void> PackageCache::rebuild(const PackageUri& uri) {
 }
 
 Result<void> PackageCache::make_pristine(const PackageUri& uri, bool* restored,
-                                         bool* materialized) {
+                                         bool* materialized, const MaterializeProgress& progress) {
   *restored = *materialized = false;
   fs::path dir = dir_of(uri);
   auto recorded = read_file(sidecar(uri, ".state"));
   struct stat st;
   if (!recorded || ::stat(dir.c_str(), &st) != 0) {
     *materialized = true;
-    return rebuild(uri);
+    return rebuild(uri, progress);
   }
   if (::access(sidecar(uri, ".dirty").c_str(), F_OK) != 0) return ok_result();
   RTENV_ASSIGN_OR_RETURN(std::string now, capture_tree_state(dir));
@@ -188,6 +216,7 @@ Result<PackageCache::Lease> PackageCache::acquire(const PackageUri& uri) {
     RTENV_ASSIGN_OR_RETURN(lock, FileLock::acquire(lock_path, FileLock::Mode::kShared));
     struct stat st;
     if (::stat(sidecar(uri, ".state").c_str(), &st) == 0) {
+      lock.touch();
       Lease lease;
       lease.cache_ = this;
       lease.uri_ = uri;
@@ -205,6 +234,7 @@ Result<PackageCache::Lease> PackageCache::acquire(const PackageUri& uri) {
   UniqueFd mark(::open(sidecar(uri, ".dirty").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
   if (!mark.valid()) return io_error("cannot create", sidecar(uri, ".dirty"), errno);
   RTENV_TRY(lock.convert(FileLock::Mode::kShared));
+  lock.touch();
   Lease lease;
   lease.cache_ = this;
   lease.uri_ = uri;
@@ -212,6 +242,80 @@ Result<PackageCache::Lease> PackageCache::acquire(const PackageUri& uri) {
   lease.lock_ = std::move(lock);
   lease.materialized_ = materialized;
   return lease;
+}
+
+Result<bool> PackageCache::ensure(const PackageUri& uri, const MaterializeProgress& progress) {
+  RTENV_ASSIGN_OR_RETURN(FileLock lock,
+                         FileLock::acquire(sidecar(uri, ".lock"), FileLock::Mode::kExclusive));
+  bool restored = false, materialized = false;
+  RTENV_TRY(make_pristine(uri, &restored, &materialized, progress));
+  return materialized;
+}
+
+bool PackageCache::is_ready(const PackageUri& uri) const {
+  struct stat st;
+  return ::stat(sidecar(uri, ".state").c_str(), &st) == 0 && ::stat(dir_of(uri).c_str(), &st) == 0;
+}
+
+Result<bool> PackageCache::evict(const PackageUri& uri) {
+  RTENV_ASSIGN_OR_RETURN(FileLock lock,
+                         FileLock::try_acquire(sidecar(uri, ".lock"), FileLock::Mode::kExclusive));
+  if (!lock.held()) return false;
+  // Unpublish first (state, then the tree by rename), so nobody trusts a half-deleted tree.
+  for (const char* ext : {".state", ".dirty"}) {
+    if (::unlink(sidecar(uri, ext).c_str()) != 0 && errno != ENOENT) {
+      return io_error("cannot remove", sidecar(uri, ext), errno);
+    }
+  }
+  fs::path doomed = home_.tmp() / unique_name("evict-" + uri.root().hex().substr(0, 12));
+  if (::rename(dir_of(uri).c_str(), doomed.c_str()) != 0 && errno != ENOENT) {
+    return io_error("cannot remove", dir_of(uri), errno);
+  }
+  RTENV_TRY(remove_tree(doomed));
+  return true;
+}
+
+size_t PackageCache::process_leases(const PackageUri& uri) const {
+  struct stat st;
+  if (::stat(sidecar(uri, ".lock").c_str(), &st) != 0) return 0;
+  auto locks = read_file("/proc/locks");
+  if (!locks) return 0;
+  // Lines: "1: FLOCK  ADVISORY  READ  1234 fd:01:123456 0 EOF"; the device is major:minor in hex.
+  std::string suffix = fmt::format(":{} ", static_cast<uint64_t>(st.st_ino));
+  std::string dev = fmt::format("{:02x}:{:02x}", major(st.st_dev), minor(st.st_dev));
+  size_t count = 0;
+  size_t pos = 0;
+  while (pos < locks->size()) {
+    size_t end = locks->find('\n', pos);
+    if (end == std::string::npos) end = locks->size();
+    std::string_view line(locks->data() + pos, end - pos);
+    // Waiters ("->") hold nothing yet; READ is a shared lock, i.e. a lease.
+    if (line.find("FLOCK") != std::string_view::npos && line.find("->") == std::string_view::npos &&
+        line.find(" READ ") != std::string_view::npos &&
+        line.find(dev + suffix) != std::string_view::npos) {
+      ++count;
+    }
+    pos = end + 1;
+  }
+  return count;
+}
+
+int64_t PackageCache::last_leased_ms(const PackageUri& uri) const {
+  struct stat st;
+  if (::stat(sidecar(uri, ".lock").c_str(), &st) != 0) return 0;
+  return st.st_mtim.tv_sec * 1000LL + st.st_mtim.tv_nsec / 1000000;
+}
+
+std::vector<PackageUri> PackageCache::list() const {
+  std::vector<PackageUri> out;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(home_.pkgs(), ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    if (!it->is_directory(ec)) continue;
+    auto d = Digest::from_hex(it->path().filename().string());
+    if (d) out.emplace_back(*d);
+  }
+  return out;
 }
 
 bool PackageCache::Lease::release() {

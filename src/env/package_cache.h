@@ -2,6 +2,9 @@
 // The node's materialized packages, and the leases that keep them whole while jobs use them.
 
 #include <filesystem>
+#include <functional>
+#include <set>
+#include <vector>
 #include <string>
 
 #include "env/home.h"
@@ -12,10 +15,13 @@
 
 namespace rtenv::env {
 
+/// Progress of a materialization: files written so far, of how many.
+using MaterializeProgress = std::function<void(size_t files_done, size_t files_total)>;
+
 /// Writes the tree of package `uri` from `store` into `dest` (which must not exist), verifying
 /// every blob. Directories 0755, files 0644 or 0755, symlinks as recorded.
 Result<void> materialize_tree(store::BlobStore& store, const pack::PackageUri& uri,
-                              const fs::path& dest);
+                              const fs::path& dest, const MaterializeProgress& progress = nullptr);
 
 /// The packages materialized on this node, each in `$RTENV_HOME/pkgs/<digest>/`.
 ///
@@ -64,14 +70,35 @@ class PackageCache {
   /// kCorrupt for a damaged blob), kIo.
   Result<Lease> acquire(const pack::PackageUri& uri);
 
+  /// Makes the package present and as packed, without keeping a lease (what the agent does for
+  /// a reference held by name). Returns true if it had to be materialized.
+  Result<bool> ensure(const pack::PackageUri& uri, const MaterializeProgress& progress = nullptr);
+
+  /// True if the package is materialized (published and recorded).
+  bool is_ready(const pack::PackageUri& uri) const;
+
+  /// Deletes the materialized package if no process holds a lease on it; false if one does.
+  /// The store keeps its blobs, so it can be materialized again.
+  Result<bool> evict(const pack::PackageUri& uri);
+
+  /// Processes holding a lease on the package right now (from /proc/locks).
+  size_t process_leases(const pack::PackageUri& uri) const;
+
+  /// When a process last took a lease on the package (ms since the epoch; 0 if never).
+  int64_t last_leased_ms(const pack::PackageUri& uri) const;
+
+  /// Packages materialized on this node (by their directory names).
+  std::vector<pack::PackageUri> list() const;
+
   fs::path dir_of(const pack::PackageUri& uri) const;
   const Home& home() const { return home_; }
 
  private:
   /// With the exclusive lock held: make the package present and as packed. Sets *restored when
   /// an existing tree had been changed and was rebuilt, *materialized when there was none.
-  Result<void> make_pristine(const pack::PackageUri& uri, bool* restored, bool* materialized);
-  Result<void> rebuild(const pack::PackageUri& uri);
+  Result<void> make_pristine(const pack::PackageUri& uri, bool* restored, bool* materialized,
+                             const MaterializeProgress& progress = nullptr);
+  Result<void> rebuild(const pack::PackageUri& uri, const MaterializeProgress& progress = nullptr);
 
   fs::path sidecar(const pack::PackageUri& uri, std::string_view ext) const;
 
@@ -82,5 +109,12 @@ class PackageCache {
 /// The stat info of every entry of a tree, in a fixed order (the record a package is checked
 /// against). Binary; only compared, never interpreted across versions.
 Result<std::string> capture_tree_state(const fs::path& dir);
+
+/// Removes what builds left in $RTENV_HOME/tmp when their process is gone (a crash mid-build).
+void sweep_tmp(const fs::path& tmp);
+
+/// Bytes a tree takes on disk (allocated blocks), counting a file with several hard links once
+/// across all calls that share `seen` (pairs of device and inode).
+uint64_t disk_usage(const fs::path& dir, std::set<std::pair<uint64_t, uint64_t>>* seen);
 
 }  // namespace rtenv::env

@@ -160,9 +160,7 @@ std::string expand_vars(const std::string& value,
   return out;
 }
 
-Result<ActiveEnv> activate(const RuntimeEnv& env, PackageCache& cache,
-                           const std::function<std::optional<std::string>(const std::string&)>&
-                               lookup_caller_env) {
+Result<Plan> plan(const RuntimeEnv& env, const PackageCache& cache) {
   static const std::map<std::string, std::string> kNotYet = {
       {"pip", "Python package installs"},   {"uv", "Python package installs"},
       {"conda", "conda environments"},      {"py_executable", "custom Python interpreters"},
@@ -181,41 +179,55 @@ Result<ActiveEnv> activate(const RuntimeEnv& env, PackageCache& cache,
     return make_error(ErrorCode::kUnsupported, "not supported yet: {} (no plugin handles it)",
                       field);
   }
-
-  ActiveEnv active;
-  auto lease = [&](const std::string& field, const std::string& value) -> Result<fs::path> {
+  Plan out;
+  auto add = [&](const std::string& field, const std::string& value) -> Result<fs::path> {
     auto uri = pack::PackageUri::parse(value);
     if (!uri) return uri.error().with_context("runtime_env." + field);
-    auto l = cache.acquire(*uri);
-    if (!l) return l.error().with_context(fmt::format("runtime_env.{} ({})", field, value));
-    fs::path dir = l->dir();
-    active.leases.push_back(std::move(l).value());
-    return dir;
+    out.resources.push_back({field, *uri});
+    return cache.dir_of(*uri);
   };
   if (auto wd = env.working_dir()) {
-    RTENV_ASSIGN_OR_RETURN(fs::path dir, lease("working_dir", *wd));
-    active.context.cwd = dir;
-    active.context.python_path.push_back(dir);
+    RTENV_ASSIGN_OR_RETURN(fs::path dir, add("working_dir", *wd));
+    out.context.cwd = dir;
+    out.context.python_path.push_back(dir);
   }
   auto modules = env.py_modules();
   for (size_t i = 0; i < modules.size(); ++i) {
-    RTENV_ASSIGN_OR_RETURN(fs::path dir, lease(fmt::format("py_modules[{}]", i), modules[i]));
-    active.context.python_path.push_back(dir);
+    RTENV_ASSIGN_OR_RETURN(fs::path dir, add(fmt::format("py_modules[{}]", i), modules[i]));
+    out.context.python_path.push_back(dir);
   }
-  for (const auto& [name, value] : env.env_vars()) {
-    active.context.env_vars[name] = expand_vars(value, lookup_caller_env);
-  }
+  out.context.env_vars = env.env_vars();
+  return out;
+}
+
+void finish_context(Context* context, const Home& home, bool has_packages,
+                    const std::function<std::optional<std::string>(const std::string&)>&
+                        lookup_caller_env) {
+  for (auto& [name, value] : context->env_vars) value = expand_vars(value, lookup_caller_env);
   // Python writes __pycache__ next to the modules it imports; kept there it would count as a
-  // change to the package after every run. Send it to the node's cache instead.
-  // (Not when bytecode writing is off: then nothing is written, and a prefix would only hide
-  // the interpreter's own cached bytecode.)
+  // change to the package after every run. Send it to the node's cache instead (not when
+  // bytecode writing is off: then nothing is written, and a prefix would only hide the
+  // interpreter's own cached bytecode).
   auto is_set = [&](const char* name) {
-    return active.context.env_vars.contains(name) || lookup_caller_env(name).has_value();
+    return context->env_vars.contains(name) || lookup_caller_env(name).has_value();
   };
-  if (!active.leases.empty() && !is_set("PYTHONPYCACHEPREFIX") &&
-      !is_set("PYTHONDONTWRITEBYTECODE")) {
-    active.context.env_vars["PYTHONPYCACHEPREFIX"] = (cache.home().root / "pycache").string();
+  if (has_packages && !is_set("PYTHONPYCACHEPREFIX") && !is_set("PYTHONDONTWRITEBYTECODE")) {
+    context->env_vars["PYTHONPYCACHEPREFIX"] = (home.root / "pycache").string();
   }
+}
+
+Result<ActiveEnv> activate(const RuntimeEnv& env, PackageCache& cache,
+                           const std::function<std::optional<std::string>(const std::string&)>&
+                               lookup_caller_env) {
+  RTENV_ASSIGN_OR_RETURN(Plan p, plan(env, cache));
+  ActiveEnv active;
+  for (const auto& r : p.resources) {
+    auto lease = cache.acquire(r.uri);
+    if (!lease) return lease.error().with_context(fmt::format("runtime_env.{} ({})", r.field, r.uri.str()));
+    active.leases.push_back(std::move(lease).value());
+  }
+  active.context = std::move(p.context);
+  finish_context(&active.context, cache.home(), !p.resources.empty(), lookup_caller_env);
   return active;
 }
 

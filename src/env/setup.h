@@ -23,6 +23,30 @@ struct Context {
   std::vector<fs::path> python_path;         ///< prepended to PYTHONPATH, in order
 };
 
+/// A resource an env needs on a node: for now a package (working_dir, py_modules).
+struct Resource {
+  std::string field;  ///< "working_dir", "py_modules[0]"
+  pack::PackageUri uri;
+};
+
+/// What a URI-only env needs on a node and what it gives a process: the resources, and the
+/// context with env_vars not yet expanded (the caller's environment expands them).
+struct Plan {
+  std::vector<Resource> resources;
+  Context context;
+};
+
+/// Plans a URI-only env without touching the disk. kUnsupported for fields without an installer
+/// yet ("not supported yet: pip ..."); kInvalidArgument for a field that is not a package URI.
+Result<Plan> plan(const spec::RuntimeEnv& env, const PackageCache& cache);
+
+/// Expands ${NAME} in the context's env_vars from `lookup_caller_env`, and points Python's
+/// bytecode cache out of the packages (PYTHONPYCACHEPREFIX under $RTENV_HOME) unless the caller
+/// chose otherwise.
+void finish_context(Context* context, const Home& home, bool has_packages,
+                    const std::function<std::optional<std::string>(const std::string&)>&
+                        lookup_caller_env);
+
 /// An activated env: its context and the leases that keep its resources whole until released.
 struct ActiveEnv {
   Context context;
@@ -51,8 +75,8 @@ Result<spec::RuntimeEnv> upload_local(const spec::RuntimeEnv& env, const Home& h
 std::string expand_vars(const std::string& value,
                         const std::function<std::optional<std::string>(const std::string&)>& lookup);
 
-/// Materializes the resources of a URI-only env on this node and leases them. Fields whose
-/// installer does not exist yet give kUnsupported ("not supported yet: pip ...").
+/// Plans a URI-only env, materializes what is missing on this node, leases every resource and
+/// finishes the context: what a process needs to start inside the env.
 Result<ActiveEnv> activate(const spec::RuntimeEnv& env, PackageCache& cache,
                            const std::function<std::optional<std::string>(const std::string&)>&
                                lookup_caller_env);

@@ -148,6 +148,10 @@ Result<FileLock> FileLock::try_acquire(const fs::path& path, Mode mode) {
   return lock;
 }
 
+void FileLock::touch() {
+  if (fd_.valid()) ::futimens(fd_.get(), nullptr);
+}
+
 Result<void> FileLock::convert(Mode mode) {
   int op = mode == Mode::kShared ? LOCK_SH : LOCK_EX;
   while (::flock(fd_.get(), op) != 0) {

@@ -72,6 +72,8 @@ class FileLock {
   static Result<FileLock> try_acquire(const fs::path& path, Mode mode);
 
   bool held() const { return fd_.valid(); }
+  /// Sets the lock file's mtime to now (a cheap "last used" stamp).
+  void touch();
   /// Converts the held lock (not atomic, as flock(2) says).
   Result<void> convert(Mode mode);
   void release() { fd_.reset(); }

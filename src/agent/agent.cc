@@ -1,0 +1,489 @@
+#include "agent/agent.h"
+
+#include <algorithm>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "util/fs.h"
+
+namespace rtenv::agent {
+
+using spec::RuntimeEnv;
+
+namespace {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+double ms_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot. With the
+// pid it names one process for good: a reused pid has another start time.
+std::optional<std::string> start_time(pid_t pid) {
+  auto stat = read_file(fmt::format("/proc/{}/stat", pid));
+  if (!stat) return std::nullopt;
+  size_t paren = stat->rfind(')');
+  if (paren == std::string::npos) return std::nullopt;
+  std::string_view rest(*stat);
+  rest.remove_prefix(paren + 2);  // ") "
+  for (int field = 3; field < 22; ++field) {
+    size_t sp = rest.find(' ');
+    if (sp == std::string_view::npos) return std::nullopt;
+    rest.remove_prefix(sp + 1);
+  }
+  return std::string(rest.substr(0, rest.find(' ')));
+}
+
+// The env for listings and logs: env_vars values are secrets until proven otherwise.
+std::string redacted_summary(const RuntimeEnv& env) {
+  spec::Json j = env.to_json();
+  if (j.contains("env_vars")) {
+    for (auto& [k, v] : j["env_vars"].items()) v = "<redacted>";
+  }
+  return j.dump();
+}
+
+std::string timings_json(const std::vector<Timing>& timings) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& t : timings) j.push_back({t.phase, t.ms});
+  return j.dump();
+}
+
+std::string kind_of(const std::string& field) {
+  return field.substr(0, field.find('['));  // "py_modules[2]" -> "py_modules"
+}
+
+Result<uint64_t> size_from(const nlohmann::json& j, const char* key) {
+  if (j.is_number_unsigned()) return j.get<uint64_t>();
+  if (!j.is_string()) {
+    return make_error(ErrorCode::kInvalidArgument, "config {}: expected a size such as \"10G\"", key);
+  }
+  std::string s = j.get<std::string>();
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  std::string unit = end ? end : "";
+  double mult = unit.empty() || unit == "B" ? 1
+                : unit == "K" || unit == "KiB" ? 1024.0
+                : unit == "M" || unit == "MiB" ? 1024.0 * 1024
+                : unit == "G" || unit == "GiB" ? 1024.0 * 1024 * 1024
+                : unit == "T" || unit == "TiB" ? 1024.0 * 1024 * 1024 * 1024
+                                               : -1;
+  if (end == s.c_str() || mult < 0 || v < 0) {
+    return make_error(ErrorCode::kInvalidArgument, "config {}: '{}' is not a size (e.g. 500M, 10G)",
+                      key, s);
+  }
+  return static_cast<uint64_t>(v * mult);
+}
+
+}  // namespace
+
+std::string process_holder(pid_t pid) {
+  return fmt::format("pid:{}:{}", pid, start_time(pid).value_or("0"));
+}
+
+bool holder_is_dead(const std::string& holder) {
+  if (!holder.starts_with("pid:")) return false;
+  size_t colon = holder.find(':', 4);
+  pid_t pid = static_cast<pid_t>(std::atol(holder.substr(4, colon - 4).c_str()));
+  if (pid <= 0) return true;
+  auto now = start_time(pid);
+  if (!now) return true;
+  return colon != std::string::npos && holder.substr(colon + 1) != *now;
+}
+
+Result<AgentOptions> AgentOptions::from_config(const env::Home& home) {
+  AgentOptions o;
+  fs::path file = home.root / "config.json";
+  if (auto text = read_file(file)) {
+    nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      return make_error(ErrorCode::kInvalidArgument, "{}: not a JSON object", file.string());
+    }
+    if (j.contains("cache_limit")) {
+      RTENV_ASSIGN_OR_RETURN(o.cache_high_bytes, size_from(j["cache_limit"], "cache_limit"));
+      o.cache_low_bytes = o.cache_high_bytes / 10 * 8;
+    }
+    if (j.contains("cache_low")) {
+      RTENV_ASSIGN_OR_RETURN(o.cache_low_bytes, size_from(j["cache_low"], "cache_low"));
+    }
+    if (j.contains("kind_limits") && j["kind_limits"].is_object()) {
+      for (auto& [kind, v] : j["kind_limits"].items()) {
+        RTENV_ASSIGN_OR_RETURN(o.kind_high_bytes[kind], size_from(v, "kind_limits"));
+      }
+    }
+    if (j.contains("failure_ttl_seconds") && j["failure_ttl_seconds"].is_number()) {
+      o.failure_ttl_ms = static_cast<int64_t>(j["failure_ttl_seconds"].get<double>() * 1000);
+    }
+  }
+  if (const char* v = std::getenv("RTENV_CACHE_LIMIT"); v && *v) {
+    RTENV_ASSIGN_OR_RETURN(o.cache_high_bytes, size_from(v, "RTENV_CACHE_LIMIT"));
+    o.cache_low_bytes = o.cache_high_bytes / 10 * 8;
+  }
+  if (const char* v = std::getenv("RTENV_CACHE_LOW"); v && *v) {
+    RTENV_ASSIGN_OR_RETURN(o.cache_low_bytes, size_from(v, "RTENV_CACHE_LOW"));
+  }
+  if (const char* v = std::getenv("RTENV_FAILURE_TTL"); v && *v) {
+    o.failure_ttl_ms = static_cast<int64_t>(std::atof(v) * 1000);
+  }
+  if (o.cache_low_bytes > o.cache_high_bytes) o.cache_low_bytes = o.cache_high_bytes;
+  return o;
+}
+
+Agent::Agent(env::Home home, std::unique_ptr<store::BlobStore> store, AgentOptions options,
+             std::unique_ptr<StateDb> db)
+    : home_(std::move(home)),
+      store_(std::move(store)),
+      options_(std::move(options)),
+      cache_(home_, *store_),
+      db_(std::move(db)),
+      free_slots_(std::max(1u, options_.max_parallel_installs)),
+      last_activity_ms_(now_ms()) {}
+
+Result<std::unique_ptr<Agent>> Agent::open(env::Home home, std::unique_ptr<store::BlobStore> store,
+                                           AgentOptions options) {
+  RTENV_ASSIGN_OR_RETURN(auto db, StateDb::open(home.root / "agent.db"));
+  std::unique_ptr<Agent> agent(new Agent(home, std::move(store), options, std::move(db)));
+  // What a crash left: half-built trees in tmp/ (never published), envs marked creating.
+  env::sweep_tmp(home.tmp());
+  RTENV_TRY(agent->db_->fail_interrupted(now_ms()));
+  RTENV_ASSIGN_OR_RETURN(auto known, agent->db_->resources());
+  std::set<std::string> known_uris;
+  for (const auto& r : known) known_uris.insert(r.uri);
+  for (const auto& uri : agent->cache_.list()) {
+    if (known_uris.contains(uri.str()) || !agent->cache_.is_ready(uri)) continue;
+    std::set<std::pair<uint64_t, uint64_t>> seen;
+    RTENV_TRY(agent->db_->adopt_resource(uri.str(), "package",
+                                         env::disk_usage(agent->cache_.dir_of(uri), &seen),
+                                         agent->cache_.last_leased_ms(uri)));
+  }
+  agent->reaper_ = std::thread([a = agent.get()] { a->reap_loop(); });
+  return agent;
+}
+
+Agent::~Agent() {
+  {
+    std::lock_guard lock(reap_mu_);
+    stopping_ = true;
+  }
+  reap_cv_.notify_all();
+  if (reaper_.joinable()) reaper_.join();
+}
+
+void Agent::note_activity() { last_activity_ms_ = now_ms(); }
+
+int64_t Agent::idle_ms() const {
+  if (busy_.load() > 0) return 0;
+  return now_ms() - last_activity_ms_.load();
+}
+
+void Agent::log(const std::string& job_id, const std::string& line) {
+  std::string name = job_id.empty() ? "agent" : "job-" + job_id;
+  for (auto& c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
+  }
+  std::time_t t = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  std::lock_guard lock(log_mu_);
+  if (FILE* f = std::fopen((home_.logs() / (name + ".log")).c_str(), "a")) {
+    std::fprintf(f, "%s %s\n", stamp, line.c_str());
+    std::fclose(f);
+  }
+}
+
+Result<CreateResult> Agent::get_or_create(const std::string& serialized_env,
+                                          const std::string& serialized_config,
+                                          const std::string& job_id, const std::string& holder,
+                                          const Progress& progress) {
+  note_activity();
+  busy_++;
+  struct Done {
+    Agent* a;
+    ~Done() {
+      a->busy_--;
+      a->note_activity();
+    }
+  } done{this};
+
+  if (holder.empty()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "a holder is required (\"pid:<pid>:<start>\", \"job:<id>\" or an engine handle)");
+  }
+  spec::ParseOptions po;
+  po.level = spec::Level::kTask;  // the caller packed local paths already
+  RTENV_ASSIGN_OR_RETURN(RuntimeEnv env, RuntimeEnv::from_json_text(serialized_env, po));
+  spec::SetupConfig config = env.config();
+  if (!serialized_config.empty()) {
+    RTENV_ASSIGN_OR_RETURN(RuntimeEnv with_config,
+                           RuntimeEnv::from_json_text("{\"config\":" + serialized_config + "}", po));
+    config = with_config.config();
+  }
+  std::string env_id = env.id().hex();
+
+  std::shared_future<Result<CreateResult>> result;
+  std::optional<std::promise<Result<CreateResult>>> leader;
+  {
+    std::lock_guard lock(mu_);
+    if (auto f = failures_.find(env_id); f != failures_.end()) {
+      if (now_ms() - f->second.first < options_.failure_ttl_ms) {
+        return f->second.second;  // a crash-looping caller does not hammer the installer
+      }
+      failures_.erase(f);
+    }
+    // Pin before create: the reference exists before anything is installed.
+    RTENV_TRY(db_->begin());
+    auto r = db_->upsert_env(env_id, job_id, redacted_summary(env), now_ms());
+    auto added = r ? db_->add_ref(env_id, holder, now_ms()) : Result<bool>(r.error());
+    RTENV_TRY(db_->commit());
+    if (!added) return added.error();
+    if (auto it = inflight_.find(env_id); it != inflight_.end()) {
+      result = it->second;
+    } else {
+      leader.emplace();
+      result = leader->get_future().share();
+      inflight_.emplace(env_id, result);
+    }
+  }
+  if (leader) {
+    auto r = install(env, env_id, config, job_id, progress);
+    {
+      std::lock_guard lock(mu_);
+      inflight_.erase(env_id);
+      if (!r) failures_.insert_or_assign(env_id, std::make_pair(now_ms(), r.error()));
+    }
+    leader->set_value(std::move(r));
+  } else if (progress) {
+    progress("waiting for another request that is setting up the same env");
+  }
+  Result<CreateResult> out = result.get();
+  if (!out) {
+    std::lock_guard lock(mu_);
+    (void)db_->remove_ref(env_id, holder);  // a failed env holds nothing
+  }
+  return out;
+}
+
+Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& env_id,
+                                    const spec::SetupConfig& config, const std::string& job_id,
+                                    const Progress& progress) {
+  {
+    std::unique_lock lock(slots_mu_);
+    slots_cv_.wait(lock, [&] { return free_slots_ > 0; });
+    --free_slots_;
+  }
+  struct Slot {
+    Agent* a;
+    ~Slot() {
+      {
+        std::lock_guard lock(a->slots_mu_);
+        ++a->free_slots_;
+      }
+      a->slots_cv_.notify_one();
+    }
+  } slot{this};
+
+  auto t0 = std::chrono::steady_clock::now();
+  auto fail = [&](const Error& e) -> Result<CreateResult> {
+    std::lock_guard lock(mu_);
+    (void)db_->set_env_state(env_id, "failed", e.message(), "[]", now_ms());
+    log(job_id, fmt::format("env {} failed: {}", env_id.substr(0, 12), e.message()));
+    return e;
+  };
+  auto planned = env::plan(env, cache_);
+  if (!planned) return fail(planned.error());
+
+  CreateResult out;
+  out.env_id = env_id;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& r : planned->resources) {
+      RTENV_TRY(db_->link_resource(env_id, r.uri.str(), kind_of(r.field), now_ms()));
+      installing_.insert(r.uri.str());
+    }
+  }
+  struct Unmark {
+    Agent* a;
+    const env::Plan& p;
+    ~Unmark() {
+      std::lock_guard lock(a->mu_);
+      for (const auto& r : p.resources) a->installing_.erase(a->installing_.find(r.uri.str()));
+    }
+  } unmark{this, *planned};
+
+  for (const auto& r : planned->resources) {
+    if (config.setup_timeout_seconds > 0 && ms_since(t0) > config.setup_timeout_seconds * 1000.0) {
+      return fail(make_error(ErrorCode::kTimeout,
+                             "setup timed out after {} s (config.setup_timeout_seconds) before {}",
+                             config.setup_timeout_seconds, r.field));
+    }
+    auto t = std::chrono::steady_clock::now();
+    std::string what = fmt::format("{} {}", r.field, r.uri.str());
+    auto report = [&](size_t done, size_t total) {
+      if (progress) progress(fmt::format("materializing {}: {}/{} files", what, done, total));
+    };
+    auto built = cache_.ensure(r.uri, report);
+    if (!built) return fail(built.error().with_context("materializing " + what));
+    out.installed |= *built;
+    if (*built) {
+      std::set<std::pair<uint64_t, uint64_t>> seen;
+      uint64_t bytes = env::disk_usage(cache_.dir_of(r.uri), &seen);
+      std::lock_guard lock(mu_);
+      RTENV_TRY(db_->set_resource_size(r.uri.str(), bytes));
+    }
+    out.timings.push_back({(*built ? "materialize " : "cached ") + what, ms_since(t)});
+    out.resource_uris.push_back(r.uri.str());
+  }
+  out.context = std::move(planned->context);
+  {
+    std::lock_guard lock(mu_);
+    RTENV_TRY(db_->set_env_state(env_id, "ready", "", timings_json(out.timings), now_ms()));
+    RTENV_TRY(db_->touch_env(env_id, now_ms()));
+  }
+  log(job_id, fmt::format("env {} ready in {:.1f} ms ({}): {}", env_id.substr(0, 12), ms_since(t0),
+                          out.installed ? "installed" : "all cached", redacted_summary(env)));
+  if (out.installed) {
+    auto report = gc(false);
+    if (report && !report->evicted.empty()) {
+      log(job_id, fmt::format("gc evicted {} resource(s), freed {} bytes", report->evicted.size(),
+                              report->bytes_freed));
+    }
+  }
+  return out;
+}
+
+Result<bool> Agent::release(const std::string& serialized_env, const std::string& holder) {
+  note_activity();
+  spec::ParseOptions po;
+  po.level = spec::Level::kTask;
+  RTENV_ASSIGN_OR_RETURN(RuntimeEnv env, RuntimeEnv::from_json_text(serialized_env, po));
+  std::lock_guard lock(mu_);
+  return db_->remove_ref(env.id().hex(), holder);
+}
+
+Result<uint32_t> Agent::release_holder(const std::string& holder) {
+  note_activity();
+  std::lock_guard lock(mu_);
+  return db_->remove_holder(holder);
+}
+
+void Agent::reap_loop() {
+  std::unique_lock lock(reap_mu_);
+  while (!stopping_) {
+    reap_cv_.wait_for(lock, std::chrono::milliseconds(options_.reap_interval_ms));
+    if (stopping_) break;
+    std::vector<std::string> holders;
+    {
+      std::lock_guard db_lock(mu_);
+      auto h = db_->holders_with_prefix("pid:");
+      if (h) holders = std::move(h).value();
+    }
+    for (const auto& holder : holders) {
+      if (!holder_is_dead(holder)) continue;
+      std::lock_guard db_lock(mu_);
+      auto n = db_->remove_holder(holder);
+      if (n && *n) log("", fmt::format("holder {} is gone: released {} reference(s)", holder, *n));
+    }
+  }
+}
+
+Result<Agent::Info> Agent::info() {
+  note_activity();
+  Info out;
+  {
+    std::lock_guard lock(mu_);
+    RTENV_ASSIGN_OR_RETURN(out.envs, db_->envs());
+    RTENV_ASSIGN_OR_RETURN(out.resources, db_->resources());
+  }
+  for (const auto& r : out.resources) {
+    auto uri = pack::PackageUri::parse(r.uri);
+    out.process_leases.push_back(uri ? static_cast<uint32_t>(cache_.process_leases(*uri)) : 0);
+    out.cache_bytes += r.size_bytes;
+  }
+  return out;
+}
+
+Result<GcReport> Agent::gc(bool dry_run) {
+  note_activity();
+  std::lock_guard gc_lock(gc_mu_);
+  struct Candidate {
+    ResourceRow row;
+    pack::PackageUri uri{Digest()};
+    uint64_t bytes = 0;
+    int64_t last_used = 0;
+    bool in_use = false;
+  };
+  std::vector<Candidate> all;
+  {
+    std::lock_guard lock(mu_);
+    RTENV_ASSIGN_OR_RETURN(auto rows, db_->resources());
+    for (auto& row : rows) {
+      auto uri = pack::PackageUri::parse(row.uri);
+      if (!uri) continue;
+      all.push_back({row, *uri, 0, 0, row.env_references > 0 || installing_.contains(row.uri)});
+    }
+  }
+  // Sizes on disk, a hard-linked file counted once across the whole cache.
+  std::set<std::pair<uint64_t, uint64_t>> seen;
+  GcReport report;
+  std::map<std::string, uint64_t> kind_bytes;
+  for (auto& c : all) {
+    c.bytes = cache_.is_ready(c.uri) ? env::disk_usage(cache_.dir_of(c.uri), &seen) : 0;
+    c.last_used = std::max(c.row.last_used_ms, cache_.last_leased_ms(c.uri));
+    report.cache_bytes += c.bytes;
+    kind_bytes[c.row.kind] += c.bytes;
+  }
+  std::sort(all.begin(), all.end(),
+            [](const Candidate& a, const Candidate& b) { return a.last_used < b.last_used; });
+
+  auto over = [&](const Candidate& c) {
+    if (report.cache_bytes > options_.cache_high_bytes) return true;
+    auto k = options_.kind_high_bytes.find(c.row.kind);
+    return k != options_.kind_high_bytes.end() && kind_bytes[c.row.kind] > k->second;
+  };
+  auto above_low = [&](const Candidate& c) {
+    if (report.cache_bytes > options_.cache_low_bytes) return true;
+    auto k = options_.kind_high_bytes.find(c.row.kind);
+    return k != options_.kind_high_bytes.end() && kind_bytes[c.row.kind] > k->second / 10 * 8;
+  };
+  bool evicting = std::any_of(all.begin(), all.end(), over);
+  for (auto& c : all) {
+    if (!evicting) break;
+    if (c.in_use || !above_low(c)) continue;
+    if (!dry_run) {
+      std::lock_guard lock(mu_);
+      // Re-check under the lock: a reference may have arrived since the snapshot.
+      auto rows = db_->resources();
+      bool referenced = !rows;
+      if (rows) {
+        for (const auto& r : *rows) referenced |= r.uri == c.row.uri && r.env_references > 0;
+      }
+      if (referenced || installing_.contains(c.row.uri)) continue;
+      auto evicted = cache_.evict(c.uri);  // false: a process holds a lease
+      if (!evicted || !*evicted) continue;
+      RTENV_TRY(db_->forget_resource(c.row.uri));
+    } else if (cache_.process_leases(c.uri) > 0) {
+      continue;
+    }
+    report.evicted.push_back(c.row.uri);
+    report.bytes_freed += c.bytes;
+    report.cache_bytes -= c.bytes;
+    kind_bytes[c.row.kind] -= c.bytes;
+    evicting = report.cache_bytes > options_.cache_low_bytes ||
+               std::any_of(all.begin(), all.end(), above_low);
+  }
+  return report;
+}
+
+}  // namespace rtenv::agent

@@ -1,0 +1,149 @@
+#pragma once
+// The node agent's logic, independent of the RPC layer: create envs once, count references by
+// holder, release dead holders, and evict unused resources when the cache is over its limit.
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "agent/state_db.h"
+#include "env/home.h"
+#include "env/package_cache.h"
+#include "env/setup.h"
+#include "store/blob_store.h"
+
+namespace rtenv::agent {
+
+struct AgentOptions {
+  /// Evict unused resources when the cache exceeds `high` bytes, down to `low`.
+  uint64_t cache_high_bytes = uint64_t{10} << 30;
+  uint64_t cache_low_bytes = uint64_t{8} << 30;
+  /// The same per resource kind ("working_dir", "py_modules"); absent: no limit of its own.
+  std::map<std::string, uint64_t> kind_high_bytes;
+  /// How long a failed env's error is served again without retrying the install.
+  int64_t failure_ttl_ms = 10'000;
+  /// Different envs installed at the same time, at most.
+  unsigned max_parallel_installs = 4;
+  /// How often holders that are processes are checked for life.
+  int64_t reap_interval_ms = 250;
+
+  /// Defaults overridden by $RTENV_HOME/config.json, then by RTENV_CACHE_LIMIT,
+  /// RTENV_CACHE_LOW and RTENV_FAILURE_TTL (seconds). Sizes take 500M, 10G, ....
+  static Result<AgentOptions> from_config(const env::Home& home);
+};
+
+/// A phase of an env's setup and how long it took.
+struct Timing {
+  std::string phase;
+  double ms;
+};
+
+struct CreateResult {
+  std::string env_id;
+  env::Context context;  ///< env_vars unexpanded
+  std::vector<std::string> resource_uris;
+  std::vector<Timing> timings;
+  bool installed = false;  ///< false: everything was on the node already
+};
+
+struct GcReport {
+  std::vector<std::string> evicted;
+  uint64_t bytes_freed = 0;
+  uint64_t cache_bytes = 0;  ///< after eviction (or what it would be, for a dry run)
+};
+
+/// Holder names: "pid:<pid>:<start time in clock ticks>" for a process (released when it dies),
+/// anything else ("job:<id>", an engine handle) until released explicitly.
+std::string process_holder(pid_t pid);
+/// True if `holder` names a process that no longer exists (or a reused pid).
+bool holder_is_dead(const std::string& holder);
+
+/// Thread-safe. One per node ($RTENV_HOME); the RPC service calls it from many threads.
+class Agent {
+ public:
+  /// Opens the state, sweeps what a crash left half done, adopts packages already on the node,
+  /// and starts the holder reaper.
+  static Result<std::unique_ptr<Agent>> open(env::Home home, std::unique_ptr<store::BlobStore> store,
+                                             AgentOptions options);
+  ~Agent();
+
+  using Progress = std::function<void(const std::string& message)>;
+
+  /// Makes the env ready on this node and adds `holder`'s reference (once per holder: a retried
+  /// call does not count twice). The reference is taken before anything is installed. Concurrent
+  /// calls for one env install it once; all get the same result. `serialized_env` must name
+  /// resources by URI. Errors carry the step, the resource and the reason; a failure is
+  /// remembered for failure_ttl_ms.
+  Result<CreateResult> get_or_create(const std::string& serialized_env,
+                                     const std::string& serialized_config,
+                                     const std::string& job_id, const std::string& holder,
+                                     const Progress& progress = nullptr);
+
+  /// Gives `holder`'s reference on the env back. Returns false if it had none.
+  Result<bool> release(const std::string& serialized_env, const std::string& holder);
+  /// Gives every reference of `holder` back; returns how many.
+  Result<uint32_t> release_holder(const std::string& holder);
+
+  struct Info {
+    std::vector<EnvRow> envs;
+    std::vector<ResourceRow> resources;
+    std::vector<uint32_t> process_leases;  ///< per resource
+    uint64_t cache_bytes = 0;
+  };
+  Result<Info> info();
+
+  /// Evicts unused resources, least recently used first, while the cache (or a kind) is over
+  /// its high watermark, down to the low one. Never evicts a resource an env with a holder uses,
+  /// one a process has leased, or one being installed.
+  Result<GcReport> gc(bool dry_run);
+
+  const AgentOptions& options() const { return options_; }
+  const env::Home& home() const { return home_; }
+  /// Milliseconds since the last call into the agent, or 0 while an install runs.
+  int64_t idle_ms() const;
+
+ private:
+  Agent(env::Home home, std::unique_ptr<store::BlobStore> store, AgentOptions options,
+        std::unique_ptr<StateDb> db);
+  Result<CreateResult> install(const spec::RuntimeEnv& env, const std::string& env_id,
+                               const spec::SetupConfig& config, const std::string& job_id,
+                               const Progress& progress);
+  void reap_loop();
+  void log(const std::string& job_id, const std::string& line);
+  void note_activity();
+
+  env::Home home_;
+  std::unique_ptr<store::BlobStore> store_;
+  AgentOptions options_;
+  env::PackageCache cache_;
+
+  std::mutex mu_;  // guards db_, inflight_, failures_, installing_
+  std::unique_ptr<StateDb> db_;
+  std::map<std::string, std::shared_future<Result<CreateResult>>> inflight_;
+  std::map<std::string, std::pair<int64_t, Error>> failures_;
+  std::multiset<std::string> installing_;  // resource URIs being installed
+  std::mutex gc_mu_;                       // one GC at a time
+  std::mutex log_mu_;
+
+  std::mutex slots_mu_;
+  std::condition_variable slots_cv_;
+  unsigned free_slots_;
+
+  std::atomic<int64_t> last_activity_ms_;
+  std::atomic<int> busy_{0};
+  std::atomic<bool> stopping_{false};
+  std::mutex reap_mu_;
+  std::condition_variable reap_cv_;
+  std::thread reaper_;
+};
+
+}  // namespace rtenv::agent

@@ -1,0 +1,182 @@
+#include "agent/client.h"
+
+#include <chrono>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <grpcpp/grpcpp.h>
+
+#include "agent.grpc.pb.h"
+#include "util/fs.h"
+
+namespace rtenv::agent {
+
+namespace pb = ::rtenv::agent::v1;
+
+struct AgentClient::Impl {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<pb::RuntimeEnvAgent::Stub> stub;
+};
+
+namespace {
+
+Error unreachable(const grpc::Status& s) {
+  return make_error(ErrorCode::kUnavailable, "the rtenv agent did not answer: {}",
+                    s.error_message());
+}
+
+bool wait_connected(grpc::Channel& channel, std::chrono::milliseconds timeout) {
+  return channel.WaitForConnected(std::chrono::system_clock::now() + timeout);
+}
+
+// Starts `rtenv agent` in its own session, detached from ours, with output to the agent log.
+Result<void> start_agent(const env::Home& home, int idle_exit_seconds) {
+  std::string exe = self_executable();
+  std::string idle = std::to_string(idle_exit_seconds);
+  std::string log = (home.logs() / "agent.log").string();
+  pid_t pid = ::fork();
+  if (pid < 0) return make_error(ErrorCode::kIo, "cannot start the agent: {}", errno_text());
+  if (pid == 0) {
+    ::setsid();
+    if (::fork() != 0) ::_exit(0);
+    int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (null_fd >= 0) ::dup2(null_fd, 0);
+    if (log_fd >= 0) {
+      ::dup2(log_fd, 1);
+      ::dup2(log_fd, 2);
+    }
+    ::setenv("RTENV_HOME", home.root.c_str(), 1);
+    ::execl(exe.c_str(), exe.c_str(), "agent", "--idle-exit", idle.c_str(), nullptr);
+    ::_exit(127);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return ok_result();
+}
+
+}  // namespace
+
+std::string self_executable() {
+  std::error_code ec;
+  auto p = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? "rtenv" : p.string();
+}
+
+AgentClient::AgentClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+AgentClient::~AgentClient() = default;
+
+Result<std::unique_ptr<AgentClient>> AgentClient::connect(const env::Home& home, bool start,
+                                                          int idle_exit_seconds) {
+  auto impl = std::make_unique<Impl>();
+  std::string target = "unix:" + (home.root / "agent.sock").string();
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 20);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20);
+  impl->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  bool socket_exists = ::access((home.root / "agent.sock").c_str(), F_OK) == 0;
+  if (!socket_exists || !wait_connected(*impl->channel, std::chrono::milliseconds(500))) {
+    if (!start) {
+      return make_error(ErrorCode::kUnavailable, "no rtenv agent is running for {} (start one with "
+                        "`rtenv agent`)", home.root.string());
+    }
+    RTENV_TRY(start_agent(home, idle_exit_seconds));
+    if (!wait_connected(*impl->channel, std::chrono::seconds(10))) {
+      return make_error(ErrorCode::kUnavailable,
+                        "the rtenv agent did not start within 10 s; see {}",
+                        (home.logs() / "agent.log").string());
+    }
+  }
+  impl->stub = pb::RuntimeEnvAgent::NewStub(impl->channel);
+  return std::unique_ptr<AgentClient>(new AgentClient(std::move(impl)));
+}
+
+Result<CreateResult> AgentClient::get_or_create(
+    const std::string& serialized_env, const std::string& job_id, const std::string& holder,
+    const std::function<void(const std::string&)>& progress) {
+  pb::GetOrCreateRuntimeEnvRequest req;
+  req.set_serialized_runtime_env(serialized_env);
+  req.set_job_id(job_id);
+  req.set_holder(holder);
+  grpc::ClientContext ctx;
+  auto reader = impl_->stub->CreateRuntimeEnvWithProgress(&ctx, req);
+  pb::SetupUpdate update;
+  std::optional<pb::GetOrCreateRuntimeEnvReply> reply;
+  while (reader->Read(&update)) {
+    if (update.has_event()) {
+      if (progress) progress(update.event().message());
+    } else if (update.has_result()) {
+      reply = update.result();
+    }
+  }
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) return unreachable(s);
+  if (!reply) return Error(ErrorCode::kUnavailable, "the rtenv agent ended the call without a result");
+  if (!reply->ok()) {
+    return Error(reply->retryable() ? ErrorCode::kUnavailable : ErrorCode::kInvalidArgument,
+                 reply->error_message());
+  }
+  CreateResult out;
+  out.env_id = reply->env_id();
+  out.installed = reply->installed();
+  const auto& c = reply->context();
+  if (!c.cwd().empty()) out.context.cwd = c.cwd();
+  for (const auto& [k, v] : c.env_vars()) out.context.env_vars[k] = v;
+  for (const auto& p : c.python_path()) out.context.python_path.emplace_back(p);
+  for (const auto& u : c.resource_uris()) out.resource_uris.push_back(u);
+  for (const auto& t : reply->timings()) out.timings.push_back({t.phase(), t.ms()});
+  return out;
+}
+
+Result<bool> AgentClient::release(const std::string& serialized_env, const std::string& holder) {
+  pb::DeleteRuntimeEnvIfPossibleRequest req;
+  req.set_serialized_runtime_env(serialized_env);
+  req.set_holder(holder);
+  pb::DeleteRuntimeEnvIfPossibleReply reply;
+  grpc::ClientContext ctx;
+  grpc::Status s = impl_->stub->DeleteRuntimeEnvIfPossible(&ctx, req, &reply);
+  if (!s.ok()) return unreachable(s);
+  if (!reply.ok()) return Error(ErrorCode::kInvalidArgument, reply.error_message());
+  return reply.released();
+}
+
+Result<uint32_t> AgentClient::release_holder(const std::string& holder) {
+  pb::ReleaseHolderRequest req;
+  req.set_holder(holder);
+  pb::ReleaseHolderReply reply;
+  grpc::ClientContext ctx;
+  grpc::Status s = impl_->stub->ReleaseHolder(&ctx, req, &reply);
+  if (!s.ok()) return unreachable(s);
+  return reply.released();
+}
+
+Result<pb::GetRuntimeEnvsInfoReply> AgentClient::info() {
+  pb::GetRuntimeEnvsInfoReply reply;
+  grpc::ClientContext ctx;
+  grpc::Status s = impl_->stub->GetRuntimeEnvsInfo(&ctx, pb::GetRuntimeEnvsInfoRequest(), &reply);
+  if (!s.ok()) return unreachable(s);
+  return reply;
+}
+
+Result<pb::GarbageCollectReply> AgentClient::gc(bool dry_run) {
+  pb::GarbageCollectRequest req;
+  req.set_dry_run(dry_run);
+  pb::GarbageCollectReply reply;
+  grpc::ClientContext ctx;
+  grpc::Status s = impl_->stub->GarbageCollect(&ctx, req, &reply);
+  if (!s.ok()) return unreachable(s);
+  return reply;
+}
+
+Result<void> AgentClient::ping() {
+  pb::PingReply reply;
+  grpc::ClientContext ctx;
+  grpc::Status s = impl_->stub->Ping(&ctx, pb::PingRequest(), &reply);
+  if (!s.ok()) return unreachable(s);
+  return ok_result();
+}
+
+}  // namespace rtenv::agent

@@ -1,0 +1,237 @@
+#include "agent/service.h"
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <grpcpp/grpcpp.h>
+
+#include "agent.grpc.pb.h"
+#include "util/fs.h"
+
+namespace rtenv::agent {
+namespace {
+
+namespace pb = ::rtenv::agent::v1;
+
+std::atomic<bool> g_stop{false};
+void on_stop_signal(int) { g_stop = true; }
+
+void fill_context(const CreateResult& r, pb::GetOrCreateRuntimeEnvReply* reply) {
+  reply->set_ok(true);
+  reply->set_env_id(r.env_id);
+  reply->set_installed(r.installed);
+  auto* c = reply->mutable_context();
+  if (r.context.cwd) c->set_cwd(r.context.cwd->string());
+  for (const auto& [k, v] : r.context.env_vars) (*c->mutable_env_vars())[k] = v;
+  for (const auto& p : r.context.python_path) c->add_python_path(p.string());
+  for (const auto& u : r.resource_uris) c->add_resource_uris(u);
+  for (const auto& t : r.timings) {
+    auto* pt = reply->add_timings();
+    pt->set_phase(t.phase);
+    pt->set_ms(t.ms);
+  }
+}
+
+void fill_error(const Error& e, pb::GetOrCreateRuntimeEnvReply* reply) {
+  reply->set_ok(false);
+  reply->set_error_message(e.message());
+  reply->set_retryable(e.retryable());
+}
+
+class Service final : public pb::RuntimeEnvAgent::Service {
+ public:
+  Service(Agent& agent, std::string token) : agent_(agent), token_(std::move(token)) {}
+
+  grpc::Status GetOrCreateRuntimeEnv(grpc::ServerContext* ctx,
+                                     const pb::GetOrCreateRuntimeEnvRequest* req,
+                                     pb::GetOrCreateRuntimeEnvReply* reply) override {
+    if (auto s = authorize(ctx); !s.ok()) return s;
+    auto r = agent_.get_or_create(req->serialized_runtime_env(), req->serialized_config(),
+                                  req->job_id(), req->holder());
+    if (r) fill_context(*r, reply);
+    else fill_error(r.error(), reply);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CreateRuntimeEnvWithProgress(grpc::ServerContext* ctx,
+                                            const pb::GetOrCreateRuntimeEnvRequest* req,
+                                            grpc::ServerWriter<pb::SetupUpdate>* writer) override {
+    if (auto s = authorize(ctx); !s.ok()) return s;
+    auto t0 = std::chrono::steady_clock::now();
+    std::mutex mu;
+    auto progress = [&](const std::string& message) {
+      pb::SetupUpdate u;
+      u.mutable_event()->set_message(message);
+      u.mutable_event()->set_elapsed_ms(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      std::lock_guard lock(mu);
+      writer->Write(u);
+    };
+    auto r = agent_.get_or_create(req->serialized_runtime_env(), req->serialized_config(),
+                                  req->job_id(), req->holder(), progress);
+    pb::SetupUpdate last;
+    if (r) fill_context(*r, last.mutable_result());
+    else fill_error(r.error(), last.mutable_result());
+    std::lock_guard lock(mu);
+    writer->Write(last);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status DeleteRuntimeEnvIfPossible(grpc::ServerContext* ctx,
+                                          const pb::DeleteRuntimeEnvIfPossibleRequest* req,
+                                          pb::DeleteRuntimeEnvIfPossibleReply* reply) override {
+    if (auto s = authorize(ctx); !s.ok()) return s;
+    auto r = agent_.release(req->serialized_runtime_env(), req->holder());
+    reply->set_ok(r.ok());
+    if (r) reply->set_released(*r);
+    else reply->set_error_message(r.error().message());
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ReleaseHolder(grpc::ServerContext* ctx, const pb::ReleaseHolderRequest* req,
+                             pb::ReleaseHolderReply* reply) override {
+    if (auto s = authorize(ctx); !s.ok()) return s;
+    auto r = agent_.release_holder(req->holder());
+    if (!r) return grpc::Status(grpc::StatusCode::INTERNAL, r.error().message());
+    reply->set_released(*r);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetRuntimeEnvsInfo(grpc::ServerContext* ctx, const pb::GetRuntimeEnvsInfoRequest*,
+                                  pb::GetRuntimeEnvsInfoReply* reply) override {
+    if (auto s = authorize(ctx); !s.ok()) return s;
+    auto info = agent_.info();
+    if (!info) return grpc::Status(grpc::StatusCode::INTERNAL, info.error().message());
+    for (const auto& e : info->envs) {
+      auto* pe = reply->add_envs();
+      pe->set_env_id(e.env_id);
+      pe->set_state(e.state);
+      pe->set_error_message(e.error);
+      pe->set_job_id(e.job_id);
+      pe->set_created_ms(e.created_ms);
+      pe->set_last_used_ms(e.last_used_ms);
+      for (const auto& h : e.holders) pe->add_holders(h);
+      for (const auto& u : e.resources) pe->add_resource_uris(u);
+      auto timings = nlohmann::json::parse(e.timings, nullptr, false);
+      if (timings.is_array()) {
+        for (const auto& t : timings) {
+          if (!t.is_array() || t.size() != 2) continue;
+          auto* pt = pe->add_timings();
+          pt->set_phase(t[0].get<std::string>());
+          pt->set_ms(t[1].get<double>());
+        }
+      }
+    }
+    for (size_t i = 0; i < info->resources.size(); ++i) {
+      const auto& r = info->resources[i];
+      auto* pr = reply->add_resources();
+      pr->set_uri(r.uri);
+      pr->set_kind(r.kind);
+      pr->set_state("ready");
+      pr->set_size_bytes(r.size_bytes);
+      pr->set_created_ms(r.created_ms);
+      pr->set_last_used_ms(r.last_used_ms);
+      pr->set_env_references(r.env_references);
+      pr->set_process_leases(info->process_leases[i]);
+    }
+    reply->set_cache_bytes(info->cache_bytes);
+    reply->set_high_watermark_bytes(agent_.options().cache_high_bytes);
+    reply->set_low_watermark_bytes(agent_.options().cache_low_bytes);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GarbageCollect(grpc::ServerContext* ctx, const pb::GarbageCollectRequest* req,
+                              pb::GarbageCollectReply* reply) override {
+    if (auto s = authorize(ctx); !s.ok()) return s;
+    auto r = agent_.gc(req->dry_run());
+    if (!r) return grpc::Status(grpc::StatusCode::INTERNAL, r.error().message());
+    for (const auto& u : r->evicted) reply->add_evicted(u);
+    reply->set_bytes_freed(r->bytes_freed);
+    reply->set_cache_bytes(r->cache_bytes);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Ping(grpc::ServerContext* ctx, const pb::PingRequest*, pb::PingReply* reply) override {
+    if (auto s = authorize(ctx); !s.ok()) return s;
+    reply->set_pid(::getpid());
+    reply->set_version("0.1.0");
+    return grpc::Status::OK;
+  }
+
+ private:
+  // The Unix socket is owner-only; TCP callers must show the token.
+  grpc::Status authorize(grpc::ServerContext* ctx) const {
+    if (ctx->peer().starts_with("unix:")) return grpc::Status::OK;
+    auto md = ctx->client_metadata();
+    auto it = md.find("authorization");
+    if (!token_.empty() && it != md.end() &&
+        std::string_view(it->second.data(), it->second.size()) == "Bearer " + token_) {
+      return grpc::Status::OK;
+    }
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "this agent requires 'authorization: Bearer <token>' over TCP");
+  }
+
+  Agent& agent_;
+  std::string token_;
+};
+
+}  // namespace
+
+Result<void> serve(Agent& agent, const ServeOptions& options) {
+  fs::path lock_path = agent.home().root / "agent.lock";
+  RTENV_ASSIGN_OR_RETURN(FileLock lock, FileLock::try_acquire(lock_path, FileLock::Mode::kExclusive));
+  if (!lock.held()) {
+    return make_error(ErrorCode::kAlreadyExists, "an agent is already serving {}",
+                      agent.home().root.string());
+  }
+  if (!options.tcp_address.empty() && options.token.empty()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "listening on TCP needs a bearer token (--token-file)");
+  }
+  ::unlink(options.socket.c_str());  // a stale socket from a crash; we hold the agent lock
+  Service service(agent, options.token);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("unix:" + options.socket.string(), grpc::InsecureServerCredentials());
+  if (!options.tcp_address.empty()) {
+    builder.AddListeningPort(options.tcp_address, grpc::InsecureServerCredentials());
+  }
+  builder.RegisterService(&service);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  mode_t old_mask = ::umask(077);  // the socket is created owner-only
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ::umask(old_mask);
+  if (!server) {
+    return make_error(ErrorCode::kUnavailable, "cannot listen on {}{}", options.socket.string(),
+                      options.tcp_address.empty() ? "" : " or " + options.tcp_address);
+  }
+  ::chmod(options.socket.c_str(), 0600);
+
+  g_stop = false;
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGTERM, &sa, nullptr);
+  ::sigaction(SIGINT, &sa, nullptr);
+  std::thread watcher([&] {
+    while (!g_stop) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (options.idle_exit_seconds > 0 && agent.idle_ms() > options.idle_exit_seconds * 1000LL) {
+        break;
+      }
+    }
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  });
+  server->Wait();
+  g_stop = true;
+  watcher.join();
+  ::unlink(options.socket.c_str());
+  return ok_result();
+}
+
+}  // namespace rtenv::agent

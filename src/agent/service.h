@@ -1,0 +1,23 @@
+#pragma once
+// The agent's gRPC service and server.
+
+#include <filesystem>
+#include <string>
+
+#include "agent/agent.h"
+#include "util/result.h"
+
+namespace rtenv::agent {
+
+struct ServeOptions {
+  std::filesystem::path socket;  ///< Unix socket, created owner-only
+  std::string tcp_address;       ///< e.g. "127.0.0.1:7777"; empty: none
+  std::string token;             ///< bearer token TCP callers must send; required with TCP
+  int idle_exit_seconds = 0;     ///< exit after this long without calls; 0: never
+};
+
+/// Serves `agent` until SIGTERM/SIGINT or the idle time passes. Takes $RTENV_HOME/agent.lock for
+/// its lifetime: kAlreadyExists if another agent serves this home.
+Result<void> serve(Agent& agent, const ServeOptions& options);
+
+}  // namespace rtenv::agent

@@ -1,0 +1,176 @@
+// The commands that talk to (or are) the node agent: agent, env create/release/list, gc.
+
+#include <cstdio>
+#include <ctime>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "agent.pb.h"
+#include "agent/client.h"
+#include "agent/service.h"
+#include "cli/commands.h"
+#include "util/fs.h"
+
+namespace rtenv::cli {
+namespace {
+
+std::string age(int64_t ms) {
+  if (ms <= 0) return "-";
+  int64_t s = (std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::system_clock::now().time_since_epoch())
+                   .count() -
+               ms) /
+              1000;
+  if (s < 120) return fmt::format("{}s ago", s);
+  if (s < 7200) return fmt::format("{}m ago", s / 60);
+  return fmt::format("{}h ago", s / 3600);
+}
+
+Result<std::unique_ptr<agent::AgentClient>> connect(env::Home* home_out) {
+  RTENV_ASSIGN_OR_RETURN(env::Home home, env::Home::from_environment());
+  *home_out = home;
+  return agent::AgentClient::connect(home, /*start=*/true);
+}
+
+}  // namespace
+
+int agent_command(const AgentArgs& args) {
+  auto home = env::Home::from_environment();
+  if (!home) return fail(kExitUsage, home.error().message());
+  auto options = agent::AgentOptions::from_config(*home);
+  if (!options) return fail(kExitUsage, options.error().message());
+  auto store = store::open_store(home->store_url());
+  if (!store) return fail(kExitSetup, "opening the store: " + store.error().message());
+  agent::ServeOptions serve;
+  serve.socket = home->root / "agent.sock";
+  serve.tcp_address = args.tcp_address;
+  serve.idle_exit_seconds = args.idle_exit_seconds;
+  if (!args.token_file.empty()) {
+    auto token = read_file(args.token_file);
+    if (!token) return fail(kExitUsage, token.error().message());
+    serve.token = *token;
+    while (!serve.token.empty() && std::isspace(static_cast<unsigned char>(serve.token.back()))) {
+      serve.token.pop_back();
+    }
+  }
+  auto a = agent::Agent::open(*home, std::move(store).value(), *options);
+  if (!a) return fail(kExitSetup, "starting the agent: " + a.error().message());
+  std::fprintf(stderr, "rtenv agent %d serving %s on %s%s\n", ::getpid(), home->root.c_str(),
+               serve.socket.c_str(), args.tcp_address.empty() ? "" : (" and " + args.tcp_address).c_str());
+  auto r = agent::serve(**a, serve);
+  if (!r) {
+    if (r.error().code() == ErrorCode::kAlreadyExists) {
+      std::fprintf(stderr, "rtenv: %s\n", r.error().message().c_str());
+      return 0;
+    }
+    return fail(kExitSetup, r.error().message());
+  }
+  return 0;
+}
+
+int env_create_command(const EnvCreateArgs& args) {
+  auto parsed = spec::RuntimeEnv::load(args.runtime_env);
+  if (!parsed) return fail(kExitUsage, parsed.error().message());
+  env::Home home;
+  auto client = connect(&home);
+  if (!client) return fail(kExitSetup, "setup failed: " + client.error().message());
+  auto store = store::open_store(home.store_url());
+  if (!store) return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
+  env::UploadOptions upload;
+  auto resolved = env::upload_local(*parsed, home, **store, upload);
+  if (!resolved) return fail(kExitSetup, "setup failed: packaging: " + resolved.error().message());
+  std::string holder = args.job_id.empty() ? agent::process_holder(::getpid()) : "job:" + args.job_id;
+  ProgressLine line;
+  auto r = (*client)->get_or_create(resolved->canonical(), args.job_id, holder,
+                                    [&](const std::string& m) { line.show("rtenv: " + m); });
+  line.clear();
+  if (!r) return fail(kExitSetup, "setup failed: " + r.error().message());
+  if (args.json) {
+    nlohmann::json j = {{"env_id", r->env_id}, {"installed", r->installed},
+                        {"runtime_env", nlohmann::json::parse(resolved->canonical())},
+                        {"resources", r->resource_uris}, {"holder", holder}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("env %s ready (%s); held by %s\n", r->env_id.c_str(),
+                r->installed ? "installed now" : "already on this node", holder.c_str());
+  }
+  return 0;
+}
+
+int env_release_command(const std::string& job_id) {
+  env::Home home;
+  auto client = connect(&home);
+  if (!client) return fail(kExitSetup, client.error().message());
+  auto n = (*client)->release_holder("job:" + job_id);
+  if (!n) return fail(kExitSetup, n.error().message());
+  std::printf("released %u reference(s) of job %s\n", *n, job_id.c_str());
+  return 0;
+}
+
+int env_list_command(bool json) {
+  env::Home home;
+  auto client = connect(&home);
+  if (!client) return fail(kExitSetup, client.error().message());
+  auto info = (*client)->info();
+  if (!info) return fail(kExitSetup, info.error().message());
+  if (json) {
+    nlohmann::json envs = nlohmann::json::array(), resources = nlohmann::json::array();
+    for (const auto& e : info->envs()) {
+      nlohmann::json timings = nlohmann::json::array();
+      for (const auto& t : e.timings()) timings.push_back({{"phase", t.phase()}, {"ms", t.ms()}});
+      envs.push_back({{"env_id", e.env_id()}, {"state", e.state()}, {"error", e.error_message()},
+                      {"job_id", e.job_id()},
+                      {"holders", std::vector<std::string>(e.holders().begin(), e.holders().end())},
+                      {"resources", std::vector<std::string>(e.resource_uris().begin(), e.resource_uris().end())},
+                      {"created_ms", e.created_ms()}, {"last_used_ms", e.last_used_ms()},
+                      {"timings", timings}});
+    }
+    for (const auto& r : info->resources()) {
+      resources.push_back({{"uri", r.uri()}, {"kind", r.kind()}, {"size_bytes", r.size_bytes()},
+                           {"env_references", r.env_references()},
+                           {"process_leases", r.process_leases()}, {"created_ms", r.created_ms()},
+                           {"last_used_ms", r.last_used_ms()}});
+    }
+    nlohmann::json j = {{"envs", envs}, {"resources", resources},
+                        {"cache_bytes", info->cache_bytes()},
+                        {"high_watermark_bytes", info->high_watermark_bytes()},
+                        {"low_watermark_bytes", info->low_watermark_bytes()}};
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("%-14s %-9s %-8s %-10s %s\n", "ENV", "STATE", "HOLDERS", "LAST USED", "RESOURCES");
+  for (const auto& e : info->envs()) {
+    std::printf("%-14s %-9s %-8d %-10s %d%s\n", e.env_id().substr(0, 12).c_str(), e.state().c_str(),
+                e.holders_size(), age(e.last_used_ms()).c_str(), e.resource_uris_size(),
+                e.error_message().empty() ? "" : ("  " + e.error_message()).c_str());
+  }
+  std::printf("\n%-30s %-12s %10s %8s %7s %s\n", "RESOURCE", "KIND", "SIZE", "ENV REFS", "LEASES",
+              "LAST USED");
+  for (const auto& r : info->resources()) {
+    std::string uri = r.uri().size() > 30 ? r.uri().substr(0, 29) + "…" : r.uri();
+    std::printf("%-30s %-12s %10s %8u %7u %s\n", uri.c_str(), r.kind().c_str(),
+                pack::format_bytes(r.size_bytes()).c_str(), r.env_references(), r.process_leases(),
+                age(r.last_used_ms()).c_str());
+  }
+  std::printf("\ncache: %s of %s (evicts down to %s)\n",
+              pack::format_bytes(info->cache_bytes()).c_str(),
+              pack::format_bytes(info->high_watermark_bytes()).c_str(),
+              pack::format_bytes(info->low_watermark_bytes()).c_str());
+  return 0;
+}
+
+int gc_command(bool dry_run) {
+  env::Home home;
+  auto client = connect(&home);
+  if (!client) return fail(kExitSetup, client.error().message());
+  auto r = (*client)->gc(dry_run);
+  if (!r) return fail(kExitSetup, r.error().message());
+  for (const auto& u : r->evicted()) std::printf("%s %s\n", dry_run ? "would evict" : "evicted", u.c_str());
+  std::printf("%s %s; cache now %s\n", dry_run ? "would free" : "freed",
+              pack::format_bytes(r->bytes_freed()).c_str(),
+              pack::format_bytes(r->cache_bytes()).c_str());
+  return 0;
+}
+
+}  // namespace rtenv::cli
