@@ -63,9 +63,19 @@ const Digest* FileIndex::lookup(const std::string& rel_path, const FileStat& sta
 }
 
 void FileIndex::replace(const std::vector<WalkedFile>& files, int64_t hashed_at_ns) {
+  int64_t trusted_before = hashed_at_ns - kTimestampSlackNs;
+  // The common case, an unchanged tree, is answered without building a second map.
+  size_t same = 0;
+  for (const auto& f : files) {
+    bool racy = f.stat.mtime_ns >= trusted_before || f.stat.ctime_ns >= trusted_before;
+    auto it = entries_.find(f.rel_path);
+    if (racy || it == entries_.end() || !(it->second == Entry{f.stat, f.digest})) break;
+    ++same;
+  }
+  if (same == files.size() && same == entries_.size()) return;
+
   std::unordered_map<std::string, Entry> next;
   next.reserve(files.size());
-  int64_t trusted_before = hashed_at_ns - kTimestampSlackNs;
   for (const auto& f : files) {
     if (f.stat.mtime_ns >= trusted_before || f.stat.ctime_ns >= trusted_before) continue;
     next.emplace(f.rel_path, Entry{f.stat, f.digest});

@@ -36,24 +36,31 @@ Result<Digest> hash_file(const fs::path& root, const WalkedFile& f) {
 struct BuiltManifest {
   Digest digest;
   std::string text;
+  std::vector<size_t> child_manifests;  // indices into the manifest list
+  std::vector<size_t> files;            // indices into WalkResult::files
 };
 
-// Serializes the manifests of `dir` bottom-up; appends them (children first) to `out`.
-Digest build_manifests(const WalkedDir& dir, const std::vector<WalkedFile>& files,
+// Serializes the manifests of `dir` bottom-up; appends them (children first) to `out` and returns
+// the index of `dir`'s own.
+size_t build_manifests(const WalkedDir& dir, const std::vector<WalkedFile>& files,
                        std::vector<BuiltManifest>* out, uint64_t* bytes_below) {
   Manifest m;
+  BuiltManifest built;
   uint64_t total = 0;
   for (const auto& c : dir.children) {
     ManifestEntry e{c.kind, c.name, Digest(), 0, {}};
     switch (c.kind) {
       case EntryKind::kDirectory: {
         uint64_t sub = 0;
-        e.digest = build_manifests(*c.dir, files, out, &sub);
+        size_t child = build_manifests(*c.dir, files, out, &sub);
+        built.child_manifests.push_back(child);
+        e.digest = (*out)[child].digest;
         e.size = sub;
         break;
       }
       case EntryKind::kFile:
       case EntryKind::kExecutable:
+        built.files.push_back(c.file_index);
         e.digest = files[c.file_index].digest;
         e.size = files[c.file_index].stat.size;
         break;
@@ -64,11 +71,11 @@ Digest build_manifests(const WalkedDir& dir, const std::vector<WalkedFile>& file
     total += e.size;
     m.add(std::move(e));
   }
-  std::string text = m.serialize();
-  Digest d = Digest::of(text);
-  out->push_back({d, std::move(text)});
+  built.text = m.serialize();
+  built.digest = Digest::of(built.text);
+  out->push_back(std::move(built));
   *bytes_below = total;
-  return d;
+  return out->size() - 1;
 }
 
 Error too_large(const fs::path& path, const WalkResult& walk, uint64_t limit) {
@@ -111,7 +118,7 @@ Result<PackResult> pack_path(const fs::path& path, store::BlobStore& store,
   // 1. Walk (or take the single file).
   struct stat root_st;
   if (::stat(path.c_str(), &root_st) != 0) return io_error("cannot read", path, errno);
-  fs::path root = path;
+  fs::path root_dir = path;
   WalkResult walk;
   int64_t walked_at = now_realtime_ns();
   if (S_ISDIR(root_st.st_mode)) {
@@ -122,7 +129,7 @@ Result<PackResult> pack_path(const fs::path& path, store::BlobStore& store,
     }
     RTENV_ASSIGN_OR_RETURN(walk, walk_tree(path, options.excludes, skip));
   } else if (S_ISREG(root_st.st_mode)) {
-    root = path.parent_path();
+    root_dir = path.parent_path();
     bool exec = (root_st.st_mode & S_IXUSR) != 0;
     std::string name = path.filename().string();
     walk.files.push_back(WalkedFile{name, file_stat_of(root_st), exec, Digest()});
@@ -146,7 +153,7 @@ Result<PackResult> pack_path(const fs::path& path, store::BlobStore& store,
     if (f.stat.size > options.warn_file_bytes) {
       stats.warnings.push_back(fmt::format(
           "{} is {} (large files are uploaded once, but every node stores a copy)",
-          (root / f.rel_path).string(), format_bytes(f.stat.size)));
+          (root_dir / f.rel_path).string(), format_bytes(f.stat.size)));
     }
   }
 
@@ -172,7 +179,7 @@ Result<PackResult> pack_path(const fs::path& path, store::BlobStore& store,
   std::atomic<int64_t> last_report{0};
   RTENV_TRY(parallel_for(to_hash.size(), threads, [&](size_t k) -> Result<void> {
     WalkedFile& f = walk.files[to_hash[k]];
-    RTENV_ASSIGN_OR_RETURN(f.digest, hash_file(root, f));
+    RTENV_ASSIGN_OR_RETURN(f.digest, hash_file(root_dir, f));
     size_t done = files_done.fetch_add(1) + 1;
     uint64_t bytes = bytes_done.fetch_add(f.stat.size) + f.stat.size;
     if (progress) {
@@ -190,50 +197,76 @@ Result<PackResult> pack_path(const fs::path& path, store::BlobStore& store,
   // 3. Manifests, bottom-up.
   std::vector<BuiltManifest> manifests;
   uint64_t below = 0;
-  Digest root_digest = build_manifests(walk.root, walk.files, &manifests, &below);
+  size_t root = build_manifests(walk.root, walk.files, &manifests, &below);
   if (options.wrap_in_dir) {
     Manifest wrapper;
-    wrapper.add({EntryKind::kDirectory, *options.wrap_in_dir, root_digest, below, {}});
-    std::string text = wrapper.serialize();
-    root_digest = Digest::of(text);
-    manifests.push_back({root_digest, std::move(text)});
+    wrapper.add({EntryKind::kDirectory, *options.wrap_in_dir, manifests[root].digest, below, {}});
+    BuiltManifest top{Digest(), wrapper.serialize(), {root}, {}};
+    top.digest = Digest::of(top.text);
+    manifests.push_back(std::move(top));
+    root = manifests.size() - 1;
+  }
+  Digest root_digest = manifests[root].digest;
+  {
+    std::unordered_set<Digest> distinct;
+    distinct.reserve(walk.files.size() + manifests.size());
+    for (const auto& f : walk.files) distinct.insert(f.digest);
+    for (const auto& m : manifests) distinct.insert(m.digest);
+    stats.blobs = distinct.size();
   }
 
-  // 4. One batched question to the store: which of these blobs are missing?
+  // 4. Which blobs does the store lack? Asked top-down, one batch per level of the tree: a
+  // store holds a manifest only with everything below it (uploads go bottom-up), so the subtree
+  // under a manifest it has needs no question. An unchanged tree costs one lookup; a change, the
+  // lookups along its path.
   auto t_query = Clock::now();
-  std::vector<Digest> blobs;
-  std::vector<size_t> first_file_of_blob;  // for file blobs: a file with that content
-  std::unordered_set<Digest> seen;
-  seen.reserve(walk.files.size() + manifests.size());
-  for (size_t i = 0; i < walk.files.size(); ++i) {
-    if (seen.insert(walk.files[i].digest).second) {
-      blobs.push_back(walk.files[i].digest);
-      first_file_of_blob.push_back(i);
+  std::unordered_set<Digest> asked;
+  std::vector<size_t> missing_manifests;  // indices, to upload bottom-up
+  std::vector<size_t> missing_files;      // one file per missing content
+  std::vector<size_t> level_manifests = {root};
+  std::vector<size_t> level_files;
+  while (!level_manifests.empty() || !level_files.empty()) {
+    std::vector<Digest> batch;
+    std::vector<std::pair<bool, size_t>> what;  // (is manifest, index)
+    for (size_t m : level_manifests) {
+      if (asked.insert(manifests[m].digest).second) {
+        batch.push_back(manifests[m].digest);
+        what.emplace_back(true, m);
+      }
+    }
+    for (size_t f : level_files) {
+      if (asked.insert(walk.files[f].digest).second) {
+        batch.push_back(walk.files[f].digest);
+        what.emplace_back(false, f);
+      }
+    }
+    level_manifests.clear();
+    level_files.clear();
+    if (batch.empty()) break;
+    RTENV_ASSIGN_OR_RETURN(std::vector<bool> missing, store.missing(batch));
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (!missing[i]) continue;
+      auto [is_manifest, index] = what[i];
+      if (!is_manifest) {
+        missing_files.push_back(index);
+        continue;
+      }
+      missing_manifests.push_back(index);
+      const auto& m = manifests[index];
+      level_manifests.insert(level_manifests.end(), m.child_manifests.begin(),
+                             m.child_manifests.end());
+      level_files.insert(level_files.end(), m.files.begin(), m.files.end());
     }
   }
-  size_t file_blob_count = blobs.size();
-  std::vector<size_t> manifest_blob(manifests.size(), SIZE_MAX);  // SIZE_MAX: a repeat
-  for (size_t m = 0; m < manifests.size(); ++m) {
-    if (seen.insert(manifests[m].digest).second) {
-      manifest_blob[m] = blobs.size();
-      blobs.push_back(manifests[m].digest);
-    }
-  }
-  RTENV_ASSIGN_OR_RETURN(std::vector<bool> missing, store.missing(blobs));
   stats.query_ms = ms_since(t_query);
-  stats.blobs = blobs.size();
 
   // 5. Upload what is missing: files first (in parallel), then manifests bottom-up, the root
   // last, so a store that has a manifest has everything below it.
   auto t_upload = Clock::now();
-  std::vector<size_t> missing_files;
-  for (size_t b = 0; b < file_blob_count; ++b) {
-    if (missing[b]) missing_files.push_back(first_file_of_blob[b]);
-  }
   std::atomic<uint64_t> uploaded_bytes{0};
   RTENV_TRY(parallel_for(missing_files.size(), threads, [&](size_t k) -> Result<void> {
     const WalkedFile& f = walk.files[missing_files[k]];
-    fs::path file = root / f.rel_path;
+    fs::path file = root_dir / f.rel_path;
     RTENV_TRY(store.put_file(f.digest, file));
     // The blob was hashed from the file as it was at the walk: if the file changed since,
     // the stored copy may not match its name. Withdraw it rather than publish a wrong blob.
@@ -246,15 +279,14 @@ Result<PackResult> pack_path(const fs::path& path, store::BlobStore& store,
     uploaded_bytes += f.stat.size;
     return ok_result();
   }));
-  size_t manifest_uploads = 0;
-  for (size_t m = 0; m < manifests.size(); ++m) {
-    if (manifest_blob[m] == SIZE_MAX || !missing[manifest_blob[m]]) continue;
+  // Children precede parents in `manifests`, so ascending indices upload bottom-up.
+  std::sort(missing_manifests.begin(), missing_manifests.end());
+  for (size_t m : missing_manifests) {
     RTENV_TRY(store.put(manifests[m].digest, manifests[m].text));
     uploaded_bytes += manifests[m].text.size();
-    ++manifest_uploads;
   }
   stats.upload_ms = ms_since(t_upload);
-  stats.blobs_uploaded = missing_files.size() + manifest_uploads;
+  stats.blobs_uploaded = missing_files.size() + missing_manifests.size();
   stats.blobs_present = stats.blobs - stats.blobs_uploaded;
   stats.bytes_uploaded = uploaded_bytes;
 

@@ -1,6 +1,7 @@
 #include "store/local_store.h"
 
 #include <cerrno>
+#include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -53,9 +54,18 @@ fs::path LocalStore::blob_path(const Digest& digest) const {
 
 Result<std::vector<bool>> LocalStore::missing(const std::vector<Digest>& digests) {
   std::vector<bool> out(digests.size());
+  UniqueFd root(::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!root.valid()) return io_error("cannot open store", root_, errno);
+  // "ab/<64 hex>", relative to the store's root: no path objects in this loop.
+  char rel[2 + 1 + 64 + 1];
   struct stat st;
   for (size_t i = 0; i < digests.size(); ++i) {
-    out[i] = ::stat(blob_path(digests[i]).c_str(), &st) != 0;
+    std::string hex = digests[i].hex();
+    std::memcpy(rel, hex.data(), 2);
+    rel[2] = '/';
+    std::memcpy(rel + 3, hex.data(), 64);
+    rel[67] = '\0';
+    out[i] = ::fstatat(root.get(), rel, &st, 0) != 0;
   }
   return out;
 }

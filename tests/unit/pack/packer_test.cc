@@ -70,6 +70,21 @@ TEST_F(PackerTest, OneChangedFileUploadsItsBlobAndTheManifestsOnItsPath) {
   EXPECT_EQ(r->stats.blobs_uploaded, 1u + 3u);  // the file, then b/d, b, root
 }
 
+TEST_F(PackerTest, SubtreesTheStoreHasAreNeitherQueriedNorUploaded) {
+  make_tree();
+  ASSERT_TRUE(pack().ok());
+  // Another package that shares every directory but the root: only the new file and the new
+  // root manifest travel.
+  TempDir other;
+  fs::copy(src_.path(), other.path(), fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  other.write("extra.txt", "only here");
+  PackOptions no_index;
+  auto r = pack_path(other.path(), *store_, no_index);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->stats.blobs_uploaded, 2u);
+  EXPECT_EQ(r->stats.blobs, 11u);  // 7 files, 4 directories
+}
+
 TEST_F(PackerTest, IdentityDependsOnContentNamesAndExecBitOnly) {
   make_tree();
   auto a = pack();
