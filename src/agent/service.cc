@@ -218,12 +218,16 @@ Result<void> serve(Agent& agent, const ServeOptions& options) {
   sigemptyset(&sa.sa_mask);
   ::sigaction(SIGTERM, &sa, nullptr);
   ::sigaction(SIGINT, &sa, nullptr);
+  (void)write_file_atomic(agent.home().root / "agent.pid", std::to_string(::getpid()) + "\n");
   std::thread watcher([&] {
     while (!g_stop) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       if (options.idle_exit_seconds > 0 && agent.idle_ms() > options.idle_exit_seconds * 1000LL) {
         break;
       }
+      // $RTENV_HOME was deleted under us (a test's temp home, a user's cleanup): nothing left
+      // to serve.
+      if (::access(lock_path.c_str(), F_OK) != 0) break;
     }
     server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   });
@@ -231,6 +235,7 @@ Result<void> serve(Agent& agent, const ServeOptions& options) {
   g_stop = true;
   watcher.join();
   ::unlink(options.socket.c_str());
+  ::unlink((agent.home().root / "agent.pid").c_str());
   return ok_result();
 }
 
