@@ -11,9 +11,11 @@ import http.server
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -140,8 +142,33 @@ def rtenv(rtenv_bin, tmp_path) -> Rtenv:
     fake_home.mkdir()
     r = Rtenv(rtenv_bin, home, fake_home)
     yield r
+    stop_agent(home)
     # Nothing may go to the (fake) user cache: all state lives in $RTENV_HOME.
     assert not (fake_home / ".cache").exists(), "rtenv wrote under $HOME/.cache despite RTENV_HOME"
+
+
+def stop_agent(home: Path) -> None:
+    """Stops the agent `rtenv run` may have started on demand for `home` (it would otherwise
+    idle on until its idle timeout)."""
+    pid_file = home / "agent.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        os.waitpid(pid, 0)  # not our child: raises; fall through to polling
+    except ChildProcessError:
+        pass
+    for _ in range(200):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.01)
 
 
 def assert_ok(p: subprocess.CompletedProcess, code: int = 0):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PY, HEX64, assert_clean_error, assert_ok, assert_setup_failed, write_tree
+from conftest import PY, HEX64, assert_clean_error, assert_ok, assert_setup_failed, stop_agent, write_tree
 
 PRINT_ENV = "import json, os; print(json.dumps({'cwd': os.getcwd(), 'env': dict(os.environ)}))"
 
@@ -345,6 +345,7 @@ def test_rtenv_home_inside_working_dir_is_not_packed(rtenv, tmp_path):
     assert first.stdout.strip() == "['main.txt']", first.stdout
     second = rtenv.run({"working_dir": "."}, PY, "-c", "import os; print(os.getcwd())", cwd=proj, env=env)
     third = rtenv.run({"working_dir": "."}, PY, "-c", "import os; print(os.getcwd())", cwd=proj, env=env)
+    stop_agent(proj / ".rt")
     assert_ok(second)
     assert second.stdout == third.stdout, "the package must not change with rtenv's own state"
 
