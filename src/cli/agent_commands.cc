@@ -1,4 +1,4 @@
-// The commands that talk to (or are) the node agent: agent, env create/release/list, gc.
+// The commands that talk to the node agent: env create/release/list, gc.
 
 #include <cstdio>
 #include <ctime>
@@ -8,7 +8,6 @@
 
 #include "agent.pb.h"
 #include "agent/client.h"
-#include "agent/service.h"
 #include "cli/commands.h"
 #include "util/fs.h"
 
@@ -34,40 +33,6 @@ Result<std::unique_ptr<agent::AgentClient>> connect(env::Home* home_out) {
 }
 
 }  // namespace
-
-int agent_command(const AgentArgs& args) {
-  auto home = env::Home::from_environment();
-  if (!home) return fail(kExitUsage, home.error().message());
-  auto options = agent::AgentOptions::from_config(*home);
-  if (!options) return fail(kExitUsage, options.error().message());
-  auto store = store::open_store(home->store_url());
-  if (!store) return fail(kExitSetup, "opening the store: " + store.error().message());
-  agent::ServeOptions serve;
-  serve.socket = home->root / "agent.sock";
-  serve.tcp_address = args.tcp_address;
-  serve.idle_exit_seconds = args.idle_exit_seconds;
-  if (!args.token_file.empty()) {
-    auto token = read_file(args.token_file);
-    if (!token) return fail(kExitUsage, token.error().message());
-    serve.token = *token;
-    while (!serve.token.empty() && std::isspace(static_cast<unsigned char>(serve.token.back()))) {
-      serve.token.pop_back();
-    }
-  }
-  auto a = agent::Agent::open(*home, std::move(store).value(), *options);
-  if (!a) return fail(kExitSetup, "starting the agent: " + a.error().message());
-  std::fprintf(stderr, "rtenv agent %d serving %s on %s%s\n", ::getpid(), home->root.c_str(),
-               serve.socket.c_str(), args.tcp_address.empty() ? "" : (" and " + args.tcp_address).c_str());
-  auto r = agent::serve(**a, serve);
-  if (!r) {
-    if (r.error().code() == ErrorCode::kAlreadyExists) {
-      std::fprintf(stderr, "rtenv: %s\n", r.error().message().c_str());
-      return 0;
-    }
-    return fail(kExitSetup, r.error().message());
-  }
-  return 0;
-}
 
 int env_create_command(const EnvCreateArgs& args) {
   auto parsed = spec::RuntimeEnv::load(args.runtime_env);

@@ -3,6 +3,8 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "cli/common.h"
 
 namespace rtenv::cli {
@@ -40,6 +42,8 @@ struct AgentArgs {
 };
 /// `rtenv agent`: serve this node's agent in the foreground.
 int agent_command(const AgentArgs& args);
+/// The agent's flags, shared by `rtenv agent` and `rtenv-agent`.
+void add_agent_options(CLI::App* app, AgentArgs* args);
 
 struct EnvCreateArgs {
   std::string runtime_env;

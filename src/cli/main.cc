@@ -6,7 +6,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include "agent/client.h"
 #include "cli/commands.h"
+#include "util/fs.h"
+
+#include <unistd.h>
 
 namespace {
 
@@ -76,12 +80,7 @@ int real_main(int argc, char** argv) {
       "holders, and evicts unused resources when the cache is over its limit. Socket: "
       "$RTENV_HOME/agent.sock (owner-only). Cache limits: $RTENV_HOME/config.json "
       "(cache_limit, cache_low, kind_limits), RTENV_CACHE_LIMIT, RTENV_CACHE_LOW.");
-  agent_cmd->add_option("--listen", agent_args.tcp_address,
-                        "Also listen on TCP HOST:PORT (needs --token-file)");
-  agent_cmd->add_option("--token-file", agent_args.token_file,
-                        "File holding the bearer token TCP callers must send");
-  agent_cmd->add_option("--idle-exit", agent_args.idle_exit_seconds,
-                        "Exit after this many seconds without calls (default 0: never)");
+  add_agent_options(agent_cmd, &agent_args);
 
   auto* env_cmd = app.add_subcommand("env", "Envs on this node (through the agent)");
   env_cmd->require_subcommand(1);
@@ -134,7 +133,19 @@ int real_main(int argc, char** argv) {
     return run_command(run);
   }
   if (pack_cmd->parsed()) return pack_command(pack);
-  if (agent_cmd->parsed()) return agent_command(agent_args);
+  if (agent_cmd->parsed()) {
+    // The lean agent binary beside this one, if installed, serves with less memory.
+    std::string lean = (std::filesystem::path(rtenv::agent::self_executable()).parent_path() / "rtenv-agent").string();
+    if (::access(lean.c_str(), X_OK) == 0) {
+      std::vector<std::string> argv_lean = {lean};
+      for (int i = 2; i < argc; ++i) argv_lean.emplace_back(argv[i]);
+      std::vector<char*> raw;
+      for (auto& a : argv_lean) raw.push_back(a.data());
+      raw.push_back(nullptr);
+      ::execv(lean.c_str(), raw.data());  // returns only on failure: serve here instead
+    }
+    return agent_command(agent_args);
+  }
   if (create_cmd->parsed()) return env_create_command(create);
   if (release_cmd->parsed()) return env_release_command(release_job);
   if (list_cmd->parsed()) return env_list_command(list_json);

@@ -1,0 +1,56 @@
+// `rtenv agent`: serve this node's agent. Also the whole of the lean `rtenv-agent` binary, which
+// links none of the client-side libraries (libcurl, libarchive), so the long-running agent maps
+// less memory; `rtenv agent` hands over to it when it is installed beside rtenv.
+
+#include <cstdio>
+#include <unistd.h>
+
+#include "agent/service.h"
+#include "cli/commands.h"
+#include "util/fs.h"
+
+namespace rtenv::cli {
+
+void add_agent_options(CLI::App* app, AgentArgs* args) {
+  app->add_option("--listen", args->tcp_address, "Also listen on TCP HOST:PORT (needs --token-file)");
+  app->add_option("--token-file", args->token_file,
+                  "File holding the bearer token TCP callers must send");
+  app->add_option("--idle-exit", args->idle_exit_seconds,
+                  "Exit after this many seconds without calls (default 0: never)");
+}
+
+int agent_command(const AgentArgs& args) {
+  auto home = env::Home::from_environment();
+  if (!home) return fail(kExitUsage, home.error().message());
+  auto options = agent::AgentOptions::from_config(*home);
+  if (!options) return fail(kExitUsage, options.error().message());
+  auto store = store::open_store(home->store_url());
+  if (!store) return fail(kExitSetup, "opening the store: " + store.error().message());
+  agent::ServeOptions serve;
+  serve.socket = home->root / "agent.sock";
+  serve.tcp_address = args.tcp_address;
+  serve.idle_exit_seconds = args.idle_exit_seconds;
+  if (!args.token_file.empty()) {
+    auto token = read_file(args.token_file);
+    if (!token) return fail(kExitUsage, token.error().message());
+    serve.token = *token;
+    while (!serve.token.empty() && std::isspace(static_cast<unsigned char>(serve.token.back()))) {
+      serve.token.pop_back();
+    }
+  }
+  auto a = agent::Agent::open(*home, std::move(store).value(), *options);
+  if (!a) return fail(kExitSetup, "starting the agent: " + a.error().message());
+  std::fprintf(stderr, "rtenv agent %d serving %s on %s%s\n", ::getpid(), home->root.c_str(),
+               serve.socket.c_str(), args.tcp_address.empty() ? "" : (" and " + args.tcp_address).c_str());
+  auto r = agent::serve(**a, serve);
+  if (!r) {
+    if (r.error().code() == ErrorCode::kAlreadyExists) {
+      std::fprintf(stderr, "rtenv: %s\n", r.error().message().c_str());
+      return 0;
+    }
+    return fail(kExitSetup, r.error().message());
+  }
+  return 0;
+}
+
+}  // namespace rtenv::cli

@@ -1,0 +1,145 @@
+// Packing a job's local paths into the store (the submitting side of setup).
+
+#include <fmt/format.h>
+
+#include "env/download.h"
+#include "env/setup.h"
+#include "pack/archive.h"
+#include "util/fs.h"
+
+namespace rtenv::env {
+
+using spec::Json;
+using spec::RuntimeEnv;
+
+namespace {
+
+bool ends_with(const std::string& s, std::string_view suffix) { return s.ends_with(suffix); }
+
+std::string short_uri(const pack::PackageUri& uri) {
+  return std::string(pack::PackageUri::kPrefix) + uri.root().hex().substr(0, 12) + "…";
+}
+
+struct Uploader {
+  const Home& home;
+  store::BlobStore& store;
+  const UploadOptions& options;
+  std::vector<std::string> excludes;
+
+  void report(const std::string& line) const {
+    if (options.report) options.report(line);
+  }
+
+  Result<pack::PackageUri> pack(const std::string& field, const fs::path& path,
+                                std::optional<std::string> wrap, bool use_index) {
+    pack::PackOptions po;
+    po.excludes = excludes;
+    po.max_package_bytes = options.max_package_bytes;
+    po.warn_file_bytes = options.warn_file_bytes;
+    po.wrap_in_dir = std::move(wrap);
+    po.skip_dirs = {home.root};
+    if (use_index) po.index_file = home.index() / (Digest::of(path.string()).hex() + ".idx");
+    pack::PackProgressFn progress;
+    if (options.progress) {
+      progress = [&](const pack::PackProgress& p) { options.progress(field, p); };
+    }
+    auto r = pack::pack_path(path, store, po, progress);
+    if (!r) return r.error().with_context("runtime_env." + field);
+    for (const auto& w : r->stats.warnings) report(fmt::format("warning: {}", w));
+    const auto& s = r->stats;
+    report(fmt::format("{} {} -> {}: {} files, {}; {} read, {} of {} blobs uploaded ({:.0f} ms)",
+                       field, path.string(), short_uri(r->uri), s.files,
+                       pack::format_bytes(s.file_bytes), pack::format_bytes(s.bytes_hashed),
+                       s.blobs_uploaded, s.blobs, s.total_ms));
+    return r->uri;
+  }
+
+  // A .zip, local or remote: unpacked into a staging directory, then packed like a directory.
+  Result<pack::PackageUri> pack_zip(const std::string& field, const std::string& source,
+                                    bool remote) {
+    fs::path staging = home.tmp() / unique_name("zip");
+    fs::path zip_path = source;
+    fs::path download_path;
+    if (remote) {
+      if (source.starts_with("file://")) {
+        zip_path = source.substr(7);
+      } else {
+        download_path = home.tmp() / unique_name("download");
+        report(fmt::format("{}: downloading {}", field, redact_url(source)));
+        if (auto r = download(source, download_path, options.max_package_bytes); !r) {
+          return r.error().with_context("runtime_env." + field);
+        }
+        zip_path = download_path;
+      }
+    }
+    auto extracted = pack::extract_zip(zip_path, staging, options.max_package_bytes);
+    if (!download_path.empty()) std::remove(download_path.c_str());
+    if (!extracted) return extracted.error().with_context("runtime_env." + field);
+    // Remote working_dir zips are usually made as `zip -r x.zip project/`: strip that wrapper.
+    fs::path root = remote && field == "working_dir" ? pack::single_top_level_dir(staging) : staging;
+    auto uri = pack(field, root, std::nullopt, /*use_index=*/false);
+    (void)remove_tree(staging);
+    return uri;
+  }
+
+  Result<std::string> resolve(const std::string& field, const std::string& value, bool module) {
+    if (pack::PackageUri::is_package_uri(value)) {
+      RTENV_ASSIGN_OR_RETURN(auto uri, pack::PackageUri::parse(value));
+      return uri.str();
+    }
+    if (spec::is_uri(value)) {
+      std::string scheme = value.substr(0, value.find("://"));
+      if (scheme != "http" && scheme != "https" && scheme != "file") {
+        return make_error(ErrorCode::kUnsupported,
+                          "runtime_env.{}: not supported yet: {} URIs ({}); use a local path, "
+                          "an http(s):// or file:// .zip, or an rtenv package URI",
+                          field, scheme, value);
+      }
+      if (ends_with(value, ".whl")) return unsupported_wheel(field, value);
+      RTENV_ASSIGN_OR_RETURN(auto uri, pack_zip(field, value, /*remote=*/true));
+      return uri.str();
+    }
+    fs::path path(value);
+    if (ends_with(value, ".whl")) return unsupported_wheel(field, value);
+    if (ends_with(value, ".zip") && fs::is_regular_file(path)) {
+      RTENV_ASSIGN_OR_RETURN(auto uri, pack_zip(field, value, /*remote=*/false));
+      return uri.str();
+    }
+    std::optional<std::string> wrap;
+    if (module && fs::is_directory(path)) wrap = path.filename().string();
+    RTENV_ASSIGN_OR_RETURN(auto uri, pack(field, path, wrap, /*use_index=*/true));
+    return uri.str();
+  }
+
+  static Error unsupported_wheel(const std::string& field, const std::string& value) {
+    return make_error(ErrorCode::kUnsupported,
+                      "runtime_env.{}: not supported yet: wheel files ({}) need rtenv's Python "
+                      "installer; give the package's source directory instead",
+                      field, value);
+  }
+};
+
+}  // namespace
+
+Result<RuntimeEnv> upload_local(const RuntimeEnv& env, const Home& home, store::BlobStore& store,
+                                const UploadOptions& options) {
+  Uploader up{home, store, options, env.excludes()};
+  RuntimeEnv out = env;
+  if (auto wd = env.working_dir()) {
+    RTENV_ASSIGN_OR_RETURN(std::string uri, up.resolve("working_dir", *wd, /*module=*/false));
+    out = out.with_field("working_dir", uri);
+  }
+  auto modules = env.py_modules();
+  if (!modules.empty()) {
+    Json list = Json::array();
+    for (size_t i = 0; i < modules.size(); ++i) {
+      RTENV_ASSIGN_OR_RETURN(std::string uri,
+                             up.resolve(fmt::format("py_modules[{}]", i), modules[i], true));
+      list.push_back(uri);
+    }
+    out = out.with_field("py_modules", list);
+  }
+  return out.with_field("excludes", Json::array());
+}
+
+}  // namespace rtenv::env
