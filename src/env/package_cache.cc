@@ -216,13 +216,7 @@ Result<PackageCache::Lease> PackageCache::acquire(const PackageUri& uri) {
     RTENV_ASSIGN_OR_RETURN(lock, FileLock::acquire(lock_path, FileLock::Mode::kShared));
     struct stat st;
     if (::stat(sidecar(uri, ".state").c_str(), &st) == 0) {
-      lock.touch();
-      Lease lease;
-      lease.cache_ = this;
-      lease.uri_ = uri;
-      lease.dir_ = dir_of(uri);
-      lease.lock_ = std::move(lock);
-      return lease;
+      return make_lease(uri, std::move(lock), /*materialized=*/false);
     }
     // Whoever built it failed: build it ourselves.
     lock.release();
@@ -234,7 +228,12 @@ Result<PackageCache::Lease> PackageCache::acquire(const PackageUri& uri) {
   UniqueFd mark(::open(sidecar(uri, ".dirty").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
   if (!mark.valid()) return io_error("cannot create", sidecar(uri, ".dirty"), errno);
   RTENV_TRY(lock.convert(FileLock::Mode::kShared));
-  lock.touch();
+  return make_lease(uri, std::move(lock), materialized);
+}
+
+PackageCache::Lease PackageCache::make_lease(const PackageUri& uri, FileLock lock,
+                                             bool materialized) {
+  lock.touch();  // the "last used" stamp eviction reads
   Lease lease;
   lease.cache_ = this;
   lease.uri_ = uri;

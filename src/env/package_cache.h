@@ -101,6 +101,8 @@ class PackageCache {
   Result<void> rebuild(const pack::PackageUri& uri, const MaterializeProgress& progress = nullptr);
 
   fs::path sidecar(const pack::PackageUri& uri, std::string_view ext) const;
+  /// A lease holding `lock` (shared) on the published package.
+  Lease make_lease(const pack::PackageUri& uri, FileLock lock, bool materialized);
 
   Home home_;
   store::BlobStore& store_;
