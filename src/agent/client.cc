@@ -1,6 +1,7 @@
 #include "agent/client.h"
 
 #include <chrono>
+#include <cstdlib>
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,8 +69,9 @@ std::string self_executable() {
 AgentClient::AgentClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 AgentClient::~AgentClient() = default;
 
-Result<std::unique_ptr<AgentClient>> AgentClient::connect(const env::Home& home, bool start,
-                                                          int idle_exit_seconds) {
+Result<std::unique_ptr<AgentClient>> AgentClient::connect(const env::Home& home, bool start) {
+  int idle_exit_seconds = 600;
+  if (const char* v = std::getenv("RTENV_AGENT_IDLE_EXIT"); v && *v) idle_exit_seconds = std::atoi(v);
   auto impl = std::make_unique<Impl>();
   std::string target = "unix:" + (home.root / "agent.sock").string();
   grpc::ChannelArguments args;

@@ -20,10 +20,10 @@ class GarbageCollectReply;
 class AgentClient {
  public:
   /// Connects to the agent's socket; if nothing answers and `start` is true, starts the agent
-  /// (`<rtenv> agent --idle-exit <seconds>`, detached, logging to $RTENV_HOME/logs/agent.log)
-  /// and waits up to 10 s for it. kUnavailable if no agent can be reached.
-  static Result<std::unique_ptr<AgentClient>> connect(const env::Home& home, bool start,
-                                                      int idle_exit_seconds = 600);
+  /// (`<rtenv> agent --idle-exit <seconds>`, detached, logging to $RTENV_HOME/logs/agent.log;
+  /// the idle time is RTENV_AGENT_IDLE_EXIT, default 600 s) and waits up to 10 s for it.
+  /// kUnavailable if no agent can be reached.
+  static Result<std::unique_ptr<AgentClient>> connect(const env::Home& home, bool start);
   ~AgentClient();
 
   /// GetOrCreateRuntimeEnv with live progress (each event is passed to `progress`).
