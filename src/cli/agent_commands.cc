@@ -9,6 +9,7 @@
 #include "agent.pb.h"
 #include "agent/client.h"
 #include "cli/commands.h"
+#include "env/zip_import.h"
 #include "util/fs.h"
 
 namespace rtenv::cli {
@@ -43,6 +44,7 @@ int env_create_command(const EnvCreateArgs& args) {
   auto store = store::open_store(home.store_url());
   if (!store) return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
   env::UploadOptions upload;
+  upload.unpack_zip = env::zip_importer(home, upload.max_package_bytes, nullptr);
   auto resolved = env::upload_local(*parsed, home, **store, upload);
   if (!resolved) return fail(kExitSetup, "setup failed: packaging: " + resolved.error().message());
   std::string holder = args.job_id.empty() ? agent::process_holder(::getpid()) : "job:" + args.job_id;

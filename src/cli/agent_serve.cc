@@ -11,14 +11,6 @@
 
 namespace rtenv::cli {
 
-void add_agent_options(CLI::App* app, AgentArgs* args) {
-  app->add_option("--listen", args->tcp_address, "Also listen on TCP HOST:PORT (needs --token-file)");
-  app->add_option("--token-file", args->token_file,
-                  "File holding the bearer token TCP callers must send");
-  app->add_option("--idle-exit", args->idle_exit_seconds,
-                  "Exit after this many seconds without calls (default 0: never)");
-}
-
 int agent_command(const AgentArgs& args) {
   auto home = env::Home::from_environment();
   if (!home) return fail(kExitUsage, home.error().message());

@@ -1,6 +1,10 @@
-#include "cli/common.h"
+#include "cli/commands.h"
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <vector>
 #include <cstdio>
 #include <cstdlib>
 #include <unistd.h>
@@ -8,6 +12,38 @@
 #include <fmt/format.h>
 
 namespace rtenv::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+std::vector<std::string> g_command_line;
+}  // namespace
+
+void set_command_line(int argc, char** argv) { g_command_line.assign(argv, argv + argc); }
+
+int exec_full() {
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  fs::path full = (ec ? fs::path(".") : self.parent_path()) / "rtenv-full";
+  std::vector<std::string> args = g_command_line;
+  if (args.empty()) args.push_back("rtenv");
+  args[0] = full.string();
+  std::vector<char*> raw;
+  for (auto& a : args) raw.push_back(a.data());
+  raw.push_back(nullptr);
+  std::fflush(nullptr);
+  ::execv(full.c_str(), raw.data());
+  return fail(kExitSetup, fmt::format("cannot run {} (it belongs beside rtenv): {}", full.string(),
+                                      std::strerror(errno)));
+}
+
+void add_agent_options(CLI::App* app, AgentArgs* args) {
+  app->add_option("--listen", args->tcp_address, "Also listen on TCP HOST:PORT (needs --token-file)");
+  app->add_option("--token-file", args->token_file,
+                  "File holding the bearer token TCP callers must send");
+  app->add_option("--idle-exit", args->idle_exit_seconds,
+                  "Exit after this many seconds without calls (default 0: never)");
+}
 
 int fail(int exit_code, const std::string& message) {
   std::fprintf(stderr, "rtenv: %s\n", message.c_str());

@@ -15,6 +15,15 @@ namespace rtenv::cli {
 inline constexpr int kExitUsage = 2;  ///< invalid runtime_env, bad flag or argument
 inline constexpr int kExitSetup = 3;  ///< setting the environment up failed
 
+/// Remembers the command line, for exec_full().
+void set_command_line(int argc, char** argv);
+
+/// Replaces this process with `rtenv-full` (installed beside this binary) and the same command
+/// line. The `rtenv` binary is a lean front that handles the frequent cases (a warm `run`,
+/// `pack`) without loading gRPC, libcurl or libarchive; everything else goes to rtenv-full.
+/// Returns only on failure, with the exit status to use.
+int exec_full();
+
 /// Prints "rtenv: <message>" to stderr and returns `exit_code`.
 int fail(int exit_code, const std::string& message);
 

@@ -6,7 +6,9 @@
 
 #include <CLI/CLI.hpp>
 
+#ifndef RTENV_FRONT
 #include "agent/client.h"
+#endif
 #include "cli/commands.h"
 #include "util/fs.h"
 
@@ -18,6 +20,7 @@ constexpr const char* kVersion = "0.1.0";
 
 int real_main(int argc, char** argv) {
   using namespace rtenv::cli;
+  set_command_line(argc, argv);
   CLI::App app{
       "rtenv: runtime environments for jobs. Give a job's files and settings as a Ray-style "
       "runtime_env; rtenv packs them by content, puts them on the machine and runs the job "
@@ -133,6 +136,12 @@ int real_main(int argc, char** argv) {
     return run_command(run);
   }
   if (pack_cmd->parsed()) return pack_command(pack);
+#ifdef RTENV_FRONT
+  if (agent_cmd->parsed() || create_cmd->parsed() || release_cmd->parsed() ||
+      list_cmd->parsed() || gc_cmd->parsed()) {
+    return exec_full();
+  }
+#else
   if (agent_cmd->parsed()) {
     // The lean agent binary beside this one, if installed, serves with less memory.
     std::string lean = (std::filesystem::path(rtenv::agent::self_executable()).parent_path() / "rtenv-agent").string();
@@ -150,6 +159,7 @@ int real_main(int argc, char** argv) {
   if (release_cmd->parsed()) return env_release_command(release_job);
   if (list_cmd->parsed()) return env_list_command(list_json);
   if (gc_cmd->parsed()) return gc_command(gc_dry_run);
+#endif
   return kExitUsage;
 }
 

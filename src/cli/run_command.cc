@@ -11,7 +11,10 @@
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#ifndef RTENV_FRONT
 #include "agent/client.h"
+#include "env/zip_import.h"
+#endif
 #include "env/package_cache.h"
 #include "util/fs.h"
 
@@ -135,6 +138,9 @@ int run_command(const RunArgs& args) {
     }
     env = std::move(parsed).value();
   }
+#ifdef RTENV_FRONT
+  if (env::needs_zip_support(env)) return exec_full();  // zips need libarchive and libcurl
+#endif
   env::UploadOptions upload;
   if (auto r = args.limits.apply(&upload); !r) return fail(kExitUsage, r.error().message());
 
@@ -149,6 +155,9 @@ int run_command(const RunArgs& args) {
     progress.clear();
     if (args.verbose || line.starts_with("warning:")) std::fprintf(stderr, "rtenv: %s\n", line.c_str());
   };
+#ifndef RTENV_FRONT
+  upload.unpack_zip = env::zip_importer(*home, upload.max_package_bytes, upload.report);
+#endif
   auto resolved = env::upload_local(env, *home, **store, upload);
   progress.clear();
   if (!resolved) {
@@ -164,10 +173,17 @@ int run_command(const RunArgs& args) {
   // installs it itself.
   bool all_ready = true;
   for (const auto& r : planned->resources) all_ready &= cache.is_ready(r.uri);
+#ifndef RTENV_FRONT
   std::unique_ptr<agent::AgentClient> agent_client;
+#else
+  const void* agent_client = nullptr;
+#endif
   std::string holder, serialized = resolved->canonical();
   const char* no_agent = std::getenv("RTENV_NO_AGENT");
   if (!all_ready && args.store_url.empty() && !(no_agent && *no_agent && std::string(no_agent) != "0")) {
+#ifdef RTENV_FRONT
+    return exec_full();  // the agent is reached over gRPC, which only rtenv-full loads
+#else
     auto client = agent::AgentClient::connect(*home, /*start=*/true);
     if (!client) {
       say("the agent is not available (" + client.error().message() + "); setting up here");
@@ -181,6 +197,7 @@ int run_command(const RunArgs& args) {
       for (const auto& t : created->timings) say(fmt::format("{} ({:.1f} ms)", t.phase, t.ms));
       agent_client = std::move(client).value();
     }
+#endif
   }
   auto active = env::activate(*resolved, cache, caller_env);
   if (!active) return fail(kExitSetup, "setup failed: " + active.error().message());
@@ -219,7 +236,9 @@ int run_command(const RunArgs& args) {
 
   size_t restored = 0;
   for (auto& lease : active->leases) restored += lease.release() ? 1 : 0;
+#ifndef RTENV_FRONT
   if (agent_client) (void)agent_client->release(serialized, holder);
+#endif
   if (restored) say(fmt::format("restored {} package(s) the command had changed", restored));
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);

@@ -9,6 +9,29 @@ namespace rtenv::env {
 using spec::Json;
 using spec::RuntimeEnv;
 
+bool needs_zip_support(const RuntimeEnv& env) {
+  auto needs = [](const std::string& v) {
+    if (pack::PackageUri::is_package_uri(v)) return false;
+    return spec::is_uri(v) || v.ends_with(".zip");
+  };
+  if (auto wd = env.working_dir(); wd && needs(*wd)) return true;
+  for (const auto& m : env.py_modules()) {
+    if (needs(m)) return true;
+  }
+  return false;
+}
+
+fs::path single_top_level_dir(const fs::path& dir) {
+  std::error_code ec;
+  auto it = fs::directory_iterator(dir, ec);
+  if (ec || it == fs::directory_iterator()) return dir;
+  fs::path only = it->path();
+  bool is_dir = it->is_directory(ec) && !it->is_symlink(ec);
+  if (it.increment(ec); ec || it != fs::directory_iterator()) return dir;
+  return is_dir ? only : dir;
+}
+
+
 std::string expand_vars(const std::string& value,
                         const std::function<std::optional<std::string>(const std::string&)>& lookup) {
   std::string out;

@@ -63,6 +63,10 @@ struct UploadOptions {
   SetupReporter report;  ///< summaries and warnings
   /// Live progress while hashing; `what` names the field ("working_dir").
   std::function<void(const std::string& what, const pack::PackProgress&)> progress;
+  /// Unpacks a .zip (a local path, or a file://, http:// or https:// URL) into the new directory
+  /// `dest`. Set by binaries that carry the archive and download code (env/zip_import.h); unset,
+  /// a zip is refused with kUnsupported.
+  std::function<Result<void>(const std::string& source, const fs::path& dest)> unpack_zip;
 };
 
 /// Packs the local paths of a job-level env (working_dir, py_modules; `excludes` applied) into
@@ -70,6 +74,13 @@ struct UploadOptions {
 /// their place and `excludes` dropped (it is applied). Errors name the field and the path.
 Result<spec::RuntimeEnv> upload_local(const spec::RuntimeEnv& env, const Home& home,
                                       store::BlobStore& store, const UploadOptions& options);
+
+/// True if packing `env` needs UploadOptions::unpack_zip (a .zip, or a zip URL to download).
+bool needs_zip_support(const spec::RuntimeEnv& env);
+
+/// If `dir` holds exactly one entry and it is a directory, returns that directory (remote zips
+/// made with `zip -r x.zip project/` carry such a wrapper); otherwise `dir`.
+fs::path single_top_level_dir(const fs::path& dir);
 
 /// Expands ${NAME} in `value` from `lookup` (unset names expand to ""; `$$`... is left as is).
 std::string expand_vars(const std::string& value,

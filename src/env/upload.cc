@@ -2,9 +2,7 @@
 
 #include <fmt/format.h>
 
-#include "env/download.h"
 #include "env/setup.h"
-#include "pack/archive.h"
 #include "util/fs.h"
 
 namespace rtenv::env {
@@ -57,26 +55,17 @@ struct Uploader {
   // A .zip, local or remote: unpacked into a staging directory, then packed like a directory.
   Result<pack::PackageUri> pack_zip(const std::string& field, const std::string& source,
                                     bool remote) {
-    fs::path staging = home.tmp() / unique_name("zip");
-    fs::path zip_path = source;
-    fs::path download_path;
-    if (remote) {
-      if (source.starts_with("file://")) {
-        zip_path = source.substr(7);
-      } else {
-        download_path = home.tmp() / unique_name("download");
-        report(fmt::format("{}: downloading {}", field, redact_url(source)));
-        if (auto r = download(source, download_path, options.max_package_bytes); !r) {
-          return r.error().with_context("runtime_env." + field);
-        }
-        zip_path = download_path;
-      }
+    if (!options.unpack_zip) {
+      return make_error(ErrorCode::kUnsupported,
+                        "runtime_env.{}: this rtenv binary cannot unpack zips ({})", field, source);
     }
-    auto extracted = pack::extract_zip(zip_path, staging, options.max_package_bytes);
-    if (!download_path.empty()) std::remove(download_path.c_str());
-    if (!extracted) return extracted.error().with_context("runtime_env." + field);
+    fs::path staging = home.tmp() / unique_name("zip");
+    if (auto r = options.unpack_zip(source, staging); !r) {
+      (void)remove_tree(staging);
+      return r.error().with_context("runtime_env." + field);
+    }
     // Remote working_dir zips are usually made as `zip -r x.zip project/`: strip that wrapper.
-    fs::path root = remote && field == "working_dir" ? pack::single_top_level_dir(staging) : staging;
+    fs::path root = remote && field == "working_dir" ? single_top_level_dir(staging) : staging;
     auto uri = pack(field, root, std::nullopt, /*use_index=*/false);
     (void)remove_tree(staging);
     return uri;

@@ -168,14 +168,4 @@ Result<ExtractStats> extract_zip(const std::filesystem::path& zip,
   return stats;
 }
 
-std::filesystem::path single_top_level_dir(const std::filesystem::path& dir) {
-  std::error_code ec;
-  auto it = std::filesystem::directory_iterator(dir, ec);
-  if (ec || it == std::filesystem::directory_iterator()) return dir;
-  std::filesystem::path only = it->path();
-  bool is_dir = it->is_directory(ec) && !it->is_symlink(ec);
-  if (it.increment(ec); ec || it != std::filesystem::directory_iterator()) return dir;
-  return is_dir ? only : dir;
-}
-
 }  // namespace rtenv::pack

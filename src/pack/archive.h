@@ -22,8 +22,4 @@ struct ExtractStats {
 Result<ExtractStats> extract_zip(const std::filesystem::path& zip,
                                  const std::filesystem::path& dest, uint64_t max_bytes);
 
-/// If `dir` holds exactly one entry and it is a directory, returns that directory (remote zips
-/// made with `zip -r x.zip project/` carry such a wrapper); otherwise `dir`.
-std::filesystem::path single_top_level_dir(const std::filesystem::path& dir);
-
 }  // namespace rtenv::pack
