@@ -6,5 +6,7 @@ build=${BUILD_DIR:-build}
 if [ ! -f "$build/build.ninja" ]; then
   cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
 fi
-ninja -C "$build" "${NINJA_TARGETS:-all}" | grep -v '^\[' || true
+# NINJA_TARGETS: space-separated targets (default: all).
+read -r -a targets <<< "${NINJA_TARGETS:-all}"
+ninja -C "$build" "${targets[@]}" | grep -v '^\[' || true
 test "${PIPESTATUS[0]}" -eq 0
