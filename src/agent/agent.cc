@@ -1,6 +1,7 @@
 #include "agent/agent.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -35,7 +36,9 @@ std::optional<std::string> start_time(pid_t pid) {
   auto stat = read_file(fmt::format("/proc/{}/stat", pid));
   if (!stat) return std::nullopt;
   size_t paren = stat->rfind(')');
-  if (paren == std::string::npos) return std::nullopt;
+  if (paren == std::string::npos || paren + 2 >= stat->size()) return std::nullopt;
+  // A zombie (Z) or dying (X) process has exited; only its parent's wait is missing.
+  if (char state = (*stat)[paren + 2]; state == 'Z' || state == 'X') return std::nullopt;
   std::string_view rest(*stat);
   rest.remove_prefix(paren + 2);  // ") "
   for (int field = 3; field < 22; ++field) {
@@ -85,6 +88,21 @@ Result<uint64_t> size_from(const nlohmann::json& j, const char* key) {
                       key, s);
   }
   return static_cast<uint64_t>(v * mult);
+}
+
+// A crash during the atomic write of a package's .state leaves the temp file beside it in pkgs/
+// (".<digest>.state.tmp.<pid>.<counter>.<random>", see unique_name), where sweep_tmp does not
+// look. Removes those of processes that are gone.
+void sweep_state_temps(const fs::path& pkgs) {
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(pkgs, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    size_t tmp = name.find(".tmp.");
+    if (!name.starts_with('.') || tmp == std::string::npos) continue;
+    pid_t pid = static_cast<pid_t>(std::atol(name.c_str() + tmp + 5));
+    if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH) ::unlink(it->path().c_str());
+  }
 }
 
 }  // namespace
@@ -155,21 +173,34 @@ Result<std::unique_ptr<Agent>> Agent::open(env::Home home, std::unique_ptr<store
                                            AgentOptions options) {
   RTENV_ASSIGN_OR_RETURN(auto db, StateDb::open(home.root / "agent.db"));
   std::unique_ptr<Agent> agent(new Agent(home, std::move(store), options, std::move(db)));
-  // What a crash left: half-built trees in tmp/ (never published), envs marked creating.
-  env::sweep_tmp(home.tmp());
-  RTENV_TRY(agent->db_->fail_interrupted(now_ms()));
-  RTENV_ASSIGN_OR_RETURN(auto known, agent->db_->resources());
-  std::set<std::string> known_uris;
-  for (const auto& r : known) known_uris.insert(r.uri);
-  for (const auto& uri : agent->cache_.list()) {
-    if (known_uris.contains(uri.str()) || !agent->cache_.is_ready(uri)) continue;
-    std::set<std::pair<uint64_t, uint64_t>> seen;
-    RTENV_TRY(agent->db_->adopt_resource(uri.str(), "package",
-                                         env::disk_usage(agent->cache_.dir_of(uri), &seen),
-                                         agent->cache_.last_leased_ms(uri)));
+  // What a crash left: half-built trees in tmp/ (never published), envs marked creating. Only
+  // if no agent serves this home (serve() holds agent.lock): a second agent that is about to
+  // find it taken must not mark the envs the serving one is installing as interrupted.
+  RTENV_ASSIGN_OR_RETURN(FileLock serving, FileLock::try_acquire(home.root / "agent.lock",
+                                                                 FileLock::Mode::kExclusive));
+  if (serving.held()) {
+    env::sweep_tmp(home.tmp());
+    sweep_state_temps(home.pkgs());
+    RTENV_TRY(agent->db_->fail_interrupted(now_ms()));
+    RTENV_TRY(agent->adopt_unknown_packages());
   }
+  serving.release();
   agent->reaper_ = std::thread([a = agent.get()] { a->reap_loop(); });
   return agent;
+}
+
+Result<void> Agent::adopt_unknown_packages() {
+  // Caller holds mu_ or is the only thread (open).
+  RTENV_ASSIGN_OR_RETURN(auto known, db_->resources());
+  std::set<std::string> known_uris;
+  for (const auto& r : known) known_uris.insert(r.uri);
+  for (const auto& uri : cache_.list()) {
+    if (known_uris.contains(uri.str()) || !cache_.is_ready(uri)) continue;
+    std::set<std::pair<uint64_t, uint64_t>> seen;
+    RTENV_TRY(db_->adopt_resource(uri.str(), "package", env::disk_usage(cache_.dir_of(uri), &seen),
+                                  cache_.last_leased_ms(uri)));
+  }
+  return ok_result();
 }
 
 Agent::~Agent() {
@@ -221,6 +252,14 @@ Result<CreateResult> Agent::get_or_create(const std::string& serialized_env,
     return Error(ErrorCode::kInvalidArgument,
                  "a holder is required (\"pid:<pid>:<start>\", \"job:<id>\" or an engine handle)");
   }
+  {
+    std::lock_guard lock(mu_);
+    if (auto id = ids_.find(serialized_env); id != ids_.end()) {
+      if (auto r = ready_.find(id->second); r != ready_.end() && r->second.holders.contains(holder)) {
+        return r->second.result;  // a retried call: the holder counts once
+      }
+    }
+  }
   spec::ParseOptions po;
   po.level = spec::Level::kTask;  // the caller packed local paths already
   RTENV_ASSIGN_OR_RETURN(RuntimeEnv env, RuntimeEnv::from_json_text(serialized_env, po));
@@ -268,10 +307,19 @@ Result<CreateResult> Agent::get_or_create(const std::string& serialized_env,
     progress("waiting for another request that is setting up the same env");
   }
   Result<CreateResult> out = result.get();
+  if (out && !leader) out->installed = false;  // another request installed it
+  std::lock_guard lock(mu_);
   if (!out) {
-    std::lock_guard lock(mu_);
     (void)db_->remove_ref(env_id, holder);  // a failed env holds nothing
+    return out;
   }
+  if (ids_.size() > 100'000) ids_.clear();  // a bound, not an eviction policy: it only caches
+  ids_[serialized_env] = env_id;
+  auto& ready = ready_[env_id];
+  ready.result = *out;
+  ready.result.installed = false;
+  ready.result.timings.clear();
+  ready.holders.insert(holder);
   return out;
 }
 
@@ -306,8 +354,14 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
 
   CreateResult out;
   out.env_id = env_id;
+  std::set<std::string> sized;  // resources whose size is recorded
   {
     std::lock_guard lock(mu_);
+    if (auto rows = db_->resources()) {
+      for (const auto& row : *rows) {
+        if (row.size_bytes > 0) sized.insert(row.uri);
+      }
+    }
     for (const auto& r : planned->resources) {
       RTENV_TRY(db_->link_resource(env_id, r.uri.str(), kind_of(r.field), now_ms()));
       installing_.insert(r.uri.str());
@@ -336,7 +390,9 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
     auto built = cache_.ensure(r.uri, report);
     if (!built) return fail(built.error().with_context("materializing " + what));
     out.installed |= *built;
-    if (*built) {
+    // Also a package found on the node unsized (materialized by a process without the agent,
+    // or by an agent killed before it recorded the size).
+    if (*built || !sized.contains(r.uri.str())) {
       std::set<std::pair<uint64_t, uint64_t>> seen;
       uint64_t bytes = env::disk_usage(cache_.dir_of(r.uri), &seen);
       std::lock_guard lock(mu_);
@@ -368,13 +424,27 @@ Result<bool> Agent::release(const std::string& serialized_env, const std::string
   spec::ParseOptions po;
   po.level = spec::Level::kTask;
   RTENV_ASSIGN_OR_RETURN(RuntimeEnv env, RuntimeEnv::from_json_text(serialized_env, po));
+  std::string env_id = env.id().hex();
   std::lock_guard lock(mu_);
-  return db_->remove_ref(env.id().hex(), holder);
+  forget_holder_locked(env_id, holder);
+  (void)db_->touch_env(env_id, now_ms());  // last used: when its holder let go
+  return db_->remove_ref(env_id, holder);
+}
+
+void Agent::forget_holder_locked(const std::string& env_id, const std::string& holder) {
+  for (auto r = env_id.empty() ? ready_.begin() : ready_.find(env_id); r != ready_.end();) {
+    r->second.holders.erase(holder);
+    auto next = std::next(r);
+    if (r->second.holders.empty()) ready_.erase(r);
+    if (!env_id.empty()) break;
+    r = next;
+  }
 }
 
 Result<uint32_t> Agent::release_holder(const std::string& holder) {
   note_activity();
   std::lock_guard lock(mu_);
+  forget_holder_locked("", holder);
   return db_->remove_holder(holder);
 }
 
@@ -392,6 +462,7 @@ void Agent::reap_loop() {
     for (const auto& holder : holders) {
       if (!holder_is_dead(holder)) continue;
       std::lock_guard db_lock(mu_);
+      forget_holder_locked("", holder);
       auto n = db_->remove_holder(holder);
       if (n && *n) log("", fmt::format("holder {} is gone: released {} reference(s)", holder, *n));
     }
@@ -427,6 +498,9 @@ Result<GcReport> Agent::gc(bool dry_run) {
   std::vector<Candidate> all;
   {
     std::lock_guard lock(mu_);
+    // Packages processes materialized without the agent (RTENV_NO_AGENT, another --store, a
+    // run whose package was evicted between its check and its lease) count too.
+    RTENV_TRY(adopt_unknown_packages());
     RTENV_ASSIGN_OR_RETURN(auto rows, db_->resources());
     for (auto& row : rows) {
       auto uri = pack::PackageUri::parse(row.uri);

@@ -118,6 +118,8 @@ class Agent {
                                const spec::SetupConfig& config, const std::string& job_id,
                                const Progress& progress);
   void reap_loop();
+  /// Records packages on the node that the state does not know (with their size).
+  Result<void> adopt_unknown_packages();
   void log(const std::string& job_id, const std::string& line);
   void note_activity();
 
@@ -131,6 +133,18 @@ class Agent {
   std::map<std::string, std::shared_future<Result<CreateResult>>> inflight_;
   std::map<std::string, std::pair<int64_t, Error>> failures_;
   std::multiset<std::string> installing_;  // resource URIs being installed
+  // The fast path for a repeated call: ready envs with the holders known to hold them (their
+  // references are in the database already), and the ids of envs by their serialized form. A
+  // call from a known holder for a ready env is answered from here with no parsing, no
+  // database write and no disk access.
+  struct ReadyEnv {
+    CreateResult result;
+    std::set<std::string> holders;
+  };
+  std::map<std::string, ReadyEnv> ready_;
+  std::map<std::string, std::string> ids_;
+  /// Drops `holder` from the fast path of `env_id`, or of every env if `env_id` is empty.
+  void forget_holder_locked(const std::string& env_id, const std::string& holder);
   std::mutex gc_mu_;                       // one GC at a time
   std::mutex log_mu_;
 
