@@ -54,9 +54,12 @@ std::vector<std::string> build_environment(const env::Context& ctx) {
   return out;
 }
 
-// Starts the command; returns its pid, or an exit status (126/127) and a message.
+// Starts the command; returns its pid, or an exit status (126/127) and a message. The command
+// inherits `inherit_fds` (the package leases), so it keeps its packages leased even if rtenv is
+// killed while it runs.
 Result<pid_t> spawn(const std::vector<std::string>& command, const env::Context& ctx,
-                    const std::vector<std::string>& environment, const sigset_t& unblocked) {
+                    const std::vector<std::string>& environment,
+                    const std::vector<int>& inherit_fds, const sigset_t& unblocked) {
   std::vector<char*> argv, envp;
   for (const auto& a : command) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -76,6 +79,7 @@ Result<pid_t> spawn(const std::vector<std::string>& command, const env::Context&
     dfl.sa_handler = SIG_DFL;
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::sigaction(sig, &dfl, nullptr);
     ::sigprocmask(SIG_SETMASK, &unblocked, nullptr);
+    for (int fd : inherit_fds) ::fcntl(fd, F_SETFD, 0);
     int stage = 0;  // 0: chdir, 1: exec
     if (ctx.cwd && ::chdir(ctx.cwd->c_str()) != 0) {
       int err[2] = {stage, errno};
@@ -221,7 +225,10 @@ int run_command(const RunArgs& args) {
   sigemptyset(&fwd.sa_mask);
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::sigaction(sig, &fwd, nullptr);
 
-  auto pid = spawn(args.command, active->context, build_environment(active->context), unblocked);
+  std::vector<int> lease_fds;
+  for (const auto& lease : active->leases) lease_fds.push_back(lease.lock_fd());
+  auto pid = spawn(args.command, active->context, build_environment(active->context), lease_fds,
+                   unblocked);
   ::sigprocmask(SIG_SETMASK, &unblocked, nullptr);  // spawn's error paths may return blocked
   if (!pid) {
     bool missing = pid.error().code() == ErrorCode::kNotFound;

@@ -244,8 +244,16 @@ PackageCache::Lease PackageCache::make_lease(const PackageUri& uri, FileLock loc
 }
 
 Result<bool> PackageCache::ensure(const PackageUri& uri, const MaterializeProgress& progress) {
-  RTENV_ASSIGN_OR_RETURN(FileLock lock,
-                         FileLock::acquire(sidecar(uri, ".lock"), FileLock::Mode::kExclusive));
+  fs::path lock_path = sidecar(uri, ".lock");
+  RTENV_ASSIGN_OR_RETURN(FileLock lock, FileLock::try_acquire(lock_path, FileLock::Mode::kExclusive));
+  if (!lock.held()) {
+    // Leased by running jobs (shared), or being built or checked (exclusive). Wait only for the
+    // latter: a package jobs are using is there.
+    RTENV_ASSIGN_OR_RETURN(lock, FileLock::acquire(lock_path, FileLock::Mode::kShared));
+    if (is_ready(uri)) return false;
+    lock.release();  // whoever built it failed: build it
+    RTENV_ASSIGN_OR_RETURN(lock, FileLock::acquire(lock_path, FileLock::Mode::kExclusive));
+  }
   bool restored = false, materialized = false;
   RTENV_TRY(make_pristine(uri, &restored, &materialized, progress));
   return materialized;

@@ -52,6 +52,9 @@ class PackageCache {
     const fs::path& dir() const { return dir_; }
     /// True if acquire() had to materialize the package (it was not on the node).
     bool materialized() const { return materialized_; }
+    /// The descriptor of the shared lock: a process started with it inherited (no FD_CLOEXEC)
+    /// keeps the package leased even if the process that took the lease dies first.
+    int lock_fd() const { return lock_.fd(); }
     /// Gives the package back; if this was its last user, checks the tree and restores it if the
     /// job changed it. Returns true if it had to be restored.
     bool release();

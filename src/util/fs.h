@@ -74,6 +74,9 @@ class FileLock {
   bool held() const { return fd_.valid(); }
   /// Sets the lock file's mtime to now (a cheap "last used" stamp).
   void touch();
+  /// The descriptor holding the lock (-1 if none): a child process that inherits it (without
+  /// FD_CLOEXEC) holds the lock too, until both have closed it.
+  int fd() const { return fd_.get(); }
   /// Converts the held lock (not atomic, as flock(2) says).
   Result<void> convert(Mode mode);
   void release() { fd_.reset(); }
