@@ -445,6 +445,7 @@ Result<uint32_t> Agent::release_holder(const std::string& holder) {
   note_activity();
   std::lock_guard lock(mu_);
   forget_holder_locked("", holder);
+  (void)db_->touch_holder_envs(holder, now_ms());  // last used: when its holder let go
   return db_->remove_holder(holder);
 }
 
@@ -463,6 +464,7 @@ void Agent::reap_loop() {
       if (!holder_is_dead(holder)) continue;
       std::lock_guard db_lock(mu_);
       forget_holder_locked("", holder);
+      (void)db_->touch_holder_envs(holder, now_ms());
       auto n = db_->remove_holder(holder);
       if (n && *n) log("", fmt::format("holder {} is gone: released {} reference(s)", holder, *n));
     }

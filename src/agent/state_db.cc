@@ -117,6 +117,17 @@ Result<void> StateDb::touch_env(const std::string& env_id, int64_t now_ms) {
       .bind(1, env_id).bind(2, now_ms).run();
 }
 
+Result<void> StateDb::touch_holder_envs(const std::string& holder, int64_t now_ms) {
+  RTENV_TRY(Stmt(db_,
+                 "UPDATE envs SET last_used_ms = ?2 WHERE env_id IN "
+                 "(SELECT env_id FROM refs WHERE holder = ?1)")
+                .bind(1, holder).bind(2, now_ms).run());
+  return Stmt(db_,
+              "UPDATE resources SET last_used_ms = ?2 WHERE uri IN (SELECT er.uri FROM "
+              "env_resources er JOIN refs f ON f.env_id = er.env_id WHERE f.holder = ?1)")
+      .bind(1, holder).bind(2, now_ms).run();
+}
+
 Result<void> StateDb::link_resource(const std::string& env_id, const std::string& uri,
                                     const std::string& kind, int64_t now_ms) {
   RTENV_TRY(Stmt(db_,

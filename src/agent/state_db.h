@@ -48,6 +48,8 @@ class StateDb {
   Result<void> set_env_state(const std::string& env_id, const std::string& state,
                              const std::string& error, const std::string& timings, int64_t now_ms);
   Result<void> touch_env(const std::string& env_id, int64_t now_ms);
+  /// touch_env for every env `holder` has a reference on.
+  Result<void> touch_holder_envs(const std::string& holder, int64_t now_ms);
   Result<void> link_resource(const std::string& env_id, const std::string& uri,
                              const std::string& kind, int64_t now_ms);
   Result<void> set_resource_size(const std::string& uri, uint64_t bytes);

@@ -46,6 +46,19 @@ def wait_for(pred, timeout: float, what: str, interval: float = 0.01):
         time.sleep(interval)
 
 
+def kill_run(run: subprocess.Popen):
+    """SIGKILL to an `rtenv run` and its command (which holds the leases too)."""
+    kids = children_of(run.pid)
+    run.kill()
+    run.wait(5)
+    for pid in kids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        wait_gone(pid)
+
+
 def holders(listing: dict) -> list[str]:
     return [h for e in listing["envs"] for h in e["holders"]]
 
@@ -193,12 +206,6 @@ def test_finished_run_gives_back_reference_and_lease(rtenv, agent, tmp_path):
     assert "everything was on this machine already" in p.stderr, p.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the lease is a flock on an O_CLOEXEC fd of the rtenv process: the command does not "
-    "inherit it, so when rtenv run is SIGKILLed its still-running command loses the lease and "
-    "gc may evict the working_dir it runs in (src/util FileLock / src/cli run_command, reported)",
-)
 def test_command_of_a_killed_run_keeps_its_working_dir(rtenv, agent_factory, tmp_path):
     """SIGKILL to `rtenv run` leaves its command running (orphaned) inside the package: the
     package is still in use and must not be evicted."""
@@ -289,12 +296,12 @@ def test_gc_evicts_only_unused_resources_lru_first(rtenv, agent_factory, tmp_pat
         wait_for(lambda: resource(env_list(rtenv), uris[3])["process_leases"] == 1, 10,
                  "the run's lease on p3")
         assert env_release(rtenv, "j3") == 1
-        # Then p1, p4, p0 are used in this order; p2 stays held by job j2.
+        # Then p1, p4, p0 are used in this order (another job's create and release, then their
+        # own job's release: an env is in use until its holder lets go); p2 stays held by j2.
         for i in (1, 4, 0):
             time.sleep(0.05)
             env_create(rtenv, specs[i], job=f"touch{i}")
             assert env_release(rtenv, f"touch{i}") == 1
-        for i in (0, 1, 4):
             assert env_release(rtenv, f"j{i}") == 1
 
         dry = rtenv("gc", "--dry-run")
@@ -315,11 +322,9 @@ def test_gc_evicts_only_unused_resources_lru_first(rtenv, agent_factory, tmp_pat
         assert listing["cache_bytes"] <= 350 * 1024
         assert run.poll() is None, "the leased package's user died"
     finally:
-        run.kill()
-        run.wait(5)
+        kill_run(run)
 
     # Once its lease is gone, p3 may go too; p2 is still held by j2 and stays.
-    wait_gone(run.pid)
     gc = rtenv("gc")
     assert_ok(gc)
     # 3 packages (~312K) are under the 450K limit: nothing to do.
@@ -330,9 +335,9 @@ def test_gc_evicts_only_unused_resources_lru_first(rtenv, agent_factory, tmp_pat
     gc = rtenv("gc")
     assert_ok(gc)
     evicted = [l.split()[-1] for l in gc.stdout.splitlines() if l.startswith("evicted")]
-    # Least recently used first: p2 (created before p3, never used since), p3 (leased before
-    # p1, p4 and p0 were used), p0.
-    assert evicted == [uris[2], uris[3], uris[0]], gc.stdout
+    # Least recently used first: p3 (released before p1, p4 and p0 were used), p0, then p2
+    # (released last).
+    assert evicted == [uris[3], uris[0], uris[2]], gc.stdout
     assert package_dirs(rtenv) == []
     tight.stop()
 
@@ -358,11 +363,6 @@ def test_gc_after_install_keeps_the_new_env_and_the_cache_bounded(rtenv, agent_f
 # ---- found while testing ---------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug in src/env: PackageCache::ensure (what the agent installs with) waits for the "
-    "package lock exclusive, i.e. until every running job that leases the package has ended",
-)
 def test_env_create_does_not_wait_for_runs_that_lease_the_package(rtenv, agent, tmp_path):
     """A package in use by a running job is ready: a new env that uses it (other env_vars) must
     not wait until that job ends."""
@@ -380,8 +380,7 @@ def test_env_create_does_not_wait_for_runs_that_lease_the_package(rtenv, agent, 
         print(f"\nenv create on a leased package took {took * 1000:.0f} ms")
         assert took < 2.0, f"env create waited {took:.1f} s for the run leasing the package to end"
     finally:
-        run.kill()
-        run.wait(5)
+        kill_run(run)
 
 
 def test_listing_sizes_a_resource_that_was_already_on_the_node(rtenv, agent, tmp_path):

@@ -7,6 +7,7 @@
 #include <barrier>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -14,6 +15,9 @@
 #include <random>
 #include <set>
 #include <thread>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
@@ -218,6 +222,58 @@ TEST_F(AgentTest, ARetriedCallDoesNotCountTwiceAndReleaseHolderDropsAllItsRefere
   for (size_t i = 0; i < info->resources.size(); ++i) {
     EXPECT_EQ(info->resources[i].env_references, info->resources[i].uri == b.uri.str() ? 1u : 0u);
   }
+}
+
+// An env is in use until its holder lets go, however it lets go: by release, by
+// release_holder (a job's end), or by dying (a "pid:" holder the reaper finds gone). So for gc's
+// least-recently-used order, each marks the env's resources as used at that moment.
+TEST_F(AgentTest, EveryWayOfLettingGoMarksTheResourcesUsed) {
+  Package a = make_package(src_, "a", 5, *store_);
+  Package b = make_package(src_, "b", 5, *store_);
+  Package c = make_package(src_, "c", 5, *store_);
+  AgentOptions o;
+  o.reap_interval_ms = 20;
+  auto agent = open_agent(o);
+  ASSERT_TRUE(agent);
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::pause();
+    ::_exit(0);
+  }
+  std::string dying = process_holder(child);
+  ASSERT_TRUE(agent->get_or_create(a.env(), "", "", "handle-a").ok());
+  ASSERT_TRUE(agent->get_or_create(b.env(), "", "j", "job:j").ok());
+  ASSERT_TRUE(agent->get_or_create(c.env(), "", "", dying).ok());
+  auto last_used = [&](const Package& p) -> int64_t {
+    auto info = agent->info();
+    for (const auto& r : info->resources) {
+      if (r.uri == p.uri.str()) return r.last_used_ms;
+    }
+    return -1;
+  };
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  int64_t before = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_LT(last_used(a), before);
+  ASSERT_LT(last_used(b), before);
+  ASSERT_LT(last_used(c), before);
+
+  ASSERT_TRUE(*agent->release(a.env(), "handle-a"));
+  ASSERT_EQ(*agent->release_holder("job:j"), 1u);
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  for (int i = 0; i < 200; ++i) {
+    auto info = agent->info();
+    bool held = false;
+    for (const auto& e : info->envs) held |= !e.holders.empty();
+    if (!held) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GE(last_used(a), before) << "release";
+  EXPECT_GE(last_used(b), before) << "release_holder";
+  EXPECT_GE(last_used(c), before) << "a dead process's holder, reaped";
 }
 
 // With a tiny cache limit, gc keeps what a holder or a lease uses and evicts the rest.
