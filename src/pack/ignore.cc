@@ -1,271 +1,229 @@
 #include "pack/ignore.h"
 
-#include <algorithm>
-#include <cassert>
+#include <bitset>
+#include <cctype>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <utility>
 
-// A port of git's matcher: dir.c (add_patterns_from_buffer, trim_trailing_spaces,
-// parse_path_pattern, match_basename, match_pathname, last_matching_pattern_from_list) and
-// wildmatch.c, as of git 2.52 (which includes the "foo**/bar" fix and wildmatch's
-// non-exponential backtracking), with core.ignorecase=false. Comments name the git function each
-// piece mirrors; deviations from git's code are only in representation (lengths instead of NUL
-// terminators for the path) and in precomputed filters that reject a pattern early only when
-// git's algorithm could not match either.
+// Each pattern is compiled once into a short program of tokens (literal byte, `?`, a byte set,
+// `*`, and the two forms `**` takes between slashes), matched by backtracking over the path.
+// Common shapes (a plain name, `*.ext`) skip the program altogether.
 
 namespace rtenv::pack {
 namespace {
 
 using uchar = unsigned char;
 
-// sane-ctype.h: GIT_GLOB_SPECIAL is exactly * ? [ and backslash.
-constexpr bool is_glob_special(uchar c) { return c == '*' || c == '?' || c == '[' || c == '\\'; }
+enum class Op : uint8_t {
+  kByte,        // one given byte
+  kOne,         // `?`: any byte but '/'
+  kSet,         // `[...]`: a byte of the set (never '/')
+  kRun,         // `*`: any run of bytes without '/'
+  kDirs,        // `**/`: nothing, or any run of whole directories ("a/", "a/b/", ...)
+  kEverything,  // a final `/**` or a lone `**`: any rest at all
+};
 
-// git's locale-independent ASCII ctype (ctype.c, sane-ctype.h), as wildmatch uses it.
-constexpr bool is_upper(uchar c) { return c >= 'A' && c <= 'Z'; }
-constexpr bool is_lower(uchar c) { return c >= 'a' && c <= 'z'; }
-constexpr bool is_alpha(uchar c) { return is_upper(c) || is_lower(c); }
-constexpr bool is_digit(uchar c) { return c >= '0' && c <= '9'; }
-constexpr bool is_alnum(uchar c) { return is_alpha(c) || is_digit(c); }
-constexpr bool is_blank(uchar c) { return c == ' ' || c == '\t'; }
-constexpr bool is_cntrl(uchar c) { return c < 0x20 || c == 0x7f; }
-constexpr bool is_graph(uchar c) { return c > 0x20 && c < 0x7f; }
-constexpr bool is_print(uchar c) { return c >= 0x20 && c < 0x7f; }
-constexpr bool is_punct(uchar c) { return is_graph(c) && !is_alnum(c); }
-constexpr bool is_space(uchar c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
-constexpr bool is_xdigit(uchar c) {
-  return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
+struct Token {
+  Op op;
+  uchar byte = 0;
+  uint16_t set = 0;  // index into Glob::sets
+};
 
-// wildmatch.c's internal results.
-enum WildResult : int { kWmMatch = 0, kWmNoMatch = 1, kWmAbortAll = -1, kWmAbortToStarStar = -2 };
+struct Glob {
+  std::vector<Token> tokens;
+  std::vector<std::bitset<256>> sets;
+};
 
-// Compares a "[:name:]" class name `s` of length `len` with `lit`.
-bool class_is(const uchar* s, long len, const char* lit) {
-  return len == static_cast<long>(std::strlen(lit)) &&
-         std::memcmp(s, lit, static_cast<size_t>(len)) == 0;
-}
-
-// wildmatch.c dowild(): `p` is NUL-terminated (patterns never contain NUL); the text is
-// [text, end) and never contains NUL either, so "*text" is "text < end ? *text : 0".
-// `pathname` is WM_PATHNAME.
-int dowild(const uchar* p, const uchar* text, const uchar* end, bool pathname) {
-  uchar p_ch;
-  const uchar* pattern = p;
-
-  for (; (p_ch = *p) != '\0'; text++, p++) {
-    int matched, match_slash, negated;
-    uchar t_ch, prev_ch;
-    if ((t_ch = text < end ? *text : 0) == '\0' && p_ch != '*') return kWmAbortAll;
-    switch (p_ch) {
-      case '\\':
-        // Literal match with the following character; a trailing backslash matches nothing,
-        // because t_ch is never NUL here.
-        p_ch = *++p;
-        [[fallthrough]];
-      default:
-        if (t_ch != p_ch) return kWmNoMatch;
-        continue;
-      case '?':
-        if (pathname && t_ch == '/') return kWmNoMatch;
-        continue;
-      case '*':
-        if (*++p == '*') {
-          const uchar* prev_p = p;
-          while (*++p == '*') {
-          }
-          if (!pathname) {
-            match_slash = 1;
-          } else if ((prev_p - pattern < 2 || *(prev_p - 2) == '/') &&
-                     (*p == '\0' || *p == '/' || (p[0] == '\\' && p[1] == '/'))) {
-            // "**/" at the start or after a slash also matches no directory at all.
-            if (p[0] == '/' && dowild(p + 1, text, end, pathname) == kWmMatch) return kWmMatch;
-            match_slash = 1;
-          } else {
-            match_slash = 0;  // any other "**" is a plain "*"
-          }
-        } else {
-          match_slash = pathname ? 0 : 1;
-        }
-        if (*p == '\0') {
-          // Trailing "**" matches everything; trailing "*" only if no slash follows.
-          if (!match_slash && std::memchr(text, '/', static_cast<size_t>(end - text))) {
-            return kWmAbortToStarStar;
-          }
-          return kWmMatch;
-        } else if (!match_slash && *p == '/') {
-          // One asterisk followed by a slash matches the rest of this path component.
-          const void* slash = std::memchr(text, '/', static_cast<size_t>(end - text));
-          if (!slash) return kWmAbortAll;
-          text = static_cast<const uchar*>(slash);
-          break;  // the slash is consumed by the for loop
-        }
-        for (;;) {
-          if (t_ch == '\0') break;
-          // Advance fast when the asterisk is followed by a literal.
-          if (!is_glob_special(*p)) {
-            p_ch = *p;
-            while ((t_ch = text < end ? *text : 0) != '\0' && (match_slash || t_ch != '/')) {
-              if (t_ch == p_ch) break;
-              text++;
-            }
-            if (t_ch != p_ch) return match_slash ? kWmAbortAll : kWmAbortToStarStar;
-          }
-          if ((matched = dowild(p, text, end, pathname)) != kWmNoMatch) {
-            if (!match_slash || matched != kWmAbortToStarStar) return matched;
-          } else if (!match_slash && t_ch == '/') {
-            return kWmAbortToStarStar;
-          }
-          ++text;
-          t_ch = text < end ? *text : 0;
-        }
-        return kWmAbortAll;
-      case '[':
-        p_ch = *++p;
-        if (p_ch == '^') p_ch = '!';
-        negated = p_ch == '!' ? 1 : 0;
-        if (negated) p_ch = *++p;
-        prev_ch = 0;
-        matched = 0;
-        do {
-          if (!p_ch) return kWmAbortAll;
-          if (p_ch == '\\') {
-            p_ch = *++p;
-            if (!p_ch) return kWmAbortAll;
-            if (t_ch == p_ch) matched = 1;
-          } else if (p_ch == '-' && prev_ch && p[1] && p[1] != ']') {
-            p_ch = *++p;
-            if (p_ch == '\\') {
-              p_ch = *++p;
-              if (!p_ch) return kWmAbortAll;
-            }
-            if (t_ch <= p_ch && t_ch >= prev_ch) matched = 1;
-            p_ch = 0;  // so that prev_ch becomes 0
-          } else if (p_ch == '[' && p[1] == ':') {
-            const uchar* s;
-            for (s = p += 2; (p_ch = *p) && p_ch != ']'; p++) {
-            }
-            if (!p_ch) return kWmAbortAll;
-            long i = p - s - 1;
-            if (i < 0 || p[-1] != ':') {
-              // No ":]": treat the '[' as a plain member.
-              p = s - 2;
-              p_ch = '[';
-              if (t_ch == p_ch) matched = 1;
-              goto next;
-            }
-            if (class_is(s, i, "alnum")) {
-              if (is_alnum(t_ch)) matched = 1;
-            } else if (class_is(s, i, "alpha")) {
-              if (is_alpha(t_ch)) matched = 1;
-            } else if (class_is(s, i, "blank")) {
-              if (is_blank(t_ch)) matched = 1;
-            } else if (class_is(s, i, "cntrl")) {
-              if (is_cntrl(t_ch)) matched = 1;
-            } else if (class_is(s, i, "digit")) {
-              if (is_digit(t_ch)) matched = 1;
-            } else if (class_is(s, i, "graph")) {
-              if (is_graph(t_ch)) matched = 1;
-            } else if (class_is(s, i, "lower")) {
-              if (is_lower(t_ch)) matched = 1;
-            } else if (class_is(s, i, "print")) {
-              if (is_print(t_ch)) matched = 1;
-            } else if (class_is(s, i, "punct")) {
-              if (is_punct(t_ch)) matched = 1;
-            } else if (class_is(s, i, "space")) {
-              if (is_space(t_ch)) matched = 1;
-            } else if (class_is(s, i, "upper")) {
-              if (is_upper(t_ch)) matched = 1;
-            } else if (class_is(s, i, "xdigit")) {
-              if (is_xdigit(t_ch)) matched = 1;
-            } else {
-              return kWmAbortAll;  // malformed [:class:]
-            }
-            p_ch = 0;  // so that prev_ch becomes 0
-          } else if (t_ch == p_ch) {
-            matched = 1;
-          }
-        next:
-          prev_ch = p_ch;
-          p_ch = *++p;
-        } while (p_ch != ']');
-        if (matched == negated || (pathname && t_ch == '/')) return kWmNoMatch;
-        continue;
+bool named_class(std::string_view name, std::bitset<256>* set) {
+  struct Named {
+    const char* name;
+    bool (*test)(int);
+  };
+  static constexpr Named kClasses[] = {
+      {"alnum", [](int c) { return std::isalnum(c) != 0; }},
+      {"alpha", [](int c) { return std::isalpha(c) != 0; }},
+      {"blank", [](int c) { return c == ' ' || c == '\t'; }},
+      {"cntrl", [](int c) { return std::iscntrl(c) != 0; }},
+      {"digit", [](int c) { return c >= '0' && c <= '9'; }},
+      {"graph", [](int c) { return std::isgraph(c) != 0; }},
+      {"lower", [](int c) { return c >= 'a' && c <= 'z'; }},
+      {"print", [](int c) { return std::isprint(c) != 0; }},
+      {"punct", [](int c) { return std::ispunct(c) != 0; }},
+      {"space", [](int c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }},
+      {"upper", [](int c) { return c >= 'A' && c <= 'Z'; }},
+      {"xdigit", [](int c) { return std::isxdigit(c) != 0; }},
+  };
+  for (const auto& k : kClasses) {
+    if (name != k.name) continue;
+    // ASCII only, independent of the locale, as git does.
+    for (int c = 0; c < 128; ++c) {
+      if (k.test(c)) set->set(static_cast<size_t>(c));
     }
+    return true;
   }
-  return text < end ? kWmNoMatch : kWmMatch;
+  return false;
 }
 
-bool wildmatch(const char* pattern, std::string_view text, bool pathname) {
-  auto* t = reinterpret_cast<const uchar*>(text.data());
-  return dowild(reinterpret_cast<const uchar*>(pattern), t, t + text.size(), pathname) == kWmMatch;
-}
-
-// Mirrors the parse of a "[...]" class in dowild() without matching: returns the index of the
-// closing ']' for the class starting at pattern[i] == '[', or npos if dowild() would abort on it.
-size_t skip_class(std::string_view pattern, size_t i) {
-  auto at = [&](size_t k) -> uchar { return k < pattern.size() ? pattern[k] : 0; };
-  uchar p_ch = at(++i);
-  if (p_ch == '^' || p_ch == '!') p_ch = at(++i);
-  uchar prev_ch = 0;
-  do {
-    if (!p_ch) return std::string_view::npos;
-    if (p_ch == '\\') {
-      p_ch = at(++i);
-      if (!p_ch) return std::string_view::npos;
-    } else if (p_ch == '-' && prev_ch && at(i + 1) && at(i + 1) != ']') {
-      p_ch = at(++i);
-      if (p_ch == '\\') {
-        p_ch = at(++i);
-        if (!p_ch) return std::string_view::npos;
-      }
-      p_ch = 0;
-    } else if (p_ch == '[' && at(i + 1) == ':') {
-      size_t s = i += 2;
-      while ((p_ch = at(i)) && p_ch != ']') i++;
-      if (!p_ch) return std::string_view::npos;
-      if (i < s + 1 || at(i - 1) != ':') {
-        i = s - 2;
-        p_ch = '[';
-      } else {
-        std::string_view name = pattern.substr(s, i - s - 1);
-        static constexpr std::string_view kClasses[] = {"alnum", "alpha", "blank", "cntrl",
-                                                        "digit", "graph", "lower", "print",
-                                                        "punct", "space", "upper", "xdigit"};
-        bool known = false;
-        for (std::string_view c : kClasses) known |= name == c;
-        if (!known) return std::string_view::npos;
-        p_ch = 0;
+// Parses the bracket expression starting at p[i] == '['. Returns the index just past its ']',
+// or nullopt if it is malformed (unclosed, unknown [:name:]): such a pattern matches nothing.
+std::optional<size_t> parse_set(std::string_view p, size_t i, std::bitset<256>* out) {
+  std::bitset<256> set;
+  ++i;
+  bool negate = i < p.size() && (p[i] == '!' || p[i] == '^');
+  if (negate) ++i;
+  bool first = true;
+  for (;; first = false) {
+    if (i >= p.size()) return std::nullopt;
+    uchar c = p[i];
+    if (c == ']' && !first) {
+      ++i;
+      break;
+    }
+    if (c == '[' && i + 1 < p.size() && p[i + 1] == ':') {
+      // "[:name:]" if the next ']' closes it with ":]"; otherwise '[' is a plain character.
+      size_t close = p.find(']', i + 2);
+      if (close == std::string_view::npos) return std::nullopt;
+      if (close > i + 2 && p[close - 1] == ':') {
+        if (!named_class(p.substr(i + 2, close - i - 3), &set)) return std::nullopt;
+        i = close + 1;
+        continue;
       }
     }
-    prev_ch = p_ch;
-    p_ch = at(++i);
-  } while (p_ch != ']');
+    if (c == '\\') {
+      if (++i >= p.size()) return std::nullopt;
+      c = p[i];
+    }
+    ++i;
+    uchar hi = c;
+    if (i + 1 < p.size() && p[i] == '-' && p[i + 1] != ']') {
+      size_t j = i + 1;
+      if (p[j] == '\\') {
+        if (++j >= p.size()) return std::nullopt;
+      }
+      hi = p[j];
+      i = j + 1;
+    }
+    // The first byte of a range always counts, even when the range itself is empty ("z-a").
+    set.set(c);
+    for (int b = c; b <= hi; ++b) set.set(static_cast<size_t>(b));
+  }
+  if (negate) set.flip();
+  set.reset('/');
+  *out = set;
   return i;
 }
 
-// dir.c simple_length(): the length of the leading run without glob-special characters.
-size_t simple_length(std::string_view s) {
-  size_t n = 0;
-  while (n < s.size() && !is_glob_special(s[n])) n++;
-  return n;
-}
-
-// dir.c trim_trailing_spaces(): drops trailing unescaped spaces (not tabs).
-void trim_trailing_spaces(std::string& s) {
-  size_t last_space = std::string::npos;
-  for (size_t i = 0; i < s.size(); i++) {
-    if (s[i] == ' ') {
-      if (last_space == std::string::npos) last_space = i;
-    } else if (s[i] == '\\') {
-      if (++i == s.size()) return;
-      last_space = std::string::npos;
+// Compiles a pattern (already without '!', its trailing '/' and, for path patterns, its leading
+// '/'). `path_mode`: the pattern has a '/', so it is matched against the whole path and `**` has
+// its directory meanings. nullopt: the pattern can never match.
+std::optional<Glob> compile(std::string_view p, bool path_mode) {
+  Glob g;
+  for (size_t i = 0; i < p.size();) {
+    uchar c = p[i];
+    if (c == '\\') {
+      if (i + 1 == p.size()) return std::nullopt;  // a trailing backslash matches nothing
+      g.tokens.push_back({Op::kByte, static_cast<uchar>(p[i + 1])});
+      i += 2;
+    } else if (c == '?') {
+      g.tokens.push_back({Op::kOne});
+      ++i;
+    } else if (c == '[') {
+      std::bitset<256> set;
+      auto end = parse_set(p, i, &set);
+      if (!end) return std::nullopt;
+      g.tokens.push_back({Op::kSet, 0, static_cast<uint16_t>(g.sets.size())});
+      g.sets.push_back(set);
+      i = *end;
+    } else if (c == '*') {
+      size_t run = i;
+      while (run < p.size() && p[run] == '*') ++run;
+      bool whole_component = run - i >= 2 && (i == 0 || p[i - 1] == '/') &&
+                             (run == p.size() || p[run] == '/');
+      if (path_mode && whole_component && run < p.size()) {
+        g.tokens.push_back({Op::kDirs});  // "**/" swallows its slash
+        i = run + 1;
+      } else if (whole_component && run == p.size()) {
+        g.tokens.push_back({Op::kEverything});
+        i = run;
+      } else {
+        g.tokens.push_back({Op::kRun});
+        i = run;
+      }
     } else {
-      last_space = std::string::npos;
+      g.tokens.push_back({Op::kByte, c});
+      ++i;
     }
   }
-  if (last_space != std::string::npos) s.resize(last_space);
+  return g;
+}
+
+// Matches a glob against [begin, end) by backtracking, remembering the (token, position) pairs
+// that failed: each is tried once, so a pattern with many stars stays O(tokens x length).
+class GlobMatch {
+ public:
+  GlobMatch(const Glob& g, const uchar* begin, const uchar* end, std::vector<bool>& failed)
+      : g_(g), begin_(begin), end_(end), width_(static_cast<size_t>(end - begin) + 1),
+        failed_(failed) {
+    failed_.assign((g.tokens.size() + 1) * width_, false);
+  }
+  bool run() { return at(0, begin_); }
+
+ private:
+  bool at(size_t t, const uchar* s) {
+    size_t key = t * width_ + static_cast<size_t>(s - begin_);
+    if (failed_[key]) return false;
+    bool ok = step(t, s);
+    if (!ok) failed_[key] = true;
+    return ok;
+  }
+
+  bool step(size_t t, const uchar* s) {
+    for (; t < g_.tokens.size(); ++t) {
+      const Token& tok = g_.tokens[t];
+      switch (tok.op) {
+        case Op::kByte:
+          if (s == end_ || *s != tok.byte) return false;
+          ++s;
+          break;
+        case Op::kOne:
+          if (s == end_ || *s == '/') return false;
+          ++s;
+          break;
+        case Op::kSet:
+          if (s == end_ || !g_.sets[tok.set].test(*s)) return false;
+          ++s;
+          break;
+        case Op::kRun:
+          for (;; ++s) {
+            if (at(t + 1, s)) return true;
+            if (s == end_ || *s == '/') return false;
+          }
+        case Op::kDirs:
+          if (at(t + 1, s)) return true;
+          for (; s != end_; ++s) {
+            if (*s == '/' && at(t + 1, s + 1)) return true;
+          }
+          return false;
+        case Op::kEverything:
+          return true;
+      }
+    }
+    return s == end_;
+  }
+
+  const Glob& g_;
+  const uchar* begin_;
+  const uchar* end_;
+  size_t width_;
+  std::vector<bool>& failed_;
+};
+
+bool run_glob(const Glob& g, std::string_view text) {
+  thread_local std::vector<bool> failed;  // reused: no allocation per match once warm
+  auto* b = reinterpret_cast<const uchar*>(text.data());
+  return GlobMatch(g, b, b + text.size(), failed).run();
 }
 
 bool ends_with(std::string_view s, std::string_view suffix) {
@@ -273,25 +231,36 @@ bool ends_with(std::string_view s, std::string_view suffix) {
          std::memcmp(s.data() + s.size() - suffix.size(), suffix.data(), suffix.size()) == 0;
 }
 
+bool has_glob_chars(std::string_view s) {
+  return s.find_first_of("*?[\\") != std::string_view::npos;
+}
+
+// Drops trailing spaces that are not escaped with a backslash (tabs stay, as in git).
+void trim_trailing_spaces(std::string& s) {
+  size_t keep = s.size();
+  while (keep > 0 && s[keep - 1] == ' ') {
+    size_t backslashes = 0;
+    for (size_t j = keep - 1; j > 0 && s[j - 1] == '\\'; --j) ++backslashes;
+    if (backslashes % 2 == 1) break;  // "\ " is an escaped, kept space
+    --keep;
+  }
+  s.resize(keep);
+}
+
 }  // namespace
 
 struct IgnoreRules::Impl {
-  // How a pattern is matched; the first three are git's match_basename() cases, the others
-  // match_pathname()'s.
   enum class Kind : uint8_t {
-    kBaseLiteral,   // no '/', no wildcard: the basename equals text
-    kBaseEndsWith,  // "*literal": the basename ends with text (the part after '*')
-    kBaseWild,      // no '/': wildmatch(text, basename) without WM_PATHNAME
-    kPathLiteral,   // no wildcard: the path below base equals text
-    kPathWild,      // wildmatch with WM_PATHNAME after a literal prefix of `prefix` bytes
+    kName,        // no '/', no wildcard: the last component equals `text`
+    kNameSuffix,  // "*literal": the last component ends with `text`
+    kNameGlob,    // no '/': `glob` against the last component
+    kPath,        // a '/' but no wildcard: the path below base equals `text`
+    kPathGlob,    // `glob` against the path below base
   };
   struct Pattern {
-    std::string text;  // see Kind; for path kinds without the leading '/'
-    std::string tail;  // literal characters every match must end with (a filter)
-    uint32_t prefix = 0;
-    // The byte every matching path ends with (the last of `tail`, or of a literal), or -1.
-    int last = -1;
-    Kind kind = Kind::kBaseLiteral;
+    Kind kind;
+    std::string text;
+    Glob glob;
     bool negative = false;
     bool dir_only = false;
   };
@@ -300,98 +269,45 @@ struct IgnoreRules::Impl {
   std::vector<Pattern> patterns;
 
   void add_line(std::string_view line);
-  void add_pattern(std::string s);
   Verdict match(std::string_view path, bool is_dir) const;
 };
 
-// dir.c add_patterns_from_buffer(), for one line (without its '\n').
 void IgnoreRules::Impl::add_line(std::string_view line) {
+  line = line.substr(0, line.find('\0'));
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (line.empty() || line[0] == '#') return;
-  if (line.back() == '\r') line.remove_suffix(1);
-  line = line.substr(0, line.find('\0'));  // git reads the line as a C string
   std::string s(line);
   trim_trailing_spaces(s);
-  add_pattern(std::move(s));
-}
-
-// dir.c add_pattern() and parse_path_pattern(), then compilation into a Kind.
-void IgnoreRules::Impl::add_pattern(std::string s) {
-  Pattern pat;
+  Pattern pat{Kind::kName, {}, {}, false, false};
   std::string_view p = s;
   if (!p.empty() && p[0] == '!') {
     pat.negative = true;
     p.remove_prefix(1);
   }
-  size_t len = p.size();
-  if (len && p[len - 1] == '/') {
-    len--;
+  if (!p.empty() && p.back() == '/') {
     pat.dir_only = true;
+    p.remove_suffix(1);
   }
-  bool no_dir = p.substr(0, len).find('/') == std::string_view::npos;
-  size_t nowildcardlen = std::min(simple_length(p), len);
-  bool ends_with_flag = !p.empty() && p[0] == '*' && simple_length(p.substr(1)) == p.size() - 1;
-  p = p.substr(0, len);
-
-  if (no_dir) {
-    if (nowildcardlen == len) {
-      pat.kind = Kind::kBaseLiteral;
-      pat.text = p;
-    } else if (ends_with_flag) {
-      pat.kind = Kind::kBaseEndsWith;
-      pat.text = p.substr(1);
-    } else {
-      pat.kind = Kind::kBaseWild;
-      pat.text = p;
-    }
-  } else {
-    // match_pathname(): one leading '/' only anchors (the pattern is relative to base anyway).
-    if (p[0] == '/') {
-      p.remove_prefix(1);
-      nowildcardlen--;
-    }
+  if (p.empty()) return;
+  bool path_mode = p.find('/') != std::string_view::npos;
+  if (path_mode && p[0] == '/') p.remove_prefix(1);  // anchoring is implied by path mode
+  if (p.empty()) return;
+  bool glob = has_glob_chars(p);
+  if (!glob) {
+    pat.kind = path_mode ? Kind::kPath : Kind::kName;
     pat.text = p;
-    pat.prefix = static_cast<uint32_t>(nowildcardlen);
-    pat.kind = nowildcardlen == p.size() ? Kind::kPathLiteral : Kind::kPathWild;
+  } else if (!path_mode && p[0] == '*' && !has_glob_chars(p.substr(1))) {
+    pat.kind = Kind::kNameSuffix;
+    pat.text = p.substr(1);
+  } else {
+    auto compiled = compile(p, path_mode);
+    if (!compiled) return;
+    pat.kind = path_mode ? Kind::kPathGlob : Kind::kNameGlob;
+    pat.glob = std::move(*compiled);
   }
-  if (pat.kind == Kind::kBaseLiteral || pat.kind == Kind::kPathLiteral) {
-    if (pat.text.empty()) return;  // cannot match: paths below base are never empty
-  }
-
-  // For wildcard kinds: find the literal characters at the end, which any match must end with,
-  // and drop patterns wildmatch would abort on before reaching their end (they cannot match).
-  if (pat.kind == Kind::kBaseWild || pat.kind == Kind::kPathWild) {
-    std::string_view t = pat.text;
-    for (size_t i = 0; i < t.size();) {
-      uchar c = t[i];
-      if (c == '\\') {
-        if (i + 1 == t.size()) return;  // a trailing backslash matches nothing
-        pat.tail.push_back(t[i + 1]);
-        i += 2;
-      } else if (c == '?') {
-        pat.tail.clear();
-        i++;
-      } else if (c == '*') {
-        while (i < t.size() && t[i] == '*') i++;
-        pat.tail.clear();
-        if (i < t.size() && t[i] == '/') i++;  // "**/" may match nothing, slash included
-      } else if (c == '[') {
-        size_t close = skip_class(t, i);
-        if (close == std::string_view::npos) return;
-        pat.tail.clear();
-        i = close + 1;
-      } else {
-        pat.tail.push_back(static_cast<char>(c));
-        i++;
-      }
-    }
-  }
-  const std::string& literal_end =
-      pat.kind == Kind::kBaseWild || pat.kind == Kind::kPathWild ? pat.tail : pat.text;
-  if (!literal_end.empty()) pat.last = static_cast<uchar>(literal_end.back());
   patterns.push_back(std::move(pat));
 }
 
-// dir.c last_matching_pattern_from_list() with match_basename() and match_pathname().
 IgnoreRules::Verdict IgnoreRules::Impl::match(std::string_view path, bool is_dir) const {
   std::string_view rel = path;
   if (!base.empty()) {
@@ -404,36 +320,19 @@ IgnoreRules::Verdict IgnoreRules::Impl::match(std::string_view path, bool is_dir
     return Verdict::kNone;
   }
   size_t slash = rel.rfind('/');
-  std::string_view basename = slash == std::string_view::npos ? rel : rel.substr(slash + 1);
-  const int last = static_cast<uchar>(rel.back());
+  std::string_view name = slash == std::string_view::npos ? rel : rel.substr(slash + 1);
 
+  // The last pattern that matches decides.
   for (auto it = patterns.rbegin(); it != patterns.rend(); ++it) {
     const Pattern& pat = *it;
-    if ((pat.last >= 0 && pat.last != last) || (pat.dir_only && !is_dir)) continue;
+    if (pat.dir_only && !is_dir) continue;
     bool hit = false;
     switch (pat.kind) {
-      case Kind::kBaseLiteral:
-        hit = basename == pat.text;
-        break;
-      case Kind::kBaseEndsWith:
-        hit = ends_with(basename, pat.text);
-        break;
-      case Kind::kBaseWild:
-        hit = ends_with(basename, pat.tail) && wildmatch(pat.text.c_str(), basename, false);
-        break;
-      case Kind::kPathLiteral:
-        hit = rel == pat.text;
-        break;
-      case Kind::kPathWild: {
-        size_t prefix = pat.prefix;
-        if (prefix > rel.size() || !ends_with(rel, pat.tail)) break;
-        if (std::memcmp(pat.text.data(), rel.data(), prefix) != 0) break;
-        // As git 2.52: keep one byte of the literal prefix, so that wildmatch knows whether
-        // the rest starts a path component ("foo**/bar" must not match "foobar").
-        if (prefix) prefix--;
-        hit = wildmatch(pat.text.c_str() + prefix, rel.substr(prefix), true);
-        break;
-      }
+      case Kind::kName: hit = name == pat.text; break;
+      case Kind::kNameSuffix: hit = ends_with(name, pat.text); break;
+      case Kind::kNameGlob: hit = run_glob(pat.glob, name); break;
+      case Kind::kPath: hit = rel == pat.text; break;
+      case Kind::kPathGlob: hit = run_glob(pat.glob, rel); break;
     }
     if (hit) return pat.negative ? Verdict::kInclude : Verdict::kIgnore;
   }

@@ -14,11 +14,11 @@ namespace rtenv::pack {
 /// `[...]` classes, `**`, `!negation`, leading `/` anchoring, trailing `/` for directories only,
 /// `\` escapes, trailing-space rules and `#` comments, as git(1) documents them.
 ///
-/// Matching is git's own algorithm (dir.c and wildmatch.c, as of git 2.52), byte for byte and
-/// case-sensitive (core.ignorecase=false). One deliberate choice: a pattern like `foo**/bar`, where
-/// `**` follows literal characters, behaves as documented (like `foo*/bar`); git before 2.52 let
-/// it also match `foo/x/bar`. Patterns are compiled once; match() does not allocate.
-/// Immutable after construction, so safe to share between threads.
+/// Matching follows git's documented rules, byte for byte and case-sensitive
+/// (core.ignorecase=false), and is tested against git itself on random trees. One deliberate
+/// choice: a pattern like `foo**/bar`, where `**` follows literal characters, behaves as
+/// documented (like `foo*/bar`); git before 2.52 let it also match `foo/x/bar`. Patterns are
+/// compiled once. Immutable after construction, so safe to share between threads.
 class IgnoreRules {
  public:
   /// `base` is the directory the patterns are relative to, as a path relative to the package
