@@ -400,20 +400,16 @@ std::string random_line(Rng& rng, const Tree& tree, const std::string& dir) {
   return s;
 }
 
-// dir.c trim_trailing_spaces(), for the old-git filter below.
+// Drops trailing spaces not escaped by a backslash, for the old-git filter below.
 void trim_trailing_spaces(std::string& s) {
-  size_t last_space = std::string::npos;
-  for (size_t i = 0; i < s.size(); i++) {
-    if (s[i] == ' ') {
-      if (last_space == std::string::npos) last_space = i;
-    } else if (s[i] == '\\') {
-      if (++i == s.size()) return;
-      last_space = std::string::npos;
-    } else {
-      last_space = std::string::npos;
-    }
+  size_t keep = s.size();
+  while (keep > 0 && s[keep - 1] == ' ') {
+    size_t backslashes = 0;
+    for (size_t j = keep - 1; j > 0 && s[j - 1] == '\\'; --j) ++backslashes;
+    if (backslashes % 2 == 1) break;
+    --keep;
   }
-  if (last_space != std::string::npos) s.resize(last_space);
+  s.resize(keep);
 }
 
 // True if git before 2.52 may disagree with the documented meaning of `line`: a pattern with a
