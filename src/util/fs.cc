@@ -57,7 +57,7 @@ Result<void> write_all(int fd, std::string_view data, const fs::path& path_for_e
 }
 
 Result<void> write_file_atomic(const fs::path& path, std::string_view data, mode_t mode) {
-  fs::path tmp = path.parent_path() / unique_name("." + path.filename().string() + ".tmp");
+  fs::path tmp = path.parent_path() / unique_name(fmt::format(".{}.tmp", path.filename().string()));
   UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode));
   if (!fd.valid()) return io_error("cannot create", tmp, errno);
   if (auto r = write_all(fd.get(), data, tmp); !r) {
