@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "util/fs.h"
+#include "util/size.h"
 
 namespace rtenv::agent {
 
@@ -73,21 +74,9 @@ Result<uint64_t> size_from(const nlohmann::json& j, const char* key) {
   if (!j.is_string()) {
     return make_error(ErrorCode::kInvalidArgument, "config {}: expected a size such as \"10G\"", key);
   }
-  std::string s = j.get<std::string>();
-  char* end = nullptr;
-  double v = std::strtod(s.c_str(), &end);
-  std::string unit = end ? end : "";
-  double mult = unit.empty() || unit == "B" ? 1
-                : unit == "K" || unit == "KiB" ? 1024.0
-                : unit == "M" || unit == "MiB" ? 1024.0 * 1024
-                : unit == "G" || unit == "GiB" ? 1024.0 * 1024 * 1024
-                : unit == "T" || unit == "TiB" ? 1024.0 * 1024 * 1024 * 1024
-                                               : -1;
-  if (end == s.c_str() || mult < 0 || v < 0) {
-    return make_error(ErrorCode::kInvalidArgument, "config {}: '{}' is not a size (e.g. 500M, 10G)",
-                      key, s);
-  }
-  return static_cast<uint64_t>(v * mult);
+  auto size = parse_size(j.get<std::string>());
+  if (!size) return size.error().with_context(fmt::format("config {}", key));
+  return size;
 }
 
 // A crash during the atomic write of a package's .state leaves the temp file beside it in pkgs/

@@ -1,4 +1,5 @@
 #include "cli/commands.h"
+#include "util/size.h"
 
 #include <cerrno>
 #include <cmath>
@@ -48,26 +49,6 @@ void add_agent_options(CLI::App* app, AgentArgs* args) {
 int fail(int exit_code, const std::string& message) {
   std::fprintf(stderr, "rtenv: %s\n", message.c_str());
   return exit_code;
-}
-
-Result<uint64_t> parse_size(const std::string& text) {
-  char* end = nullptr;
-  double v = std::strtod(text.c_str(), &end);
-  std::string unit = end ? std::string(end) : "";
-  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (unit.ends_with("IB")) unit.erase(unit.size() - 2);
-  else if (unit.size() > 1 && unit.ends_with("B")) unit.pop_back();
-  double mult = unit.empty() || unit == "B" ? 1
-                : unit == "K"              ? 1024.0
-                : unit == "M"              ? 1024.0 * 1024
-                : unit == "G"              ? 1024.0 * 1024 * 1024
-                : unit == "T"              ? 1024.0 * 1024 * 1024 * 1024
-                                           : -1;
-  if (end == text.c_str() || mult < 0 || !(v >= 0) || std::isinf(v)) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "'{}' is not a size (examples: 1048576, 500M, 2G)", text);
-  }
-  return static_cast<uint64_t>(v * mult);
 }
 
 Result<void> SizeLimits::apply(env::UploadOptions* options) const {

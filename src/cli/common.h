@@ -27,9 +27,6 @@ int exec_full();
 /// Prints "rtenv: <message>" to stderr and returns `exit_code`.
 int fail(int exit_code, const std::string& message);
 
-/// Parses "1048576", "500M", "2G", "1.5GiB" into bytes.
-Result<uint64_t> parse_size(const std::string& text);
-
 /// Options of the package limits, from flags or the environment (RTENV_MAX_PACKAGE_SIZE,
 /// RTENV_WARN_FILE_SIZE).
 struct SizeLimits {

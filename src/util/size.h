@@ -1,0 +1,14 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "util/result.h"
+
+namespace rtenv {
+
+/// Parses a byte count: "1048576", "500M", "2G", "1.5GiB" (K, M, G, T are powers of 1024; a
+/// trailing "B" or "iB" is optional). kInvalidArgument otherwise.
+Result<uint64_t> parse_size(const std::string& text);
+
+}  // namespace rtenv
