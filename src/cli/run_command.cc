@@ -116,6 +116,9 @@ Result<pid_t> spawn(const std::vector<std::string>& command, const env::Context&
   return pid;
 }
 
+// Set by the front when it hands a run it has packed (and reported) to rtenv-full.
+constexpr const char* kPackReported = "RTENV_INTERNAL_PACK_REPORTED";
+
 std::optional<std::string> caller_env(const std::string& name) {
   if (const char* v = std::getenv(name.c_str())) return std::string(v);
   return std::nullopt;
@@ -143,7 +146,8 @@ int run_command(const RunArgs& args) {
     env = std::move(parsed).value();
   }
 #ifdef RTENV_FRONT
-  if (env::needs_zip_support(env)) return exec_full();  // zips need libarchive and libcurl
+  if (env::needs_zip_support(env)) return exec_full();  // zips need libarchive and libcurl (and
+                                                        // it packs them itself)
 #endif
   env::UploadOptions upload;
   if (auto r = args.limits.apply(&upload); !r) return fail(kExitUsage, r.error().message());
@@ -155,9 +159,16 @@ int run_command(const RunArgs& args) {
 
   ProgressLine progress;
   upload.progress = pack_progress(&progress);
+  // When the front hands the run to rtenv-full, that packs again (from the index, so it finds
+  // nothing to do): only the front's report of the packing is true, so rtenv-full skips its own.
+  const char* reported = std::getenv(kPackReported);
+  bool show_packing = !(reported && *reported);
+  ::unsetenv(kPackReported);  // not for the command
   upload.report = [&](const std::string& line) {
     progress.clear();
-    if (args.verbose || line.starts_with("warning:")) std::fprintf(stderr, "rtenv: %s\n", line.c_str());
+    if (show_packing && (args.verbose || line.starts_with("warning:"))) {
+      std::fprintf(stderr, "rtenv: %s\n", line.c_str());
+    }
   };
 #ifndef RTENV_FRONT
   upload.unpack_zip = env::zip_importer(*home, upload.max_package_bytes, upload.report);
@@ -186,6 +197,7 @@ int run_command(const RunArgs& args) {
   const char* no_agent = std::getenv("RTENV_NO_AGENT");
   if (!all_ready && args.store_url.empty() && !(no_agent && *no_agent && std::string(no_agent) != "0")) {
 #ifdef RTENV_FRONT
+    ::setenv(kPackReported, "1", 1);
     return exec_full();  // the agent is reached over gRPC, which only rtenv-full loads
 #else
     auto client = agent::AgentClient::connect(*home, /*start=*/true);
