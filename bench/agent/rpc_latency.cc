@@ -64,7 +64,8 @@ void stream(pb::RuntimeEnvAgent::Stub& stub, const pb::GetOrCreateRuntimeEnvRequ
   bool got = false;
   while (reader->Read(&update)) {
     if (update.has_result()) {
-      if (!update.result().ok()) die("CreateRuntimeEnvWithProgress: " + update.result().error_message());
+      if (!update.result().ok())
+        die("CreateRuntimeEnvWithProgress: " + update.result().error_message());
       got = true;
     }
   }
@@ -103,11 +104,15 @@ int latency(int argc, char** argv) {
   };
   for (long i = -warmup; i < calls; ++i) {
     for (long k = 0; k < n; ++k) {
-      int which = kinds[static_cast<size_t>(((i % n) + n + k) % n)];  // rotate the order every round
+      int which =
+          kinds[static_cast<size_t>(((i % n) + n + k) % n)];  // rotate the order every round
       auto t0 = Clock::now();
-      if (which == 0) ping(*stub);
-      else if (which == 1) get_or_create(*stub, req);
-      else stream(*stub, req);
+      if (which == 0)
+        ping(*stub);
+      else if (which == 1)
+        get_or_create(*stub, req);
+      else
+        stream(*stub, req);
       auto t1 = Clock::now();
       if (i < 0) continue;
       (which == 0 ? t_ping : which == 1 ? t_goc : t_stream).push_back(us(t0, t1));

@@ -1,5 +1,6 @@
 #include "agent/agent.h"
 
+#include <unistd.h>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -7,7 +8,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
-#include <unistd.h>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -72,7 +72,8 @@ std::string kind_of(const std::string& field) {
 Result<uint64_t> size_from(const nlohmann::json& j, const char* key) {
   if (j.is_number_unsigned()) return j.get<uint64_t>();
   if (!j.is_string()) {
-    return make_error(ErrorCode::kInvalidArgument, "config {}: expected a size such as \"10G\"", key);
+    return make_error(ErrorCode::kInvalidArgument, "config {}: expected a size such as \"10G\"",
+                      key);
   }
   auto size = parse_size(j.get<std::string>());
   if (!size) return size.error().with_context(fmt::format("config {}", key));
@@ -244,7 +245,8 @@ Result<CreateResult> Agent::get_or_create(const std::string& serialized_env,
   {
     std::lock_guard lock(mu_);
     if (auto id = ids_.find(serialized_env); id != ids_.end()) {
-      if (auto r = ready_.find(id->second); r != ready_.end() && r->second.holders.contains(holder)) {
+      if (auto r = ready_.find(id->second);
+          r != ready_.end() && r->second.holders.contains(holder)) {
         return r->second.result;  // a retried call: the holder counts once
       }
     }
@@ -254,8 +256,9 @@ Result<CreateResult> Agent::get_or_create(const std::string& serialized_env,
   RTENV_ASSIGN_OR_RETURN(RuntimeEnv env, RuntimeEnv::from_json_text(serialized_env, po));
   spec::SetupConfig config = env.config();
   if (!serialized_config.empty()) {
-    RTENV_ASSIGN_OR_RETURN(RuntimeEnv with_config,
-                           RuntimeEnv::from_json_text("{\"config\":" + serialized_config + "}", po));
+    RTENV_ASSIGN_OR_RETURN(
+        RuntimeEnv with_config,
+        RuntimeEnv::from_json_text("{\"config\":" + serialized_config + "}", po));
     config = with_config.config();
   }
   std::string env_id = env.id().hex();

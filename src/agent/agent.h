@@ -72,7 +72,8 @@ class Agent {
  public:
   /// Opens the state, sweeps what a crash left half done, adopts packages already on the node,
   /// and starts the holder reaper.
-  static Result<std::unique_ptr<Agent>> open(env::Home home, std::unique_ptr<store::BlobStore> store,
+  static Result<std::unique_ptr<Agent>> open(env::Home home,
+                                             std::unique_ptr<store::BlobStore> store,
                                              AgentOptions options);
   ~Agent();
 
@@ -145,7 +146,7 @@ class Agent {
   std::map<std::string, std::string> ids_;
   /// Drops `holder` from the fast path of `env_id`, or of every env if `env_id` is empty.
   void forget_holder_locked(const std::string& env_id, const std::string& holder);
-  std::mutex gc_mu_;                       // one GC at a time
+  std::mutex gc_mu_;  // one GC at a time
   std::mutex log_mu_;
 
   std::mutex slots_mu_;

@@ -1,10 +1,10 @@
 #include "agent/client.h"
 
-#include <chrono>
-#include <cstdlib>
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <chrono>
+#include <cstdlib>
 
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
@@ -71,7 +71,8 @@ AgentClient::~AgentClient() = default;
 
 Result<std::unique_ptr<AgentClient>> AgentClient::connect(const env::Home& home, bool start) {
   int idle_exit_seconds = 600;
-  if (const char* v = std::getenv("RTENV_AGENT_IDLE_EXIT"); v && *v) idle_exit_seconds = std::atoi(v);
+  if (const char* v = std::getenv("RTENV_AGENT_IDLE_EXIT"); v && *v)
+    idle_exit_seconds = std::atoi(v);
   auto impl = std::make_unique<Impl>();
   std::string target = "unix:" + (home.root / "agent.sock").string();
   grpc::ChannelArguments args;
@@ -82,8 +83,10 @@ Result<std::unique_ptr<AgentClient>> AgentClient::connect(const env::Home& home,
   bool socket_exists = ::access((home.root / "agent.sock").c_str(), F_OK) == 0;
   if (!socket_exists || !wait_connected(*impl->channel, std::chrono::milliseconds(500))) {
     if (!start) {
-      return make_error(ErrorCode::kUnavailable, "no rtenv agent is running for {} (start one with "
-                        "`rtenv agent`)", home.root.string());
+      return make_error(ErrorCode::kUnavailable,
+                        "no rtenv agent is running for {} (start one with "
+                        "`rtenv agent`)",
+                        home.root.string());
     }
     RTENV_TRY(start_agent(home, idle_exit_seconds));
     if (!wait_connected(*impl->channel, std::chrono::seconds(10))) {
@@ -116,7 +119,8 @@ Result<CreateResult> AgentClient::get_or_create(
   }
   grpc::Status s = reader->Finish();
   if (!s.ok()) return unreachable(s);
-  if (!reply) return Error(ErrorCode::kUnavailable, "the rtenv agent ended the call without a result");
+  if (!reply)
+    return Error(ErrorCode::kUnavailable, "the rtenv agent ended the call without a result");
   if (!reply->ok()) {
     return Error(reply->retryable() ? ErrorCode::kUnavailable : ErrorCode::kInvalidArgument,
                  reply->error_message());

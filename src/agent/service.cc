@@ -1,11 +1,11 @@
 #include "agent/service.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
 #include <atomic>
 #include <chrono>
 #include <csignal>
-#include <sys/stat.h>
 #include <thread>
-#include <unistd.h>
 
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
@@ -53,8 +53,10 @@ class Service final : public pb::RuntimeEnvAgent::Service {
     if (auto s = authorize(ctx); !s.ok()) return s;
     auto r = agent_.get_or_create(req->serialized_runtime_env(), req->serialized_config(),
                                   req->job_id(), req->holder());
-    if (r) fill_context(*r, reply);
-    else fill_error(r.error(), reply);
+    if (r)
+      fill_context(*r, reply);
+    else
+      fill_error(r.error(), reply);
     return grpc::Status::OK;
   }
 
@@ -75,8 +77,10 @@ class Service final : public pb::RuntimeEnvAgent::Service {
     auto r = agent_.get_or_create(req->serialized_runtime_env(), req->serialized_config(),
                                   req->job_id(), req->holder(), progress);
     pb::SetupUpdate last;
-    if (r) fill_context(*r, last.mutable_result());
-    else fill_error(r.error(), last.mutable_result());
+    if (r)
+      fill_context(*r, last.mutable_result());
+    else
+      fill_error(r.error(), last.mutable_result());
     std::lock_guard lock(mu);
     writer->Write(last);
     return grpc::Status::OK;
@@ -88,8 +92,10 @@ class Service final : public pb::RuntimeEnvAgent::Service {
     if (auto s = authorize(ctx); !s.ok()) return s;
     auto r = agent_.release(req->serialized_runtime_env(), req->holder());
     reply->set_ok(r.ok());
-    if (r) reply->set_released(*r);
-    else reply->set_error_message(r.error().message());
+    if (r)
+      reply->set_released(*r);
+    else
+      reply->set_error_message(r.error().message());
     return grpc::Status::OK;
   }
 
@@ -156,7 +162,8 @@ class Service final : public pb::RuntimeEnvAgent::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Ping(grpc::ServerContext* ctx, const pb::PingRequest*, pb::PingReply* reply) override {
+  grpc::Status Ping(grpc::ServerContext* ctx, const pb::PingRequest*,
+                    pb::PingReply* reply) override {
     if (auto s = authorize(ctx); !s.ok()) return s;
     reply->set_pid(::getpid());
     reply->set_version("0.1.0");
@@ -185,7 +192,8 @@ class Service final : public pb::RuntimeEnvAgent::Service {
 
 Result<void> serve(Agent& agent, const ServeOptions& options) {
   fs::path lock_path = agent.home().root / "agent.lock";
-  RTENV_ASSIGN_OR_RETURN(FileLock lock, FileLock::try_acquire(lock_path, FileLock::Mode::kExclusive));
+  RTENV_ASSIGN_OR_RETURN(FileLock lock,
+                         FileLock::try_acquire(lock_path, FileLock::Mode::kExclusive));
   if (!lock.held()) {
     return make_error(ErrorCode::kAlreadyExists, "an agent is already serving {}",
                       agent.home().root.string());

@@ -27,7 +27,9 @@ CREATE INDEX IF NOT EXISTS refs_by_holder ON refs(holder);
 // A prepared statement, finalized on destruction.
 class Stmt {
  public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr);
+  }
   ~Stmt() { sqlite3_finalize(s_); }
   Stmt& bind(int i, const std::string& v) {
     sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
@@ -96,7 +98,11 @@ Result<void> StateDb::upsert_env(const std::string& env_id, const std::string& j
               "INSERT INTO envs(env_id, job_id, state, summary, created_ms, last_used_ms) "
               "VALUES(?1, ?2, 'creating', ?3, ?4, ?4) ON CONFLICT(env_id) DO UPDATE SET "
               "last_used_ms = ?4")
-      .bind(1, env_id).bind(2, job_id).bind(3, summary).bind(4, now_ms).run();
+      .bind(1, env_id)
+      .bind(2, job_id)
+      .bind(3, summary)
+      .bind(4, now_ms)
+      .run();
 }
 
 Result<void> StateDb::set_env_state(const std::string& env_id, const std::string& state,
@@ -105,27 +111,40 @@ Result<void> StateDb::set_env_state(const std::string& env_id, const std::string
   return Stmt(db_,
               "UPDATE envs SET state = ?2, error = ?3, timings = ?4, last_used_ms = ?5 "
               "WHERE env_id = ?1")
-      .bind(1, env_id).bind(2, state).bind(3, error).bind(4, timings).bind(5, now_ms).run();
+      .bind(1, env_id)
+      .bind(2, state)
+      .bind(3, error)
+      .bind(4, timings)
+      .bind(5, now_ms)
+      .run();
 }
 
 Result<void> StateDb::touch_env(const std::string& env_id, int64_t now_ms) {
   RTENV_TRY(Stmt(db_, "UPDATE envs SET last_used_ms = ?2 WHERE env_id = ?1")
-                .bind(1, env_id).bind(2, now_ms).run());
+                .bind(1, env_id)
+                .bind(2, now_ms)
+                .run());
   return Stmt(db_,
               "UPDATE resources SET last_used_ms = ?2 WHERE uri IN "
               "(SELECT uri FROM env_resources WHERE env_id = ?1)")
-      .bind(1, env_id).bind(2, now_ms).run();
+      .bind(1, env_id)
+      .bind(2, now_ms)
+      .run();
 }
 
 Result<void> StateDb::touch_holder_envs(const std::string& holder, int64_t now_ms) {
   RTENV_TRY(Stmt(db_,
                  "UPDATE envs SET last_used_ms = ?2 WHERE env_id IN "
                  "(SELECT env_id FROM refs WHERE holder = ?1)")
-                .bind(1, holder).bind(2, now_ms).run());
+                .bind(1, holder)
+                .bind(2, now_ms)
+                .run());
   return Stmt(db_,
               "UPDATE resources SET last_used_ms = ?2 WHERE uri IN (SELECT er.uri FROM "
               "env_resources er JOIN refs f ON f.env_id = er.env_id WHERE f.holder = ?1)")
-      .bind(1, holder).bind(2, now_ms).run();
+      .bind(1, holder)
+      .bind(2, now_ms)
+      .run();
 }
 
 Result<void> StateDb::link_resource(const std::string& env_id, const std::string& uri,
@@ -133,9 +152,14 @@ Result<void> StateDb::link_resource(const std::string& env_id, const std::string
   RTENV_TRY(Stmt(db_,
                  "INSERT INTO resources(uri, kind, created_ms, last_used_ms) VALUES(?1, ?2, ?3, "
                  "?3) ON CONFLICT(uri) DO UPDATE SET last_used_ms = ?3")
-                .bind(1, uri).bind(2, kind).bind(3, now_ms).run());
+                .bind(1, uri)
+                .bind(2, kind)
+                .bind(3, now_ms)
+                .run());
   return Stmt(db_, "INSERT OR IGNORE INTO env_resources(env_id, uri) VALUES(?1, ?2)")
-      .bind(1, env_id).bind(2, uri).run();
+      .bind(1, env_id)
+      .bind(2, uri)
+      .run();
 }
 
 Result<void> StateDb::adopt_resource(const std::string& uri, const std::string& kind,
@@ -143,24 +167,35 @@ Result<void> StateDb::adopt_resource(const std::string& uri, const std::string& 
   return Stmt(db_,
               "INSERT OR IGNORE INTO resources(uri, kind, size_bytes, created_ms, last_used_ms) "
               "VALUES(?1, ?2, ?3, ?4, ?4)")
-      .bind(1, uri).bind(2, kind).bind(3, static_cast<int64_t>(bytes)).bind(4, now_ms).run();
+      .bind(1, uri)
+      .bind(2, kind)
+      .bind(3, static_cast<int64_t>(bytes))
+      .bind(4, now_ms)
+      .run();
 }
 
 Result<void> StateDb::set_resource_size(const std::string& uri, uint64_t bytes) {
   return Stmt(db_, "UPDATE resources SET size_bytes = ?2 WHERE uri = ?1")
-      .bind(1, uri).bind(2, static_cast<int64_t>(bytes)).run();
+      .bind(1, uri)
+      .bind(2, static_cast<int64_t>(bytes))
+      .run();
 }
 
 Result<bool> StateDb::add_ref(const std::string& env_id, const std::string& holder,
                               int64_t now_ms) {
   RTENV_TRY(Stmt(db_, "INSERT OR IGNORE INTO refs(env_id, holder, created_ms) VALUES(?1, ?2, ?3)")
-                .bind(1, env_id).bind(2, holder).bind(3, now_ms).run());
+                .bind(1, env_id)
+                .bind(2, holder)
+                .bind(3, now_ms)
+                .run());
   return sqlite3_changes(db_) > 0;
 }
 
 Result<bool> StateDb::remove_ref(const std::string& env_id, const std::string& holder) {
   RTENV_TRY(Stmt(db_, "DELETE FROM refs WHERE env_id = ?1 AND holder = ?2")
-                .bind(1, env_id).bind(2, holder).run());
+                .bind(1, env_id)
+                .bind(2, holder)
+                .run());
   return sqlite3_changes(db_) > 0;
 }
 
@@ -204,11 +239,13 @@ Result<std::vector<EnvRow>> StateDb::envs() {
   }
   Stmt refs(db_, "SELECT env_id, holder FROM refs ORDER BY holder");
   while (refs.step() == SQLITE_ROW) {
-    if (auto it = by_id.find(refs.text(0)); it != by_id.end()) out[it->second].holders.push_back(refs.text(1));
+    if (auto it = by_id.find(refs.text(0)); it != by_id.end())
+      out[it->second].holders.push_back(refs.text(1));
   }
   Stmt res(db_, "SELECT env_id, uri FROM env_resources ORDER BY uri");
   while (res.step() == SQLITE_ROW) {
-    if (auto it = by_id.find(res.text(0)); it != by_id.end()) out[it->second].resources.push_back(res.text(1));
+    if (auto it = by_id.find(res.text(0)); it != by_id.end())
+      out[it->second].resources.push_back(res.text(1));
   }
   return out;
 }
@@ -232,8 +269,10 @@ Result<void> StateDb::forget_resource(const std::string& uri) {
   RTENV_TRY(Stmt(db_,
                  "DELETE FROM envs WHERE env_id IN (SELECT env_id FROM env_resources WHERE uri = "
                  "?1) AND env_id NOT IN (SELECT env_id FROM refs)")
-                .bind(1, uri).run());
-  RTENV_TRY(Stmt(db_, "DELETE FROM env_resources WHERE env_id NOT IN (SELECT env_id FROM envs)").run());
+                .bind(1, uri)
+                .run());
+  RTENV_TRY(
+      Stmt(db_, "DELETE FROM env_resources WHERE env_id NOT IN (SELECT env_id FROM envs)").run());
   RTENV_TRY(Stmt(db_, "DELETE FROM env_resources WHERE uri = ?1").bind(1, uri).run());
   return Stmt(db_, "DELETE FROM resources WHERE uri = ?1").bind(1, uri).run();
 }
@@ -243,7 +282,8 @@ Result<void> StateDb::fail_interrupted(int64_t now_ms) {
               "UPDATE envs SET state = 'failed', error = 'setup was interrupted (the agent "
               "stopped); it is retried on the next request', last_used_ms = ?1 WHERE state = "
               "'creating'")
-      .bind(1, now_ms).run();
+      .bind(1, now_ms)
+      .run();
 }
 
 }  // namespace rtenv::agent

@@ -42,21 +42,25 @@ int env_create_command(const EnvCreateArgs& args) {
   auto client = connect(&home);
   if (!client) return fail(kExitSetup, "setup failed: " + client.error().message());
   auto store = store::open_store(home.store_url());
-  if (!store) return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
+  if (!store)
+    return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
   env::UploadOptions upload;
   upload.unpack_zip = env::zip_importer(home, upload.max_package_bytes, nullptr);
   auto resolved = env::upload_local(*parsed, home, **store, upload);
   if (!resolved) return fail(kExitSetup, "setup failed: packaging: " + resolved.error().message());
-  std::string holder = args.job_id.empty() ? agent::process_holder(::getpid()) : "job:" + args.job_id;
+  std::string holder =
+      args.job_id.empty() ? agent::process_holder(::getpid()) : "job:" + args.job_id;
   ProgressLine line;
   auto r = (*client)->get_or_create(resolved->canonical(), args.job_id, holder,
                                     [&](const std::string& m) { line.show("rtenv: " + m); });
   line.clear();
   if (!r) return fail(kExitSetup, "setup failed: " + r.error().message());
   if (args.json) {
-    nlohmann::json j = {{"env_id", r->env_id}, {"installed", r->installed},
+    nlohmann::json j = {{"env_id", r->env_id},
+                        {"installed", r->installed},
                         {"runtime_env", nlohmann::json::parse(resolved->canonical())},
-                        {"resources", r->resource_uris}, {"holder", holder}};
+                        {"resources", r->resource_uris},
+                        {"holder", holder}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("env %s ready (%s); held by %s\n", r->env_id.c_str(),
@@ -86,20 +90,28 @@ int env_list_command(bool json) {
     for (const auto& e : info->envs()) {
       nlohmann::json timings = nlohmann::json::array();
       for (const auto& t : e.timings()) timings.push_back({{"phase", t.phase()}, {"ms", t.ms()}});
-      envs.push_back({{"env_id", e.env_id()}, {"state", e.state()}, {"error", e.error_message()},
+      envs.push_back({{"env_id", e.env_id()},
+                      {"state", e.state()},
+                      {"error", e.error_message()},
                       {"job_id", e.job_id()},
                       {"holders", std::vector<std::string>(e.holders().begin(), e.holders().end())},
-                      {"resources", std::vector<std::string>(e.resource_uris().begin(), e.resource_uris().end())},
-                      {"created_ms", e.created_ms()}, {"last_used_ms", e.last_used_ms()},
+                      {"resources", std::vector<std::string>(e.resource_uris().begin(),
+                                                             e.resource_uris().end())},
+                      {"created_ms", e.created_ms()},
+                      {"last_used_ms", e.last_used_ms()},
                       {"timings", timings}});
     }
     for (const auto& r : info->resources()) {
-      resources.push_back({{"uri", r.uri()}, {"kind", r.kind()}, {"size_bytes", r.size_bytes()},
+      resources.push_back({{"uri", r.uri()},
+                           {"kind", r.kind()},
+                           {"size_bytes", r.size_bytes()},
                            {"env_references", r.env_references()},
-                           {"process_leases", r.process_leases()}, {"created_ms", r.created_ms()},
+                           {"process_leases", r.process_leases()},
+                           {"created_ms", r.created_ms()},
                            {"last_used_ms", r.last_used_ms()}});
     }
-    nlohmann::json j = {{"envs", envs}, {"resources", resources},
+    nlohmann::json j = {{"envs", envs},
+                        {"resources", resources},
                         {"cache_bytes", info->cache_bytes()},
                         {"high_watermark_bytes", info->high_watermark_bytes()},
                         {"low_watermark_bytes", info->low_watermark_bytes()}};
@@ -133,7 +145,8 @@ int gc_command(bool dry_run) {
   if (!client) return fail(kExitSetup, client.error().message());
   auto r = (*client)->gc(dry_run);
   if (!r) return fail(kExitSetup, r.error().message());
-  for (const auto& u : r->evicted()) std::printf("%s %s\n", dry_run ? "would evict" : "evicted", u.c_str());
+  for (const auto& u : r->evicted())
+    std::printf("%s %s\n", dry_run ? "would evict" : "evicted", u.c_str());
   std::printf("%s %s; cache now %s\n", dry_run ? "would free" : "freed",
               pack::format_bytes(r->bytes_freed()).c_str(),
               pack::format_bytes(r->cache_bytes()).c_str());

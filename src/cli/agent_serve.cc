@@ -2,8 +2,8 @@
 // links none of the client-side libraries (libcurl, libarchive), so the long-running agent maps
 // less memory; `rtenv agent` hands over to it when it is installed beside rtenv.
 
-#include <cstdio>
 #include <unistd.h>
+#include <cstdio>
 
 #include "agent/service.h"
 #include "cli/commands.h"
@@ -33,7 +33,8 @@ int agent_command(const AgentArgs& args) {
   auto a = agent::Agent::open(*home, std::move(store).value(), *options);
   if (!a) return fail(kExitSetup, "starting the agent: " + a.error().message());
   std::fprintf(stderr, "rtenv agent %d serving %s on %s%s\n", ::getpid(), home->root.c_str(),
-               serve.socket.c_str(), args.tcp_address.empty() ? "" : (" and " + args.tcp_address).c_str());
+               serve.socket.c_str(),
+               args.tcp_address.empty() ? "" : (" and " + args.tcp_address).c_str());
   auto r = agent::serve(**a, serve);
   if (!r) {
     if (r.error().code() == ErrorCode::kAlreadyExists) {

@@ -1,14 +1,14 @@
 #include "cli/commands.h"
 #include "util/size.h"
 
+#include <unistd.h>
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <vector>
-#include <cstdio>
-#include <cstdlib>
-#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -39,7 +39,8 @@ int exec_full() {
 }
 
 void add_agent_options(CLI::App* app, AgentArgs* args) {
-  app->add_option("--listen", args->tcp_address, "Also listen on TCP HOST:PORT (needs --token-file)");
+  app->add_option("--listen", args->tcp_address,
+                  "Also listen on TCP HOST:PORT (needs --token-file)");
   app->add_option("--token-file", args->token_file,
                   "File holding the bearer token TCP callers must send");
   app->add_option("--idle-exit", args->idle_exit_seconds,
@@ -87,7 +88,8 @@ void ProgressLine::clear() {
   shown_ = false;
 }
 
-std::function<void(const std::string&, const pack::PackProgress&)> pack_progress(ProgressLine* line) {
+std::function<void(const std::string&, const pack::PackProgress&)> pack_progress(
+    ProgressLine* line) {
   if (!line->enabled()) return nullptr;
   return [line](const std::string& what, const pack::PackProgress& p) {
     line->show(fmt::format("rtenv: hashing {}: {}/{} files, {} of {}", what, p.files_done,

@@ -50,6 +50,7 @@ class ProgressLine {
 };
 
 /// An UploadOptions::progress callback that draws on `line`.
-std::function<void(const std::string&, const pack::PackProgress&)> pack_progress(ProgressLine* line);
+std::function<void(const std::string&, const pack::PackProgress&)> pack_progress(
+    ProgressLine* line);
 
 }  // namespace rtenv::cli

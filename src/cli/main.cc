@@ -41,7 +41,8 @@ int real_main(int argc, char** argv) {
   run_cmd->add_option("--runtime-env,-e", run.runtime_env,
                       "The runtime_env: inline JSON ('{\"working_dir\": \".\"}') or a .json, "
                       ".yaml or .yml file");
-  run_cmd->add_option("--store", run.store_url, "Blob store URL (default: $RTENV_STORE or the local store)");
+  run_cmd->add_option("--store", run.store_url,
+                      "Blob store URL (default: $RTENV_STORE or the local store)");
   run_cmd->add_option("--max-package-size", run.limits.max_package_size,
                       "Largest package allowed, e.g. 500M or 4G (default 2G; env "
                       "RTENV_MAX_PACKAGE_SIZE)");
@@ -58,10 +59,12 @@ int real_main(int argc, char** argv) {
   pack_cmd->add_option("path", pack.path, "Directory or file to pack")->required();
   pack_cmd->add_option("--excludes,-x", pack.excludes,
                        "gitignore-style pattern to leave out (repeatable)");
-  pack_cmd->add_option("--store", pack.store_url, "Blob store URL (default: $RTENV_STORE or the local store)");
+  pack_cmd->add_option("--store", pack.store_url,
+                       "Blob store URL (default: $RTENV_STORE or the local store)");
   pack_cmd->add_option("--max-package-size", pack.limits.max_package_size,
                        "Largest package allowed, e.g. 500M or 4G (default 2G)");
-  pack_cmd->add_option("--threads", pack.threads, "Hashing and upload threads (default: one per core)");
+  pack_cmd->add_option("--threads", pack.threads,
+                       "Hashing and upload threads (default: one per core)");
   pack_cmd->add_flag("--no-index", pack.no_index, "Read every file, ignoring the file index");
   pack_cmd->add_flag("--json", pack.json, "Print one JSON object (for scripts)");
 
@@ -106,8 +109,9 @@ int real_main(int argc, char** argv) {
 
   bool gc_dry_run = false;
   auto* gc_cmd = app.add_subcommand(
-      "gc", "Evict unused resources, least recently used first, down to the low watermark "
-            "(never one in use)");
+      "gc",
+      "Evict unused resources, least recently used first, down to the low watermark "
+      "(never one in use)");
   gc_cmd->add_flag("--dry-run", gc_dry_run, "Only say what would be evicted");
 
   try {
@@ -131,20 +135,23 @@ int real_main(int argc, char** argv) {
                                   "' (see rtenv run --help; put the command after --)");
     }
     if (run.command.empty()) {
-      return fail(kExitUsage, "run: no command given (usage: rtenv run [OPTIONS] -- COMMAND [ARGS...])");
+      return fail(kExitUsage,
+                  "run: no command given (usage: rtenv run [OPTIONS] -- COMMAND [ARGS...])");
     }
     return run_command(run);
   }
   if (pack_cmd->parsed()) return pack_command(pack);
 #ifdef RTENV_FRONT
-  if (agent_cmd->parsed() || create_cmd->parsed() || release_cmd->parsed() ||
-      list_cmd->parsed() || gc_cmd->parsed()) {
+  if (agent_cmd->parsed() || create_cmd->parsed() || release_cmd->parsed() || list_cmd->parsed() ||
+      gc_cmd->parsed()) {
     return exec_full();
   }
 #else
   if (agent_cmd->parsed()) {
     // The lean agent binary beside this one, if installed, serves with less memory.
-    std::string lean = (std::filesystem::path(rtenv::agent::self_executable()).parent_path() / "rtenv-agent").string();
+    std::string lean =
+        (std::filesystem::path(rtenv::agent::self_executable()).parent_path() / "rtenv-agent")
+            .string();
     if (::access(lean.c_str(), X_OK) == 0) {
       std::vector<std::string> argv_lean = {lean};
       for (int i = 2; i < argc; ++i) argv_lean.emplace_back(argv[i]);

@@ -28,13 +28,14 @@ int pack_command(const PackArgs& args) {
   options.warn_file_bytes = limits.warn_file_bytes;
   options.threads = args.threads;
   options.skip_dirs = {home->root};
-  if (!args.no_index) options.index_file = home->index() / (Digest::of(path.string()).hex() + ".idx");
+  if (!args.no_index)
+    options.index_file = home->index() / (Digest::of(path.string()).hex() + ".idx");
 
   ProgressLine line;
   auto progress = pack_progress(&line);
-  auto result = pack::pack_path(path, **store, options,
-                                progress ? [&](const pack::PackProgress& p) { progress("", p); }
-                                         : pack::PackProgressFn());
+  auto result = pack::pack_path(
+      path, **store, options,
+      progress ? [&](const pack::PackProgress& p) { progress("", p); } : pack::PackProgressFn());
   line.clear();
   if (!result) {
     int code = result.error().code() == ErrorCode::kNotFound ? kExitUsage : kExitSetup;
@@ -44,19 +45,30 @@ int pack_command(const PackArgs& args) {
   for (const auto& w : s.warnings) std::fprintf(stderr, "rtenv: warning: %s\n", w.c_str());
   if (args.json) {
     nlohmann::json j = {
-        {"uri", result->uri.str()},       {"files", s.files},
-        {"dirs", s.dirs},                 {"symlinks", s.symlinks},
-        {"bytes", s.file_bytes},          {"files_hashed", s.files_hashed},
-        {"bytes_hashed", s.bytes_hashed}, {"blobs", s.blobs},
-        {"blobs_uploaded", s.blobs_uploaded}, {"blobs_present", s.blobs_present},
-        {"bytes_uploaded", s.bytes_uploaded}, {"store", (*store)->url()},
-        {"ms", {{"walk", s.walk_ms}, {"hash", s.hash_ms}, {"query", s.query_ms},
-                {"upload", s.upload_ms}, {"total", s.total_ms}}},
+        {"uri", result->uri.str()},
+        {"files", s.files},
+        {"dirs", s.dirs},
+        {"symlinks", s.symlinks},
+        {"bytes", s.file_bytes},
+        {"files_hashed", s.files_hashed},
+        {"bytes_hashed", s.bytes_hashed},
+        {"blobs", s.blobs},
+        {"blobs_uploaded", s.blobs_uploaded},
+        {"blobs_present", s.blobs_present},
+        {"bytes_uploaded", s.bytes_uploaded},
+        {"store", (*store)->url()},
+        {"ms",
+         {{"walk", s.walk_ms},
+          {"hash", s.hash_ms},
+          {"query", s.query_ms},
+          {"upload", s.upload_ms},
+          {"total", s.total_ms}}},
     };
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  double gib_s = s.hash_ms > 0 ? static_cast<double>(s.bytes_hashed) / (1 << 30) / (s.hash_ms / 1000) : 0;
+  double gib_s =
+      s.hash_ms > 0 ? static_cast<double>(s.bytes_hashed) / (1 << 30) / (s.hash_ms / 1000) : 0;
   std::printf("%s\n", result->uri.str().c_str());
   std::printf("files %zu, dirs %zu, symlinks %zu, %s\n", s.files, s.dirs, s.symlinks,
               pack::format_bytes(s.file_bytes).c_str());

@@ -1,12 +1,12 @@
 // `rtenv run`: set the env up, run the command inside it, pass its exit status through.
 
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstring>
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -139,15 +139,17 @@ int run_command(const RunArgs& args) {
     if (!parsed) {
       std::string_view arg = args.runtime_env;
       size_t first = arg.find_first_not_of(" \t\r\n");
-      bool inline_json = first != std::string_view::npos && (arg[first] == '{' || arg[first] == '[');
+      bool inline_json =
+          first != std::string_view::npos && (arg[first] == '{' || arg[first] == '[');
       return fail(kExitUsage, inline_json ? parsed.error().message()
                                           : args.runtime_env + ": " + parsed.error().message());
     }
     env = std::move(parsed).value();
   }
 #ifdef RTENV_FRONT
-  if (env::needs_zip_support(env)) return exec_full();  // zips need libarchive and libcurl (and
-                                                        // it packs them itself)
+  if (env::needs_zip_support(env))
+    return exec_full();  // zips need libarchive and libcurl (and
+                         // it packs them itself)
 #endif
   env::UploadOptions upload;
   if (auto r = args.limits.apply(&upload); !r) return fail(kExitUsage, r.error().message());
@@ -155,7 +157,8 @@ int run_command(const RunArgs& args) {
   auto home = env::Home::from_environment();
   if (!home) return fail(kExitSetup, "setup failed: " + home.error().message());
   auto store = store::open_store(args.store_url.empty() ? home->store_url() : args.store_url);
-  if (!store) return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
+  if (!store)
+    return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
 
   ProgressLine progress;
   upload.progress = pack_progress(&progress);
@@ -195,7 +198,8 @@ int run_command(const RunArgs& args) {
 #endif
   std::string holder, serialized = resolved->canonical();
   const char* no_agent = std::getenv("RTENV_NO_AGENT");
-  if (!all_ready && args.store_url.empty() && !(no_agent && *no_agent && std::string(no_agent) != "0")) {
+  if (!all_ready && args.store_url.empty() &&
+      !(no_agent && *no_agent && std::string(no_agent) != "0")) {
 #ifdef RTENV_FRONT
     ::setenv(kPackReported, "1", 1);
     return exec_full();  // the agent is reached over gRPC, which only rtenv-full loads
@@ -205,9 +209,8 @@ int run_command(const RunArgs& args) {
       say("the agent is not available (" + client.error().message() + "); setting up here");
     } else {
       holder = agent::process_holder(::getpid());
-      auto created = (*client)->get_or_create(serialized, "", holder, [&](const std::string& m) {
-        progress.show("rtenv: " + m);
-      });
+      auto created = (*client)->get_or_create(
+          serialized, "", holder, [&](const std::string& m) { progress.show("rtenv: " + m); });
       progress.clear();
       if (!created) return fail(kExitSetup, "setup failed: " + created.error().message());
       for (const auto& t : created->timings) say(fmt::format("{} ({:.1f} ms)", t.phase, t.ms));
@@ -220,7 +223,7 @@ int run_command(const RunArgs& args) {
   double setup_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   if (!resolved->empty()) {
     say(fmt::format("env {} ready in {:.1f} ms ({})", resolved->id().hex().substr(0, 12), setup_ms,
-                    all_ready ? "everything was on this machine already"
+                    all_ready      ? "everything was on this machine already"
                     : agent_client ? "installed by the agent"
                                    : "installed by this process"));
   }

@@ -29,7 +29,8 @@ size_t on_data(char* data, size_t size, size_t n, void* user) {
   return std::fwrite(data, 1, bytes, sink->file);
 }
 
-Result<void> attempt(const std::string& url, const std::filesystem::path& dest, uint64_t max_bytes) {
+Result<void> attempt(const std::string& url, const std::filesystem::path& dest,
+                     uint64_t max_bytes) {
   FILE* f = std::fopen(dest.c_str(), "wb");
   if (!f) return make_error(ErrorCode::kIo, "cannot create {}", dest.string());
   Sink sink{f, 0, max_bytes};
@@ -41,8 +42,8 @@ Result<void> attempt(const std::string& url, const std::filesystem::path& dest, 
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(curl, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 30L);
-  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);   // abort a transfer stalled
-  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 60L);   // for a minute
+  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);  // abort a transfer stalled
+  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 60L);  // for a minute
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
@@ -64,8 +65,7 @@ Result<void> attempt(const std::string& url, const std::filesystem::path& dest, 
     std::string why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
     bool retryable = rc == CURLE_COULDNT_CONNECT || rc == CURLE_OPERATION_TIMEDOUT ||
                      rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_RECV_ERROR ||
-                     rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING ||
-                     rc == CURLE_PARTIAL_FILE;
+                     rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING || rc == CURLE_PARTIAL_FILE;
     return make_error(rc == CURLE_OPERATION_TIMEDOUT ? ErrorCode::kTimeout
                       : retryable                    ? ErrorCode::kUnavailable
                                                      : ErrorCode::kIo,

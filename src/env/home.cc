@@ -8,8 +8,8 @@ namespace rtenv::env {
 
 Result<Home> Home::at(const fs::path& root) {
   if (!root.is_absolute()) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "RTENV_HOME must be an absolute path, got '{}'", root.string());
+    return make_error(ErrorCode::kInvalidArgument, "RTENV_HOME must be an absolute path, got '{}'",
+                      root.string());
   }
   Home home{root.lexically_normal()};
   for (const auto& dir : {home.store(), home.pkgs(), home.index(), home.tmp(), home.logs()}) {

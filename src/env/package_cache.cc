@@ -1,15 +1,15 @@
 #include "env/package_cache.h"
 
-#include <algorithm>
-#include <atomic>
-#include <mutex>
-#include <sys/sysmacros.h>
-#include <cerrno>
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -29,8 +29,8 @@ struct FileJob {
   mode_t mode;
 };
 
-Result<void> build_dirs(store::BlobStore& store, const Digest& manifest_digest,
-                        const fs::path& dir, std::vector<FileJob>* files) {
+Result<void> build_dirs(store::BlobStore& store, const Digest& manifest_digest, const fs::path& dir,
+                        std::vector<FileJob>* files) {
   RTENV_ASSIGN_OR_RETURN(std::string text, store.get(manifest_digest));
   auto manifest = Manifest::parse(text);
   if (!manifest) {
@@ -61,9 +61,13 @@ Result<void> build_dirs(store::BlobStore& store, const Digest& manifest_digest,
 void append_state(std::string& out, const std::string& rel, const struct stat& st) {
   out += rel;
   out.push_back('\0');
-  int64_t fields[] = {static_cast<int64_t>(st.st_ino), static_cast<int64_t>(st.st_mode),
-                      static_cast<int64_t>(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
-                      st.st_ctim.tv_sec, st.st_ctim.tv_nsec};
+  int64_t fields[] = {static_cast<int64_t>(st.st_ino),
+                      static_cast<int64_t>(st.st_mode),
+                      static_cast<int64_t>(st.st_size),
+                      st.st_mtim.tv_sec,
+                      st.st_mtim.tv_nsec,
+                      st.st_ctim.tv_sec,
+                      st.st_ctim.tv_nsec};
   out.append(reinterpret_cast<const char*>(fields), sizeof fields);
 }
 
@@ -110,8 +114,8 @@ void sweep_tmp(const fs::path& tmp) {
   }
 }
 
-Result<void> materialize_tree(store::BlobStore& store, const PackageUri& uri,
-                              const fs::path& dest, const MaterializeProgress& progress) {
+Result<void> materialize_tree(store::BlobStore& store, const PackageUri& uri, const fs::path& dest,
+                              const MaterializeProgress& progress) {
   if (::mkdir(dest.c_str(), 0755) != 0) return io_error("cannot create", dest, errno);
   std::vector<FileJob> files;
   RTENV_TRY(build_dirs(store, uri.root(), dest, &files));
@@ -186,8 +190,8 @@ Result<void> PackageCache::rebuild(const PackageUri& uri, const MaterializeProgr
   return write_file_atomic(sidecar(uri, ".state"), state);
 }
 
-Result<void> PackageCache::make_pristine(const PackageUri& uri, bool* restored,
-                                         bool* materialized, const MaterializeProgress& progress) {
+Result<void> PackageCache::make_pristine(const PackageUri& uri, bool* restored, bool* materialized,
+                                         const MaterializeProgress& progress) {
   *restored = *materialized = false;
   fs::path dir = dir_of(uri);
   auto recorded = read_file(sidecar(uri, ".state"));
@@ -210,7 +214,8 @@ Result<void> PackageCache::make_pristine(const PackageUri& uri, bool* restored,
 
 Result<PackageCache::Lease> PackageCache::acquire(const PackageUri& uri) {
   fs::path lock_path = sidecar(uri, ".lock");
-  RTENV_ASSIGN_OR_RETURN(FileLock lock, FileLock::try_acquire(lock_path, FileLock::Mode::kExclusive));
+  RTENV_ASSIGN_OR_RETURN(FileLock lock,
+                         FileLock::try_acquire(lock_path, FileLock::Mode::kExclusive));
   if (!lock.held()) {
     // In use by others (shared), or being built or checked (exclusive): join them once ready.
     RTENV_ASSIGN_OR_RETURN(lock, FileLock::acquire(lock_path, FileLock::Mode::kShared));
@@ -245,7 +250,8 @@ PackageCache::Lease PackageCache::make_lease(const PackageUri& uri, FileLock loc
 
 Result<bool> PackageCache::ensure(const PackageUri& uri, const MaterializeProgress& progress) {
   fs::path lock_path = sidecar(uri, ".lock");
-  RTENV_ASSIGN_OR_RETURN(FileLock lock, FileLock::try_acquire(lock_path, FileLock::Mode::kExclusive));
+  RTENV_ASSIGN_OR_RETURN(FileLock lock,
+                         FileLock::try_acquire(lock_path, FileLock::Mode::kExclusive));
   if (!lock.held()) {
     // Leased by running jobs (shared), or being built or checked (exclusive). Wait only for the
     // latter: a package jobs are using is there.
@@ -330,8 +336,7 @@ bool PackageCache::Lease::release() {
   PackageCache* cache = cache_;
   cache_ = nullptr;
   lock_.release();
-  auto exclusive =
-      FileLock::try_acquire(cache->sidecar(uri_, ".lock"), FileLock::Mode::kExclusive);
+  auto exclusive = FileLock::try_acquire(cache->sidecar(uri_, ".lock"), FileLock::Mode::kExclusive);
   if (!exclusive || !exclusive->held()) return false;  // another user checks when it lets go
   bool restored = false, materialized = false;
   // A failure here leaves the dirty mark, so the next user checks again.

@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <functional>
 #include <set>
-#include <vector>
 #include <string>
+#include <vector>
 
 #include "env/home.h"
 #include "pack/manifest.h"

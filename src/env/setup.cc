@@ -31,9 +31,9 @@ fs::path single_top_level_dir(const fs::path& dir) {
   return is_dir ? only : dir;
 }
 
-
-std::string expand_vars(const std::string& value,
-                        const std::function<std::optional<std::string>(const std::string&)>& lookup) {
+std::string expand_vars(
+    const std::string& value,
+    const std::function<std::optional<std::string>(const std::string&)>& lookup) {
   std::string out;
   out.reserve(value.size());
   for (size_t i = 0; i < value.size(); ++i) {
@@ -53,9 +53,9 @@ std::string expand_vars(const std::string& value,
 
 Result<Plan> plan(const RuntimeEnv& env, const PackageCache& cache) {
   static const std::map<std::string, std::string> kNotYet = {
-      {"pip", "Python package installs"},   {"uv", "Python package installs"},
-      {"conda", "conda environments"},      {"py_executable", "custom Python interpreters"},
-      {"java_jars", "Java class paths"},    {"image_uri", "container images"},
+      {"pip", "Python package installs"}, {"uv", "Python package installs"},
+      {"conda", "conda environments"},    {"py_executable", "custom Python interpreters"},
+      {"java_jars", "Java class paths"},  {"image_uri", "container images"},
       {"container", "container images"},
   };
   for (const auto& field : env.fields()) {
@@ -91,9 +91,9 @@ Result<Plan> plan(const RuntimeEnv& env, const PackageCache& cache) {
   return out;
 }
 
-void finish_context(Context* context, const Home& home, bool has_packages,
-                    const std::function<std::optional<std::string>(const std::string&)>&
-                        lookup_caller_env) {
+void finish_context(
+    Context* context, const Home& home, bool has_packages,
+    const std::function<std::optional<std::string>(const std::string&)>& lookup_caller_env) {
   for (auto& [name, value] : context->env_vars) value = expand_vars(value, lookup_caller_env);
   // Python writes __pycache__ next to the modules it imports; kept there it would count as a
   // change to the package after every run. Send it to the node's cache instead (not when
@@ -107,14 +107,15 @@ void finish_context(Context* context, const Home& home, bool has_packages,
   }
 }
 
-Result<ActiveEnv> activate(const RuntimeEnv& env, PackageCache& cache,
-                           const std::function<std::optional<std::string>(const std::string&)>&
-                               lookup_caller_env) {
+Result<ActiveEnv> activate(
+    const RuntimeEnv& env, PackageCache& cache,
+    const std::function<std::optional<std::string>(const std::string&)>& lookup_caller_env) {
   RTENV_ASSIGN_OR_RETURN(Plan p, plan(env, cache));
   ActiveEnv active;
   for (const auto& r : p.resources) {
     auto lease = cache.acquire(r.uri);
-    if (!lease) return lease.error().with_context(fmt::format("runtime_env.{} ({})", r.field, r.uri.str()));
+    if (!lease)
+      return lease.error().with_context(fmt::format("runtime_env.{} ({})", r.field, r.uri.str()));
     active.leases.push_back(std::move(lease).value());
   }
   active.context = std::move(p.context);

@@ -18,9 +18,9 @@ namespace rtenv::env {
 
 /// What a process must be started with to run inside an env.
 struct Context {
-  std::optional<fs::path> cwd;               ///< working_dir's node-local copy
+  std::optional<fs::path> cwd;                  ///< working_dir's node-local copy
   std::map<std::string, std::string> env_vars;  ///< to set, already expanded
-  std::vector<fs::path> python_path;         ///< prepended to PYTHONPATH, in order
+  std::vector<fs::path> python_path;            ///< prepended to PYTHONPATH, in order
 };
 
 /// A resource an env needs on a node: for now a package (working_dir, py_modules).
@@ -43,9 +43,9 @@ Result<Plan> plan(const spec::RuntimeEnv& env, const PackageCache& cache);
 /// Expands ${NAME} in the context's env_vars from `lookup_caller_env`, and points Python's
 /// bytecode cache out of the packages (PYTHONPYCACHEPREFIX under $RTENV_HOME) unless the caller
 /// chose otherwise.
-void finish_context(Context* context, const Home& home, bool has_packages,
-                    const std::function<std::optional<std::string>(const std::string&)>&
-                        lookup_caller_env);
+void finish_context(
+    Context* context, const Home& home, bool has_packages,
+    const std::function<std::optional<std::string>(const std::string&)>& lookup_caller_env);
 
 /// An activated env: its context and the leases that keep its resources whole until released.
 struct ActiveEnv {
@@ -83,13 +83,14 @@ bool needs_zip_support(const spec::RuntimeEnv& env);
 fs::path single_top_level_dir(const fs::path& dir);
 
 /// Expands ${NAME} in `value` from `lookup` (unset names expand to ""; `$$`... is left as is).
-std::string expand_vars(const std::string& value,
-                        const std::function<std::optional<std::string>(const std::string&)>& lookup);
+std::string expand_vars(
+    const std::string& value,
+    const std::function<std::optional<std::string>(const std::string&)>& lookup);
 
 /// Plans a URI-only env, materializes what is missing on this node, leases every resource and
 /// finishes the context: what a process needs to start inside the env.
-Result<ActiveEnv> activate(const spec::RuntimeEnv& env, PackageCache& cache,
-                           const std::function<std::optional<std::string>(const std::string&)>&
-                               lookup_caller_env);
+Result<ActiveEnv> activate(
+    const spec::RuntimeEnv& env, PackageCache& cache,
+    const std::function<std::optional<std::string>(const std::string&)>& lookup_caller_env);
 
 }  // namespace rtenv::env

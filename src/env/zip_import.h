@@ -12,7 +12,8 @@ namespace rtenv::env {
 /// An UploadOptions::unpack_zip for this home: downloads http(s) URLs into $RTENV_HOME/tmp
 /// first (reporting it), reads file:// URLs and local paths in place, and extracts safely
 /// (pack::extract_zip) within `max_bytes`.
-std::function<Result<void>(const std::string&, const fs::path&)> zip_importer(
-    const Home& home, uint64_t max_bytes, SetupReporter report);
+std::function<Result<void>(const std::string&, const fs::path&)> zip_importer(const Home& home,
+                                                                              uint64_t max_bytes,
+                                                                              SetupReporter report);
 
 }  // namespace rtenv::env

@@ -2,10 +2,10 @@
 
 #include <archive.h>
 #include <archive_entry.h>
-#include <cerrno>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <cerrno>
 
 #include <fmt/format.h>
 
@@ -49,8 +49,8 @@ Result<UniqueFd> open_dirs(int root_fd, const std::vector<std::string>& parts, s
       return make_error(ErrorCode::kIo, "cannot create directory for zip entry {}: {}", entry,
                         errno_text());
     }
-    UniqueFd next(::openat(cur.get(), parts[i].c_str(),
-                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    UniqueFd next(
+        ::openat(cur.get(), parts[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!next.valid()) {
       return make_error(ErrorCode::kUnsafe,
                         "zip entry {} passes through '{}', which is not a directory", entry,
@@ -142,8 +142,8 @@ Result<ExtractStats> extract_into(struct archive* a, int root_fd, const std::fil
     std::string rel_dir;
     for (size_t i = 0; i + 1 < l.parts.size(); ++i) rel_dir += (i ? "/" : "") + l.parts[i];
     if (!link_stays_inside(root_fd, rel_dir, l.target)) {
-      return unsafe(l.entry, fmt::format("is a symlink to '{}', which leads out of the package",
-                                         l.target));
+      return unsafe(l.entry,
+                    fmt::format("is a symlink to '{}', which leads out of the package", l.target));
     }
   }
   return stats;

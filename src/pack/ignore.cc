@@ -139,8 +139,8 @@ std::optional<Glob> compile(std::string_view p, bool path_mode) {
     } else if (c == '*') {
       size_t run = i;
       while (run < p.size() && p[run] == '*') ++run;
-      bool whole_component = run - i >= 2 && (i == 0 || p[i - 1] == '/') &&
-                             (run == p.size() || p[run] == '/');
+      bool whole_component =
+          run - i >= 2 && (i == 0 || p[i - 1] == '/') && (run == p.size() || p[run] == '/');
       if (path_mode && whole_component && run < p.size()) {
         g.tokens.push_back({Op::kDirs});  // "**/" swallows its slash
         i = run + 1;
@@ -164,7 +164,10 @@ std::optional<Glob> compile(std::string_view p, bool path_mode) {
 class GlobMatch {
  public:
   GlobMatch(const Glob& g, const uchar* begin, const uchar* end, std::vector<bool>& failed)
-      : g_(g), begin_(begin), end_(end), width_(static_cast<size_t>(end - begin) + 1),
+      : g_(g),
+        begin_(begin),
+        end_(end),
+        width_(static_cast<size_t>(end - begin) + 1),
         failed_(failed) {
     failed_.assign((g.tokens.size() + 1) * width_, false);
   }
@@ -328,11 +331,21 @@ IgnoreRules::Verdict IgnoreRules::Impl::match(std::string_view path, bool is_dir
     if (pat.dir_only && !is_dir) continue;
     bool hit = false;
     switch (pat.kind) {
-      case Kind::kName: hit = name == pat.text; break;
-      case Kind::kNameSuffix: hit = ends_with(name, pat.text); break;
-      case Kind::kNameGlob: hit = run_glob(pat.glob, name); break;
-      case Kind::kPath: hit = rel == pat.text; break;
-      case Kind::kPathGlob: hit = run_glob(pat.glob, rel); break;
+      case Kind::kName:
+        hit = name == pat.text;
+        break;
+      case Kind::kNameSuffix:
+        hit = ends_with(name, pat.text);
+        break;
+      case Kind::kNameGlob:
+        hit = run_glob(pat.glob, name);
+        break;
+      case Kind::kPath:
+        hit = rel == pat.text;
+        break;
+      case Kind::kPathGlob:
+        hit = run_glob(pat.glob, rel);
+        break;
     }
     if (hit) return pat.negative ? Verdict::kInclude : Verdict::kIgnore;
   }

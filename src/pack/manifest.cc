@@ -13,16 +13,23 @@ constexpr std::string_view kHeader = "rtenv-manifest 1\n";
 void escape_into(std::string& out, std::string_view s, bool escape_space) {
   for (char c : s) {
     switch (c) {
-      case '%': out += "%25"; break;
-      case '\n': out += "%0A"; break;
-      case '\r': out += "%0D"; break;
+      case '%':
+        out += "%25";
+        break;
+      case '\n':
+        out += "%0A";
+        break;
+      case '\r':
+        out += "%0D";
+        break;
       case ' ':
         if (escape_space) {
           out += "%20";
           break;
         }
         [[fallthrough]];
-      default: out += c;
+      default:
+        out += c;
     }
   }
 }
@@ -36,19 +43,24 @@ bool unescape(std::string_view s, std::string* out) {
     }
     if (i + 2 >= s.size()) return false;
     std::string_view code = s.substr(i + 1, 2);
-    if (code == "25") out->push_back('%');
-    else if (code == "0A") out->push_back('\n');
-    else if (code == "0D") out->push_back('\r');
-    else if (code == "20") out->push_back(' ');
-    else return false;
+    if (code == "25")
+      out->push_back('%');
+    else if (code == "0A")
+      out->push_back('\n');
+    else if (code == "0D")
+      out->push_back('\r');
+    else if (code == "20")
+      out->push_back(' ');
+    else
+      return false;
     i += 2;
   }
   return true;
 }
 
 bool valid_name(std::string_view name) {
-  return !name.empty() && name != "." && name != ".." &&
-         name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
+  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string_view::npos &&
+         name.find('\0') == std::string_view::npos;
 }
 
 Error malformed(size_t line, std::string_view why) {
@@ -114,7 +126,8 @@ Result<Manifest> Manifest::parse(std::string_view text) {
       size_t sp = line.find(' ');
       if (sp == std::string_view::npos) return malformed(line_no, "entry without a name");
       auto size_text = line.substr(0, sp);
-      auto [ptr, ec] = std::from_chars(size_text.data(), size_text.data() + size_text.size(), e.size);
+      auto [ptr, ec] =
+          std::from_chars(size_text.data(), size_text.data() + size_text.size(), e.size);
       if (ec != std::errc() || ptr != size_text.data() + size_text.size() || size_text.empty() ||
           (size_text.size() > 1 && size_text[0] == '0')) {
         return malformed(line_no, "bad size");

@@ -1,12 +1,12 @@
 #include "pack/packer.h"
 
-#include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <cerrno>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
 #include <unordered_set>
 
 #include <fmt/format.h>
@@ -151,9 +151,9 @@ Result<PackResult> pack_path(const fs::path& path, store::BlobStore& store,
   }
   for (const auto& f : walk.files) {
     if (f.stat.size > options.warn_file_bytes) {
-      stats.warnings.push_back(fmt::format(
-          "{} is {} (large files are uploaded once, but every node stores a copy)",
-          (root_dir / f.rel_path).string(), format_bytes(f.stat.size)));
+      stats.warnings.push_back(
+          fmt::format("{} is {} (large files are uploaded once, but every node stores a copy)",
+                      (root_dir / f.rel_path).string(), format_bytes(f.stat.size)));
     }
   }
 
@@ -171,9 +171,8 @@ Result<PackResult> pack_path(const fs::path& path, store::BlobStore& store,
     }
   }
   // Largest first, so the two cores finish together.
-  std::sort(to_hash.begin(), to_hash.end(), [&](size_t a, size_t b) {
-    return walk.files[a].stat.size > walk.files[b].stat.size;
-  });
+  std::sort(to_hash.begin(), to_hash.end(),
+            [&](size_t a, size_t b) { return walk.files[a].stat.size > walk.files[b].stat.size; });
   std::atomic<size_t> files_done{0};
   std::atomic<uint64_t> bytes_done{0};
   std::atomic<int64_t> last_report{0};

@@ -1,12 +1,12 @@
 #include "pack/walk.h"
 
-#include <algorithm>
-#include <cerrno>
-#include <deque>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <algorithm>
+#include <cerrno>
+#include <deque>
 
 #include <fmt/format.h>
 
@@ -58,7 +58,7 @@ struct Walker {
   fs::path root;
   WalkResult* out;
   IgnoreStack stack;
-  std::deque<IgnoreRules> rule_storage;  // stable addresses for the stack
+  std::deque<IgnoreRules> rule_storage;                  // stable addresses for the stack
   std::vector<std::pair<uint64_t, uint64_t>> skip_dirs;  // (dev, ino)
 
   Result<void> walk_dir(int dirfd, const std::string& rel, WalkedDir* node);
@@ -114,8 +114,8 @@ Result<void> Walker::walk_dir(int dirfd, const std::string& rel, WalkedDir* node
   }
   bool pushed_git = false, pushed_rtenv = false;
   if (has_gitignore) {
-    RTENV_ASSIGN_OR_RETURN(pushed_git,
-                           push_rules_file(dirfd, ".gitignore", rel, IgnoreStack::Tier::kGitignore));
+    RTENV_ASSIGN_OR_RETURN(
+        pushed_git, push_rules_file(dirfd, ".gitignore", rel, IgnoreStack::Tier::kGitignore));
   }
   if (has_rtenvignore) {
     RTENV_ASSIGN_OR_RETURN(

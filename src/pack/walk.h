@@ -1,10 +1,10 @@
 #pragma once
 // Walking a package's source directory: ignore rules, symlink policy, stat of every entry.
 
+#include <sys/stat.h>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
-#include <sys/stat.h>
 #include <string>
 #include <vector>
 
@@ -39,9 +39,9 @@ struct WalkedDir {
   struct Child {
     std::string name;
     EntryKind kind;
-    size_t file_index = 0;            ///< kFile / kExecutable: index into WalkResult::files
-    std::unique_ptr<WalkedDir> dir;   ///< kDirectory
-    std::string target;               ///< kSymlink
+    size_t file_index = 0;           ///< kFile / kExecutable: index into WalkResult::files
+    std::unique_ptr<WalkedDir> dir;  ///< kDirectory
+    std::string target;              ///< kSymlink
   };
   std::vector<Child> children;
 };

@@ -23,8 +23,8 @@ std::string encode_blob(std::string_view data, int level) {
     std::string_view sample = data.substr(0, kSampleBytes);
     std::string probe = compress(sample, 1);
     if (!probe.empty() && probe.size() * 10 <= sample.size() * 9) {
-      compressed = sample.size() == data.size() && level == 1 ? std::move(probe)
-                                                              : compress(data, level);
+      compressed =
+          sample.size() == data.size() && level == 1 ? std::move(probe) : compress(data, level);
     }
   }
   std::string out;

@@ -1,10 +1,10 @@
 #include "store/local_store.h"
 
-#include <cerrno>
-#include <cstring>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <cerrno>
+#include <cstring>
 
 #include <dirent.h>
 
@@ -142,9 +142,8 @@ Result<void> LocalStore::get_to_file(const Digest& digest, const fs::path& dest,
   }
   UniqueFd out(::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
   if (!out.valid()) return io_error("cannot create", dest, errno);
-  auto actual = stream_hashed(src.get(), path, [&](std::string_view chunk) {
-    return write_all(out.get(), chunk, dest);
-  });
+  auto actual = stream_hashed(
+      src.get(), path, [&](std::string_view chunk) { return write_all(out.get(), chunk, dest); });
   if (actual && *actual != digest) actual = corrupt(digest, *actual);
   if (!actual) {
     ::unlink(dest.c_str());

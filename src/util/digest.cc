@@ -1,9 +1,9 @@
 #include "util/digest.h"
 
+#include <unistd.h>
 #include <cerrno>
 #include <cstring>
 #include <memory>
-#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -82,7 +82,8 @@ Result<Digest> hash_fd(int fd, const std::string& path_for_errors) {
     ssize_t n = ::read(fd, buf.get(), kBuf);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return make_error(ErrorCode::kIo, "cannot read {}: {}", path_for_errors, std::strerror(errno));
+      return make_error(ErrorCode::kIo, "cannot read {}: {}", path_for_errors,
+                        std::strerror(errno));
     }
     if (n == 0) break;
     sha.update(buf.get(), static_cast<size_t>(n));

@@ -1,13 +1,13 @@
 #include "util/fs.h"
 
-#include <atomic>
-#include <cerrno>
-#include <cstring>
 #include <fcntl.h>
-#include <random>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <random>
 
 #include <fmt/format.h>
 
@@ -78,8 +78,8 @@ Result<void> make_dirs(const fs::path& path) {
   std::error_code ec;
   fs::create_directories(path, ec);
   if (ec && !fs::is_directory(path)) {
-    return Error(ErrorCode::kIo, fmt::format("cannot create directory {}: {}", path.string(),
-                                             ec.message()));
+    return Error(ErrorCode::kIo,
+                 fmt::format("cannot create directory {}: {}", path.string(), ec.message()));
   }
   return ok_result();
 }

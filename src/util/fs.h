@@ -47,12 +47,19 @@ class UniqueFd {
   ~UniqueFd() { reset(); }
   UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
   UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) { reset(); fd_ = o.release(); }
+    if (this != &o) {
+      reset();
+      fd_ = o.release();
+    }
     return *this;
   }
   int get() const { return fd_; }
   bool valid() const { return fd_ >= 0; }
-  int release() { int f = fd_; fd_ = -1; return f; }
+  int release() {
+    int f = fd_;
+    fd_ = -1;
+    return f;
+  }
   void reset();
 
  private:

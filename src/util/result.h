@@ -16,14 +16,14 @@ enum class ErrorCode {
   kInvalidArgument,  ///< bad spec, bad flag, bad input: the user must change something
   kNotFound,         ///< a path, blob or package does not exist
   kAlreadyExists,
-  kCorrupt,          ///< content does not match its digest, or a format is malformed
-  kUnsafe,           ///< input tries to escape its root (zip slip, escaping symlink)
-  kTooLarge,         ///< over a configured limit
-  kUnsupported,      ///< recognised but not implemented yet
-  kIo,               ///< a filesystem or system call failed
-  kUnavailable,      ///< retryable: a server or store did not answer, connection lost, 5xx
-  kTimeout,          ///< retryable: a deadline passed
-  kInternal,         ///< a bug
+  kCorrupt,      ///< content does not match its digest, or a format is malformed
+  kUnsafe,       ///< input tries to escape its root (zip slip, escaping symlink)
+  kTooLarge,     ///< over a configured limit
+  kUnsupported,  ///< recognised but not implemented yet
+  kIo,           ///< a filesystem or system call failed
+  kUnavailable,  ///< retryable: a server or store did not answer, connection lost, 5xx
+  kTimeout,      ///< retryable: a deadline passed
+  kInternal,     ///< a bug
 };
 
 const char* error_code_name(ErrorCode code);
@@ -36,7 +36,9 @@ class Error {
 
   ErrorCode code() const { return code_; }
   const std::string& message() const { return message_; }
-  bool retryable() const { return code_ == ErrorCode::kUnavailable || code_ == ErrorCode::kTimeout; }
+  bool retryable() const {
+    return code_ == ErrorCode::kUnavailable || code_ == ErrorCode::kTimeout;
+  }
 
   /// Returns a copy whose message is prefixed with `context: ` (e.g. the step or the path).
   Error with_context(const std::string& context) const {
@@ -57,23 +59,38 @@ Error make_error(ErrorCode code, fmt::format_string<Args...> f, Args&&... args) 
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}      // NOLINT: implicit by design
   Result(Error error) : v_(std::move(error)) {}  // NOLINT
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
 
-  T& value() & { assert(ok()); return std::get<0>(v_); }
-  const T& value() const& { assert(ok()); return std::get<0>(v_); }
-  T&& value() && { assert(ok()); return std::get<0>(std::move(v_)); }
+  T& value() & {
+    assert(ok());
+    return std::get<0>(v_);
+  }
+  const T& value() const& {
+    assert(ok());
+    return std::get<0>(v_);
+  }
+  T&& value() && {
+    assert(ok());
+    return std::get<0>(std::move(v_));
+  }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
 
-  const Error& error() const& { assert(!ok()); return std::get<1>(v_); }
-  Error&& error() && { assert(!ok()); return std::get<1>(std::move(v_)); }
+  const Error& error() const& {
+    assert(!ok());
+    return std::get<1>(v_);
+  }
+  Error&& error() && {
+    assert(!ok());
+    return std::get<1>(std::move(v_));
+  }
 
  private:
   std::variant<T, Error> v_;
@@ -87,8 +104,14 @@ class [[nodiscard]] Result<void> {
 
   bool ok() const { return !e_.has_value(); }
   explicit operator bool() const { return ok(); }
-  const Error& error() const& { assert(!ok()); return *e_; }
-  Error&& error() && { assert(!ok()); return std::move(*e_); }
+  const Error& error() const& {
+    assert(!ok());
+    return *e_;
+  }
+  Error&& error() && {
+    assert(!ok());
+    return std::move(*e_);
+  }
 
  private:
   std::optional<Error> e_;
@@ -102,9 +125,9 @@ inline Result<void> ok_result() { return Result<void>(); }
 #define RTENV_CONCAT(a, b) RTENV_CONCAT_INNER(a, b)
 
 /// Evaluates `expr` (a Result<void> or Result<T>); returns its Error from the enclosing function.
-#define RTENV_TRY(expr)                                        \
-  do {                                                         \
-    auto&& rtenv_try_result_ = (expr);                         \
+#define RTENV_TRY(expr)                                                       \
+  do {                                                                        \
+    auto&& rtenv_try_result_ = (expr);                                        \
     if (!rtenv_try_result_.ok()) return std::move(rtenv_try_result_).error(); \
   } while (0)
 

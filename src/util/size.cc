@@ -11,14 +11,16 @@ Result<uint64_t> parse_size(const std::string& text) {
   double v = std::strtod(text.c_str(), &end);
   std::string unit = end ? std::string(end) : "";
   for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (unit.ends_with("IB")) unit.erase(unit.size() - 2);
-  else if (unit.size() > 1 && unit.ends_with("B")) unit.pop_back();
+  if (unit.ends_with("IB"))
+    unit.erase(unit.size() - 2);
+  else if (unit.size() > 1 && unit.ends_with("B"))
+    unit.pop_back();
   double mult = unit.empty() || unit == "B" ? 1
-                : unit == "K"              ? 1024.0
-                : unit == "M"              ? 1024.0 * 1024
-                : unit == "G"              ? 1024.0 * 1024 * 1024
-                : unit == "T"              ? 1024.0 * 1024 * 1024 * 1024
-                                           : -1;
+                : unit == "K"               ? 1024.0
+                : unit == "M"               ? 1024.0 * 1024
+                : unit == "G"               ? 1024.0 * 1024 * 1024
+                : unit == "T"               ? 1024.0 * 1024 * 1024 * 1024
+                                            : -1;
   if (end == text.c_str() || mult < 0 || !(v >= 0) || std::isinf(v)) {
     return make_error(ErrorCode::kInvalidArgument,
                       "'{}' is not a size (examples: 1048576, 500M, 2G)", text);

@@ -162,7 +162,8 @@ TEST_F(AgentTest, ConcurrentGetOrCreateInstallsOnceAndAllGetTheSameContext) {
   std::string log = slurp(home_.logs() / "job-job1.log");
   auto count = [&](std::string_view needle) {
     size_t n = 0;
-    for (size_t pos = log.find(needle); pos != std::string::npos; pos = log.find(needle, pos + 1)) ++n;
+    for (size_t pos = log.find(needle); pos != std::string::npos; pos = log.find(needle, pos + 1))
+      ++n;
     return n;
   };
   EXPECT_EQ(count(" ready in "), 1u) << log;
@@ -331,7 +332,8 @@ TEST_F(AgentTest, StressGcNeverEvictsWhatIsInUse) {
     std::lock_guard lock(fail_mu);
     if (failures.size() < 20) failures.push_back(what);
   };
-  std::atomic<int> counts[7] = {};  // create, release, release_holder, gc, lease, evicted, built by a lease
+  std::atomic<int> counts[7] =
+      {};  // create, release, release_holder, gc, lease, evicted, built by a lease
 
   auto worker = [&](int t) {
     std::mt19937 rng(1234 + t);
@@ -392,8 +394,10 @@ TEST_F(AgentTest, StressGcNeverEvictsWhatIsInUse) {
       } else if (r < 80) {
         auto res = agent->gc(false);
         counts[3]++;
-        if (!res) fail(fmt::format("thread {} gc: {}", t, res.error().message()));
-        else counts[5] += static_cast<int>(res->evicted.size());
+        if (!res)
+          fail(fmt::format("thread {} gc: {}", t, res.error().message()));
+        else
+          counts[5] += static_cast<int>(res->evicted.size());
       } else {
         // What `rtenv run` does: a package not on the node is installed by the agent (with a
         // reference for the run); then the run leases it, runs, and gives both back.
@@ -435,10 +439,11 @@ TEST_F(AgentTest, StressGcNeverEvictsWhatIsInUse) {
 
   for (const auto& f : failures) ADD_FAILURE() << f;
   int total = counts[0] + counts[1] + counts[2] + counts[3] + counts[4];
-  std::printf("stress: %d operations (%d get_or_create, %d release, %d release_holder, %d gc, "
-              "%d runs); %d evictions; %d packages built by a run without the agent\n",
-              total, counts[0].load(), counts[1].load(), counts[2].load(), counts[3].load(),
-              counts[4].load(), counts[5].load(), counts[6].load());
+  std::printf(
+      "stress: %d operations (%d get_or_create, %d release, %d release_holder, %d gc, "
+      "%d runs); %d evictions; %d packages built by a run without the agent\n",
+      total, counts[0].load(), counts[1].load(), counts[2].load(), counts[3].load(),
+      counts[4].load(), counts[5].load(), counts[6].load());
   EXPECT_GE(total, 2000);
   EXPECT_GT(counts[5].load(), 0) << "gc never evicted anything: the test proved nothing";
 
@@ -454,7 +459,8 @@ TEST_F(AgentTest, StressGcNeverEvictsWhatIsInUse) {
   for (const auto& r : after->resources) known.insert(r.uri);
   for (const auto& d : package_dirs()) {
     bool is_known = known.contains("rtenv://sha256/" + d);
-    ADD_FAILURE() << "package " << d.substr(0, 12) << " left on disk after a gc with nothing in use ("
+    ADD_FAILURE() << "package " << d.substr(0, 12)
+                  << " left on disk after a gc with nothing in use ("
                   << (is_known ? "known to the agent" : "unknown to the agent") << ", .state "
                   << (fs::exists(home_.pkgs() / (d + ".state")) ? "present" : "absent") << ")";
   }

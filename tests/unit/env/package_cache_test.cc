@@ -1,9 +1,9 @@
 #include "env/package_cache.h"
 
-#include <csignal>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <csignal>
 
 #include <gtest/gtest.h>
 
@@ -44,7 +44,8 @@ TEST_F(PackageCacheTest, MaterializesOnceWithModesAndLinks) {
   fs::path dir = lease->dir();
   EXPECT_EQ(dir, home_.pkgs() / uri_.root().hex());
   EXPECT_EQ(slurp(dir / "main.py"), "print('hello')\n");
-  EXPECT_TRUE((fs::status(dir / "bin/tool").permissions() & fs::perms::owner_exec) != fs::perms::none);
+  EXPECT_TRUE((fs::status(dir / "bin/tool").permissions() & fs::perms::owner_exec) !=
+              fs::perms::none);
   EXPECT_TRUE(fs::is_symlink(dir / "table"));
   EXPECT_EQ(fs::read_symlink(dir / "table"), "data/table.csv");
   EXPECT_FALSE(lease->release());
@@ -93,8 +94,7 @@ TEST_F(PackageCacheTest, ChangesByAJobAreUndoneWhenItLetsGo) {
     EXPECT_EQ(slurp(next->dir() / "main.py"), "print('hello')\n");
     EXPECT_EQ(slurp(next->dir() / "data/table.csv"), "a,b\n1,2\n");
     EXPECT_FALSE(fs::exists(next->dir() / "data/new.txt"));
-    EXPECT_EQ(fs::status(next->dir() / "main.py").permissions() & fs::perms::all,
-              fs::perms(0644));
+    EXPECT_EQ(fs::status(next->dir() / "main.py").permissions() & fs::perms::all, fs::perms(0644));
     EXPECT_FALSE(next->release());
   }
 }

@@ -44,17 +44,17 @@ TEST(ManifestTest, RejectsMalformedAndHostileInput) {
   const char* header = "rtenv-manifest 1\n";
   for (std::string bad : {
            std::string("not a manifest\n"),
-           std::string(header) + "f " + d + " 1 a",                      // no final newline
-           std::string(header) + "f " + d + " 1 ..\n",                   // parent name
-           std::string(header) + "f " + d + " 1 a/b\n",                  // slash in name
-           std::string(header) + "f " + d + " 1 b\nf " + d + " 1 a\n",   // unsorted
-           std::string(header) + "f " + d + " 1 a\nf " + d + " 1 a\n",   // duplicate
-           std::string(header) + "q " + d + " 1 a\n",                    // unknown kind
-           std::string(header) + "f " + d.substr(1) + " 1 a\n",          // short digest
-           std::string(header) + "f " + d + " 01 a\n",                   // non-canonical size
+           std::string(header) + "f " + d + " 1 a",                     // no final newline
+           std::string(header) + "f " + d + " 1 ..\n",                  // parent name
+           std::string(header) + "f " + d + " 1 a/b\n",                 // slash in name
+           std::string(header) + "f " + d + " 1 b\nf " + d + " 1 a\n",  // unsorted
+           std::string(header) + "f " + d + " 1 a\nf " + d + " 1 a\n",  // duplicate
+           std::string(header) + "q " + d + " 1 a\n",                   // unknown kind
+           std::string(header) + "f " + d.substr(1) + " 1 a\n",         // short digest
+           std::string(header) + "f " + d + " 01 a\n",                  // non-canonical size
            std::string(header) + "f " + d + " -1 a\n",
-           std::string(header) + "l  a\n",                               // empty target
-           std::string(header) + "f " + d + " 1 a%zz\n",                 // bad escape
+           std::string(header) + "l  a\n",                // empty target
+           std::string(header) + "f " + d + " 1 a%zz\n",  // bad escape
        }) {
     auto r = Manifest::parse(bad);
     ASSERT_FALSE(r.ok()) << bad;

@@ -1,8 +1,8 @@
 #include "pack/packer.h"
 
 #include <fcntl.h>
-#include <thread>
 #include <unistd.h>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -76,7 +76,8 @@ TEST_F(PackerTest, SubtreesTheStoreHasAreNeitherQueriedNorUploaded) {
   // Another package that shares every directory but the root: only the new file and the new
   // root manifest travel.
   TempDir other;
-  fs::copy(src_.path(), other.path(), fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  fs::copy(src_.path(), other.path(),
+           fs::copy_options::recursive | fs::copy_options::overwrite_existing);
   other.write("extra.txt", "only here");
   PackOptions no_index;
   auto r = pack_path(other.path(), *store_, no_index);
@@ -92,8 +93,10 @@ TEST_F(PackerTest, IdentityDependsOnContentNamesAndExecBitOnly) {
   TempDir copy;
   for (const auto& e : fs::recursive_directory_iterator(src_.path())) {
     auto rel = fs::relative(e.path(), src_.path());
-    if (e.is_directory()) fs::create_directories(copy / rel.string());
-    else fs::copy_file(e.path(), copy / rel.string());
+    if (e.is_directory())
+      fs::create_directories(copy / rel.string());
+    else
+      fs::copy_file(e.path(), copy / rel.string());
   }
   PackOptions no_index;
   auto b = pack_path(copy.path(), *store_, no_index);
@@ -158,7 +161,7 @@ TEST_F(PackerTest, SymlinksInsideAreKeptEscapingOnesRefused) {
 TEST(LinkStaysInsideTest, FollowsLinksInsideTheTree) {
   TempDir t;
   fs::create_directories(t / "s/deep");
-  fs::create_symlink("..", t / "s/up");        // s/up -> root
+  fs::create_symlink("..", t / "s/up");  // s/up -> root
   UniqueFd root(::open(t.path().c_str(), O_RDONLY | O_DIRECTORY));
   EXPECT_TRUE(link_stays_inside(root.get(), "", "s/deep"));
   EXPECT_TRUE(link_stays_inside(root.get(), "s", ".."));

@@ -27,10 +27,12 @@ TEST_F(LocalStoreTest, PutGetMissingRemoveList) {
   EXPECT_EQ(*store_->get(a), "alpha");
   EXPECT_EQ(store_->get(b).error().code(), ErrorCode::kNotFound);
   std::set<std::string> listed;
-  ASSERT_TRUE(store_->list([&](const Digest& d, uint64_t size) {
-    listed.insert(d.hex());
-    EXPECT_EQ(size, 5u);
-  }).ok());
+  ASSERT_TRUE(store_
+                  ->list([&](const Digest& d, uint64_t size) {
+                    listed.insert(d.hex());
+                    EXPECT_EQ(size, 5u);
+                  })
+                  .ok());
   EXPECT_EQ(listed, std::set<std::string>{a.hex()});
   EXPECT_TRUE(*store_->remove(a));
   EXPECT_FALSE(*store_->remove(a));
@@ -73,7 +75,8 @@ TEST_F(LocalStoreTest, ConcurrentWritersOfOneBlobAreHarmless) {
     writers.emplace_back([&] {
       for (int i = 0; i < 20; ++i) {
         if (!store_->put(d, data).ok()) ++failures;
-        if (store_->remove(d).ok()) {}  // churn: readers must still never see a partial blob
+        if (store_->remove(d).ok()) {
+        }  // churn: readers must still never see a partial blob
         auto got = store_->get(d);
         if (got.ok() && *got != data) ++failures;
         if (!got.ok() && got.error().code() != ErrorCode::kNotFound) ++failures;
@@ -112,7 +115,9 @@ TEST(BlobCodecTest, CompressesOnlyWhenItPays) {
   std::string noise(100000, '\0');
   uint64_t x = 88172645463325252ull;
   for (auto& c : noise) {
-    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
     c = static_cast<char>(x);
   }
   std::string raw = encode_blob(noise);

@@ -28,7 +28,8 @@ class TempDir {
   std::filesystem::path operator/(std::string_view rel) const { return path_ / rel; }
 
   /// Writes `content` to `rel` (creating parent directories) with `mode`.
-  std::filesystem::path write(std::string_view rel, std::string_view content, mode_t mode = 0644) const {
+  std::filesystem::path write(std::string_view rel, std::string_view content,
+                              mode_t mode = 0644) const {
     std::filesystem::path p = path_ / rel;
     std::filesystem::create_directories(p.parent_path());
     std::ofstream(p, std::ios::binary | std::ios::trunc) << content;

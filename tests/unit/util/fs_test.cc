@@ -13,7 +13,8 @@ TEST(FsTest, WriteAtomicReplacesAndLeavesNoTemp) {
   ASSERT_TRUE(write_file_atomic(tmp / "a", "one").ok());
   ASSERT_TRUE(write_file_atomic(tmp / "a", "two", 0600).ok());
   EXPECT_EQ(*read_file(tmp / "a"), "two");
-  EXPECT_EQ(fs::status(tmp / "a").permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+  EXPECT_EQ(fs::status(tmp / "a").permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
   EXPECT_EQ(std::distance(fs::directory_iterator(tmp.path()), fs::directory_iterator()), 1);
 }
 
@@ -42,7 +43,10 @@ TEST(FsTest, ExclusiveLockExcludesSharedAndExclusive) {
 
 TEST(ParallelTest, RunsEveryIndexOnceAndReportsAnError) {
   std::vector<std::atomic<int>> hits(1000);
-  ASSERT_TRUE(parallel_for(hits.size(), 4, [&](size_t i) { ++hits[i]; return ok_result(); }).ok());
+  ASSERT_TRUE(parallel_for(hits.size(), 4, [&](size_t i) {
+                ++hits[i];
+                return ok_result();
+              }).ok());
   for (auto& h : hits) EXPECT_EQ(h.load(), 1);
   auto r = parallel_for(100, 2, [](size_t i) -> Result<void> {
     if (i == 17) return Error(ErrorCode::kIo, "boom");
