@@ -7,7 +7,6 @@
 
 #include "cli/commands.h"
 #include "pack/packer.h"
-#include "util/digest.h"
 
 namespace rtenv::cli {
 
@@ -28,8 +27,7 @@ int pack_command(const PackArgs& args) {
   options.warn_file_bytes = limits.warn_file_bytes;
   options.threads = args.threads;
   options.skip_dirs = {home->root};
-  if (!args.no_index)
-    options.index_file = home->index() / (Digest::of(path.string()).hex() + ".idx");
+  if (!args.no_index) options.index_file = home->index_for(path);
 
   ProgressLine line;
   auto progress = pack_progress(&line);

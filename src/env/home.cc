@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "util/digest.h"
 #include "util/fs.h"
 
 namespace rtenv::env {
@@ -23,6 +24,10 @@ Result<Home> Home::from_environment() {
   if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return at(fs::path(x) / "rtenv");
   if (const char* h = std::getenv("HOME"); h && *h) return at(fs::path(h) / ".cache" / "rtenv");
   return Error(ErrorCode::kInvalidArgument, "set RTENV_HOME (neither it nor HOME is set)");
+}
+
+fs::path Home::index_for(const fs::path& root) const {
+  return index() / (Digest::of(root.string()).hex() + ".idx");
 }
 
 std::string Home::store_url() const {

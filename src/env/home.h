@@ -29,6 +29,9 @@ struct Home {
   static Result<Home> from_environment();
   static Result<Home> at(const fs::path& root);
 
+  /// The client-side file index of a packed directory (by its absolute path).
+  fs::path index_for(const fs::path& root) const;
+
   /// The store URL: RTENV_STORE if set, else the local store.
   std::string store_url() const;
 };

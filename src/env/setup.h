@@ -51,7 +51,6 @@ void finish_context(
 struct ActiveEnv {
   Context context;
   std::vector<PackageCache::Lease> leases;
-  size_t restored = 0;  ///< packages a previous job had changed and that were rebuilt
 };
 
 /// One line of what setup did, for -v and for logs.

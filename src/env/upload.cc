@@ -36,7 +36,7 @@ struct Uploader {
     po.warn_file_bytes = options.warn_file_bytes;
     po.wrap_in_dir = std::move(wrap);
     po.skip_dirs = {home.root};
-    if (use_index) po.index_file = home.index() / (Digest::of(path.string()).hex() + ".idx");
+    if (use_index) po.index_file = home.index_for(path);
     pack::PackProgressFn progress;
     if (options.progress) {
       progress = [&](const pack::PackProgress& p) { options.progress(field, p); };

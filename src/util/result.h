@@ -26,8 +26,6 @@ enum class ErrorCode {
   kInternal,     ///< a bug
 };
 
-const char* error_code_name(ErrorCode code);
-
 /// An expected failure: one sentence a person can act on, plus the code that tells callers
 /// whether retrying can help.
 class Error {
