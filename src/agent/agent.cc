@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "util/fs.h"
+#include "util/redact.h"
 #include "util/size.h"
 
 namespace rtenv::agent {
@@ -51,22 +52,19 @@ std::optional<std::string> start_time(pid_t pid) {
 }
 
 // The env for listings and logs: env_vars values are secrets until proven otherwise.
+// (and index URLs may carry credentials).
 std::string redacted_summary(const RuntimeEnv& env) {
   spec::Json j = env.to_json();
   if (j.contains("env_vars")) {
     for (auto& [k, v] : j["env_vars"].items()) v = "<redacted>";
   }
-  return j.dump();
+  return redact_url_credentials(j.dump());
 }
 
 std::string timings_json(const std::vector<Timing>& timings) {
   nlohmann::json j = nlohmann::json::array();
   for (const auto& t : timings) j.push_back({t.phase, t.ms});
   return j.dump();
-}
-
-std::string kind_of(const std::string& field) {
-  return field.substr(0, field.find('['));  // "py_modules[2]" -> "py_modules"
 }
 
 Result<uint64_t> size_from(const nlohmann::json& j, const char* key) {
@@ -172,22 +170,22 @@ Result<std::unique_ptr<Agent>> Agent::open(env::Home home, std::unique_ptr<store
     env::sweep_tmp(home.tmp());
     sweep_state_temps(home.pkgs());
     RTENV_TRY(agent->db_->fail_interrupted(now_ms()));
-    RTENV_TRY(agent->adopt_unknown_packages());
+    RTENV_TRY(agent->adopt_unknown_resources());
   }
   serving.release();
   agent->reaper_ = std::thread([a = agent.get()] { a->reap_loop(); });
   return agent;
 }
 
-Result<void> Agent::adopt_unknown_packages() {
+Result<void> Agent::adopt_unknown_resources() {
   // Caller holds mu_ or is the only thread (open).
   RTENV_ASSIGN_OR_RETURN(auto known, db_->resources());
   std::set<std::string> known_uris;
   for (const auto& r : known) known_uris.insert(r.uri);
-  for (const auto& uri : cache_.list()) {
-    if (known_uris.contains(uri.str()) || !cache_.is_ready(uri)) continue;
+  for (const auto& [kind, uri] : cache_.list_ready()) {
+    if (known_uris.contains(uri)) continue;
     std::set<std::pair<uint64_t, uint64_t>> seen;
-    RTENV_TRY(db_->adopt_resource(uri.str(), "package", env::disk_usage(cache_.dir_of(uri), &seen),
+    RTENV_TRY(db_->adopt_resource(uri, kind, cache_.disk_bytes(uri, &seen),
                                   cache_.last_leased_ms(uri)));
   }
   return ok_result();
@@ -341,7 +339,20 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
     log(job_id, fmt::format("env {} failed: {}", env_id.substr(0, 12), e.message()));
     return e;
   };
-  auto planned = env::plan(env, cache_);
+  auto left_ms = [&]() -> int64_t {
+    if (config.setup_timeout_seconds <= 0) return -1;
+    return std::max<int64_t>(1, config.setup_timeout_seconds * 1000 - int64_t(ms_since(t0)));
+  };
+  // A Python package list not resolved by the submitter (an engine passing the user's list
+  // through) is resolved here, once for all callers of this env.
+  env::LockOptions lock;
+  lock.timeout_ms = left_ms();
+  lock.progress = [&](const std::string& line) {
+    if (progress) progress("resolving: " + line);
+  };
+  auto locked = env::lock_python(env, home_, lock);
+  if (!locked) return fail(locked.error());
+  auto planned = env::plan(*locked, cache_);
   if (!planned) return fail(planned.error());
 
   CreateResult out;
@@ -355,8 +366,8 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
       }
     }
     for (const auto& r : planned->resources) {
-      RTENV_TRY(db_->link_resource(env_id, r.uri.str(), kind_of(r.field), now_ms()));
-      installing_.insert(r.uri.str());
+      RTENV_TRY(db_->link_resource(env_id, r.uri, r.kind, now_ms()));
+      installing_.insert(r.uri);
     }
   }
   struct Unmark {
@@ -364,7 +375,7 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
     const env::Plan& p;
     ~Unmark() {
       std::lock_guard lock(a->mu_);
-      for (const auto& r : p.resources) a->installing_.erase(a->installing_.find(r.uri.str()));
+      for (const auto& r : p.resources) a->installing_.erase(a->installing_.find(r.uri));
     }
   } unmark{this, *planned};
 
@@ -375,23 +386,25 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
                              config.setup_timeout_seconds, r.field));
     }
     auto t = std::chrono::steady_clock::now();
-    std::string what = fmt::format("{} {}", r.field, r.uri.str());
-    auto report = [&](size_t done, size_t total) {
-      if (progress) progress(fmt::format("materializing {}: {}/{} files", what, done, total));
+    std::string what = fmt::format("{} {}", r.field, r.uri);
+    const char* verb = r.python ? "installing" : "materializing";
+    auto report = [&](const std::string& line) {
+      if (progress) progress(fmt::format("{} {}: {}", verb, what, line));
     };
-    auto built = cache_.ensure(r.uri, report);
-    if (!built) return fail(built.error().with_context("materializing " + what));
+    auto built = cache_.ensure(r, report, left_ms());
+    if (!built) return fail(built.error().with_context(fmt::format("{} {}", verb, what)));
     out.installed |= *built;
-    // Also a package found on the node unsized (materialized by a process without the agent,
-    // or by an agent killed before it recorded the size).
-    if (*built || !sized.contains(r.uri.str())) {
+    // Also a resource found on the node unsized (made by a process without the agent, or by an
+    // agent killed before it recorded the size).
+    if (*built || !sized.contains(r.uri)) {
       std::set<std::pair<uint64_t, uint64_t>> seen;
-      uint64_t bytes = env::disk_usage(cache_.dir_of(r.uri), &seen);
+      uint64_t bytes = cache_.disk_bytes(r.uri, &seen);
       std::lock_guard lock(mu_);
-      RTENV_TRY(db_->set_resource_size(r.uri.str(), bytes));
+      RTENV_TRY(db_->set_resource_size(r.uri, bytes));
     }
-    out.timings.push_back({(*built ? "materialize " : "cached ") + what, ms_since(t)});
-    out.resource_uris.push_back(r.uri.str());
+    out.timings.push_back({(*built ? (r.python ? "install " : "materialize ") : "cached ") + what,
+                           ms_since(t)});
+    out.resource_uris.push_back(r.uri);
   }
   out.context = std::move(planned->context);
   {
@@ -472,8 +485,7 @@ Result<Agent::Info> Agent::info() {
     RTENV_ASSIGN_OR_RETURN(out.resources, db_->resources());
   }
   for (const auto& r : out.resources) {
-    auto uri = pack::PackageUri::parse(r.uri);
-    out.process_leases.push_back(uri ? static_cast<uint32_t>(cache_.process_leases(*uri)) : 0);
+    out.process_leases.push_back(static_cast<uint32_t>(cache_.process_leases(r.uri)));
     out.cache_bytes += r.size_bytes;
   }
   return out;
@@ -484,7 +496,6 @@ Result<GcReport> Agent::gc(bool dry_run) {
   std::lock_guard gc_lock(gc_mu_);
   struct Candidate {
     ResourceRow row;
-    pack::PackageUri uri{Digest()};
     uint64_t bytes = 0;
     int64_t last_used = 0;
     bool in_use = false;
@@ -494,12 +505,10 @@ Result<GcReport> Agent::gc(bool dry_run) {
     std::lock_guard lock(mu_);
     // Packages processes materialized without the agent (RTENV_NO_AGENT, another --store, a
     // run whose package was evicted between its check and its lease) count too.
-    RTENV_TRY(adopt_unknown_packages());
+    RTENV_TRY(adopt_unknown_resources());
     RTENV_ASSIGN_OR_RETURN(auto rows, db_->resources());
     for (auto& row : rows) {
-      auto uri = pack::PackageUri::parse(row.uri);
-      if (!uri) continue;
-      all.push_back({row, *uri, 0, 0, row.env_references > 0 || installing_.contains(row.uri)});
+      all.push_back({row, 0, 0, row.env_references > 0 || installing_.contains(row.uri)});
     }
   }
   // Sizes on disk, a hard-linked file counted once across the whole cache.
@@ -507,8 +516,8 @@ Result<GcReport> Agent::gc(bool dry_run) {
   GcReport report;
   std::map<std::string, uint64_t> kind_bytes;
   for (auto& c : all) {
-    c.bytes = cache_.is_ready(c.uri) ? env::disk_usage(cache_.dir_of(c.uri), &seen) : 0;
-    c.last_used = std::max(c.row.last_used_ms, cache_.last_leased_ms(c.uri));
+    c.bytes = cache_.disk_bytes(c.row.uri, &seen);
+    c.last_used = std::max(c.row.last_used_ms, cache_.last_leased_ms(c.row.uri));
     report.cache_bytes += c.bytes;
     kind_bytes[c.row.kind] += c.bytes;
   }
@@ -538,10 +547,10 @@ Result<GcReport> Agent::gc(bool dry_run) {
         for (const auto& r : *rows) referenced |= r.uri == c.row.uri && r.env_references > 0;
       }
       if (referenced || installing_.contains(c.row.uri)) continue;
-      auto evicted = cache_.evict(c.uri);  // false: a process holds a lease
+      auto evicted = cache_.evict(c.row.uri);  // false: a process holds a lease
       if (!evicted || !*evicted) continue;
       RTENV_TRY(db_->forget_resource(c.row.uri));
-    } else if (cache_.process_leases(c.uri) > 0) {
+    } else if (cache_.process_leases(c.row.uri) > 0) {
       continue;
     }
     report.evicted.push_back(c.row.uri);

@@ -17,7 +17,7 @@
 
 #include "agent/state_db.h"
 #include "env/home.h"
-#include "env/package_cache.h"
+#include "env/node_cache.h"
 #include "env/setup.h"
 #include "store/blob_store.h"
 
@@ -119,15 +119,15 @@ class Agent {
                                const spec::SetupConfig& config, const std::string& job_id,
                                const Progress& progress);
   void reap_loop();
-  /// Records packages on the node that the state does not know (with their size).
-  Result<void> adopt_unknown_packages();
+  /// Records resources on the node that the state does not know (with their size).
+  Result<void> adopt_unknown_resources();
   void log(const std::string& job_id, const std::string& line);
   void note_activity();
 
   env::Home home_;
   std::unique_ptr<store::BlobStore> store_;
   AgentOptions options_;
-  env::PackageCache cache_;
+  env::NodeCache cache_;
 
   std::mutex mu_;  // guards db_, inflight_, failures_, installing_
   std::unique_ptr<StateDb> db_;

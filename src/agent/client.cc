@@ -34,7 +34,10 @@ bool wait_connected(grpc::Channel& channel, std::chrono::milliseconds timeout) {
 
 // Starts `rtenv agent` in its own session, detached from ours, with output to the agent log.
 Result<void> start_agent(const env::Home& home, int idle_exit_seconds) {
+  // The lean agent binary beside this one, if installed: one exec instead of two.
   std::string exe = self_executable();
+  std::string lean = (fs::path(exe).parent_path() / "rtenv-agent").string();
+  bool use_lean = ::access(lean.c_str(), X_OK) == 0;
   std::string idle = std::to_string(idle_exit_seconds);
   std::string log = (home.logs() / "agent.log").string();
   pid_t pid = ::fork();
@@ -50,6 +53,7 @@ Result<void> start_agent(const env::Home& home, int idle_exit_seconds) {
       ::dup2(log_fd, 2);
     }
     ::setenv("RTENV_HOME", home.root.c_str(), 1);
+    if (use_lean) ::execl(lean.c_str(), lean.c_str(), "--idle-exit", idle.c_str(), nullptr);
     ::execl(exe.c_str(), exe.c_str(), "agent", "--idle-exit", idle.c_str(), nullptr);
     ::_exit(127);
   }
@@ -89,6 +93,14 @@ Result<std::unique_ptr<AgentClient>> AgentClient::connect(const env::Home& home,
                         home.root.string());
     }
     RTENV_TRY(start_agent(home, idle_exit_seconds));
+    // Wait for the socket, then connect on a fresh channel: the first one failed already and
+    // would retry only after its backoff.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (::access((home.root / "agent.pid").c_str(), F_OK) != 0 &&
+           std::chrono::steady_clock::now() < deadline) {
+      ::usleep(2000);
+    }
+    impl->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
     if (!wait_connected(*impl->channel, std::chrono::seconds(10))) {
       return make_error(ErrorCode::kUnavailable,
                         "the rtenv agent did not start within 10 s; see {}",
@@ -132,6 +144,7 @@ Result<CreateResult> AgentClient::get_or_create(
   if (!c.cwd().empty()) out.context.cwd = c.cwd();
   for (const auto& [k, v] : c.env_vars()) out.context.env_vars[k] = v;
   for (const auto& p : c.python_path()) out.context.python_path.emplace_back(p);
+  if (!c.py_executable().empty()) out.context.py_executable = c.py_executable();
   for (const auto& u : c.resource_uris()) out.resource_uris.push_back(u);
   for (const auto& t : reply->timings()) out.timings.push_back({t.phase(), t.ms()});
   return out;

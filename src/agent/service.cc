@@ -29,6 +29,7 @@ void fill_context(const CreateResult& r, pb::GetOrCreateRuntimeEnvReply* reply) 
   if (r.context.cwd) c->set_cwd(r.context.cwd->string());
   for (const auto& [k, v] : r.context.env_vars) (*c->mutable_env_vars())[k] = v;
   for (const auto& p : r.context.python_path) c->add_python_path(p.string());
+  if (r.context.py_executable) c->set_py_executable(r.context.py_executable->string());
   for (const auto& u : r.resource_uris) c->add_resource_uris(u);
   for (const auto& t : r.timings) {
     auto* pt = reply->add_timings();

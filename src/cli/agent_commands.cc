@@ -47,7 +47,7 @@ int env_create_command(const EnvCreateArgs& args) {
   env::UploadOptions upload;
   upload.unpack_zip = env::zip_importer(home, upload.max_package_bytes, nullptr);
   auto resolved = env::upload_local(*parsed, home, **store, upload);
-  if (!resolved) return fail(kExitSetup, "setup failed: packaging: " + resolved.error().message());
+  if (!resolved) return fail(kExitSetup, "setup failed: " + resolved.error().message());
   std::string holder =
       args.job_id.empty() ? agent::process_holder(::getpid()) : "job:" + args.job_id;
   ProgressLine line;

@@ -31,6 +31,14 @@ struct PackArgs {
 /// `rtenv pack`: prints the package URI and counts.
 int pack_command(const PackArgs& args);
 
+struct LockArgs {
+  std::string runtime_env;
+  bool refresh = false;
+  bool json = false;
+};
+/// `rtenv lock`: prints the exact pins an env's pip/uv list resolves to.
+int lock_command(const LockArgs& args);
+
 }  // namespace rtenv::cli
 
 namespace rtenv::cli {

@@ -34,9 +34,11 @@ int real_main(int argc, char** argv) {
   auto* run_cmd = app.add_subcommand(
       "run",
       "Run a command inside a runtime_env: cwd = the node-local copy of working_dir, env_vars "
-      "set, py_modules on PYTHONPATH. Exits with the command's status (128+N if killed by signal "
+      "set, py_modules on PYTHONPATH, pip/uv packages installed. Exits with the command's status (128+N if killed by signal "
       "N), 2 for an invalid runtime_env or usage, 3 if setting the env up failed, 126/127 if the "
-      "command cannot be run.\n\nUsage: rtenv run [OPTIONS] [--] COMMAND [ARGS...]  (everything "
+      "command cannot be run. pip/uv packages are installed into a virtualenv whose bin/ comes "
+      "first on PATH (base interpreter: $RTENV_PYTHON or python3; installer: uv if found, else "
+      "pip; $RTENV_INSTALLER, $RTENV_UV).\n\nUsage: rtenv run [OPTIONS] [--] COMMAND [ARGS...]  (everything "
       "from COMMAND on is passed to the command untouched)");
   run_cmd->add_option("--runtime-env,-e", run.runtime_env,
                       "The runtime_env: inline JSON ('{\"working_dir\": \".\"}') or a .json, "
@@ -67,6 +69,19 @@ int real_main(int argc, char** argv) {
                        "Hashing and upload threads (default: one per core)");
   pack_cmd->add_flag("--no-index", pack.no_index, "Read every file, ignoring the file index");
   pack_cmd->add_flag("--json", pack.json, "Print one JSON object (for scripts)");
+
+  LockArgs lock;
+  auto* lock_cmd = app.add_subcommand(
+      "lock",
+      "Resolve the runtime_env's pip or uv requirements to exact pins (with hashes where the "
+      "index gives them) and print them, one requirement per line. This is what `run` installs: "
+      "the resolution is kept in $RTENV_HOME/locks, so the same list gets the same versions "
+      "until --refresh, and a job carries its pins to every node.");
+  lock_cmd->add_option("--runtime-env,-e", lock.runtime_env, "The runtime_env (JSON or file)")
+      ->required();
+  lock_cmd->add_flag("--refresh", lock.refresh,
+                     "Ask the index again instead of reusing an earlier resolution");
+  lock_cmd->add_flag("--json", lock.json, "Print the runtime_env with its packages locked");
 
   // `--` ends rtenv's own arguments: what follows is the command, passed on untouched.
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -141,6 +156,7 @@ int real_main(int argc, char** argv) {
     return run_command(run);
   }
   if (pack_cmd->parsed()) return pack_command(pack);
+  if (lock_cmd->parsed()) return lock_command(lock);
 #ifdef RTENV_FRONT
   if (agent_cmd->parsed() || create_cmd->parsed() || release_cmd->parsed() || list_cmd->parsed() ||
       gc_cmd->parsed()) {

@@ -17,6 +17,7 @@
 #endif
 #include "env/package_cache.h"
 #include "util/fs.h"
+#include "util/process.h"
 
 extern char** environ;
 
@@ -60,6 +61,12 @@ std::vector<std::string> build_environment(const env::Context& ctx) {
 Result<pid_t> spawn(const std::vector<std::string>& command, const env::Context& ctx,
                     const std::vector<std::string>& environment,
                     const std::vector<int>& inherit_fds, const sigset_t& unblocked) {
+  // The command is looked up on the PATH it will run with (an env's bin/ first), not ours.
+  std::optional<std::string> path;
+  for (const auto& e : environment) {
+    if (e.starts_with("PATH=")) path = e.substr(5);
+  }
+  std::optional<fs::path> program = find_program(command[0], path);
   std::vector<char*> argv, envp;
   for (const auto& a : command) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -87,7 +94,11 @@ Result<pid_t> spawn(const std::vector<std::string>& command, const env::Context&
       ::_exit(127);
     }
     stage = 1;
-    ::execvpe(argv[0], argv.data(), envp.data());
+    if (program) {
+      ::execve(program->c_str(), argv.data(), envp.data());
+    } else {
+      ::execvpe(argv[0], argv.data(), envp.data());
+    }
     int err[2] = {stage, errno};
     (void)!::write(pipefd[1], err, sizeof err);
     ::_exit(127);
@@ -167,6 +178,9 @@ int run_command(const RunArgs& args) {
   const char* reported = std::getenv(kPackReported);
   bool show_packing = !(reported && *reported);
   ::unsetenv(kPackReported);  // not for the command
+  upload.install_progress = [&](const std::string& line) {
+    progress.show("rtenv: resolving: " + line);
+  };
   upload.report = [&](const std::string& line) {
     progress.clear();
     if (show_packing && (args.verbose || line.starts_with("warning:"))) {
@@ -179,9 +193,9 @@ int run_command(const RunArgs& args) {
   auto resolved = env::upload_local(env, *home, **store, upload);
   progress.clear();
   if (!resolved) {
-    return fail(kExitSetup, "setup failed: packaging: " + resolved.error().message());
+    return fail(kExitSetup, "setup failed: " + resolved.error().message());
   }
-  env::PackageCache cache(*home, **store);
+  env::NodeCache cache(*home, **store);
   auto planned = env::plan(*resolved, cache);
   if (!planned) return fail(kExitSetup, "setup failed: " + planned.error().message());
 
@@ -190,7 +204,7 @@ int run_command(const RunArgs& args) {
   // all. Without an agent (RTENV_NO_AGENT=1, or another --store than the agent's) this process
   // installs it itself.
   bool all_ready = true;
-  for (const auto& r : planned->resources) all_ready &= cache.is_ready(r.uri);
+  for (const auto& r : planned->resources) all_ready &= cache.is_ready(r);
 #ifndef RTENV_FRONT
   std::unique_ptr<agent::AgentClient> agent_client;
 #else
@@ -218,7 +232,11 @@ int run_command(const RunArgs& args) {
     }
 #endif
   }
-  auto active = env::activate(*resolved, cache, caller_env);
+  int64_t timeout_s = resolved->config().setup_timeout_seconds;
+  auto active = env::activate(
+      *resolved, cache, caller_env, [&](const std::string& line) { progress.show("rtenv: " + line); },
+      timeout_s > 0 ? timeout_s * 1000 : -1);
+  progress.clear();
   if (!active) return fail(kExitSetup, "setup failed: " + active.error().message());
   double setup_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   if (!resolved->empty()) {
@@ -240,10 +258,8 @@ int run_command(const RunArgs& args) {
   sigemptyset(&fwd.sa_mask);
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::sigaction(sig, &fwd, nullptr);
 
-  std::vector<int> lease_fds;
-  for (const auto& lease : active->leases) lease_fds.push_back(lease.lock_fd());
-  auto pid = spawn(args.command, active->context, build_environment(active->context), lease_fds,
-                   unblocked);
+  auto pid = spawn(args.command, active->context, build_environment(active->context),
+                   active->lease_fds(), unblocked);
   ::sigprocmask(SIG_SETMASK, &unblocked, nullptr);  // spawn's error paths may return blocked
   if (!pid) {
     bool missing = pid.error().code() == ErrorCode::kNotFound;
@@ -258,6 +274,7 @@ int run_command(const RunArgs& args) {
 
   size_t restored = 0;
   for (auto& lease : active->leases) restored += lease.release() ? 1 : 0;
+  for (auto& lease : active->python_leases) lease.release();
 #ifndef RTENV_FRONT
   if (agent_client) (void)agent_client->release(serialized, holder);
 #endif

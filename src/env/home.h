@@ -16,6 +16,10 @@ namespace fs = std::filesystem;
 ///   index/   client-side file indexes of packed directories
 ///   tmp/     builds in progress; renamed into place when complete
 ///   logs/    setup logs
+///   pyenvs/  virtualenvs: <key>/ and its .lock and .ready files
+///   python/  what each base interpreter is (probed once)
+///   locks/   resolved Python requirement lists
+///   uv-cache/, pip-cache/  the package caches all Python envs share
 struct Home {
   fs::path root;
 
@@ -24,6 +28,11 @@ struct Home {
   fs::path index() const { return root / "index"; }
   fs::path tmp() const { return root / "tmp"; }
   fs::path logs() const { return root / "logs"; }
+  fs::path pyenvs() const { return root / "pyenvs"; }
+  fs::path python() const { return root / "python"; }
+  fs::path locks() const { return root / "locks"; }
+  fs::path uv_cache() const { return root / "uv-cache"; }
+  fs::path pip_cache() const { return root / "pip-cache"; }
 
   /// From RTENV_HOME or the default; creates the directories.
   static Result<Home> from_environment();

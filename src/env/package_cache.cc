@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <unistd.h>
 #include <algorithm>
 #include <atomic>
@@ -289,34 +288,11 @@ Result<bool> PackageCache::evict(const PackageUri& uri) {
 }
 
 size_t PackageCache::process_leases(const PackageUri& uri) const {
-  struct stat st;
-  if (::stat(sidecar(uri, ".lock").c_str(), &st) != 0) return 0;
-  auto locks = read_file("/proc/locks");
-  if (!locks) return 0;
-  // Lines: "1: FLOCK  ADVISORY  READ  1234 fd:01:123456 0 EOF"; the device is major:minor in hex.
-  std::string suffix = fmt::format(":{} ", static_cast<uint64_t>(st.st_ino));
-  std::string dev = fmt::format("{:02x}:{:02x}", major(st.st_dev), minor(st.st_dev));
-  size_t count = 0;
-  size_t pos = 0;
-  while (pos < locks->size()) {
-    size_t end = locks->find('\n', pos);
-    if (end == std::string::npos) end = locks->size();
-    std::string_view line(locks->data() + pos, end - pos);
-    // Waiters ("->") hold nothing yet; READ is a shared lock, i.e. a lease.
-    if (line.find("FLOCK") != std::string_view::npos && line.find("->") == std::string_view::npos &&
-        line.find(" READ ") != std::string_view::npos &&
-        line.find(dev + suffix) != std::string_view::npos) {
-      ++count;
-    }
-    pos = end + 1;
-  }
-  return count;
+  return shared_lock_holders(sidecar(uri, ".lock"));
 }
 
 int64_t PackageCache::last_leased_ms(const PackageUri& uri) const {
-  struct stat st;
-  if (::stat(sidecar(uri, ".lock").c_str(), &st) != 0) return 0;
-  return st.st_mtim.tv_sec * 1000LL + st.st_mtim.tv_nsec / 1000000;
+  return mtime_ms(sidecar(uri, ".lock"));
 }
 
 std::vector<PackageUri> PackageCache::list() const {

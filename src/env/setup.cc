@@ -51,9 +51,8 @@ std::string expand_vars(
   return out;
 }
 
-Result<Plan> plan(const RuntimeEnv& env, const PackageCache& cache) {
+Result<Plan> plan(const RuntimeEnv& env, const NodeCache& cache) {
   static const std::map<std::string, std::string> kNotYet = {
-      {"pip", "Python package installs"}, {"uv", "Python package installs"},
       {"conda", "conda environments"},    {"py_executable", "custom Python interpreters"},
       {"java_jars", "Java class paths"},  {"image_uri", "container images"},
       {"container", "container images"},
@@ -74,8 +73,9 @@ Result<Plan> plan(const RuntimeEnv& env, const PackageCache& cache) {
   auto add = [&](const std::string& field, const std::string& value) -> Result<fs::path> {
     auto uri = pack::PackageUri::parse(value);
     if (!uri) return uri.error().with_context("runtime_env." + field);
-    out.resources.push_back({field, *uri});
-    return cache.dir_of(*uri);
+    Resource r{field, field.substr(0, field.find('[')), uri->str(), *uri, std::nullopt};
+    out.resources.push_back(std::move(r));
+    return cache.packages.dir_of(*uri);
   };
   if (auto wd = env.working_dir()) {
     RTENV_ASSIGN_OR_RETURN(fs::path dir, add("working_dir", *wd));
@@ -88,6 +88,33 @@ Result<Plan> plan(const RuntimeEnv& env, const PackageCache& cache) {
     out.context.python_path.push_back(dir);
   }
   out.context.env_vars = env.env_vars();
+  if (auto packages = env.python_packages()) {
+    const char* field = packages->installer == spec::Installer::kPip ? "pip" : "uv";
+    auto request = [&]() -> Result<PythonEnvRequest> {
+      RTENV_ASSIGN_OR_RETURN(Interpreter python,
+                             find_interpreter(cache.packages.home(), packages->python));
+      RTENV_ASSIGN_OR_RETURN(Installer installer, find_installer(python, packages->installer));
+      return PythonEnvRequest::make(*packages, std::move(python), std::move(installer));
+    }();
+    if (!request) return request.error().with_context(std::string("runtime_env.") + field);
+    fs::path dir = cache.python.dir_of(request->key);
+    out.resources.push_back({field, "python", request->uri(), std::nullopt, *request});
+    // As `source bin/activate` would: the env's bin first on PATH (after what the job itself
+    // puts there), VIRTUAL_ENV naming it.
+    auto& vars = out.context.env_vars;
+    auto path = vars.find("PATH");
+    std::string rest = path != vars.end() ? path->second : "${PATH}";
+    vars["PATH"] = (dir / "bin").string() + (rest.empty() ? "" : ":" + rest);
+    vars["VIRTUAL_ENV"] = dir.string();
+    out.context.py_executable = PythonEnvCache::python_of(dir);
+  }
+  return out;
+}
+
+std::vector<int> ActiveEnv::lease_fds() const {
+  std::vector<int> out;
+  for (const auto& l : leases) out.push_back(l.lock_fd());
+  for (const auto& l : python_leases) out.push_back(l.lock_fd());
   return out;
 }
 
@@ -108,18 +135,25 @@ void finish_context(
 }
 
 Result<ActiveEnv> activate(
-    const RuntimeEnv& env, PackageCache& cache,
-    const std::function<std::optional<std::string>(const std::string&)>& lookup_caller_env) {
+    const RuntimeEnv& env, NodeCache& cache,
+    const std::function<std::optional<std::string>(const std::string&)>& lookup_caller_env,
+    const InstallProgress& progress, int64_t timeout_ms) {
   RTENV_ASSIGN_OR_RETURN(Plan p, plan(env, cache));
   ActiveEnv active;
   for (const auto& r : p.resources) {
-    auto lease = cache.acquire(r.uri);
-    if (!lease)
-      return lease.error().with_context(fmt::format("runtime_env.{} ({})", r.field, r.uri.str()));
+    auto context = fmt::format("runtime_env.{} ({})", r.field, r.uri);
+    if (r.python) {
+      auto lease = cache.python.acquire(*r.python, progress, timeout_ms);
+      if (!lease) return lease.error().with_context(context);
+      active.python_leases.push_back(std::move(lease).value());
+      continue;
+    }
+    auto lease = cache.packages.acquire(*r.package);
+    if (!lease) return lease.error().with_context(context);
     active.leases.push_back(std::move(lease).value());
   }
   active.context = std::move(p.context);
-  finish_context(&active.context, cache.home(), !p.resources.empty(), lookup_caller_env);
+  finish_context(&active.context, cache.packages.home(), !p.resources.empty(), lookup_caller_env);
   return active;
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "env/home.h"
+#include "env/node_cache.h"
 #include "env/package_cache.h"
 #include "pack/packer.h"
 #include "spec/runtime_env.h"
@@ -21,12 +22,7 @@ struct Context {
   std::optional<fs::path> cwd;                  ///< working_dir's node-local copy
   std::map<std::string, std::string> env_vars;  ///< to set, already expanded
   std::vector<fs::path> python_path;            ///< prepended to PYTHONPATH, in order
-};
-
-/// A resource an env needs on a node: for now a package (working_dir, py_modules).
-struct Resource {
-  std::string field;  ///< "working_dir", "py_modules[0]"
-  pack::PackageUri uri;
+  std::optional<fs::path> py_executable;        ///< the env's interpreter (pip/uv), if any
 };
 
 /// What a URI-only env needs on a node and what it gives a process: the resources, and the
@@ -36,9 +32,11 @@ struct Plan {
   Context context;
 };
 
-/// Plans a URI-only env without touching the disk. kUnsupported for fields without an installer
-/// yet ("not supported yet: pip ..."); kInvalidArgument for a field that is not a package URI.
-Result<Plan> plan(const spec::RuntimeEnv& env, const PackageCache& cache);
+/// Plans a URI-only env with its Python packages locked, without building anything (the base
+/// interpreter may be probed once). kUnsupported for fields without an installer yet ("not
+/// supported yet: conda ..."); kInvalidArgument for a field that is not a package URI or a
+/// Python package list that is not locked.
+Result<Plan> plan(const spec::RuntimeEnv& env, const NodeCache& cache);
 
 /// Expands ${NAME} in the context's env_vars from `lookup_caller_env`, and points Python's
 /// bytecode cache out of the packages (PYTHONPYCACHEPREFIX under $RTENV_HOME) unless the caller
@@ -51,6 +49,9 @@ void finish_context(
 struct ActiveEnv {
   Context context;
   std::vector<PackageCache::Lease> leases;
+  std::vector<PythonEnvCache::Lease> python_leases;
+  /// Descriptors of every lease, for a process that must keep them (inheriting them).
+  std::vector<int> lease_fds() const;
 };
 
 /// One line of what setup did, for -v and for logs.
@@ -66,11 +67,16 @@ struct UploadOptions {
   /// `dest`. Set by binaries that carry the archive and download code (env/zip_import.h); unset,
   /// a zip is refused with kUnsupported.
   std::function<Result<void>(const std::string& source, const fs::path& dest)> unpack_zip;
+  /// Lines of the resolver's progress while `pip`/`uv` is locked.
+  InstallProgress install_progress;
+  /// Resolve `pip`/`uv` again even if the same list was resolved before.
+  bool refresh_lock = false;
 };
 
 /// Packs the local paths of a job-level env (working_dir, py_modules; `excludes` applied) into
-/// `store`, downloads and unpacks remote .zip URIs, and returns the env with package URIs in
-/// their place and `excludes` dropped (it is applied). Errors name the field and the path.
+/// `store`, downloads and unpacks remote .zip URIs, locks `pip`/`uv` (lock_python), and returns
+/// the env with package URIs in their place, its Python packages pinned and `excludes` dropped
+/// (it is applied). Errors name the field and the path.
 Result<spec::RuntimeEnv> upload_local(const spec::RuntimeEnv& env, const Home& home,
                                       store::BlobStore& store, const UploadOptions& options);
 
@@ -87,9 +93,11 @@ std::string expand_vars(
     const std::function<std::optional<std::string>(const std::string&)>& lookup);
 
 /// Plans a URI-only env, materializes what is missing on this node, leases every resource and
-/// finishes the context: what a process needs to start inside the env.
+/// finishes the context: what a process needs to start inside the env. `timeout_ms` bounds
+/// installer processes (negative: none).
 Result<ActiveEnv> activate(
-    const spec::RuntimeEnv& env, PackageCache& cache,
-    const std::function<std::optional<std::string>(const std::string&)>& lookup_caller_env);
+    const spec::RuntimeEnv& env, NodeCache& cache,
+    const std::function<std::optional<std::string>(const std::string&)>& lookup_caller_env,
+    const InstallProgress& progress = nullptr, int64_t timeout_ms = -1);
 
 }  // namespace rtenv::env

@@ -128,6 +128,12 @@ Result<RuntimeEnv> upload_local(const RuntimeEnv& env, const Home& home, store::
     }
     out = out.with_field("py_modules", list);
   }
+  LockOptions lock;
+  lock.refresh = options.refresh_lock;
+  lock.progress = options.install_progress;
+  int64_t timeout_s = env.config().setup_timeout_seconds;
+  lock.timeout_ms = timeout_s > 0 ? timeout_s * 1000 : -1;
+  RTENV_ASSIGN_OR_RETURN(out, lock_python(out, home, lock));
   return out.with_field("excludes", Json::array());
 }
 

@@ -216,6 +216,18 @@ std::map<std::string, std::string> RuntimeEnv::env_vars() const {
   return out;
 }
 
+Json PythonPackages::to_json() const {
+  const bool pip = installer == Installer::kPip;
+  Json out = {{"packages", packages}};
+  if (check) out[pip ? "pip_check" : "uv_check"] = true;
+  if (installer_version) out[pip ? "pip_version" : "uv_version"] = *installer_version;
+  if (!pip && !install_options.empty()) out["uv_pip_install_options"] = install_options;
+  if (locked) out["locked"] = true;
+  if (!system_site_packages) out["system_site_packages"] = false;
+  if (python) out["python"] = *python;
+  return out;
+}
+
 std::optional<PythonPackages> RuntimeEnv::python_packages() const {
   for (Installer installer : {Installer::kPip, Installer::kUv}) {
     const bool pip = installer == Installer::kPip;
@@ -233,6 +245,12 @@ std::optional<PythonPackages> RuntimeEnv::python_packages() const {
     out.check = check != it->end() && check->is_boolean() && check->get<bool>();
     out.installer_version = string_field(*it, pip ? "pip_version" : "uv_version");
     if (!pip) out.install_options = string_array(*it, "uv_pip_install_options");
+    auto locked = it->find("locked");
+    out.locked = locked != it->end() && locked->is_boolean() && locked->get<bool>();
+    auto visible = it->find("system_site_packages");
+    out.system_site_packages =
+        visible == it->end() || !visible->is_boolean() || visible->get<bool>();
+    out.python = string_field(*it, "python");
     return out;
   }
   return std::nullopt;

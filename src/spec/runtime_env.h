@@ -53,6 +53,16 @@ struct PythonPackages {
   bool check = false;                            ///< pip_check / uv_check
   std::optional<std::string> installer_version;  ///< pip_version / uv_version
   std::vector<std::string> install_options;      ///< uv_pip_install_options (uv only)
+  /// rtenv: `packages` is a complete set of exact pins (a lock), installed without resolving.
+  bool locked = false;
+  /// rtenv: whether the env sees the base interpreter's site-packages (default true, as Ray).
+  bool system_site_packages = true;
+  /// rtenv: the base interpreter (a path, or a name on PATH); a lock records the one it was
+  /// resolved for. Absent: the node's default ($RTENV_PYTHON, else python3).
+  std::optional<std::string> python;
+
+  /// The field's JSON value (the inverse of RuntimeEnv::python_packages).
+  Json to_json() const;
 };
 
 struct SetupConfig {

@@ -352,7 +352,9 @@ class Validator {
     } else if (v.is_string()) {
       RTENV_ASSIGN_OR_RETURN(packages, requirements(path, v.get<std::string>()));
     } else if (v.is_object()) {
-      std::vector<std::string> allowed = {"packages", check_key, version_key};
+      // `locked` and `system_site_packages` are rtenv's own (docs/python.md).
+      std::vector<std::string> allowed = {"packages", check_key, version_key, "locked",
+                                          "system_site_packages", "python"};
       if (!pip) allowed.push_back(options_key);
       std::sort(allowed.begin(), allowed.end());
       for (const auto& [key, field] : v.items()) {
@@ -384,6 +386,18 @@ class Validator {
       if (auto o = v.find(options_key); !pip && o != v.end()) {
         RTENV_ASSIGN_OR_RETURN(Json options, string_list(path + "." + options_key, *o));
         if (!options.empty()) out[options_key] = options;
+      }
+      if (auto l = v.find("locked"); l != v.end()) {
+        RTENV_ASSIGN_OR_RETURN(Json locked, boolean_value(path + ".locked", *l));
+        if (locked.get<bool>()) out["locked"] = true;
+      }
+      if (auto py = v.find("python"); py != v.end()) {
+        RTENV_ASSIGN_OR_RETURN(Json python, string_value(path + ".python", *py));
+        if (!python.get_ref<const std::string&>().empty()) out["python"] = python;
+      }
+      if (auto s = v.find("system_site_packages"); s != v.end()) {
+        RTENV_ASSIGN_OR_RETURN(Json visible, boolean_value(path + ".system_site_packages", *s));
+        if (!visible.get<bool>()) out["system_site_packages"] = false;
       }
     } else {
       return type_error(path, "a list, a string or a dict", v);
@@ -621,6 +635,14 @@ Json normalize_field_shape(const std::string& name, Json value) {
       value.erase(it);
     }
     if (auto it = value.find("uv_pip_install_options"); it != value.end() && is_empty_value(*it)) {
+      value.erase(it);
+    }
+    // Defaults are left out, so spelling them out does not change the env's id.
+    if (auto it = value.find("locked"); it != value.end() && it->is_boolean() && !it->get<bool>()) {
+      value.erase(it);
+    }
+    if (auto it = value.find("system_site_packages");
+        it != value.end() && it->is_boolean() && it->get<bool>()) {
       value.erase(it);
     }
     if (auto it = value.find("packages"); it != value.end() && it->is_array() && it->empty()) {

@@ -39,6 +39,13 @@ Result<void> copy_fd(int src_fd, int dst_fd, const fs::path& src_for_errors);
 /// Writes all of `data` to `fd`.
 Result<void> write_all(int fd, std::string_view data, const fs::path& path_for_errors);
 
+/// Processes holding a shared flock on `lock_file` right now (from /proc/locks; waiters do not
+/// count). 0 if the file does not exist.
+size_t shared_lock_holders(const fs::path& lock_file);
+
+/// The file's mtime in ms since the epoch; 0 if it does not exist.
+int64_t mtime_ms(const fs::path& path);
+
 /// An open file descriptor, closed on destruction.
 class UniqueFd {
  public:

@@ -1,0 +1,618 @@
+#include "env/python_env.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "util/process.h"
+#include "util/redact.h"
+
+namespace rtenv::env {
+
+using nlohmann::json;
+
+namespace {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string env_or(const char* name, std::string fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? std::string(v) : fallback;
+}
+
+// Prints what rtenv needs to know about an interpreter, as one JSON line. -I: no PYTHON*
+// variables, no user site; -S: no site import (faster, and nothing of the env leaks in).
+constexpr const char* kProbe =
+    "import json,os,platform,sys,sysconfig;print(json.dumps({"
+    "'executable':os.path.realpath(sys.executable),'version':platform.python_version(),"
+    "'platform':sysconfig.get_platform(),'implementation':sys.implementation.name}))";
+
+// A file's identity: a changed or replaced interpreter is probed again.
+std::string file_identity(const struct stat& st) {
+  return fmt::format("{}:{}:{}:{}.{}", st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec,
+                     st.st_mtim.tv_nsec);
+}
+
+bool is_option_line(const std::string& line) { return line.starts_with("-"); }
+
+// Lines worth showing from an installer's output: from the first line that reads like the
+// failure on, at most 20; without such a line, the last 12. Colour codes removed, credentials
+// redacted.
+std::string relevant_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string::npos) nl = text.size();
+    std::string line = text.substr(start, nl - start);
+    start = nl + 1;
+    std::string clean;
+    for (size_t i = 0; i < line.size(); ++i) {
+      if (line[i] == '\x1b') {  // ESC [ ... letter
+        while (i < line.size() && !std::isalpha(static_cast<unsigned char>(line[i]))) ++i;
+        continue;
+      }
+      if (line[i] != '\r') clean += line[i];
+    }
+    while (!clean.empty() && std::isspace(static_cast<unsigned char>(clean.back()))) {
+      clean.pop_back();
+    }
+    if (!clean.empty()) lines.push_back(redact_url_credentials(clean));
+  }
+  static const char* kMarkers[] = {"error",    "ERROR",      "×",       "Because",
+                                   "hint:",    "No matching", "Could not", "Failed",
+                                   "failed",   "Traceback",  "conflict", "not installed"};
+  size_t first = lines.size();
+  for (size_t i = 0; i < lines.size() && first == lines.size(); ++i) {
+    for (const char* m : kMarkers) {
+      if (lines[i].find(m) != std::string::npos) {
+        first = i;
+        break;
+      }
+    }
+  }
+  size_t from = first < lines.size() ? first : (lines.size() > 12 ? lines.size() - 12 : 0);
+  size_t to = std::min(lines.size(), from + 20);
+  std::string out;
+  for (size_t i = from; i < to; ++i) out += "\n    " + lines[i];
+  if (to < lines.size()) out += fmt::format("\n    ... ({} more lines)", lines.size() - to);
+  return out;
+}
+
+// Runs one installer step; a failure becomes an error naming the step, how it ended and the
+// installer's relevant lines.
+Result<ProcessOutcome> run_step(const std::string& step, ProcessSpec spec,
+                                const InstallProgress& progress) {
+  spec.env["NO_COLOR"] = "1";
+  spec.env["UV_NO_PROGRESS"] = "1";
+  spec.env["UV_PYTHON_DOWNLOADS"] = "never";  // the interpreter is given; never fetch one
+  spec.env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1";
+  spec.env["PIP_NO_INPUT"] = "1";
+  spec.env["PIP_PROGRESS_BAR"] = "off";
+  spec.env["PYTHONDONTWRITEBYTECODE"] = std::nullopt;
+  if (progress) {
+    spec.on_stderr_line = [&](std::string_view line) {
+      if (!line.empty()) progress(redact_url_credentials(line));
+    };
+  }
+  int64_t timeout_ms = spec.timeout_ms;
+  RTENV_ASSIGN_OR_RETURN(ProcessOutcome outcome, run_process(spec));
+  if (outcome.timed_out) {
+    return make_error(ErrorCode::kTimeout,
+                      "{}: timed out after {:.0f} s (config.setup_timeout_seconds); raise it, or -1 "
+                      "for no limit",
+                      step, static_cast<double>(timeout_ms) / 1000.0);
+  }
+  if (!outcome.success()) {
+    std::string lines = relevant_lines(outcome.err + "\n" + outcome.out);
+    return make_error(ErrorCode::kInvalidArgument, "{} failed ({}){}", step, outcome.describe(),
+                      lines.empty() ? " with no output" : ":" + lines);
+  }
+  return outcome;
+}
+
+int64_t remaining(int64_t deadline) {
+  if (deadline < 0) return -1;
+  return std::max<int64_t>(1, deadline - now_ms());
+}
+
+// "name==1.0 \" + "    --hash=sha256:..." continuation lines joined, comments dropped.
+std::vector<std::string> parse_pins(const std::string& text) {
+  std::vector<std::string> out;
+  std::string logical;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t nl = text.find('\n', start);
+    if (nl == std::string::npos) nl = text.size();
+    std::string line = text.substr(start, nl - start);
+    start = nl + 1;
+    if (auto hash = line.find(" #"); hash != std::string::npos) line.erase(hash);
+    if (line.starts_with("#")) line.clear();
+    bool more = !line.empty() && line.back() == '\\';
+    if (more) line.pop_back();
+    // Collapse whitespace.
+    std::string collapsed;
+    for (char c : line) {
+      if (std::isspace(static_cast<unsigned char>(c))) {
+        if (!collapsed.empty() && collapsed.back() != ' ') collapsed += ' ';
+      } else {
+        collapsed += c;
+      }
+    }
+    if (!collapsed.empty()) logical += (logical.empty() || logical.back() == ' ' ? "" : " ") +
+                                       collapsed;
+    if (!more) {
+      while (!logical.empty() && logical.back() == ' ') logical.pop_back();
+      if (!logical.empty() && !is_option_line(logical)) out.push_back(logical);
+      logical.clear();
+    }
+    if (nl == text.size()) break;
+  }
+  return out;
+}
+
+std::string requirements_text(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& l : lines) out += l + "\n";
+  return out;
+}
+
+Result<std::vector<std::string>> resolve_with_uv(const spec::PythonPackages& loose,
+                                                 const Home& home, const Interpreter& python,
+                                                 const Installer& installer,
+                                                 const LockOptions& options) {
+  ProcessSpec p;
+  p.argv = {installer.uv.string(), "pip",           "compile",     "-",
+            "--python",            python.executable.string(),   "--generate-hashes",
+            "--no-header",         "--no-annotate", "--quiet"};
+  p.env["UV_CACHE_DIR"] = home.uv_cache().string();
+  p.stdin_data = requirements_text(loose.packages);
+  p.timeout_ms = options.timeout_ms;
+  RTENV_ASSIGN_OR_RETURN(ProcessOutcome outcome,
+                         run_step("resolving Python packages (uv pip compile)", p,
+                                  options.progress));
+  return parse_pins(outcome.out);
+}
+
+Result<std::vector<std::string>> resolve_with_pip(const spec::PythonPackages& loose,
+                                                  const Home& home, const Interpreter& python,
+                                                  const LockOptions& options) {
+  fs::path work = home.tmp() / unique_name("resolve");
+  RTENV_TRY(make_dirs(work));
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() { (void)remove_tree(dir); }
+  } cleanup{work};
+  RTENV_TRY(write_file_atomic(work / "requirements.txt", requirements_text(loose.packages)));
+  ProcessSpec p;
+  p.argv = {python.executable.string(), "-m", "pip", "install", "--dry-run", "--ignore-installed",
+            "--quiet", "--report", (work / "report.json").string(), "-r",
+            (work / "requirements.txt").string()};
+  p.env["PIP_CACHE_DIR"] = home.pip_cache().string();
+  p.timeout_ms = options.timeout_ms;
+  RTENV_TRY(run_step("resolving Python packages (pip install --dry-run)", p, options.progress));
+  RTENV_ASSIGN_OR_RETURN(std::string text, read_file(work / "report.json"));
+  json report = json::parse(text, nullptr, false);
+  if (report.is_discarded() || !report.contains("install")) {
+    return Error(ErrorCode::kCorrupt, "resolving Python packages: pip wrote no usable report");
+  }
+  std::vector<std::string> pins;
+  for (const auto& item : report["install"]) {
+    std::string name = item["metadata"].value("name", "");
+    std::string version = item["metadata"].value("version", "");
+    const json& info = item.value("download_info", json::object());
+    if (item.value("is_direct", false)) {
+      pins.push_back(name + " @ " + info.value("url", ""));
+      continue;
+    }
+    std::string pin = name + "==" + version;
+    const json& archive = info.value("archive_info", json::object());
+    if (archive.contains("hashes") && archive["hashes"].contains("sha256")) {
+      pin += " --hash=sha256:" + archive["hashes"]["sha256"].get<std::string>();
+    } else if (std::string h = archive.value("hash", ""); h.starts_with("sha256=")) {
+      pin += " --hash=sha256:" + h.substr(7);
+    }
+    pins.push_back(pin);
+  }
+  std::sort(pins.begin(), pins.end());
+  return pins;
+}
+
+// "3.11.7" -> "3.11"
+std::string major_minor(const std::string& version) {
+  size_t first = version.find('.');
+  size_t second = first == std::string::npos ? first : version.find('.', first + 1);
+  return version.substr(0, second);
+}
+
+Result<void> make_symlink(const std::string& target, const fs::path& link) {
+  if (::symlink(target.c_str(), link.c_str()) != 0) return io_error("cannot create", link, errno);
+  return ok_result();
+}
+
+constexpr const char* kActivate = R"(# Use with ". bin/activate" (sh, bash, zsh); "deactivate" undoes it.
+deactivate () {
+    if [ -n "${_RTENV_OLD_PATH:-}" ]; then
+        PATH="$_RTENV_OLD_PATH"
+        export PATH
+        unset _RTENV_OLD_PATH
+    fi
+    unset VIRTUAL_ENV
+    hash -r 2>/dev/null
+    if [ "${1:-}" != "keep" ]; then unset -f deactivate; fi
+}
+deactivate keep
+VIRTUAL_ENV="@DIR@"
+export VIRTUAL_ENV
+_RTENV_OLD_PATH="$PATH"
+PATH="$VIRTUAL_ENV/bin:$PATH"
+export PATH
+hash -r 2>/dev/null
+)";
+
+// A CPython virtualenv as PEP 405 defines it, written directly: pyvenv.cfg, bin/ with links to
+// the base interpreter, an empty site-packages. What `python -m venv --without-pip` makes, in
+// well under a millisecond instead of tens (no interpreter start).
+Result<void> write_venv(const fs::path& dir, const Interpreter& python, bool system_site) {
+  const std::string xy = major_minor(python.version);
+  const std::string versioned = "python" + xy;
+  RTENV_TRY(make_dirs(dir / "bin"));
+  RTENV_TRY(make_dirs(dir / "lib" / versioned / "site-packages"));
+  RTENV_TRY(make_symlink("lib", dir / "lib64"));
+  RTENV_TRY(make_symlink(python.executable.string(), dir / "bin" / versioned));
+  RTENV_TRY(make_symlink(versioned, dir / "bin" / "python"));
+  if (versioned != "python3") RTENV_TRY(make_symlink(versioned, dir / "bin" / "python3"));
+  std::string activate = kActivate;
+  activate.replace(activate.find("@DIR@"), 5, dir.string());
+  RTENV_TRY(write_file_atomic(dir / "bin" / "activate", activate));
+  return write_file_atomic(
+      dir / "pyvenv.cfg",
+      fmt::format("home = {}\ninclude-system-site-packages = {}\nversion = {}\nexecutable = {}\n",
+                  python.executable.parent_path().string(), system_site ? "true" : "false",
+                  python.version, python.executable.string()));
+}
+
+}  // namespace
+
+Result<Interpreter> find_interpreter(const Home& home, const std::optional<std::string>& wanted) {
+  std::string requested = wanted ? *wanted : env_or("RTENV_PYTHON", "python3");
+  auto path = find_program(requested);
+  if (!path) {
+    return make_error(ErrorCode::kNotFound,
+                      "no Python interpreter: {} was not found{}; install Python 3 or set "
+                      "RTENV_PYTHON to an interpreter",
+                      requested, requested.find('/') == std::string::npos ? " on PATH" : "");
+  }
+  struct stat st;
+  if (::stat(path->c_str(), &st) != 0) return io_error("cannot stat", *path, errno);
+  // A launcher (a pyenv shim) picks its interpreter by PYENV_VERSION too.
+  std::string identity = path->string() + "\n" + file_identity(st) + "\n" + env_or("PYENV_VERSION", "");
+  fs::path cached = home.python() / (Digest::of(identity).hex().substr(0, 32) + ".json");
+  if (auto text = read_file(cached)) {
+    json j = json::parse(*text, nullptr, false);
+    if (!j.is_discarded() && j.value("identity", "") == identity) {
+      Interpreter py{j.value("executable", ""), j.value("version", ""), j.value("platform", ""),
+                     j.value("implementation", "")};
+      if (::access(py.executable.c_str(), X_OK) == 0) return py;
+    }
+  }
+  ProcessSpec p;
+  p.argv = {path->string(), "-I", "-S", "-c", kProbe};
+  p.timeout_ms = 60'000;
+  auto outcome = run_process(p);
+  if (!outcome || !outcome->success()) {
+    std::string why = outcome ? outcome->describe() + relevant_lines(outcome->err)
+                              : outcome.error().message();
+    return make_error(ErrorCode::kInvalidArgument,
+                      "the Python interpreter {} does not run ({}); set RTENV_PYTHON to a working "
+                      "one",
+                      path->string(), why);
+  }
+  json j = json::parse(outcome->out, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "{} is not a Python 3 interpreter (it printed {:?}); set RTENV_PYTHON",
+                      path->string(), outcome->out.substr(0, 200));
+  }
+  j["identity"] = identity;
+  (void)write_file_atomic(cached, j.dump());  // a cache: failing to write it costs a probe
+  return Interpreter{j.value("executable", ""), j.value("version", ""), j.value("platform", ""),
+                     j.value("implementation", "")};
+}
+
+Result<Installer> find_installer(const Interpreter& python, spec::Installer field) {
+  std::string choice = env_or("RTENV_INSTALLER", "auto");
+  if (choice != "auto" && choice != "uv" && choice != "pip") {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "RTENV_INSTALLER must be auto, uv or pip, got '{}'", choice);
+  }
+  std::optional<fs::path> uv;
+  if (const char* v = std::getenv("RTENV_UV"); v && *v) {
+    uv = find_program(v);
+    if (!uv) {
+      return make_error(ErrorCode::kNotFound, "RTENV_UV names {}, which is not an executable", v);
+    }
+  } else if (fs::path beside = python.executable.parent_path() / "uv";
+             ::access(beside.c_str(), X_OK) == 0) {
+    uv = beside;  // `pip install uv` puts it there; found directly, not through a shim
+  } else {
+    uv = find_program("uv");
+  }
+  bool needs_uv = field == spec::Installer::kUv || choice == "uv";
+  if (uv && (choice != "pip" || field == spec::Installer::kUv)) {
+    return Installer{Installer::Tool::kUv, *uv};
+  }
+  if (needs_uv) {
+    return Error(ErrorCode::kNotFound,
+                 "uv is needed to install this env and was not found: install it (pip install "
+                 "uv) or set RTENV_UV to its path");
+  }
+  return Installer{Installer::Tool::kPip, {}};
+}
+
+Result<spec::PythonPackages> lock_packages(const spec::PythonPackages& loose, const Home& home,
+                                           const Interpreter& python, const Installer& installer,
+                                           const LockOptions& options) {
+  if (loose.locked) return loose;
+  std::string key_text = fmt::format("rtenv-lock 1\n{}\n{}\n{}\n{}\n{}", loose.to_json().dump(),
+                                     python.executable.string(), python.version, python.platform,
+                                     installer.name());
+  fs::path cached = home.locks() / (Digest::of(key_text).hex() + ".json");
+  std::vector<std::string> pins;
+  bool found = false;
+  if (!options.refresh) {
+    if (auto text = read_file(cached)) {
+      json j = json::parse(*text, nullptr, false);
+      if (!j.is_discarded() && j.contains("pins") && j["pins"].is_array()) {
+        pins = j["pins"].get<std::vector<std::string>>();
+        found = true;
+      }
+    }
+  }
+  if (!found) {
+    auto resolved = installer.tool == Installer::Tool::kUv
+                        ? resolve_with_uv(loose, home, python, installer, options)
+                        : resolve_with_pip(loose, home, python, options);
+    if (!resolved) return resolved.error();
+    pins = std::move(resolved).value();
+    json record = {{"pins", pins}, {"python", python.executable.string()}};
+    RTENV_TRY(write_file_atomic(cached, record.dump(1)));
+  }
+  spec::PythonPackages out = loose;
+  out.packages.clear();
+  // The index options stay: every node installs from the same indexes.
+  for (const auto& line : loose.packages) {
+    if (is_option_line(line)) out.packages.push_back(line);
+  }
+  out.packages.insert(out.packages.end(), pins.begin(), pins.end());
+  out.locked = true;
+  out.python = python.executable.string();  // the interpreter the pins were resolved for
+  return out;
+}
+
+Result<spec::RuntimeEnv> lock_python(const spec::RuntimeEnv& env, const Home& home,
+                                     const LockOptions& options) {
+  auto packages = env.python_packages();
+  if (!packages || packages->locked) return env;
+  const char* field = packages->installer == spec::Installer::kPip ? "pip" : "uv";
+  auto locked = [&]() -> Result<spec::PythonPackages> {
+    RTENV_ASSIGN_OR_RETURN(Interpreter python, find_interpreter(home, packages->python));
+    RTENV_ASSIGN_OR_RETURN(Installer installer, find_installer(python, packages->installer));
+    return lock_packages(*packages, home, python, installer, options);
+  }();
+  if (!locked) return locked.error().with_context(fmt::format("runtime_env.{}", field));
+  return env.with_field(field, locked->to_json());
+}
+
+Result<PythonEnvRequest> PythonEnvRequest::make(const spec::PythonPackages& locked,
+                                                Interpreter python, Installer installer) {
+  if (!locked.locked) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "the Python package list is not resolved yet (lock it first: rtenv lock)");
+  }
+  // Not the installer tool: uv and pip install the same pins into the same layout.
+  json identity = {{"packages", locked.to_json()},
+                   {"python", python.executable.string()},
+                   {"python_version", python.version},
+                   {"platform", python.platform},
+                   {"implementation", python.implementation}};
+  PythonEnvRequest out{locked, std::move(python), std::move(installer),
+                       Digest::of("rtenv-pyenv 1\n" + identity.dump())};
+  return out;
+}
+
+Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLock& lock,
+                                   const InstallProgress& progress, int64_t timeout_ms) {
+  const int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
+  const fs::path dir = dir_of(request.key);
+  const fs::path py = python_of(dir);
+  const auto& pkgs = request.packages;
+  const bool uv = request.installer.tool == Installer::Tool::kUv;
+  RTENV_TRY(remove_tree(dir));  // what a builder that died left
+
+  auto step = [&](const std::string& name, std::vector<std::string> argv) -> Result<void> {
+    ProcessSpec p;
+    p.argv = std::move(argv);
+    p.env["UV_CACHE_DIR"] = home_.uv_cache().string();
+    p.env["PIP_CACHE_DIR"] = home_.pip_cache().string();
+    p.env["VIRTUAL_ENV"] = std::nullopt;
+    p.timeout_ms = remaining(deadline);
+    p.inherit_fd = lock.fd();
+    auto r = run_step(name, std::move(p), progress);
+    if (!r) return r.error();
+    return ok_result();
+  };
+  const std::string exe = request.python.executable.string();
+  const std::string uv_bin = request.installer.uv.string();
+
+  if (uv && pkgs.installer == spec::Installer::kUv && pkgs.installer_version) {
+    ProcessSpec p;
+    p.argv = {uv_bin, "--version"};
+    RTENV_ASSIGN_OR_RETURN(ProcessOutcome v, run_process(p));
+    std::string have = v.out.substr(0, v.out.find('\n'));
+    if (have.find(*pkgs.installer_version) == std::string::npos) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "uv_version {} is asked for, and the installer is {} ({}); set RTENV_UV "
+                        "to a uv of that version",
+                        *pkgs.installer_version, have, uv_bin);
+    }
+  }
+
+  if (request.python.implementation == "cpython") {
+    if (auto r = write_venv(dir, request.python, pkgs.system_site_packages); !r) {
+      return r.error().with_context("creating the virtualenv");
+    }
+  } else {
+    // Other layouts (PyPy's lib/pypy3.X) are left to the tools that know them.
+    std::vector<std::string> venv;
+    if (uv) {
+      venv = {uv_bin, "venv", dir.string(), "--python", exe, "--no-project", "--quiet"};
+    } else {
+      venv = {exe, "-m", "venv", "--without-pip", dir.string()};
+    }
+    if (pkgs.system_site_packages) venv.push_back("--system-site-packages");
+    RTENV_TRY(step(fmt::format("creating the virtualenv ({})", uv ? "uv venv" : "python -m venv"),
+                   venv));
+  }
+
+  std::vector<std::string> options, pins;
+  for (const auto& line : pkgs.packages) (is_option_line(line) ? options : pins).push_back(line);
+  const fs::path requirements = dir / "rtenv-requirements.txt";
+  RTENV_TRY(write_file_atomic(requirements, requirements_text(pkgs.packages)));
+  auto install = [&](const std::string& what, const fs::path& file) -> Result<void> {
+    std::vector<std::string> argv;
+    if (uv) {
+      argv = {uv_bin, "pip", "install", "--python", py.string(), "--no-deps", "-r", file.string()};
+      argv.insert(argv.end(), pkgs.install_options.begin(), pkgs.install_options.end());
+    } else {
+      argv = {exe, "-m", "pip", "--python", py.string(), "install", "--no-deps", "-r",
+              file.string()};
+    }
+    return step(fmt::format("installing {} ({} pip install)", what, uv ? "uv" : "python -m"),
+                argv);
+  };
+  if (!pins.empty()) {
+    RTENV_TRY(install(fmt::format("{} Python package(s)", pins.size()), requirements));
+  }
+  if (pkgs.installer == spec::Installer::kPip && pkgs.installer_version) {
+    std::vector<std::string> lines = options;
+    lines.push_back("pip==" + *pkgs.installer_version);
+    const fs::path pip_file = dir / "rtenv-pip-version.txt";
+    RTENV_TRY(write_file_atomic(pip_file, requirements_text(lines)));
+    RTENV_TRY(install("pip " + *pkgs.installer_version + " (pip_version)", pip_file));
+  }
+  if (pkgs.check) {
+    std::vector<std::string> argv;
+    if (uv) {
+      argv = {uv_bin, "pip", "check", "--python", py.string()};
+    } else {
+      argv = {exe, "-m", "pip", "--python", py.string(), "check"};
+    }
+    RTENV_TRY(step(pkgs.installer == spec::Installer::kPip ? "pip_check" : "uv_check", argv));
+  }
+  json ready = {{"packages", pkgs.to_json()},
+                {"python", exe},
+                {"python_version", request.python.version},
+                {"tool", request.installer.name()}};
+  return write_file_atomic(sidecar(request.key, ".ready"), ready.dump(1));
+}
+
+Result<bool> PythonEnvCache::ensure(const PythonEnvRequest& request,
+                                    const InstallProgress& progress, int64_t timeout_ms) {
+  fs::path lock_path = sidecar(request.key, ".lock");
+  RTENV_ASSIGN_OR_RETURN(FileLock lock,
+                         FileLock::try_acquire(lock_path, FileLock::Mode::kExclusive));
+  if (!lock.held()) {
+    // In use (shared) or being built (exclusive): wait for the builder, if any.
+    RTENV_ASSIGN_OR_RETURN(lock, FileLock::acquire(lock_path, FileLock::Mode::kShared));
+    if (is_ready(request.key)) return false;
+    lock.release();  // its builder failed: build it
+    RTENV_ASSIGN_OR_RETURN(lock, FileLock::acquire(lock_path, FileLock::Mode::kExclusive));
+  }
+  if (is_ready(request.key)) return false;
+  if (auto r = build(request, lock, progress, timeout_ms); !r) {
+    (void)remove_tree(dir_of(request.key));  // nothing half-installed stays
+    return r.error();
+  }
+  return true;
+}
+
+Result<PythonEnvCache::Lease> PythonEnvCache::acquire(const PythonEnvRequest& request,
+                                                      const InstallProgress& progress,
+                                                      int64_t timeout_ms) {
+  fs::path lock_path = sidecar(request.key, ".lock");
+  Lease lease;
+  lease.dir_ = dir_of(request.key);
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    // The warm path: one shared lock, one stat.
+    RTENV_ASSIGN_OR_RETURN(FileLock lock,
+                           FileLock::try_acquire(lock_path, FileLock::Mode::kShared));
+    if (!lock.held()) {
+      RTENV_ASSIGN_OR_RETURN(lock, FileLock::acquire(lock_path, FileLock::Mode::kShared));
+    }
+    if (is_ready(request.key)) {
+      lock.touch();  // the "last used" stamp eviction reads
+      lease.lock_ = std::move(lock);
+      return lease;
+    }
+    lock.release();
+    RTENV_ASSIGN_OR_RETURN(bool built, ensure(request, progress, timeout_ms));
+    lease.built_ |= built;
+  }
+  return make_error(ErrorCode::kUnavailable,
+                    "the Python env {} was removed each time it was built; is another process "
+                    "evicting it?",
+                    request.uri());
+}
+
+bool PythonEnvCache::is_ready(const Digest& key) const {
+  struct stat st;
+  return ::stat(sidecar(key, ".ready").c_str(), &st) == 0;
+}
+
+Result<bool> PythonEnvCache::evict(const Digest& key) {
+  RTENV_ASSIGN_OR_RETURN(FileLock lock,
+                         FileLock::try_acquire(sidecar(key, ".lock"), FileLock::Mode::kExclusive));
+  if (!lock.held()) return false;
+  if (::unlink(sidecar(key, ".ready").c_str()) != 0 && errno != ENOENT) {
+    return io_error("cannot remove", sidecar(key, ".ready"), errno);
+  }
+  fs::path doomed = home_.tmp() / unique_name("evict-" + key.hex().substr(0, 12));
+  if (::rename(dir_of(key).c_str(), doomed.c_str()) != 0 && errno != ENOENT) {
+    return io_error("cannot remove", dir_of(key), errno);
+  }
+  RTENV_TRY(remove_tree(doomed));
+  return true;
+}
+
+size_t PythonEnvCache::process_leases(const Digest& key) const {
+  return shared_lock_holders(sidecar(key, ".lock"));
+}
+
+int64_t PythonEnvCache::last_leased_ms(const Digest& key) const {
+  return mtime_ms(sidecar(key, ".lock"));
+}
+
+std::vector<Digest> PythonEnvCache::list() const {
+  std::vector<Digest> out;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(home_.pyenvs(), ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (!name.ends_with(".ready")) continue;
+    if (auto d = Digest::from_hex(name.substr(0, name.size() - 6))) out.push_back(*d);
+  }
+  return out;
+}
+
+}  // namespace rtenv::env

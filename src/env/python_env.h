@@ -1,0 +1,142 @@
+#pragma once
+// Python environments: the `pip` and `uv` fields. A requirement list is resolved once to exact
+// pins (a lock); each distinct locked set gets its own virtualenv on the node, built with uv
+// (or pip) from a package cache all envs share.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "env/home.h"
+#include "spec/runtime_env.h"
+#include "util/digest.h"
+#include "util/fs.h"
+#include "util/result.h"
+
+namespace rtenv::env {
+
+/// A base interpreter, identified by running it once (the answer is cached under
+/// $RTENV_HOME/python/, keyed by the file's identity, so later calls start no process).
+struct Interpreter {
+  fs::path executable;  ///< the real binary (sys.executable with links resolved)
+  std::string version;  ///< "3.11.7"
+  std::string platform;        ///< sysconfig.get_platform(): "linux-x86_64"
+  std::string implementation;  ///< "cpython"
+};
+
+/// The base interpreter of Python envs: `wanted` (a path or a name on PATH) if given, else
+/// $RTENV_PYTHON, else `python3` on PATH. kNotFound (with what to set) if there is none;
+/// kInvalidArgument if it does not run.
+Result<Interpreter> find_interpreter(const Home& home,
+                                     const std::optional<std::string>& wanted = std::nullopt);
+
+/// What installs packages: uv when available, else pip (the base interpreter's).
+struct Installer {
+  enum class Tool { kUv, kPip };
+  Tool tool = Tool::kPip;
+  fs::path uv;  ///< the uv binary, when tool is kUv
+  const char* name() const { return tool == Tool::kUv ? "uv" : "pip"; }
+};
+
+/// $RTENV_INSTALLER ("uv", "pip" or "auto", the default) decides; uv is $RTENV_UV, else the uv
+/// installed beside the interpreter, else `uv` on PATH. The `uv` field needs uv (kNotFound
+/// saying how to get it).
+Result<Installer> find_installer(const Interpreter& python, spec::Installer field);
+
+/// Reports a line of an installer's progress.
+using InstallProgress = std::function<void(const std::string& line)>;
+
+struct LockOptions {
+  int64_t timeout_ms = -1;  ///< for the resolver process; negative: none
+  bool refresh = false;     ///< resolve again even if this requirement list was resolved before
+  InstallProgress progress;
+};
+
+/// Resolves `loose` to exact pins with hashes (`uv pip compile --generate-hashes`, or
+/// `pip install --dry-run --report`), keeping its index options; the result is `locked`.
+/// Resolutions are cached under $RTENV_HOME/locks/ by the requirement list and interpreter, so
+/// a job submitted again gets the same versions without asking the index. Already locked:
+/// returned as is. Errors carry the installer's relevant lines.
+Result<spec::PythonPackages> lock_packages(const spec::PythonPackages& loose, const Home& home,
+                                           const Interpreter& python, const Installer& installer,
+                                           const LockOptions& options);
+
+/// The env with its `pip`/`uv` field locked (lock_packages); unchanged without one.
+Result<spec::RuntimeEnv> lock_python(const spec::RuntimeEnv& env, const Home& home,
+                                     const LockOptions& options);
+
+/// A virtualenv a locked package set needs, and its key: SHA-256 of the pins, the installer
+/// options and the interpreter (path, version, platform).
+struct PythonEnvRequest {
+  spec::PythonPackages packages;  ///< locked
+  Interpreter python;
+  Installer installer;
+  Digest key;
+
+  static Result<PythonEnvRequest> make(const spec::PythonPackages& locked, Interpreter python,
+                                       Installer installer);
+  /// "pyenv://<key>": how references and listings name it.
+  std::string uri() const { return std::string(kUriPrefix) + key.hex(); }
+  static constexpr std::string_view kUriPrefix = "pyenv://";
+};
+
+/// The node's virtualenvs, each in $RTENV_HOME/pyenvs/<key>/ with <key>.lock (users hold it
+/// shared; builders and eviction exclusive) and <key>.ready (written last: an env without it is
+/// never used, and is removed and rebuilt by the next builder). Venvs are built in place (their
+/// scripts name their own absolute path), under the exclusive lock, which the installer
+/// processes inherit so that a builder that dies does not let another start while its children
+/// still write. Thread-compatible; safe across processes.
+class PythonEnvCache {
+ public:
+  explicit PythonEnvCache(Home home) : home_(std::move(home)) {}
+
+  /// A virtualenv in use. Move-only; released on destruction.
+  class Lease {
+   public:
+    const fs::path& dir() const { return dir_; }
+    int lock_fd() const { return lock_.fd(); }
+    bool built() const { return built_; }
+    void release() { lock_.release(); }
+
+   private:
+    friend class PythonEnvCache;
+    fs::path dir_;
+    FileLock lock_;
+    bool built_ = false;
+  };
+
+  /// Builds the env if it is not on the node (or was left unfinished), without a lease.
+  /// Returns true if it built it. `timeout_ms` bounds the installer processes (negative: none):
+  /// kTimeout past it. Installer failures are kInvalidArgument with its relevant lines.
+  Result<bool> ensure(const PythonEnvRequest& request, const InstallProgress& progress,
+                      int64_t timeout_ms);
+  /// ensure(), then a shared lease that keeps the env from being evicted while held.
+  Result<Lease> acquire(const PythonEnvRequest& request, const InstallProgress& progress,
+                        int64_t timeout_ms);
+
+  bool is_ready(const Digest& key) const;
+  /// Deletes the env if no process holds a lease on it; false if one does.
+  Result<bool> evict(const Digest& key);
+  size_t process_leases(const Digest& key) const;
+  int64_t last_leased_ms(const Digest& key) const;
+  /// Keys of the envs that are ready on this node.
+  std::vector<Digest> list() const;
+
+  fs::path dir_of(const Digest& key) const { return home_.pyenvs() / key.hex(); }
+  /// The context entries a process needs to run inside the env.
+  static fs::path python_of(const fs::path& env_dir) { return env_dir / "bin" / "python"; }
+
+ private:
+  fs::path sidecar(const Digest& key, std::string_view ext) const {
+    return home_.pyenvs() / (key.hex() + std::string(ext));
+  }
+  Result<void> build(const PythonEnvRequest& request, const FileLock& lock,
+                     const InstallProgress& progress, int64_t timeout_ms);
+
+  Home home_;
+};
+
+}  // namespace rtenv::env

@@ -1,0 +1,236 @@
+#include "util/process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "util/fs.h"
+
+extern char** environ;
+
+namespace rtenv {
+
+namespace {
+
+constexpr size_t kMaxErr = size_t{1} << 20;
+constexpr int64_t kKillGraceMs = 2000;
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::vector<std::string> make_environment(
+    const std::map<std::string, std::optional<std::string>>& changes) {
+  std::vector<std::string> out;
+  for (char** e = environ; e && *e; ++e) {
+    std::string_view entry(*e);
+    std::string name(entry.substr(0, entry.find('=')));
+    if (!changes.contains(name)) out.emplace_back(entry);
+  }
+  for (const auto& [name, value] : changes) {
+    if (value) out.push_back(name + "=" + *value);
+  }
+  return out;
+}
+
+std::vector<char*> pointers(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  for (auto& s : strings) out.push_back(s.data());
+  out.push_back(nullptr);
+  return out;
+}
+
+// Feeds complete lines of `chunk` to `on_line`, keeping a partial last line in `pending`.
+void split_lines(std::string& pending, std::string_view chunk,
+                 const std::function<void(std::string_view)>& on_line) {
+  if (!on_line) return;
+  pending.append(chunk);
+  size_t start = 0;
+  for (size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1) {
+    std::string_view line(pending.data() + start, nl - start);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    on_line(line);
+  }
+  pending.erase(0, start);
+}
+
+}  // namespace
+
+std::string ProcessOutcome::describe() const {
+  if (timed_out) return "timed out";
+  if (term_signal != 0) return fmt::format("killed by signal {} ({})", term_signal,
+                                           ::strsignal(term_signal));
+  return fmt::format("exit status {}", exit_code);
+}
+
+std::optional<fs::path> find_program(const std::string& name,
+                                     const std::optional<std::string>& path_value) {
+  if (name.empty()) return std::nullopt;
+  if (name.find('/') != std::string::npos) {
+    if (::access(name.c_str(), X_OK) == 0) return fs::path(name);
+    return std::nullopt;
+  }
+  const char* path = std::getenv("PATH");
+  std::string_view dirs = path_value ? std::string_view(*path_value)
+                          : path     ? std::string_view(path)
+                                     : std::string_view("/usr/local/bin:/usr/bin:/bin");
+  while (true) {
+    size_t colon = dirs.find(':');
+    std::string dir(dirs.substr(0, colon));
+    fs::path candidate = fs::path(dir.empty() ? "." : dir) / name;
+    struct stat st;
+    if (::stat(candidate.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        ::access(candidate.c_str(), X_OK) == 0) {
+      return candidate;
+    }
+    if (colon == std::string_view::npos) return std::nullopt;
+    dirs.remove_prefix(colon + 1);
+  }
+}
+
+Result<ProcessOutcome> run_process(const ProcessSpec& spec) {
+  if (spec.argv.empty()) return Error(ErrorCode::kInvalidArgument, "no program to run");
+  auto program = find_program(spec.argv[0]);
+  if (!program) {
+    return make_error(ErrorCode::kNotFound, "program not found: {}", spec.argv[0]);
+  }
+  int in[2], out[2], err[2];
+  if (::pipe2(in, O_CLOEXEC) != 0) return io_error("cannot create a pipe for", *program, errno);
+  UniqueFd in_r(in[0]), in_w(in[1]);
+  if (::pipe2(out, O_CLOEXEC) != 0) return io_error("cannot create a pipe for", *program, errno);
+  UniqueFd out_r(out[0]), out_w(out[1]);
+  if (::pipe2(err, O_CLOEXEC) != 0) return io_error("cannot create a pipe for", *program, errno);
+  UniqueFd err_r(err[0]), err_w(err[1]);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in_r.get(), 0);
+  posix_spawn_file_actions_adddup2(&actions, out_w.get(), 1);
+  posix_spawn_file_actions_adddup2(&actions, err_w.get(), 2);
+  if (spec.inherit_fd >= 0) {
+    // dup2 onto another number clears close-on-exec; onto itself it would not.
+    int target = spec.inherit_fd == 3 ? 4 : 3;
+    posix_spawn_file_actions_adddup2(&actions, spec.inherit_fd, target);
+  }
+  if (spec.cwd) posix_spawn_file_actions_addchdir_np(&actions, spec.cwd->c_str());
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setpgroup(&attr, 0);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  std::vector<std::string> argv_s = spec.argv;
+  std::vector<std::string> env_s = make_environment(spec.env);
+  auto argv = pointers(argv_s);
+  auto envp = pointers(env_s);
+  pid_t pid = -1;
+  int rc = ::posix_spawn(&pid, program->c_str(), &actions, &attr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) return io_error("cannot start", *program, rc);
+  in_r.reset();
+  out_w.reset();
+  err_w.reset();
+
+  ProcessOutcome outcome;
+  std::string pending;
+  size_t stdin_off = 0;
+  if (spec.stdin_data.empty()) in_w.reset();
+  ::fcntl(in_w.get(), F_SETFL, O_NONBLOCK);
+  const int64_t start = steady_ms();
+  int64_t kill_at = spec.timeout_ms >= 0 ? start + spec.timeout_ms : -1;
+  bool termed = false;
+  char buf[65536];
+  while (out_r.valid() || err_r.valid()) {
+    pollfd fds[3];
+    int n = 0;
+    int out_i = -1, err_i = -1, in_i = -1;
+    if (out_r.valid()) fds[out_i = n++] = {out_r.get(), POLLIN, 0};
+    if (err_r.valid()) fds[err_i = n++] = {err_r.get(), POLLIN, 0};
+    if (in_w.valid()) fds[in_i = n++] = {in_w.get(), POLLOUT, 0};
+    int wait = -1;
+    if (kill_at >= 0) wait = static_cast<int>(std::max<int64_t>(0, kill_at - steady_ms()));
+    int ready = ::poll(fds, n, wait);
+    if (ready < 0 && errno != EINTR) break;
+    if (kill_at >= 0 && steady_ms() >= kill_at) {
+      // The deadline: the whole group (an installer's own children too), politely, then not.
+      outcome.timed_out = true;
+      ::kill(-pid, termed ? SIGKILL : SIGTERM);
+      kill_at = termed ? -1 : steady_ms() + kKillGraceMs;
+      termed = true;
+      continue;
+    }
+    if (ready <= 0) continue;
+    auto drain = [&](UniqueFd& fd, short revents, bool is_err) {
+      if (!(revents & (POLLIN | POLLHUP | POLLERR))) return;
+      ssize_t got = ::read(fd.get(), buf, sizeof buf);
+      if (got <= 0) {
+        if (got < 0 && errno == EINTR) return;
+        fd.reset();
+        return;
+      }
+      std::string_view chunk(buf, static_cast<size_t>(got));
+      if (!is_err) {
+        outcome.out.append(chunk);
+        return;
+      }
+      outcome.err.append(chunk);
+      if (outcome.err.size() > 2 * kMaxErr) outcome.err.erase(0, outcome.err.size() - kMaxErr);
+      split_lines(pending, chunk, spec.on_stderr_line);
+    };
+    if (out_i >= 0) drain(out_r, fds[out_i].revents, false);
+    if (err_i >= 0) drain(err_r, fds[err_i].revents, true);
+    if (in_i >= 0 && (fds[in_i].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      ssize_t put = ::write(in_w.get(), spec.stdin_data.data() + stdin_off,
+                            spec.stdin_data.size() - stdin_off);
+      if (put > 0) stdin_off += static_cast<size_t>(put);
+      if ((put < 0 && errno != EAGAIN && errno != EINTR) || stdin_off == spec.stdin_data.size()) {
+        in_w.reset();
+      }
+    }
+  }
+  in_w.reset();
+  if (!pending.empty() && spec.on_stderr_line) spec.on_stderr_line(pending);
+  if (outcome.err.size() > kMaxErr) outcome.err.erase(0, outcome.err.size() - kMaxErr);
+
+  int status = 0;
+  while (true) {
+    // The pipes closed; the process is about to exit (or closed them itself: keep the deadline).
+    pid_t r = ::waitpid(pid, &status, kill_at >= 0 ? WNOHANG : 0);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) return io_error("cannot wait for", *program, errno);
+    if (r == 0) {
+      if (steady_ms() >= kill_at) {
+        outcome.timed_out = true;
+        ::kill(-pid, termed ? SIGKILL : SIGTERM);
+        kill_at = termed ? -1 : steady_ms() + kKillGraceMs;
+        termed = true;
+      } else {
+        ::usleep(2000);
+      }
+    }
+  }
+  if (WIFSIGNALED(status)) outcome.term_signal = WTERMSIG(status);
+  if (WIFEXITED(status)) outcome.exit_code = WEXITSTATUS(status);
+  // Whatever the group left running (a daemonized grandchild) goes with the deadline too.
+  if (outcome.timed_out) ::kill(-pid, SIGKILL);
+  return outcome;
+}
+
+}  // namespace rtenv

@@ -1,0 +1,56 @@
+#pragma once
+// Running a helper program (an installer) to completion: output captured, a deadline enforced on
+// the whole process group. No domain knowledge.
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "util/result.h"
+
+namespace rtenv {
+
+struct ProcessSpec {
+  std::vector<std::string> argv;  ///< argv[0] is a path, or a name looked up on PATH
+  /// Changes to the caller's environment: a value sets the variable, nullopt removes it.
+  std::map<std::string, std::optional<std::string>> env;
+  std::optional<std::filesystem::path> cwd;
+  std::string stdin_data;  ///< written to the process's stdin, which is then closed
+  /// Milliseconds until the process group is killed (TERM, then KILL after a grace period);
+  /// negative: no deadline.
+  int64_t timeout_ms = -1;
+  /// Called with each line the process writes to stderr, without the newline, as it comes.
+  std::function<void(std::string_view line)> on_stderr_line;
+  /// A descriptor the process inherits (as fd 3): a lock it must hold as long as it runs, even
+  /// if its caller dies first. -1: none.
+  int inherit_fd = -1;
+};
+
+struct ProcessOutcome {
+  int exit_code = 0;     ///< valid when term_signal == 0
+  int term_signal = 0;   ///< the signal that ended it, or 0
+  bool timed_out = false;
+  std::string out;       ///< all of stdout
+  std::string err;       ///< all of stderr (the last 1 MiB if it wrote more)
+
+  bool success() const { return term_signal == 0 && exit_code == 0 && !timed_out; }
+  /// "exit status 2", "killed by signal 9", "timed out".
+  std::string describe() const;
+};
+
+/// Starts the program in its own process group and waits for it. Errors only when it cannot be
+/// started (kNotFound: no such program); a program that fails is a successful call whose
+/// outcome says how it ended. Thread-safe.
+Result<ProcessOutcome> run_process(const ProcessSpec& spec);
+
+/// The executable `name` would run as: itself if it contains a '/', else the first match on
+/// `path` (a PATH value; default: this process's $PATH). nullopt if there is none.
+std::optional<std::filesystem::path> find_program(
+    const std::string& name, const std::optional<std::string>& path = std::nullopt);
+
+}  // namespace rtenv

@@ -1,0 +1,38 @@
+#include "util/redact.h"
+
+namespace rtenv {
+
+std::string redact_url_credentials(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (true) {
+    size_t scheme_end = text.find("://", i);
+    if (scheme_end == std::string_view::npos) {
+      out.append(text.substr(i));
+      return out;
+    }
+    size_t start = scheme_end + 3;
+    out.append(text.substr(i, start - i));
+    size_t end = text.find_first_of("/?# \t\r\n\"'<>", start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view authority = text.substr(start, end - start);
+    size_t at = authority.rfind('@');
+    if (at == std::string_view::npos) {
+      out.append(authority);
+    } else {
+      std::string_view userinfo = authority.substr(0, at);
+      size_t colon = userinfo.find(':');
+      if (colon == std::string_view::npos) {
+        out.append("****");
+      } else {
+        out.append(userinfo.substr(0, colon));
+        out.append(":****");
+      }
+      out.append(authority.substr(at));
+    }
+    i = end;
+  }
+}
+
+}  // namespace rtenv
