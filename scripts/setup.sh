@@ -30,3 +30,10 @@ if ! "$py" -c 'import pytest' 2>/dev/null; then
   echo "setup: installing pytest"
   "$py" -m pip install -q pytest
 fi
+
+# uv: what installs the pip/uv fields' packages (rtenv falls back to pip without it; the tests
+# exercise both). Pinned: the version the tests and benchmarks were measured with.
+if ! "$py" -c 'import uv' 2>/dev/null; then
+  echo "setup: installing uv"
+  "$py" -m pip install -q 'uv==0.13.9'
+fi

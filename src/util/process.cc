@@ -118,10 +118,13 @@ Result<ProcessOutcome> run_process(const ProcessSpec& spec) {
   posix_spawn_file_actions_adddup2(&actions, in_r.get(), 0);
   posix_spawn_file_actions_adddup2(&actions, out_w.get(), 1);
   posix_spawn_file_actions_adddup2(&actions, err_w.get(), 2);
+  UniqueFd inherited;
   if (spec.inherit_fd >= 0) {
-    // dup2 onto another number clears close-on-exec; onto itself it would not.
-    int target = spec.inherit_fd == 3 ? 4 : 3;
-    posix_spawn_file_actions_adddup2(&actions, spec.inherit_fd, target);
+    // dup2 onto another number clears close-on-exec (onto itself it would not): go through a
+    // copy numbered above 3, so the program always finds it as fd 3.
+    inherited = UniqueFd(::fcntl(spec.inherit_fd, F_DUPFD_CLOEXEC, 10));
+    if (!inherited.valid()) return io_error("cannot pass a descriptor to", *program, errno);
+    posix_spawn_file_actions_adddup2(&actions, inherited.get(), 3);
   }
   if (spec.cwd) posix_spawn_file_actions_addchdir_np(&actions, spec.cwd->c_str());
   posix_spawnattr_t attr;
@@ -147,6 +150,7 @@ Result<ProcessOutcome> run_process(const ProcessSpec& spec) {
   in_r.reset();
   out_w.reset();
   err_w.reset();
+  inherited.reset();
 
   ProcessOutcome outcome;
   std::string pending;

@@ -26,7 +26,7 @@ struct ProcessSpec {
   int64_t timeout_ms = -1;
   /// Called with each line the process writes to stderr, without the newline, as it comes.
   std::function<void(std::string_view line)> on_stderr_line;
-  /// A descriptor the process inherits (as fd 3): a lock it must hold as long as it runs, even
+  /// A descriptor the process inherits as fd 3: a lock it must hold as long as it runs, even
   /// if its caller dies first. -1: none.
   int inherit_fd = -1;
 };

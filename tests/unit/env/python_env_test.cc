@@ -1,0 +1,181 @@
+#include "env/python_env.h"
+
+#include <cstdlib>
+
+#include <gtest/gtest.h>
+
+#include "testing/temp_dir.h"
+#include "util/fs.h"
+
+namespace rtenv::env {
+namespace {
+
+// A stand-in for uv that logs its calls: `pip compile` prints fixed pins, `pip install` records
+// the requirements in the venv (or fails, or hangs, as RTENV_FAKE_UV says), `pip check` passes.
+constexpr const char* kFakeUv = R"(#!/bin/sh
+echo "$*" >> "$RTENV_FAKE_UV_LOG"
+case "$1 $2" in
+  "pip compile")
+    cat >/dev/null
+    printf 'alpha==1.0 \\\n    --hash=sha256:aaa \\\n    --hash=sha256:bbb\n    # via -r -\nbeta==2.0 \\\n    --hash=sha256:ccc\n'
+    ;;
+  "pip install")
+    case "$RTENV_FAKE_UV" in
+      fail) echo "Resolved 2 packages" >&2
+            echo "  x Failed to download alpha==1.0" >&2
+            echo "  -> error: index https://user:s3cret@idx.example/simple/ answered 404" >&2
+            exit 1 ;;
+      hang) sleep 30 ;;
+    esac
+    site=$(dirname "$4")/../lib/python3.11/site-packages
+    cp "$7" "$site/installed.txt"
+    ;;
+esac
+)";
+
+class PythonEnvTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    home_ = *Home::at(dir_ / "home");
+    dir_.write("uv", kFakeUv, 0755);
+    ::setenv("RTENV_FAKE_UV_LOG", (dir_ / "uv.log").c_str(), 1);
+    ::unsetenv("RTENV_FAKE_UV");
+    python_ = {"/usr/bin/python3", "3.11.2", "linux-x86_64", "cpython"};
+    installer_ = {Installer::Tool::kUv, dir_ / "uv"};
+  }
+  void TearDown() override {
+    ::unsetenv("RTENV_FAKE_UV");
+    ::unsetenv("RTENV_FAKE_UV_LOG");
+  }
+  size_t uv_calls() const {
+    auto log = read_file(dir_ / "uv.log");
+    return log ? static_cast<size_t>(std::count(log->begin(), log->end(), '\n')) : 0;
+  }
+  spec::PythonPackages loose(std::vector<std::string> packages) const {
+    spec::PythonPackages p;
+    p.packages = std::move(packages);
+    return p;
+  }
+  PythonEnvRequest request(const spec::PythonPackages& locked) const {
+    return *PythonEnvRequest::make(locked, python_, installer_);
+  }
+
+  testing::TempDir dir_;
+  Home home_;
+  Interpreter python_;
+  Installer installer_;
+};
+
+TEST_F(PythonEnvTest, LockPinsWithHashesKeepsIndexOptionsAndIsCached) {
+  auto in = loose({"--index-url http://127.0.0.1:1/simple/", "alpha"});
+  auto locked = lock_packages(in, home_, python_, installer_, {});
+  ASSERT_TRUE(locked.ok()) << locked.error().message();
+  EXPECT_TRUE(locked->locked);
+  EXPECT_EQ(locked->python, "/usr/bin/python3");
+  EXPECT_EQ(locked->packages,
+            (std::vector<std::string>{"--index-url http://127.0.0.1:1/simple/",
+                                      "alpha==1.0 --hash=sha256:aaa --hash=sha256:bbb",
+                                      "beta==2.0 --hash=sha256:ccc"}));
+  EXPECT_EQ(uv_calls(), 1u);
+  // The same list again: the recorded resolution, no resolver.
+  auto again = lock_packages(in, home_, python_, installer_, {});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->packages, locked->packages);
+  EXPECT_EQ(uv_calls(), 1u);
+  LockOptions refresh;
+  refresh.refresh = true;
+  ASSERT_TRUE(lock_packages(in, home_, python_, installer_, refresh).ok());
+  EXPECT_EQ(uv_calls(), 2u);
+  // A locked list is final.
+  ASSERT_TRUE(lock_packages(*locked, home_, python_, installer_, {}).ok());
+  EXPECT_EQ(uv_calls(), 2u);
+}
+
+TEST_F(PythonEnvTest, KeyFollowsPinsAndInterpreterNotTheTool) {
+  auto a = loose({"alpha==1.0"});
+  a.locked = true;
+  auto b = a;
+  b.packages = {"alpha==1.1"};
+  EXPECT_EQ(request(a).key, request(a).key);
+  EXPECT_NE(request(a).key, request(b).key);
+  Interpreter other = python_;
+  other.version = "3.12.1";
+  EXPECT_NE(request(a).key, PythonEnvRequest::make(a, other, installer_)->key);
+  EXPECT_EQ(request(a).key,
+            PythonEnvRequest::make(a, python_, Installer{Installer::Tool::kPip, {}})->key);
+  auto hidden = a;
+  hidden.system_site_packages = false;
+  EXPECT_NE(request(a).key, request(hidden).key);
+  EXPECT_FALSE(PythonEnvRequest::make(loose({"alpha"}), python_, installer_).ok());
+}
+
+TEST_F(PythonEnvTest, BuildsAVirtualenvOnceAndLeasesIt) {
+  auto locked = *lock_packages(loose({"alpha"}), home_, python_, installer_, {});
+  auto req = request(locked);
+  PythonEnvCache cache(home_);
+  EXPECT_FALSE(cache.is_ready(req.key));
+  auto built = cache.ensure(req, nullptr, -1);
+  ASSERT_TRUE(built.ok()) << built.error().message();
+  EXPECT_TRUE(*built);
+  fs::path dir = cache.dir_of(req.key);
+  EXPECT_TRUE(cache.is_ready(req.key));
+  EXPECT_EQ(fs::read_symlink(dir / "bin" / "python3.11"), "/usr/bin/python3");
+  EXPECT_EQ(fs::read_symlink(dir / "bin" / "python"), "python3.11");
+  auto cfg = read_file(dir / "pyvenv.cfg");
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_NE(cfg->find("home = /usr/bin\n"), std::string::npos);
+  EXPECT_NE(cfg->find("include-system-site-packages = true\n"), std::string::npos);
+  auto installed = read_file(dir / "lib/python3.11/site-packages/installed.txt");
+  ASSERT_TRUE(installed.ok());
+  EXPECT_NE(installed->find("beta==2.0 --hash=sha256:ccc"), std::string::npos);
+  size_t calls = uv_calls();
+  // Ready: a lease starts nothing.
+  auto lease = cache.acquire(req, nullptr, -1);
+  ASSERT_TRUE(lease.ok());
+  EXPECT_FALSE(lease->built());
+  EXPECT_EQ(uv_calls(), calls);
+  EXPECT_EQ(cache.process_leases(req.key), 1u);
+  EXPECT_EQ(cache.list(), std::vector<Digest>{req.key});
+  // In use: never evicted.
+  EXPECT_FALSE(*cache.evict(req.key));
+  lease->release();
+  EXPECT_TRUE(*cache.evict(req.key));
+  EXPECT_FALSE(cache.is_ready(req.key));
+  EXPECT_FALSE(fs::exists(dir));
+}
+
+TEST_F(PythonEnvTest, AFailedInstallLeavesNothingAndSaysWhy) {
+  auto locked = *lock_packages(loose({"alpha"}), home_, python_, installer_, {});
+  auto req = request(locked);
+  PythonEnvCache cache(home_);
+  ::setenv("RTENV_FAKE_UV", "fail", 1);
+  std::vector<std::string> progress;
+  auto built = cache.ensure(req, [&](const std::string& l) { progress.push_back(l); }, -1);
+  ASSERT_FALSE(built.ok());
+  const std::string& m = built.error().message();
+  EXPECT_NE(m.find("exit status 1"), std::string::npos) << m;
+  EXPECT_NE(m.find("Failed to download alpha==1.0"), std::string::npos) << m;
+  EXPECT_EQ(m.find("s3cret"), std::string::npos) << m;
+  EXPECT_NE(m.find("https://user:****@idx.example"), std::string::npos) << m;
+  EXPECT_FALSE(progress.empty());
+  EXPECT_FALSE(cache.is_ready(req.key));
+  EXPECT_FALSE(fs::exists(cache.dir_of(req.key)));
+  // The next attempt builds from scratch.
+  ::unsetenv("RTENV_FAKE_UV");
+  EXPECT_TRUE(*cache.ensure(req, nullptr, -1));
+}
+
+TEST_F(PythonEnvTest, AnInstallPastTheDeadlineTimesOut) {
+  auto locked = *lock_packages(loose({"alpha"}), home_, python_, installer_, {});
+  auto req = request(locked);
+  PythonEnvCache cache(home_);
+  ::setenv("RTENV_FAKE_UV", "hang", 1);
+  auto built = cache.ensure(req, nullptr, 300);
+  ASSERT_FALSE(built.ok());
+  EXPECT_EQ(built.error().code(), ErrorCode::kTimeout);
+  EXPECT_NE(built.error().message().find("timed out"), std::string::npos);
+  EXPECT_FALSE(fs::exists(cache.dir_of(req.key)));
+}
+
+}  // namespace
+}  // namespace rtenv::env

@@ -1,0 +1,25 @@
+#include "util/redact.h"
+
+#include <gtest/gtest.h>
+
+namespace rtenv {
+namespace {
+
+TEST(RedactUrlCredentials, HidesPasswordsAndTokens) {
+  EXPECT_EQ(redact_url_credentials("--index-url https://user:s3cret@pypi.example/simple/"),
+            "--index-url https://user:****@pypi.example/simple/");
+  EXPECT_EQ(redact_url_credentials("https://tok3n@host/x and http://a:b@h:8080"),
+            "https://****@host/x and http://a:****@h:8080");
+  EXPECT_EQ(redact_url_credentials("\"http://u:p@h/\""), "\"http://u:****@h/\"");
+}
+
+TEST(RedactUrlCredentials, LeavesOtherTextAlone) {
+  EXPECT_EQ(redact_url_credentials("no urls here, user@example.com"),
+            "no urls here, user@example.com");
+  EXPECT_EQ(redact_url_credentials("http://host/path@v1"), "http://host/path@v1");
+  EXPECT_EQ(redact_url_credentials(""), "");
+  EXPECT_EQ(redact_url_credentials("trailing://"), "trailing://");
+}
+
+}  // namespace
+}  // namespace rtenv
