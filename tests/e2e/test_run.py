@@ -277,8 +277,6 @@ def test_missing_local_working_dir_names_path(rtenv, tmp_path):
 @pytest.mark.parametrize(
     "field,value",
     [
-        ("pip", ["requests"]),
-        ("uv", ["requests"]),
         ("conda", {"dependencies": ["python"]}),
         ("py_executable", PY),
         ("java_jars", ["https://example.invalid/lib.jar"]),
