@@ -166,7 +166,11 @@ def stop_agent(home: Path) -> None:
     for _ in range(200):
         try:
             os.kill(pid, 0)
-        except ProcessLookupError:
+            # Exited but not reaped yet (its parent is an init that reaps late): gone all the same.
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if stat[stat.rindex(")") + 2] in "ZX":
+                return
+        except (ProcessLookupError, FileNotFoundError):
             return
         time.sleep(0.01)
 
