@@ -427,12 +427,51 @@ Result<PythonEnvRequest> PythonEnvRequest::make(const spec::PythonPackages& lock
                    {"platform", python.platform},
                    {"implementation", python.implementation}};
   PythonEnvRequest out{locked, std::move(python), std::move(installer),
-                       Digest::of("rtenv-pyenv 1\n" + identity.dump())};
+                       Digest::of("rtenv-pyenv 1\n" + identity.dump()), std::nullopt};
   return out;
+}
+
+PythonEnvRequest PythonEnvRequest::make_wheel(const std::string& wheel_uri, fs::path wheel_file,
+                                              Interpreter python, Installer installer) {
+  json identity = {{"wheel", wheel_uri},
+                   {"python", python.executable.string()},
+                   {"python_version", python.version},
+                   {"platform", python.platform},
+                   {"implementation", python.implementation}};
+  PythonEnvRequest out{{}, std::move(python), std::move(installer),
+                       Digest::of("rtenv-wheel 1\n" + identity.dump()), std::move(wheel_file)};
+  return out;
+}
+
+Result<void> PythonEnvCache::build_wheel_target(const PythonEnvRequest& request,
+                                                const FileLock& lock,
+                                                const InstallProgress& progress,
+                                                int64_t timeout_ms) {
+  const fs::path dir = dir_of(request.key);
+  RTENV_TRY(remove_tree(dir));
+  RTENV_TRY(make_dirs(dir));
+  ProcessSpec p;
+  const std::string exe = request.python.executable.string();
+  if (request.installer.tool == Installer::Tool::kUv) {
+    p.argv = {request.installer.uv.string(), "pip", "install", "--python", exe, "--target",
+              dir.string(), "--no-deps", request.wheel->string()};
+  } else {
+    p.argv = {exe, "-m", "pip", "install", "--target", dir.string(), "--no-deps",
+              request.wheel->string()};
+  }
+  p.env["UV_CACHE_DIR"] = home_.uv_cache().string();
+  p.env["PIP_CACHE_DIR"] = home_.pip_cache().string();
+  p.timeout_ms = timeout_ms;
+  p.inherit_fd = lock.fd();
+  RTENV_TRY(run_step(fmt::format("installing the wheel {}", request.wheel->filename().string()),
+                     std::move(p), progress));
+  json ready = {{"wheel", request.wheel->filename().string()}, {"python", exe}};
+  return write_file_atomic(sidecar(request.key, ".ready"), ready.dump(1));
 }
 
 Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLock& lock,
                                    const InstallProgress& progress, int64_t timeout_ms) {
+  if (request.wheel) return build_wheel_target(request, lock, progress, timeout_ms);
   const int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
   const fs::path dir = dir_of(request.key);
   const fs::path py = python_of(dir);

@@ -75,9 +75,16 @@ struct PythonEnvRequest {
   Interpreter python;
   Installer installer;
   Digest key;
+  /// Set for a py_modules wheel: the .whl file on the node, installed (without its
+  /// dependencies) into a private target directory instead of a virtualenv.
+  std::optional<fs::path> wheel;
 
   static Result<PythonEnvRequest> make(const spec::PythonPackages& locked, Interpreter python,
                                        Installer installer);
+  /// A wheel's target directory, keyed by the wheel (`wheel_uri`: its package URI and file name)
+  /// and the interpreter.
+  static PythonEnvRequest make_wheel(const std::string& wheel_uri, fs::path wheel_file,
+                                     Interpreter python, Installer installer);
   /// "pyenv://<key>": how references and listings name it.
   std::string uri() const { return std::string(kUriPrefix) + key.hex(); }
   static constexpr std::string_view kUriPrefix = "pyenv://";
@@ -126,7 +133,7 @@ class PythonEnvCache {
   std::vector<Digest> list() const;
 
   fs::path dir_of(const Digest& key) const { return home_.pyenvs() / key.hex(); }
-  /// The context entries a process needs to run inside the env.
+  /// The interpreter of the virtualenv in `env_dir`.
   static fs::path python_of(const fs::path& env_dir) { return env_dir / "bin" / "python"; }
 
  private:
@@ -135,6 +142,8 @@ class PythonEnvCache {
   }
   Result<void> build(const PythonEnvRequest& request, const FileLock& lock,
                      const InstallProgress& progress, int64_t timeout_ms);
+  Result<void> build_wheel_target(const PythonEnvRequest& request, const FileLock& lock,
+                                  const InstallProgress& progress, int64_t timeout_ms);
 
   Home home_;
 };

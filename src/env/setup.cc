@@ -84,8 +84,25 @@ Result<Plan> plan(const RuntimeEnv& env, const NodeCache& cache) {
   }
   auto modules = env.py_modules();
   for (size_t i = 0; i < modules.size(); ++i) {
-    RTENV_ASSIGN_OR_RETURN(fs::path dir, add(fmt::format("py_modules[{}]", i), modules[i]));
-    out.context.python_path.push_back(dir);
+    std::string field = fmt::format("py_modules[{}]", i);
+    if (!modules[i].ends_with(".whl")) {
+      RTENV_ASSIGN_OR_RETURN(fs::path dir, add(field, modules[i]));
+      out.context.python_path.push_back(dir);
+      continue;
+    }
+    // A wheel: its package (the file), then its install into a private target directory.
+    auto target = [&]() -> Result<PythonEnvRequest> {
+      RTENV_ASSIGN_OR_RETURN(WheelUri wheel, WheelUri::parse(modules[i]));
+      RTENV_ASSIGN_OR_RETURN(fs::path dir, add(field, wheel.package.str()));
+      RTENV_ASSIGN_OR_RETURN(Interpreter python, find_interpreter(cache.packages.home()));
+      RTENV_ASSIGN_OR_RETURN(Installer installer,
+                             find_installer(python, spec::Installer::kPip));
+      return PythonEnvRequest::make_wheel(wheel.str(), dir / wheel.file, std::move(python),
+                                          std::move(installer));
+    }();
+    if (!target) return target.error().with_context("runtime_env." + field);
+    out.resources.push_back({field, "py_modules", target->uri(), std::nullopt, *target});
+    out.context.python_path.push_back(cache.python.dir_of(target->key));
   }
   out.context.env_vars = env.env_vars();
   if (auto packages = env.python_packages()) {

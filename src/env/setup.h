@@ -25,6 +25,16 @@ struct Context {
   std::optional<fs::path> py_executable;        ///< the env's interpreter (pip/uv), if any
 };
 
+/// A py_modules wheel in the store: "rtenv://sha256/<package>/<name>.whl", the package holding
+/// the wheel file under its own name.
+struct WheelUri {
+  pack::PackageUri package;
+  std::string file;
+
+  std::string str() const;
+  static Result<WheelUri> parse(std::string_view uri);
+};
+
 /// What a URI-only env needs on a node and what it gives a process: the resources, and the
 /// context with env_vars not yet expanded (the caller's environment expands them).
 struct Plan {

@@ -73,6 +73,11 @@ struct Uploader {
 
   Result<std::string> resolve(const std::string& field, const std::string& value, bool module) {
     if (pack::PackageUri::is_package_uri(value)) {
+      if (module && ends_with(value, ".whl")) {
+        auto wheel = WheelUri::parse(value);
+        if (!wheel) return wheel.error().with_context("runtime_env." + field);
+        return wheel->str();
+      }
       RTENV_ASSIGN_OR_RETURN(auto uri, pack::PackageUri::parse(value));
       return uri.str();
     }
@@ -89,7 +94,11 @@ struct Uploader {
       return uri.str();
     }
     fs::path path(value);
-    if (ends_with(value, ".whl")) return unsupported_wheel(field, value);
+    if (module && ends_with(value, ".whl") && fs::is_regular_file(path)) {
+      // The wheel file travels as a one-file package; the node installs it.
+      RTENV_ASSIGN_OR_RETURN(auto uri, pack(field, path, std::nullopt, /*use_index=*/true));
+      return WheelUri{uri, path.filename().string()}.str();
+    }
     if (ends_with(value, ".zip") && fs::is_regular_file(path)) {
       RTENV_ASSIGN_OR_RETURN(auto uri, pack_zip(field, value, /*remote=*/false));
       return uri.str();
@@ -102,13 +111,31 @@ struct Uploader {
 
   static Error unsupported_wheel(const std::string& field, const std::string& value) {
     return make_error(ErrorCode::kUnsupported,
-                      "runtime_env.{}: not supported yet: wheel files ({}) need rtenv's Python "
-                      "installer; give the package's source directory instead",
+                      "runtime_env.{}: not supported yet: wheel URLs ({}); download the wheel "
+                      "and give its local path",
                       field, value);
   }
 };
 
 }  // namespace
+
+std::string WheelUri::str() const { return package.str() + "/" + file; }
+
+Result<WheelUri> WheelUri::parse(std::string_view uri) {
+  size_t slash = pack::PackageUri::kPrefix.size() + 64;
+  if (!pack::PackageUri::is_package_uri(uri) || uri.size() <= slash + 1 || uri[slash] != '/' ||
+      !uri.ends_with(".whl")) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "'{}' is not a wheel in the store (rtenv://sha256/<digest>/<name>.whl)", uri);
+  }
+  RTENV_ASSIGN_OR_RETURN(auto package, pack::PackageUri::parse(uri.substr(0, slash)));
+  std::string file(uri.substr(slash + 1));
+  if (file.find('/') != std::string::npos || file == ".whl") {
+    return make_error(ErrorCode::kInvalidArgument, "'{}': the wheel's name is not a file name",
+                      uri);
+  }
+  return WheelUri{package, file};
+}
 
 Result<RuntimeEnv> upload_local(const RuntimeEnv& env, const Home& home, store::BlobStore& store,
                                 const UploadOptions& options) {

@@ -251,11 +251,18 @@ class Validator {
     if (s.empty()) return invalid(fmt::format("{}: empty path", path));
     if (is_uri(s)) {
       if (s.rfind("rtenv://", 0) == 0) {
-        if (!is_valid_rtenv_uri(s)) {
+        // A wheel in the store is its one-file package plus the file's name.
+        const bool wheels = std::find(rule.remote_suffixes.begin(), rule.remote_suffixes.end(),
+                                      ".whl") != rule.remote_suffixes.end();
+        size_t slash = s.find('/', std::string_view("rtenv://sha256/").size());
+        bool wheel = wheels && slash != std::string::npos && s.ends_with(".whl") &&
+                     s.find('/', slash + 1) == std::string::npos && s.size() > slash + 5 &&
+                     is_valid_rtenv_uri(std::string_view(s).substr(0, slash));
+        if (!is_valid_rtenv_uri(s) && !wheel) {
           return invalid(fmt::format(
               "{}: invalid rtenv package URI {} (expected rtenv://sha256/<64 lowercase hex "
-              "digits>)",
-              path, s));
+              "digits>{})",
+              path, s, wheels ? ", or that followed by /<name>.whl for a wheel" : ""));
         }
         return v;
       }

@@ -635,3 +635,24 @@ def test_real_package_from_pypi(py):
     got, _ = inspect(py, {"pip": ["six==1.16.0"]}, "six", timeout=120)
     assert got["versions"] == {"six": "1.16.0"}
     assert Path(got["prefix"]).parent == pyenvs(py)
+
+
+def test_py_modules_wheel_is_installed_into_its_own_target(py, dists, tmp_path):
+    # A wheel in py_modules travels as a one-file package and is installed (without its
+    # dependencies) into a private directory on PYTHONPATH; two versions stay apart.
+    one, two = dists["conflict-1.0"], dists["conflict-2.0"]
+    seen = {}
+    for wheel in (one, two):
+        out, err = inspect(py, {"py_modules": [str(wheel)]}, "conflict", flags=("-v",))
+        seen[wheel.name] = out["versions"]["conflict"]
+        assert "install py_modules[0] pyenv://" in err, err
+    assert seen == {one.name: "1.0", two.name: "2.0"}
+    # Again: nothing to install, nothing to upload.
+    out, err = inspect(py, {"py_modules": [str(one)]}, "conflict", flags=("-v",))
+    assert out["versions"]["conflict"] == "1.0"
+    assert "everything was on this machine already" in err, err
+    # The packed form names the wheel; a task-level env can carry it.
+    p = py("env", "create", "--json", "-e", json.dumps({"py_modules": [str(one)]}))
+    assert_ok(p)
+    (uri,) = json.loads(p.stdout)["runtime_env"]["py_modules"]
+    assert re.fullmatch(r"rtenv://sha256/[0-9a-f]{64}/conflict-1\.0-py3-none-any\.whl", uri), uri
