@@ -656,3 +656,31 @@ def test_py_modules_wheel_is_installed_into_its_own_target(py, dists, tmp_path):
     assert_ok(p)
     (uri,) = json.loads(p.stdout)["runtime_env"]["py_modules"]
     assert re.fullmatch(r"rtenv://sha256/[0-9a-f]{64}/conflict-1\.0-py3-none-any\.whl", uri), uri
+
+
+def test_gc_evicts_unused_venvs_never_one_in_use(py, index, tmp_path):
+    # Everything is over a 1-byte limit: eviction (the agent's own after an install, or `rtenv
+    # gc`) removes what nobody uses, and leaves the venv a running command holds.
+    py.env.update(RTENV_CACHE_LIMIT="1", RTENV_CACHE_LOW="0")
+    idle_env, busy_env = pip(index.url, "conflict==1.0"), pip(index.url, "conflict==2.0")
+    assert_ok(py.run(idle_env, "python", "-c", "import conflict"))
+    (idle,) = venv_dirs(py)
+    started, release = tmp_path / "started", tmp_path / "release"
+    hold = (f"import conflict, pathlib, time; pathlib.Path({str(started)!r}).write_text('x')\n"
+            f"while not pathlib.Path({str(release)!r}).exists(): time.sleep(0.02)")
+    proc = py.popen(busy_env, "python", "-c", hold)
+    try:
+        wait_for(started.exists, 60, "the command holding conflict 2.0 to start")
+        busy = next(d for d in venv_dirs(py) if d != idle)
+        gc = py("gc")
+        assert_ok(gc)
+        assert busy not in gc.stdout, f"evicted the venv of a running command: {gc.stdout}"
+        assert venv_dirs(py) == [busy]
+        assert not (pyenvs(py) / f"{idle}.ready").exists()
+    finally:
+        release.write_text("x")
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    # The evicted env comes back when asked for.
+    out, _ = inspect(py, idle_env, "conflict")
+    assert out["versions"]["conflict"] == "1.0"
