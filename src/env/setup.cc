@@ -116,8 +116,8 @@ Result<Plan> plan(const RuntimeEnv& env, const NodeCache& cache) {
     if (!request) return request.error().with_context(std::string("runtime_env.") + field);
     fs::path dir = cache.python.dir_of(request->key);
     out.resources.push_back({field, "python", request->uri(), std::nullopt, *request});
-    // As `source bin/activate` would: the env's bin first on PATH (after what the job itself
-    // puts there), VIRTUAL_ENV naming it.
+    // As `source bin/activate` would: the env's bin first on PATH (ahead of the env's own
+    // env_vars.PATH, if it sets one), VIRTUAL_ENV naming it.
     auto& vars = out.context.env_vars;
     auto path = vars.find("PATH");
     std::string rest = path != vars.end() ? path->second : "${PATH}";
