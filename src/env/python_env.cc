@@ -282,6 +282,31 @@ Result<void> write_venv(const fs::path& dir, const Interpreter& python, bool sys
                   python.version, python.executable.string()));
 }
 
+// Points the scripts in `bin` that start `from` (a shebang, or uv's /bin/sh trampoline for long
+// paths, both in the first lines) at `to` instead.
+Result<void> retarget_scripts(const fs::path& bin, const std::string& from, const std::string& to) {
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(bin, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    if (it->is_symlink(ec) || !it->is_regular_file(ec)) continue;
+    auto text = read_file(it->path());
+    if (!text || !text->starts_with("#!")) continue;
+    size_t header_end = text->find('\n');
+    if (header_end != std::string::npos) header_end = text->find('\n', header_end + 1);
+    if (header_end == std::string::npos) header_end = text->size();
+    size_t at = text->find(from);
+    if (at == std::string::npos || at > header_end) continue;
+    // Only the interpreter itself, not a longer path that starts the same way.
+    char next = at + from.size() < text->size() ? (*text)[at + from.size()] : '\n';
+    if (next != '\n' && next != ' ' && next != '\'' && next != '"') continue;
+    text->replace(at, from.size(), to);
+    struct stat st;
+    mode_t mode = ::stat(it->path().c_str(), &st) == 0 ? st.st_mode & 07777 : 0755;
+    RTENV_TRY(write_file_atomic(it->path(), *text, mode));
+  }
+  return ok_result();
+}
+
 }  // namespace
 
 Result<Interpreter> find_interpreter(const Home& home, const std::optional<std::string>& wanted) {
@@ -528,9 +553,18 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
   for (const auto& line : pkgs.packages) (is_option_line(line) ? options : pins).push_back(line);
   const fs::path requirements = dir / "rtenv-requirements.txt";
   RTENV_TRY(write_file_atomic(requirements, requirements_text(pkgs.packages)));
+  // uv installs into a venv we wrote ourselves as a prefix, through the base interpreter: uv
+  // already knows that one (from resolving), while the new venv's would cost it an interpreter
+  // query, a third of a cold install. Scripts then name the base interpreter; they are pointed
+  // at the venv's afterwards.
+  const bool as_prefix = uv && request.python.implementation == "cpython";
   auto install = [&](const std::string& what, const fs::path& file) -> Result<void> {
     std::vector<std::string> argv;
-    if (uv) {
+    if (as_prefix) {
+      argv = {uv_bin, "pip", "install", "--python", exe, "--prefix", dir.string(), "--no-deps",
+              "-r", file.string()};
+      argv.insert(argv.end(), pkgs.install_options.begin(), pkgs.install_options.end());
+    } else if (uv) {
       argv = {uv_bin, "pip", "install", "--python", py.string(), "--no-deps", "-r", file.string()};
       argv.insert(argv.end(), pkgs.install_options.begin(), pkgs.install_options.end());
     } else {
@@ -550,6 +584,7 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
     RTENV_TRY(write_file_atomic(pip_file, requirements_text(lines)));
     RTENV_TRY(install("pip " + *pkgs.installer_version + " (pip_version)", pip_file));
   }
+  if (as_prefix) RTENV_TRY(retarget_scripts(dir / "bin", exe, py.string()));
   if (pkgs.check) {
     std::vector<std::string> argv;
     if (uv) {

@@ -109,6 +109,7 @@ def build_wheel(
     deps: list[str] | tuple[str, ...] = (),
     extra_files: dict[str, str | bytes] | None = None,
     payload_bytes: int = 0,
+    console_scripts: dict[str, str] | None = None,
 ) -> Path:
     """Writes `{name}-{version}-py3-none-any.whl` (name escaped as wheel file names require) to
     out_dir and returns its path.
@@ -118,6 +119,8 @@ def build_wheel(
     `"simple/data.txt"` or a top-level `"other_module.py"`); `payload_bytes` adds
     `<module>/payload.bin` of that many random (incompressible) bytes. `deps` become
     `Requires-Dist:` lines, e.g. `["simple>=1,<2", "other; python_version >= '3'"]`.
+    `console_scripts` ({script name: "module:function"}) become entry points that installers
+    turn into scripts in the environment's bin/.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -151,6 +154,9 @@ def build_wheel(
         b"Tag: py3-none-any\n",
     ))
     files.append((f"{dist_info}/top_level.txt", f"{module}\n".encode()))
+    if console_scripts:
+        lines = ["[console_scripts]"] + [f"{k} = {v}" for k, v in sorted(console_scripts.items())]
+        files.append((f"{dist_info}/entry_points.txt", ("\n".join(lines) + "\n").encode()))
 
     record_path = f"{dist_info}/RECORD"
     record = io.StringIO()

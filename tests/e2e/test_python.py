@@ -58,6 +58,9 @@ def dists(tmp_path_factory) -> dict[str, Path]:
         "extra-1.0": build_wheel(out, "extra", "1.0"),
         "other-1.0": build_wheel(out, "other", "1.0", payload_bytes=4096),
         "brokenbuild-0.1": build_failing_sdist(out, "brokenbuild", "0.1", message=BROKEN_MESSAGE),
+        "clitool-1.0": build_wheel(
+            out, "clitool", "1.0", console_scripts={"clitool": "clitool.cli:main"},
+            extra_files={"clitool/cli.py": "import sys\ndef main():\n    print(sys.prefix)\n"}),
     }
 
 
@@ -684,3 +687,17 @@ def test_gc_evicts_unused_venvs_never_one_in_use(py, index, tmp_path):
     # The evicted env comes back when asked for.
     out, _ = inspect(py, idle_env, "conflict")
     assert out["versions"]["conflict"] == "1.0"
+
+
+@pytest.mark.parametrize("installer", ["uv", "pip"])
+def test_console_scripts_run_with_the_venvs_python(py, index, installer):
+    # A package's scripts land in the venv's bin/ and start the venv's interpreter (not the one
+    # that installed them), so they see the env's packages.
+    py.env["RTENV_INSTALLER"] = installer
+    p = py.run(pip(index.url, "clitool"), "clitool")
+    assert_ok(p)
+    prefix = p.stdout.strip()
+    assert Path(prefix).parent == pyenvs(py), prefix
+    script = Path(prefix) / "bin" / "clitool"
+    assert script.read_text().startswith("#!"), script.read_text()[:200]
+    assert prefix in script.read_text().split("\n", 2)[0] + script.read_text().split("\n", 2)[1]
