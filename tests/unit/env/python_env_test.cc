@@ -27,8 +27,19 @@ case "$1 $2" in
             exit 1 ;;
       hang) sleep 30 ;;
     esac
-    site=$(dirname "$4")/../lib/python3.11/site-packages
-    cp "$7" "$site/installed.txt"
+    shift 2
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --python) python=$2; shift ;;
+        --prefix) prefix=$2; shift ;;
+        -r) requirements=$2; shift ;;
+      esac
+      shift
+    done
+    cp "$requirements" "$prefix/lib/python3.11/site-packages/installed.txt"
+    # A console script, as installers write it when installing through another interpreter.
+    printf '#!%s\nimport sys\n' "$python" > "$prefix/bin/tool"
+    chmod 755 "$prefix/bin/tool"
     ;;
 esac
 )";
@@ -128,6 +139,12 @@ TEST_F(PythonEnvTest, BuildsAVirtualenvOnceAndLeasesIt) {
   auto installed = read_file(dir / "lib/python3.11/site-packages/installed.txt");
   ASSERT_TRUE(installed.ok());
   EXPECT_NE(installed->find("beta==2.0 --hash=sha256:ccc"), std::string::npos);
+  // Installed through the base interpreter, the script is pointed at the venv's.
+  auto script = read_file(dir / "bin" / "tool");
+  ASSERT_TRUE(script.ok());
+  EXPECT_EQ(*script, "#!" + (dir / "bin" / "python").string() + "\nimport sys\n");
+  EXPECT_EQ(fs::status(dir / "bin" / "tool").permissions() & fs::perms::owner_exec,
+            fs::perms::owner_exec);
   size_t calls = uv_calls();
   // Ready: a lease starts nothing.
   auto lease = cache.acquire(req, nullptr, -1);
