@@ -10,6 +10,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "agent.grpc.pb.h"
+#include "env/agent_process.h"
 #include "util/fs.h"
 
 namespace rtenv::agent {
@@ -32,51 +33,14 @@ bool wait_connected(grpc::Channel& channel, std::chrono::milliseconds timeout) {
   return channel.WaitForConnected(std::chrono::system_clock::now() + timeout);
 }
 
-// Starts `rtenv agent` in its own session, detached from ours, with output to the agent log.
-Result<void> start_agent(const env::Home& home, int idle_exit_seconds) {
-  // The lean agent binary beside this one, if installed: one exec instead of two.
-  std::string exe = self_executable();
-  std::string lean = (fs::path(exe).parent_path() / "rtenv-agent").string();
-  bool use_lean = ::access(lean.c_str(), X_OK) == 0;
-  std::string idle = std::to_string(idle_exit_seconds);
-  std::string log = (home.logs() / "agent.log").string();
-  pid_t pid = ::fork();
-  if (pid < 0) return make_error(ErrorCode::kIo, "cannot start the agent: {}", errno_text());
-  if (pid == 0) {
-    ::setsid();
-    if (::fork() != 0) ::_exit(0);
-    int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-    int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (null_fd >= 0) ::dup2(null_fd, 0);
-    if (log_fd >= 0) {
-      ::dup2(log_fd, 1);
-      ::dup2(log_fd, 2);
-    }
-    ::setenv("RTENV_HOME", home.root.c_str(), 1);
-    if (use_lean) ::execl(lean.c_str(), lean.c_str(), "--idle-exit", idle.c_str(), nullptr);
-    ::execl(exe.c_str(), exe.c_str(), "agent", "--idle-exit", idle.c_str(), nullptr);
-    ::_exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return ok_result();
-}
-
 }  // namespace
 
-std::string self_executable() {
-  std::error_code ec;
-  auto p = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? "rtenv" : p.string();
-}
+std::string self_executable() { return env::self_executable(); }
 
 AgentClient::AgentClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 AgentClient::~AgentClient() = default;
 
 Result<std::unique_ptr<AgentClient>> AgentClient::connect(const env::Home& home, bool start) {
-  int idle_exit_seconds = 600;
-  if (const char* v = std::getenv("RTENV_AGENT_IDLE_EXIT"); v && *v)
-    idle_exit_seconds = std::atoi(v);
   auto impl = std::make_unique<Impl>();
   std::string target = "unix:" + (home.root / "agent.sock").string();
   grpc::ChannelArguments args;
@@ -92,7 +56,7 @@ Result<std::unique_ptr<AgentClient>> AgentClient::connect(const env::Home& home,
                         "`rtenv agent`)",
                         home.root.string());
     }
-    RTENV_TRY(start_agent(home, idle_exit_seconds));
+    RTENV_TRY(env::start_agent_process(home));
     // Wait for the socket, then connect on a fresh channel: the first one failed already and
     // would retry only after its backoff.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);

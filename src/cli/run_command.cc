@@ -15,6 +15,7 @@
 #include "agent/client.h"
 #include "env/zip_import.h"
 #endif
+#include "env/agent_process.h"
 #include "env/package_cache.h"
 #include "util/fs.h"
 #include "util/process.h"
@@ -181,6 +182,14 @@ int run_command(const RunArgs& args) {
   upload.install_progress = [&](const std::string& line) {
     progress.show("rtenv: resolving: " + line);
   };
+  // Resolving packages no one resolved before means this env is new here: the agent will be
+  // needed, so it starts while the resolver runs rather than after.
+  const char* no_agent_env = std::getenv("RTENV_NO_AGENT");
+  bool agent_wanted = args.store_url.empty() &&
+                      !(no_agent_env && *no_agent_env && std::string(no_agent_env) != "0");
+  upload.before_resolving = [&] {
+    if (agent_wanted && !env::agent_process_running(*home)) (void)env::start_agent_process(*home);
+  };
   upload.report = [&](const std::string& line) {
     progress.clear();
     if (show_packing && (args.verbose || line.starts_with("warning:"))) {
@@ -211,9 +220,7 @@ int run_command(const RunArgs& args) {
   const void* agent_client = nullptr;
 #endif
   std::string holder, serialized = resolved->canonical();
-  const char* no_agent = std::getenv("RTENV_NO_AGENT");
-  if (!all_ready && args.store_url.empty() &&
-      !(no_agent && *no_agent && std::string(no_agent) != "0")) {
+  if (!all_ready && agent_wanted) {
 #ifdef RTENV_FRONT
     ::setenv(kPackReported, "1", 1);
     return exec_full();  // the agent is reached over gRPC, which only rtenv-full loads

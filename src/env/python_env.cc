@@ -405,6 +405,7 @@ Result<spec::PythonPackages> lock_packages(const spec::PythonPackages& loose, co
     }
   }
   if (!found) {
+    if (options.before_resolving) options.before_resolving();
     auto resolved = installer.tool == Installer::Tool::kUv
                         ? resolve_with_uv(loose, home, python, installer, options)
                         : resolve_with_pip(loose, home, python, options);

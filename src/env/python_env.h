@@ -53,6 +53,9 @@ struct LockOptions {
   int64_t timeout_ms = -1;  ///< for the resolver process; negative: none
   bool refresh = false;     ///< resolve again even if this requirement list was resolved before
   InstallProgress progress;
+  /// Called once just before a resolver starts (the list was not resolved before): the slow
+  /// path, which a caller may use to start other work meanwhile.
+  std::function<void()> before_resolving;
 };
 
 /// Resolves `loose` to exact pins with hashes (`uv pip compile --generate-hashes`, or

@@ -81,6 +81,8 @@ struct UploadOptions {
   InstallProgress install_progress;
   /// Resolve `pip`/`uv` again even if the same list was resolved before.
   bool refresh_lock = false;
+  /// See LockOptions::before_resolving.
+  std::function<void()> before_resolving;
 };
 
 /// Packs the local paths of a job-level env (working_dir, py_modules; `excludes` applied) into

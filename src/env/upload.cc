@@ -158,6 +158,7 @@ Result<RuntimeEnv> upload_local(const RuntimeEnv& env, const Home& home, store::
   LockOptions lock;
   lock.refresh = options.refresh_lock;
   lock.progress = options.install_progress;
+  lock.before_resolving = options.before_resolving;
   int64_t timeout_s = env.config().setup_timeout_seconds;
   lock.timeout_ms = timeout_s > 0 ? timeout_s * 1000 : -1;
   RTENV_ASSIGN_OR_RETURN(out, lock_python(out, home, lock));
