@@ -170,7 +170,10 @@ Result<ActiveEnv> activate(
     active.leases.push_back(std::move(lease).value());
   }
   active.context = std::move(p.context);
-  finish_context(&active.context, cache.packages.home(), !p.resources.empty(), lookup_caller_env);
+  // Only packages (working_dir, py_modules) are kept free of bytecode; a venv is not checked,
+  // and pointing Python at an empty cache would make it compile its standard library again.
+  finish_context(&active.context, cache.packages.home(), !active.leases.empty(),
+                 lookup_caller_env);
   return active;
 }
 
