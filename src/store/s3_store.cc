@@ -1,0 +1,887 @@
+#include "store/s3_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <curl/curl.h>
+
+#include "store/blob_codec.h"
+#include "util/fs.h"
+#include "util/parallel.h"
+#include "util/redact.h"
+
+namespace rtenv::store {
+
+// ---------------------------------------------------------------------------------------------
+// Settings from the environment and the AWS CLI's profile files.
+
+namespace {
+
+constexpr std::string_view kScheme = "s3://";
+
+std::string_view trim(std::string_view s) {
+  size_t b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return {};
+  size_t e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+using IniSection = std::map<std::string, std::string>;
+
+// The keys of `[section]` in an INI file as the AWS CLI writes them. nullopt if the file or the
+// section does not exist. Indented lines under a key with no value (nested settings such as
+// `s3 =`) are skipped.
+Result<std::optional<IniSection>> read_ini_section(const fs::path& path, std::string_view section) {
+  auto text = read_file(path);
+  if (!text) {
+    if (text.error().code() == ErrorCode::kNotFound) return std::optional<IniSection>();
+    return std::move(text).error();
+  }
+  std::optional<IniSection> found;
+  bool inside = false, nested = false;
+  std::string_view rest = *text;
+  while (!rest.empty()) {
+    size_t nl = rest.find('\n');
+    std::string_view raw = rest.substr(0, nl);
+    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    std::string_view line = trim(raw);
+    if (line.empty() || line[0] == '#' || line[0] == ';') continue;
+    bool indented = raw[0] == ' ' || raw[0] == '\t';
+    if (nested && indented) continue;
+    nested = false;
+    if (line.front() == '[' && line.back() == ']') {
+      inside = trim(line.substr(1, line.size() - 2)) == section;
+      if (inside && !found) found.emplace();
+      continue;
+    }
+    size_t eq = line.find('=');
+    if (!inside || eq == std::string_view::npos) continue;
+    std::string_view value = trim(line.substr(eq + 1));
+    if (value.empty()) {
+      nested = true;
+      continue;
+    }
+    (*found)[lower(trim(line.substr(0, eq)))] = std::string(value);
+  }
+  return found;
+}
+
+struct ProfileKeys {
+  std::optional<S3Credentials> credentials;
+  std::optional<std::string> region;
+};
+
+ProfileKeys keys_of(const std::optional<IniSection>& section) {
+  ProfileKeys out;
+  if (!section) return out;
+  auto get = [&](const char* name) -> std::string {
+    auto it = section->find(name);
+    return it == section->end() ? std::string() : it->second;
+  };
+  S3Credentials c{get("aws_access_key_id"), get("aws_secret_access_key"), get("aws_session_token")};
+  if (!c.access_key_id.empty() && !c.secret_access_key.empty()) out.credentials = std::move(c);
+  if (std::string r = get("region"); !r.empty()) out.region = std::move(r);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// URLs, S3's XML, and the HTTP layer.
+
+bool unreserved(unsigned char c) {
+  return std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~';
+}
+
+// Percent-encoding as SigV4 canonicalizes it: everything but unreserved characters (and '/' in a
+// path), upper-case hex. The URL we send is already canonical, so what libcurl signs (the path
+// and query as given) is what S3 computes.
+std::string uri_encode(std::string_view s, bool keep_slash) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size());
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if (unreserved(c) || (keep_slash && c == '/')) {
+      out.push_back(ch);
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+std::string xml_unescape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '&') {
+      out.push_back(s[i]);
+      continue;
+    }
+    size_t semi = s.find(';', i);
+    if (semi == std::string_view::npos || semi - i > 10) {
+      out.push_back('&');
+      continue;
+    }
+    std::string_view entity = s.substr(i + 1, semi - i - 1);
+    unsigned long code = 0;
+    if (entity == "amp") {
+      out.push_back('&');
+    } else if (entity == "lt") {
+      out.push_back('<');
+    } else if (entity == "gt") {
+      out.push_back('>');
+    } else if (entity == "quot") {
+      out.push_back('"');
+    } else if (entity == "apos") {
+      out.push_back('\'');
+    } else if (entity.size() > 1 && entity[0] == '#') {
+      bool hex = entity[1] == 'x' || entity[1] == 'X';
+      std::string digits(entity.substr(hex ? 2 : 1));
+      char* end = nullptr;
+      code = std::strtoul(digits.c_str(), &end, hex ? 16 : 10);
+      if (digits.empty() || *end != '\0' || code > 0x10FFFF) {
+        out.append(s.substr(i, semi - i + 1));
+      } else if (code < 0x80) {
+        out.push_back(static_cast<char>(code));
+      } else if (code < 0x800) {
+        out.push_back(static_cast<char>(0xC0 | (code >> 6)));
+        out.push_back(static_cast<char>(0x80 | (code & 0x3F)));
+      } else if (code < 0x10000) {
+        out.push_back(static_cast<char>(0xE0 | (code >> 12)));
+        out.push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | (code & 0x3F)));
+      } else {
+        out.push_back(static_cast<char>(0xF0 | (code >> 18)));
+        out.push_back(static_cast<char>(0x80 | ((code >> 12) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3F)));
+        out.push_back(static_cast<char>(0x80 | (code & 0x3F)));
+      }
+    } else {
+      out.append(s.substr(i, semi - i + 1));
+    }
+    i = semi;
+  }
+  return out;
+}
+
+std::string xml_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      default:
+        out.push_back(c);
+    }
+  }
+  return out;
+}
+
+// The raw content of the first <tag>...</tag> in `xml` at or after `*pos` (which moves past it),
+// or nullopt. S3's answers are flat enough that no general XML parser is needed: element names
+// are fixed, values are escaped text, and no element here nests one of the same name.
+std::optional<std::string_view> xml_element(std::string_view xml, std::string_view tag,
+                                            size_t* pos) {
+  std::string open = fmt::format("<{}>", tag), close = fmt::format("</{}>", tag);
+  size_t start = xml.find(open, pos ? *pos : 0);
+  if (start == std::string_view::npos) return std::nullopt;
+  start += open.size();
+  size_t end = xml.find(close, start);
+  if (end == std::string_view::npos) return std::nullopt;
+  if (pos) *pos = end + close.size();
+  return xml.substr(start, end - start);
+}
+
+// The unescaped text of the first <tag> element.
+std::optional<std::string> xml_text(std::string_view xml, std::string_view tag) {
+  auto raw = xml_element(xml, tag, nullptr);
+  if (!raw) return std::nullopt;
+  return xml_unescape(*raw);
+}
+
+struct CurlHandle {
+  CURL* curl = nullptr;
+  ~CurlHandle() {
+    if (curl) curl_easy_cleanup(curl);
+  }
+};
+
+// This thread's handle, reset to defaults. Keeping one per thread keeps its connections (and TLS
+// sessions) open between requests, which matters when missing() sends thousands of HEADs.
+CURL* thread_curl() {
+  thread_local CurlHandle handle;
+  if (!handle.curl) {
+    handle.curl = curl_easy_init();
+  } else {
+    curl_easy_reset(handle.curl);
+  }
+  return handle.curl;
+}
+
+struct UploadSource {
+  std::string_view data;
+  size_t offset = 0;
+};
+
+size_t read_body(char* buf, size_t size, size_t n, void* user) {
+  auto* src = static_cast<UploadSource*>(user);
+  size_t len = std::min(size * n, src->data.size() - src->offset);
+  std::memcpy(buf, src->data.data() + src->offset, len);
+  src->offset += len;
+  return len;
+}
+
+int seek_body(void* user, curl_off_t offset, int origin) {
+  auto* src = static_cast<UploadSource*>(user);
+  if (origin != SEEK_SET || offset < 0 || static_cast<size_t>(offset) > src->data.size()) {
+    return CURL_SEEKFUNC_CANTSEEK;
+  }
+  src->offset = static_cast<size_t>(offset);
+  return CURL_SEEKFUNC_OK;
+}
+
+size_t append_body(char* data, size_t size, size_t n, void* user) {
+  static_cast<std::string*>(user)->append(data, size * n);
+  return size * n;
+}
+
+size_t capture_etag(char* data, size_t size, size_t n, void* user) {
+  std::string_view line(data, size * n);
+  size_t colon = line.find(':');
+  if (colon != std::string_view::npos && lower(trim(line.substr(0, colon))) == "etag") {
+    *static_cast<std::string*>(user) = std::string(trim(line.substr(colon + 1)));
+  }
+  return size * n;
+}
+
+struct SlistDeleter {
+  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+};
+using Slist = std::unique_ptr<curl_slist, SlistDeleter>;
+
+void global_init() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+std::chrono::milliseconds backoff(const S3Settings& s, int attempt) {
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  auto delay = s.initial_backoff;
+  for (int i = 0; i < attempt && delay < s.max_backoff; ++i) delay *= 2;
+  delay = std::min(delay, s.max_backoff);
+  // Half to all of it: clients that failed together do not come back together.
+  std::uniform_int_distribution<long> pick(delay.count() / 2, std::max<long>(delay.count(), 0));
+  return std::chrono::milliseconds(pick(rng));
+}
+
+bool retryable_status(long status, std::string_view body) {
+  if (status >= 500 || status == 429 || status == 408) return true;
+  // S3 closes an upload that stalled with 400 RequestTimeout; sending it again is the fix.
+  return status == 400 && xml_text(body, "Code") == "RequestTimeout";
+}
+
+}  // namespace
+
+Result<S3Settings> S3Settings::from_environment(const Lookup& env) {
+  auto get = [&](const std::string& name) -> std::optional<std::string> {
+    std::optional<std::string> v;
+    if (env) {
+      v = env(name);
+    } else if (const char* raw = std::getenv(name.c_str())) {
+      v = raw;
+    }
+    if (v && v->empty()) v.reset();
+    return v;
+  };
+  auto first_of = [&](std::initializer_list<const char*> names) -> std::optional<std::string> {
+    for (const char* n : names) {
+      if (auto v = get(n)) return v;
+    }
+    return std::nullopt;
+  };
+
+  S3Settings s;
+  if (auto e = first_of({"RTENV_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"})) {
+    s.endpoint = *e;
+  }
+  std::string profile = get("AWS_PROFILE").value_or("default");
+  std::optional<std::string> home = get("HOME");
+  auto file_of = [&](const char* var, const char* name) -> std::optional<fs::path> {
+    if (auto v = get(var)) return fs::path(*v);
+    if (home) return fs::path(*home) / ".aws" / name;
+    return std::nullopt;
+  };
+  std::optional<fs::path> config_file = file_of("AWS_CONFIG_FILE", "config");
+  std::optional<fs::path> credentials_file = file_of("AWS_SHARED_CREDENTIALS_FILE", "credentials");
+
+  ProfileKeys from_config;
+  if (config_file) {
+    RTENV_ASSIGN_OR_RETURN(
+        auto section, read_ini_section(*config_file, profile == "default" ? std::string("default")
+                                                                          : "profile " + profile));
+    if (!section && profile == "default") {
+      RTENV_ASSIGN_OR_RETURN(section, read_ini_section(*config_file, "profile default"));
+    }
+    from_config = keys_of(section);
+  }
+  if (auto r = first_of({"AWS_REGION", "AWS_DEFAULT_REGION"})) {
+    s.region = *r;
+  } else if (from_config.region) {
+    s.region = *from_config.region;
+  }
+
+  auto key_id = get("AWS_ACCESS_KEY_ID"), secret = get("AWS_SECRET_ACCESS_KEY");
+  if (key_id || secret) {
+    if (!key_id || !secret) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "incomplete AWS credentials: {} is set but {} is not (set both, or unset "
+                        "both to use profile \"{}\" of the AWS credentials file)",
+                        key_id ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY",
+                        key_id ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID", profile);
+    }
+    s.credentials = {*key_id, *secret, get("AWS_SESSION_TOKEN").value_or("")};
+    return s;
+  }
+  if (credentials_file) {
+    RTENV_ASSIGN_OR_RETURN(auto section, read_ini_section(*credentials_file, profile));
+    if (auto keys = keys_of(section); keys.credentials) {
+      s.credentials = std::move(*keys.credentials);
+      return s;
+    }
+  }
+  if (from_config.credentials) {
+    s.credentials = std::move(*from_config.credentials);
+    return s;
+  }
+  auto shown = [](const std::optional<fs::path>& p) {
+    return p ? p->string() : std::string("(none: HOME is not set)");
+  };
+  return make_error(
+      ErrorCode::kInvalidArgument,
+      "no AWS credentials found: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not "
+      "set, and profile \"{}\" (AWS_PROFILE) has no aws_access_key_id and "
+      "aws_secret_access_key in the credentials file {} (AWS_SHARED_CREDENTIALS_FILE) "
+      "or the config file {} (AWS_CONFIG_FILE)",
+      profile, shown(credentials_file), shown(config_file));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store.
+
+struct S3Store::Request {
+  Request(const char* m, std::string k, std::string q = {})
+      : method(m), key(std::move(k)), query(std::move(q)) {}
+  const char* method;  ///< GET, HEAD, PUT, POST or DELETE
+  std::string key;     ///< object key; empty for the bucket itself
+  std::string query;   ///< canonical: names sorted, names and values uri_encoded
+  std::string_view body;
+  std::string content_type;
+  std::string range;  ///< a Range header's value, or empty
+};
+
+struct S3Store::Response {
+  long status = 0;
+  std::string body;
+  std::string etag;
+};
+
+Result<std::unique_ptr<S3Store>> S3Store::open(std::string_view url) {
+  RTENV_ASSIGN_OR_RETURN(S3Settings settings, S3Settings::from_environment());
+  return open(url, std::move(settings));
+}
+
+Result<std::unique_ptr<S3Store>> S3Store::open(std::string_view url, S3Settings settings) {
+  if (!url.starts_with(kScheme)) {
+    return make_error(ErrorCode::kInvalidArgument, "store URL {}: expected s3://bucket/prefix",
+                      url);
+  }
+  std::string_view rest = url.substr(kScheme.size());
+  size_t slash = rest.find('/');
+  std::string_view bucket = rest.substr(0, slash);
+  std::string_view prefix = slash == std::string_view::npos ? "" : rest.substr(slash + 1);
+  while (!prefix.empty() && prefix.front() == '/') prefix.remove_prefix(1);
+  while (!prefix.empty() && prefix.back() == '/') prefix.remove_suffix(1);
+  bool bucket_ok =
+      bucket.size() >= 3 && bucket.size() <= 63 &&
+      std::all_of(bucket.begin(), bucket.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
+      });
+  if (!bucket_ok) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "store URL {}: \"{}\" is not a valid bucket name (3 to 63 letters, digits, "
+                      "dots and hyphens)",
+                      url, bucket);
+  }
+  // "." and ".." segments would be resolved away by the HTTP client (RFC 3986), naming other keys.
+  std::string segments = "/" + std::string(prefix) + "/";
+  if (segments.find("/./") != std::string::npos || segments.find("/../") != std::string::npos) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "store URL {}: the prefix must not contain \".\" or \"..\" segments", url);
+  }
+  while (!settings.endpoint.empty() && settings.endpoint.back() == '/') {
+    settings.endpoint.pop_back();
+  }
+  if (!settings.endpoint.empty() && !settings.endpoint.starts_with("http://") &&
+      !settings.endpoint.starts_with("https://")) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "S3 endpoint \"{}\" (RTENV_S3_ENDPOINT, AWS_ENDPOINT_URL_S3 or "
+                      "AWS_ENDPOINT_URL) must start with http:// or https://",
+                      redact_url_credentials(settings.endpoint));
+  }
+  if (settings.region.empty() ||
+      !std::all_of(settings.region.begin(), settings.region.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-';
+      })) {
+    return make_error(ErrorCode::kInvalidArgument, "S3 region \"{}\" is not a region name",
+                      settings.region);
+  }
+  if (settings.credentials.access_key_id.empty() ||
+      settings.credentials.secret_access_key.empty()) {
+    return make_error(ErrorCode::kInvalidArgument, "store URL {}: no AWS credentials given", url);
+  }
+  if (settings.max_attempts < 1 || settings.part_size == 0 || settings.parallel_requests == 0 ||
+      settings.list_page_size == 0) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "S3 settings: max_attempts, part_size, parallel_requests and list_page_size "
+                      "must be positive");
+  }
+  global_init();
+  return std::unique_ptr<S3Store>(
+      new S3Store(std::string(bucket), std::string(prefix), std::move(settings)));
+}
+
+S3Store::S3Store(std::string bucket, std::string prefix, S3Settings settings)
+    : bucket_(std::move(bucket)), prefix_(std::move(prefix)), settings_(std::move(settings)) {}
+
+std::string S3Store::url() const {
+  return prefix_.empty() ? fmt::format("s3://{}", bucket_)
+                         : fmt::format("s3://{}/{}", bucket_, prefix_);
+}
+
+std::string S3Store::object_key(const Digest& digest) const {
+  std::string hex = digest.hex();
+  std::string rel = fmt::format("{}/{}", hex.substr(0, 2), hex);
+  return prefix_.empty() ? rel : prefix_ + "/" + rel;
+}
+
+std::string S3Store::object_url(const Digest& digest) const {
+  return http_url(object_key(digest), "");
+}
+
+std::string S3Store::http_url(std::string_view key, std::string_view query) const {
+  std::string base;
+  if (!settings_.endpoint.empty()) {
+    base = fmt::format("{}/{}", settings_.endpoint, bucket_);
+  } else if (bucket_.find('.') == std::string::npos) {
+    base = fmt::format("https://{}.s3.{}.amazonaws.com", bucket_, settings_.region);
+  } else {
+    // A dotted name would not match the wildcard certificate as a host name.
+    base = fmt::format("https://s3.{}.amazonaws.com/{}", settings_.region, bucket_);
+  }
+  std::string out = base;
+  if (!key.empty()) {
+    out += '/';
+    out += uri_encode(key, /*keep_slash=*/true);
+  } else if (settings_.endpoint.empty() && bucket_.find('.') == std::string::npos) {
+    out += '/';
+  }
+  if (!query.empty()) {
+    out += '?';
+    out += query;
+  }
+  return out;
+}
+
+Result<S3Store::Response> S3Store::attempt(const Request& req) const {
+  CURL* curl = thread_curl();
+  if (!curl) return Error(ErrorCode::kInternal, "curl_easy_init failed");
+  std::string url = http_url(req.key, req.query);
+  Response resp;
+  char errbuf[CURL_ERROR_SIZE] = {0};
+  static const std::string kEmptySha = Digest::of("").hex();
+
+  curl_slist* raw = nullptr;
+  auto add = [&](const std::string& h) { raw = curl_slist_append(raw, h.c_str()); };
+  // S3 requires the payload's hash; giving it also lets libcurl sign it without reading the body.
+  add("x-amz-content-sha256: " + (req.body.empty() ? kEmptySha : Digest::of(req.body).hex()));
+  if (!settings_.credentials.session_token.empty()) {
+    add("x-amz-security-token: " + settings_.credentials.session_token);
+  }
+  if (!req.content_type.empty()) add("Content-Type: " + req.content_type);
+  if (!req.range.empty()) add("Range: " + req.range);
+  Slist headers(raw);
+
+  std::string sigv4 = fmt::format("aws:amz:{}:s3", settings_.region);
+  UploadSource source{req.body};
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, sigv4.c_str());
+  curl_easy_setopt(curl, CURLOPT_USERNAME, settings_.credentials.access_key_id.c_str());
+  curl_easy_setopt(curl, CURLOPT_PASSWORD, settings_.credentials.secret_access_key.c_str());
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(std::chrono::milliseconds(settings_.connect_timeout).count()));
+  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, settings_.low_speed_bytes);
+  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME,
+                   static_cast<long>(settings_.low_speed_time.count()));
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append_body);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp.body);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, capture_etag);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &resp.etag);
+  if (const char* ca = std::getenv("RTENV_CA_BUNDLE"); ca && *ca) {
+    curl_easy_setopt(curl, CURLOPT_CAINFO, ca);
+  }
+  std::string_view method = req.method;
+  if (method == "HEAD") {
+    curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+  } else if (method == "PUT") {
+    curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(curl, CURLOPT_READFUNCTION, read_body);
+    curl_easy_setopt(curl, CURLOPT_READDATA, &source);
+    curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, seek_body);
+    curl_easy_setopt(curl, CURLOPT_SEEKDATA, &source);
+    curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+  } else if (method == "POST") {
+    curl_easy_setopt(curl, CURLOPT_POST, 1L);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req.body.data());
+  } else if (method == "DELETE") {
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, "DELETE");
+  } else {
+    curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+  }
+
+  CURLcode rc = curl_easy_perform(curl);
+  // The handle outlives this call: it must not keep pointers into this frame.
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
+  if (rc != CURLE_OK) {
+    std::string why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+    bool retryable =
+        rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+        rc == CURLE_COULDNT_RESOLVE_PROXY || rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR ||
+        rc == CURLE_GOT_NOTHING || rc == CURLE_PARTIAL_FILE || rc == CURLE_SSL_CONNECT_ERROR ||
+        rc == CURLE_HTTP2 || rc == CURLE_HTTP2_STREAM || rc == CURLE_OPERATION_TIMEDOUT;
+    return make_error(rc == CURLE_OPERATION_TIMEDOUT ? ErrorCode::kTimeout
+                      : retryable                    ? ErrorCode::kUnavailable
+                                                     : ErrorCode::kIo,
+                      "{} {}: {}", req.method, redact_url_credentials(url), why);
+  }
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp.status);
+  return resp;
+}
+
+Result<S3Store::Response> S3Store::send(const Request& req) const {
+  for (int i = 0;; ++i) {
+    auto r = attempt(req);
+    std::optional<Error> failed;
+    if (!r) {
+      if (!r.error().retryable()) return r;
+      failed = r.error();
+    } else if (retryable_status(r->status, r->body)) {
+      failed = failure(req, *r);
+    } else {
+      return r;
+    }
+    if (i + 1 >= settings_.max_attempts) {
+      return Error(failed->code(), fmt::format("{} (gave up after {} attempts)", failed->message(),
+                                               settings_.max_attempts));
+    }
+    std::this_thread::sleep_for(backoff(settings_, i));
+  }
+}
+
+Error S3Store::failure(const Request& req, const Response& resp) const {
+  std::string where =
+      fmt::format("{} {}", req.method, redact_url_credentials(http_url(req.key, req.query)));
+  std::string detail;
+  auto code = xml_text(resp.body, "Code");
+  if (code) {
+    detail = *code;
+    if (auto message = xml_text(resp.body, "Message")) detail += ": " + *message;
+    detail += fmt::format(" (HTTP {})", resp.status);
+  } else {
+    detail = fmt::format("HTTP {}", resp.status);
+  }
+  long s = resp.status;
+  if (s == 404) return make_error(ErrorCode::kNotFound, "{}: {}", where, detail);
+  if (s >= 500 || s == 429 || s == 408 || (s == 400 && code == "RequestTimeout")) {
+    return make_error(ErrorCode::kUnavailable, "{}: the server failed: {}", where, detail);
+  }
+  if (s == 401 || s == 403) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "{}: access denied: {}; check the credentials (AWS_ACCESS_KEY_ID, "
+                      "AWS_PROFILE), the region ({}) and the bucket's policy",
+                      where, detail, settings_.region);
+  }
+  if (s >= 300 && s < 400) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "{}: S3 sent the request elsewhere: {}; is the bucket in region {} "
+                      "(AWS_REGION)?",
+                      where, detail, settings_.region);
+  }
+  if (s >= 400) return make_error(ErrorCode::kInvalidArgument, "{}: {}", where, detail);
+  return make_error(ErrorCode::kIo, "{}: unexpected answer: {}", where, detail);
+}
+
+Result<bool> S3Store::exists(const Digest& digest) const {
+  Request head("HEAD", object_key(digest));
+  RTENV_ASSIGN_OR_RETURN(Response resp, send(head));
+  if (resp.status == 200) return true;
+  if (resp.status == 404) return false;
+  // A HEAD answer has no body, so no reason; the same request as a one-byte GET says why.
+  Request probe("GET", head.key);
+  probe.range = "bytes=0-0";
+  auto why = send(probe);
+  if (why && why->status >= 300 && xml_text(why->body, "Code")) return failure(probe, *why);
+  Error e = failure(head, resp);
+  if (resp.status == 403) {
+    return Error(e.code(), e.message() +
+                               " (S3 also answers 403 for an absent object when the "
+                               "credentials may not list the bucket: s3:ListBucket)");
+  }
+  return e;
+}
+
+Result<std::vector<bool>> S3Store::missing(const std::vector<Digest>& digests) {
+  // One byte per answer: vector<bool> packs bits, which threads cannot write independently.
+  std::vector<char> absent(digests.size(), 0);
+  unsigned threads = static_cast<unsigned>(
+      std::min<size_t>(settings_.parallel_requests, std::max<size_t>(digests.size(), 1)));
+  RTENV_TRY(parallel_for(digests.size(), threads, [&](size_t i) -> Result<void> {
+    RTENV_ASSIGN_OR_RETURN(bool there, exists(digests[i]));
+    absent[i] = !there;
+    return ok_result();
+  }));
+  return std::vector<bool>(absent.begin(), absent.end());
+}
+
+Result<void> S3Store::upload(const Digest& digest, std::string_view data) {
+  std::string wire = encode_blob(data);
+  std::string key = object_key(digest);
+  if (wire.size() > settings_.multipart_threshold) return upload_multipart(key, wire);
+  Request put("PUT", key);
+  put.body = wire;
+  put.content_type = "application/octet-stream";
+  RTENV_ASSIGN_OR_RETURN(Response resp, send(put));
+  if (resp.status != 200) return failure(put, resp);
+  return ok_result();
+}
+
+Result<void> S3Store::upload_multipart(const std::string& key, std::string_view wire) {
+  Request create("POST", key, "uploads=");
+  RTENV_ASSIGN_OR_RETURN(Response created, send(create));
+  if (created.status != 200) return failure(create, created);
+  auto upload_id = xml_text(created.body, "UploadId");
+  if (!upload_id || upload_id->empty()) {
+    return make_error(ErrorCode::kIo, "{} {}: the answer has no UploadId", create.method,
+                      http_url(create.key, create.query));
+  }
+  std::string id = uri_encode(*upload_id, false);
+
+  auto parts = [&]() -> Result<std::string> {
+    std::string list = "<CompleteMultipartUpload>";
+    uint64_t part_size = std::max(settings_.part_size, uint64_t{1});
+    for (uint64_t offset = 0, number = 1; offset < wire.size(); offset += part_size, ++number) {
+      Request part("PUT", key, fmt::format("partNumber={}&uploadId={}", number, id));
+      part.body = wire.substr(offset, part_size);
+      part.content_type = "application/octet-stream";
+      RTENV_ASSIGN_OR_RETURN(Response resp, send(part));
+      if (resp.status != 200) return failure(part, resp);
+      if (resp.etag.empty()) {
+        return make_error(ErrorCode::kIo, "PUT {}: the answer has no ETag",
+                          http_url(part.key, part.query));
+      }
+      list += fmt::format("<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>", number,
+                          xml_escape(resp.etag));
+    }
+    return list + "</CompleteMultipartUpload>";
+  };
+  auto complete = [&]() -> Result<void> {
+    RTENV_ASSIGN_OR_RETURN(std::string body, parts());
+    Request done("POST", key, "uploadId=" + id);
+    done.body = body;
+    done.content_type = "application/xml";
+    RTENV_ASSIGN_OR_RETURN(Response resp, send(done));
+    // S3 may answer 200 and still fail: the error is then in the body.
+    if (resp.status != 200 || resp.body.find("<Error>") != std::string::npos) {
+      if (resp.status == 200) resp.status = 500;
+      return failure(done, resp);
+    }
+    return ok_result();
+  };
+  auto r = complete();
+  if (!r) {
+    // Best effort: an abandoned upload's parts would be billed until a lifecycle rule ends them.
+    Request abort("DELETE", key, "uploadId=" + id);
+    (void)send(abort);
+  }
+  return r;
+}
+
+Result<void> S3Store::put(const Digest& digest, std::string_view data) {
+  RTENV_ASSIGN_OR_RETURN(bool there, exists(digest));
+  if (there) return ok_result();
+  return upload(digest, data);
+}
+
+Result<void> S3Store::put_file(const Digest& digest, const fs::path& path) {
+  RTENV_ASSIGN_OR_RETURN(bool there, exists(digest));
+  if (there) return ok_result();
+  RTENV_ASSIGN_OR_RETURN(std::string data, read_file(path));
+  return upload(digest, data);
+}
+
+Result<std::string> S3Store::fetch_verified(const Digest& digest) {
+  Request get("GET", object_key(digest));
+  RTENV_ASSIGN_OR_RETURN(Response resp, send(get));
+  if (resp.status == 404 && xml_text(resp.body, "Code") != "NoSuchBucket") {
+    return make_error(ErrorCode::kNotFound, "blob {} is not in store {}", digest.hex(), url());
+  }
+  if (resp.status == 404) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "store {}: bucket {} does not exist (or is in another account)", url(),
+                      bucket_);
+  }
+  if (resp.status != 200) return failure(get, resp);
+  auto data = decode_blob(resp.body);
+  if (!data) {
+    return make_error(ErrorCode::kCorrupt,
+                      "blob {} in store {} is corrupt ({}); delete {} and pack "
+                      "the package again",
+                      digest.hex(), url(), data.error().message(), object_url(digest));
+  }
+  Digest actual = Digest::of(*data);
+  if (actual != digest) {
+    return make_error(ErrorCode::kCorrupt,
+                      "blob {} in store {} is corrupt (its content hashes to {}); delete {} and "
+                      "pack the package again",
+                      digest.hex(), url(), actual.hex(), object_url(digest));
+  }
+  return std::move(data).value();
+}
+
+Result<std::string> S3Store::get(const Digest& digest) { return fetch_verified(digest); }
+
+Result<void> S3Store::get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) {
+  RTENV_ASSIGN_OR_RETURN(std::string data, fetch_verified(digest));
+  fs::path dir = dest.has_parent_path() ? dest.parent_path() : fs::path(".");
+  fs::path tmp = dir / unique_name(".s3get");
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+  if (!fd.valid()) return io_error("cannot create", tmp, errno);
+  auto fail = [&](Error e) -> Result<void> {
+    ::unlink(tmp.c_str());
+    return e;
+  };
+  if (auto r = write_all(fd.get(), data, tmp); !r) return fail(std::move(r).error());
+  if (::fchmod(fd.get(), mode) != 0) return fail(io_error("cannot chmod", tmp, errno));
+  fd.reset();
+  // Never replace an existing file: `dest` must be new, as with LocalStore.
+  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dest.c_str(), RENAME_NOREPLACE) == 0) {
+    return ok_result();
+  }
+  int err = errno;
+  if (err == EINVAL || err == ENOSYS) {  // a filesystem without RENAME_NOREPLACE
+    if (::link(tmp.c_str(), dest.c_str()) == 0) {
+      ::unlink(tmp.c_str());
+      return ok_result();
+    }
+    err = errno;
+  }
+  if (err == EEXIST) {
+    return fail(make_error(ErrorCode::kAlreadyExists, "cannot write blob {} to {}: it exists",
+                           digest.hex(), dest.string()));
+  }
+  return fail(io_error("cannot create", dest, err));
+}
+
+Result<bool> S3Store::remove(const Digest& digest) {
+  // DELETE answers 204 whether or not the object was there; only a HEAD can tell.
+  RTENV_ASSIGN_OR_RETURN(bool there, exists(digest));
+  if (!there) return false;
+  Request del("DELETE", object_key(digest));
+  RTENV_ASSIGN_OR_RETURN(Response resp, send(del));
+  if (resp.status != 204 && resp.status != 200) return failure(del, resp);
+  return true;
+}
+
+Result<void> S3Store::list(const std::function<void(const Digest&, uint64_t)>& fn) {
+  std::string key_prefix = prefix_.empty() ? "" : prefix_ + "/";
+  std::string token;
+  for (;;) {
+    // Query names in byte order, as SigV4's canonical form has them.
+    std::string query;
+    if (!token.empty()) query += "continuation-token=" + uri_encode(token, false) + "&";
+    query += fmt::format("list-type=2&max-keys={}", settings_.list_page_size);
+    if (!key_prefix.empty()) query += "&prefix=" + uri_encode(key_prefix, false);
+    Request req("GET", "", query);
+    RTENV_ASSIGN_OR_RETURN(Response resp, send(req));
+    if (resp.status != 200) return failure(req, resp);
+    std::string_view xml = resp.body;
+    if (xml.find("<ListBucketResult") == std::string_view::npos) {
+      return make_error(ErrorCode::kCorrupt, "GET {}: the answer is not a ListBucketResult",
+                        http_url("", query));
+    }
+    size_t pos = 0;
+    while (auto entry = xml_element(xml, "Contents", &pos)) {
+      auto key = xml_text(*entry, "Key");
+      auto size = xml_text(*entry, "Size");
+      if (!key || !size || !key->starts_with(key_prefix)) continue;
+      std::string_view rel = std::string_view(*key).substr(key_prefix.size());
+      if (rel.size() != 67 || rel[2] != '/') continue;
+      auto d = Digest::from_hex(rel.substr(3));
+      if (!d || d->hex() != rel.substr(3) || rel.substr(0, 2) != rel.substr(3, 2)) continue;
+      char* end = nullptr;
+      uint64_t bytes = std::strtoull(size->c_str(), &end, 10);
+      if (size->empty() || *end != '\0') continue;
+      fn(*d, bytes);
+    }
+    if (xml_text(xml, "IsTruncated") != "true") return ok_result();
+    auto next = xml_text(xml, "NextContinuationToken");
+    if (!next || next->empty()) {
+      return make_error(ErrorCode::kCorrupt,
+                        "GET {}: the listing is truncated but has no NextContinuationToken",
+                        http_url("", query));
+    }
+    token = *next;
+  }
+}
+
+Result<std::unique_ptr<BlobStore>> open_store_any(std::string_view url) {
+  if (url.starts_with(kScheme)) {
+    RTENV_ASSIGN_OR_RETURN(auto store, S3Store::open(url));
+    return std::unique_ptr<BlobStore>(std::move(store));
+  }
+  return open_store(url);
+}
+
+}  // namespace rtenv::store

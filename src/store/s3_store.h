@@ -1,0 +1,135 @@
+#pragma once
+// A blob store in an S3 bucket (AWS, or any S3-compatible server such as MinIO or Ceph), spoken
+// to over HTTPS with libcurl and signed with AWS Signature Version 4. Lives in its own library
+// (rtenv_store_s3) so that programs which never open an s3:// store do not load libcurl.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "store/blob_store.h"
+
+namespace rtenv::store {
+
+/// An access key, as the AWS CLI finds it.
+struct S3Credentials {
+  std::string access_key_id;
+  std::string secret_access_key;
+  std::string session_token;  ///< empty unless the key is temporary (STS)
+};
+
+/// Where the bucket is, who we are, and how patient to be.
+struct S3Settings {
+  /// Base URL of an S3-compatible server ("http://127.0.0.1:9000"); buckets are then addressed
+  /// path-style (<endpoint>/<bucket>/<key>). Empty: AWS itself,
+  /// https://<bucket>.s3.<region>.amazonaws.com.
+  std::string endpoint;
+  std::string region = "us-east-1";
+  S3Credentials credentials;
+
+  /// Connection errors, timeouts, HTTP 5xx and throttling are retried: up to `max_attempts`
+  /// tries in all, sleeping `initial_backoff` doubling up to `max_backoff` in between (each
+  /// sleep randomized to half to all of that, so that many clients do not retry in step).
+  int max_attempts = 5;
+  std::chrono::milliseconds initial_backoff{100};
+  std::chrono::milliseconds max_backoff{2000};
+  std::chrono::seconds connect_timeout{10};
+  /// A transfer moving fewer than `low_speed_bytes` per second for `low_speed_time` fails (and
+  /// is retried): a stalled connection must not hang a job.
+  long low_speed_bytes = 1024;
+  std::chrono::seconds low_speed_time{30};
+
+  /// Blobs whose encoded form is larger than this are uploaded in parts of `part_size` bytes
+  /// (S3 takes at most 5 GiB in one PUT, and a failed part is cheaper to resend than a blob).
+  /// S3 requires parts of at least 5 MiB, except the last.
+  uint64_t multipart_threshold = 64ull << 20;
+  uint64_t part_size = 16ull << 20;
+  /// HEAD requests in flight at once in missing().
+  unsigned parallel_requests = 16;
+  /// Keys per ListObjectsV2 page (S3 gives at most 1000).
+  unsigned list_page_size = 1000;
+
+  /// Looks a variable up; nullopt when unset.
+  using Lookup = std::function<std::optional<std::string>(const std::string& name)>;
+
+  /// Reads the settings as the AWS CLI does, from `env` (default: this process's environment):
+  /// - endpoint: RTENV_S3_ENDPOINT, else AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL;
+  /// - region: AWS_REGION, else AWS_DEFAULT_REGION, else the profile's `region` in the config
+  ///   file (AWS_CONFIG_FILE, default ~/.aws/config), else us-east-1;
+  /// - credentials: AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN), else the
+  ///   profile in the credentials file (AWS_SHARED_CREDENTIALS_FILE, default
+  ///   ~/.aws/credentials), else the profile in the config file.
+  /// The profile is AWS_PROFILE, default "default". kInvalidArgument when no credentials are
+  /// found, naming the variables and files that were looked at; kIo if a file cannot be read.
+  static Result<S3Settings> from_environment(const Lookup& env = {});
+};
+
+/// Blobs as objects `<prefix>/<first two hex digits>/<64 hex digits>` in a bucket (the layout
+/// of LocalStore), each stored as blob_codec encodes it: zstd where that pays. Every read is
+/// verified against its digest.
+///
+/// Thread-safe: every call may come from any thread; each thread keeps its own libcurl handle
+/// (so its connections are reused) and no state is shared between calls.
+class S3Store final : public BlobStore {
+ public:
+  /// Opens `s3://bucket[/prefix]` with settings from the environment (see
+  /// S3Settings::from_environment). Makes no request: a missing bucket or bad credentials show
+  /// on first use.
+  static Result<std::unique_ptr<S3Store>> open(std::string_view url);
+  static Result<std::unique_ptr<S3Store>> open(std::string_view url, S3Settings settings);
+
+  /// "s3://bucket/prefix", normalized (no trailing slash).
+  std::string url() const override;
+  /// One HEAD per digest, `parallel_requests` at a time (S3 has no batched existence check).
+  Result<std::vector<bool>> missing(const std::vector<Digest>& digests) override;
+  /// Put-if-absent: a HEAD first, then one PUT (or a multipart upload) of the encoded blob.
+  Result<void> put(const Digest& digest, std::string_view data) override;
+  Result<void> put_file(const Digest& digest, const fs::path& path) override;
+  /// kNotFound if absent; kCorrupt if it does not decode or does not hash to `digest` (reading
+  /// again may help if the object was being replaced).
+  Result<std::string> get(const Digest& digest) override;
+  /// Downloads and verifies the blob, writes it to a temp file beside `dest` and renames it to
+  /// `dest` (which must not exist; kAlreadyExists if it does). Nothing is left on error.
+  Result<void> get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) override;
+  /// false if the blob was not there.
+  Result<bool> remove(const Digest& digest) override;
+  /// Every blob under the prefix (ListObjectsV2, page by page); `stored_bytes` is the encoded
+  /// size. Objects that are not blobs (other names) are skipped.
+  Result<void> list(const std::function<void(const Digest&, uint64_t)>& fn) override;
+
+  /// The object key of a blob: "<prefix>/ab/ab12...".
+  std::string object_key(const Digest& digest) const;
+  /// The HTTP(S) URL of a blob's object (what is requested; no credentials in it).
+  std::string object_url(const Digest& digest) const;
+  const S3Settings& settings() const { return settings_; }
+
+ private:
+  struct Request;
+  struct Response;
+  S3Store(std::string bucket, std::string prefix, S3Settings settings);
+
+  std::string http_url(std::string_view key, std::string_view query) const;
+  /// One request, retried as `settings_` says. Errors only when no answer came (or only
+  /// retryable ones did); any other HTTP status is the caller's to judge.
+  Result<Response> send(const Request& request) const;
+  Result<Response> attempt(const Request& request) const;
+  /// The error for a failed (non-2xx) answer, with S3's own code and message where it sent one.
+  Error failure(const Request& request, const Response& response) const;
+  Result<bool> exists(const Digest& digest) const;
+  Result<void> upload(const Digest& digest, std::string_view data);
+  Result<void> upload_multipart(const std::string& key, std::string_view wire);
+  Result<std::string> fetch_verified(const Digest& digest);
+
+  std::string bucket_;
+  std::string prefix_;  ///< without leading or trailing '/'; may be empty
+  S3Settings settings_;
+};
+
+/// Opens any store: s3://bucket/prefix here, everything else through open_store.
+Result<std::unique_ptr<BlobStore>> open_store_any(std::string_view url);
+
+}  // namespace rtenv::store
