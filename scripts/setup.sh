@@ -37,3 +37,10 @@ if ! "$py" -c 'import uv' 2>/dev/null; then
   echo "setup: installing uv"
   "$py" -m pip install -q 'uv==0.13.9'
 fi
+
+# moto's server: the S3 endpoint on 127.0.0.1 that the S3 store's unit tests run against.
+# Pinned: the version those tests were written and run with.
+if ! "$py" -c 'import moto.server' 2>/dev/null; then
+  echo "setup: installing moto (S3 server for the store tests)"
+  "$py" -m pip install -q 'moto[server]==5.2.1'
+fi
