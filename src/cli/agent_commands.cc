@@ -41,7 +41,7 @@ int env_create_command(const EnvCreateArgs& args) {
   env::Home home;
   auto client = connect(&home);
   if (!client) return fail(kExitSetup, "setup failed: " + client.error().message());
-  auto store = store::open_store(home.store_url());
+  auto store = open_any_store(home.store_url());
   if (!store)
     return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
   env::UploadOptions upload;

@@ -16,7 +16,7 @@ int agent_command(const AgentArgs& args) {
   if (!home) return fail(kExitUsage, home.error().message());
   auto options = agent::AgentOptions::from_config(*home);
   if (!options) return fail(kExitUsage, options.error().message());
-  auto store = store::open_store(home->store_url());
+  auto store = open_any_store(home->store_url());
   if (!store) return fail(kExitSetup, "opening the store: " + store.error().message());
   agent::ServeOptions serve;
   serve.socket = home->root / "agent.sock";

@@ -1,6 +1,10 @@
 #include "cli/commands.h"
 #include "util/size.h"
 
+#ifndef RTENV_FRONT
+#include "store/s3_store.h"
+#endif
+
 #include <unistd.h>
 #include <cerrno>
 #include <cmath>
@@ -21,6 +25,23 @@ std::vector<std::string> g_command_line;
 }  // namespace
 
 void set_command_line(int argc, char** argv) { g_command_line.assign(argv, argv + argc); }
+
+Result<std::unique_ptr<store::BlobStore>> open_any_store(const std::string& url) {
+#ifdef RTENV_FRONT
+  return store::open_store(url);
+#else
+  return store::open_store_any(url);
+#endif
+}
+
+bool store_needs_full(const std::string& url) {
+#ifdef RTENV_FRONT
+  return url.starts_with("s3://");
+#else
+  (void)url;
+  return false;
+#endif
+}
 
 int exec_full() {
   std::error_code ec;

@@ -15,7 +15,9 @@ int pack_command(const PackArgs& args) {
   if (auto r = args.limits.apply(&limits); !r) return fail(kExitUsage, r.error().message());
   auto home = env::Home::from_environment();
   if (!home) return fail(kExitSetup, home.error().message());
-  auto store = store::open_store(args.store_url.empty() ? home->store_url() : args.store_url);
+  std::string url = args.store_url.empty() ? home->store_url() : args.store_url;
+  if (store_needs_full(url)) return exec_full();
+  auto store = open_any_store(url);
   if (!store) return fail(kExitSetup, "opening the store: " + store.error().message());
 
   std::error_code ec;

@@ -168,7 +168,9 @@ int run_command(const RunArgs& args) {
 
   auto home = env::Home::from_environment();
   if (!home) return fail(kExitSetup, "setup failed: " + home.error().message());
-  auto store = store::open_store(args.store_url.empty() ? home->store_url() : args.store_url);
+  std::string store_url = args.store_url.empty() ? home->store_url() : args.store_url;
+  if (store_needs_full(store_url)) return exec_full();
+  auto store = open_any_store(store_url);
   if (!store)
     return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
 
