@@ -41,9 +41,23 @@ __all__ = [
     "build_failing_sdist",
     "build_wheel",
     "dist_project",
+    "find_uv",
     "normalize",
     "sha256_file",
 ]
+
+def find_uv(python: str) -> str:
+    """The uv to use with `python`: the one installed beside it first (a pyenv shim on PATH costs
+    ~100 ms a call), else uv on PATH. Raises if there is none (scripts/setup.sh installs it)."""
+    beside = Path(python).parent / "uv"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    found = shutil.which("uv")
+    if found is None:
+        raise RuntimeError(f"uv not found (neither next to {python} nor on PATH); "
+                           "scripts/setup.sh installs it")
+    return found
+
 
 # Zip entries need a date; 1980-01-01 is the earliest a zip can hold (what SOURCE_DATE_EPOCH
 # tools use too).

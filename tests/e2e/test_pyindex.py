@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import urllib.error
@@ -22,22 +21,13 @@ from pathlib import Path
 import pytest
 
 from conftest import PY
-from pyindex import PackageIndex, build_failing_sdist, build_wheel, dist_project, normalize
+from pyindex import (PackageIndex, build_failing_sdist, build_wheel, dist_project, find_uv,
+                     normalize)
 
 BROKEN_MESSAGE = "pyindex-test: the broken package refuses to build"
 
 
-def find_uv() -> str | None:
-    # The uv installed next to the interpreter first: a pyenv shim on PATH costs ~100 ms a call.
-    beside = Path(PY).parent / "uv"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which("uv")
-
-
-UV = find_uv()
-pytestmark = pytest.mark.skipif(
-    UV is None, reason=f"uv not found (neither next to {PY} nor on PATH): cannot install packages")
+UV = find_uv(PY)
 
 
 @pytest.fixture(scope="module")

@@ -25,23 +25,13 @@ import pytest
 
 from agent_helpers import proc_state
 from conftest import PY, assert_ok, assert_setup_failed
-from pyindex import PackageIndex, build_failing_sdist, build_wheel, sha256_file
+from pyindex import PackageIndex, build_failing_sdist, build_wheel, find_uv, sha256_file
 
 BROKEN_MESSAGE = "rtenv-test: brokenbuild refuses to build on purpose"
 SECRET = "s3cret"
 
 
-def find_uv() -> str | None:
-    # The uv beside the interpreter first: a pyenv shim on PATH costs ~100 ms a call.
-    beside = Path(PY).parent / "uv"
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which("uv")
-
-
-UV = find_uv()
-pytestmark = pytest.mark.skipif(
-    UV is None, reason=f"uv not found (neither next to {PY} nor on PATH): cannot install packages")
+UV = find_uv(PY)
 
 
 # ---- fixtures -----------------------------------------------------------------------------
