@@ -26,12 +26,16 @@ one repetition to the next, each from cold (fresh cache dir, fresh venv dir, fre
                         alone (the same venv's python, found the same way through PATH)
          new env, needs resolution
                         a spec whose requirements differ in text (each gets `>=0.<n>`, n new
-                        every time, always satisfied by 1.0) but resolve to the same wheels: a
-                        new venv from cached wheels
+                        every time, always satisfied by 1.0) but resolve to the same pins: a
+                        new resolution (index pages from uv's cache) and the existing venv
          new env, lock known
                         the agent stopped, `$RTENV_HOME/pyenvs/` emptied, the agent started again
                         (`rtenv agent`, so its start-up is not part of the time), then the
                         cold spec again: the venv is rebuilt from what rtenv kept
+         cold env, node up
+                        with that agent still running and the interpreter known to rtenv, uv's
+                        cache, the locks and the venvs emptied: the cold spec again, as a node
+                        that is up meets an env it has never seen
          After each rtenv run that made an env, `rtenv run ... -- python -c "import ..."` (not
          timed) checks that every package of the set is importable at the expected version.
 
@@ -438,6 +442,25 @@ class Rtenv:
             record_index(s, f"{k}.relock", self.index, n0)
             self.check("new env, lock known", env, spec, pset)
             log(f"rep {rep + 1}, {k}: rtenv new env, lock known {c.wall:.0f} ms")
+
+            # cold env on a node that is up: the agent running and the interpreter known, but
+            # nothing of this env: no lock, no venv, no downloaded package (uv's cache emptied)
+            for sub in ("uv-cache", "locks"):
+                shutil.rmtree(home / sub, ignore_errors=True)
+            for child in pyenvs.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+            c0 = proc_cpu_ms(agent.pid)
+            n0 = len(self.index.request_log)
+            u = self.run("cold env, node up", env, spec, COMMAND)
+            c1 = proc_cpu_ms(agent.pid)
+            s.add(f"{k}.upcold.wall", u.wall)
+            s.add(f"{k}.upcold.cpu", u.cpu + (c1 - c0 if c0 is not None and c1 is not None else 0))
+            record_index(s, f"{k}.upcold", self.index, n0)
+            self.check("cold env, node up", env, spec, pset)
+            log(f"rep {rep + 1}, {k}: rtenv cold env, node up {u.wall:.0f} ms")
         finally:
             self.stop_agent(home)
         if (Path(env["HOME"]) / ".cache").exists():
@@ -634,6 +657,9 @@ def render(args, sets: list[PackageSet], s: Samples, m: dict, load: dict, rtenv:
         row("rtenv cold: `rtenv run -e '{\"pip\": [...]}' -- python -c pass`", "cold",
             f"fresh RTENV_HOME, starts the agent; CPU includes the agent's; "
             f"index: {fetched('cold')}")
+        row("rtenv cold env, node up", "upcold",
+            f"agent running, interpreter known; no lock, venv or cached package; "
+            f"index: {fetched('upcold')}")
         row("rtenv new env, needs resolution", "resolve",
             f"requirement text differs, same wheels; index: {fetched('resolve')}")
         row("rtenv new env, lock known", "relock",
@@ -662,6 +688,11 @@ def render(args, sets: list[PackageSet], s: Samples, m: dict, load: dict, rtenv:
                  f"venv + uv pip install | {cold:.0f} ms vs {uv_total:.0f} ms = "
                  f"{cold / uv_total:.2f}× | "
                  f"{verdict(cold <= TARGET_COLD_VS_UV * uv_total)} |")
+        upcold = s.med(f"{k}.upcold.wall") - cmd
+        L.append(f"| {p.label}: rtenv cold env, node up (minus the command) <= "
+                 f"{TARGET_COLD_VS_UV:g}× uv venv + uv pip install | {upcold:.0f} ms vs "
+                 f"{uv_total:.0f} ms = {upcold / uv_total:.2f}× | "
+                 f"{verdict(upcold <= TARGET_COLD_VS_UV * uv_total)} |")
         L.append(f"| {p.label}: venv + pip / rtenv cold (minus the command) (no target) | "
                  f"{pip_total:.0f} ms / {cold:.0f} ms = {pip_total / cold:.1f}× | — |")
         for key, what in (("relock", "new env, lock known"),
