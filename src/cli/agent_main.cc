@@ -1,5 +1,6 @@
 // rtenv-agent: the node agent alone (see agent_serve.cc). Same flags as `rtenv agent`.
 
+#include <csignal>
 #include <cstdio>
 #include <exception>
 
@@ -8,6 +9,7 @@
 #include "cli/commands.h"
 
 int main(int argc, char** argv) {
+  std::signal(SIGPIPE, SIG_IGN);  // a helper that exits early must give EPIPE, not end the agent
   try {
     rtenv::cli::AgentArgs args;
     CLI::App app{"rtenv-agent: the rtenv node agent (the same as `rtenv agent`)", "rtenv-agent"};

@@ -1,6 +1,7 @@
 // rtenv: get a job's files onto a machine and run the job inside them.
 
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
 #include <exception>
 
@@ -189,6 +190,9 @@ int real_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A helper that exits before reading what it is sent (a resolver's stdin) must give EPIPE,
+  // not end rtenv.
+  std::signal(SIGPIPE, SIG_IGN);
   try {
     return real_main(argc, argv);
   } catch (const std::exception& e) {

@@ -85,7 +85,8 @@ Result<pid_t> spawn(const std::vector<std::string>& command, const env::Context&
     ::close(pipefd[0]);
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
-    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::sigaction(sig, &dfl, nullptr);
+    // SIGPIPE too: rtenv ignores it, and an ignored signal stays ignored across exec.
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) ::sigaction(sig, &dfl, nullptr);
     ::sigprocmask(SIG_SETMASK, &unblocked, nullptr);
     for (int fd : inherit_fds) ::fcntl(fd, F_SETFD, 0);
     int stage = 0;  // 0: chdir, 1: exec

@@ -38,6 +38,11 @@ Result<void> start_agent_process(const Home& home) {
       ::dup2(log_fd, 1);
       ::dup2(log_fd, 2);
     }
+    // Nothing of the caller's but stdio: a lease descriptor a job passed down would otherwise
+    // keep that job's packages "in use" for the agent's whole life.
+    ::close_range(3, ~0U, 0);
+    if (::chdir("/") != 0) ::_exit(127);
+    ::signal(SIGPIPE, SIG_DFL);
     ::setenv("RTENV_HOME", home.root.c_str(), 1);
     if (use_lean) ::execl(lean.c_str(), lean.c_str(), "--idle-exit", idle.c_str(), nullptr);
     ::execl(exe.c_str(), exe.c_str(), "agent", "--idle-exit", idle.c_str(), nullptr);

@@ -126,6 +126,23 @@ int64_t remaining(int64_t deadline) {
   return std::max<int64_t>(1, deadline - now_ms());
 }
 
+// Takes the lock, waiting at most until `deadline` (steady ms; negative: as long as it takes).
+Result<FileLock> lock_until(const fs::path& path, FileLock::Mode mode, int64_t deadline,
+                            const std::string& what) {
+  if (deadline < 0) return FileLock::acquire(path, mode);
+  while (true) {
+    RTENV_ASSIGN_OR_RETURN(FileLock lock, FileLock::try_acquire(path, mode));
+    if (lock.held()) return lock;
+    if (now_ms() >= deadline) {
+      return make_error(ErrorCode::kTimeout,
+                        "timed out (config.setup_timeout_seconds) waiting for another process "
+                        "that is installing {}",
+                        what);
+    }
+    ::usleep(10'000);
+  }
+}
+
 // "name==1.0 \" + "    --hash=sha256:..." continuation lines joined, comments dropped.
 std::vector<std::string> parse_pins(const std::string& text) {
   std::vector<std::string> out;
@@ -193,7 +210,8 @@ Result<std::vector<std::string>> resolve_with_pip(const spec::PythonPackages& lo
     fs::path dir;
     ~Cleanup() { (void)remove_tree(dir); }
   } cleanup{work};
-  RTENV_TRY(write_file_atomic(work / "requirements.txt", requirements_text(loose.packages)));
+  RTENV_TRY(
+      write_file_atomic(work / "requirements.txt", requirements_text(loose.packages), 0600));
   ProcessSpec p;
   p.argv = {python.executable.string(), "-m", "pip", "install", "--dry-run", "--ignore-installed",
             "--quiet", "--report", (work / "report.json").string(), "-r",
@@ -412,7 +430,7 @@ Result<spec::PythonPackages> lock_packages(const spec::PythonPackages& loose, co
     if (!resolved) return resolved.error();
     pins = std::move(resolved).value();
     json record = {{"pins", pins}, {"python", python.executable.string()}};
-    RTENV_TRY(write_file_atomic(cached, record.dump(1)));
+    RTENV_TRY(write_file_atomic(cached, record.dump(1), 0600));  // pins with index URLs
   }
   spec::PythonPackages out = loose;
   out.packages.clear();
@@ -429,10 +447,17 @@ Result<spec::PythonPackages> lock_packages(const spec::PythonPackages& loose, co
 Result<spec::RuntimeEnv> lock_python(const spec::RuntimeEnv& env, const Home& home,
                                      const LockOptions& options) {
   auto packages = env.python_packages();
-  if (!packages || packages->locked) return env;
+  if (!packages || (packages->locked && packages->python)) return env;
   const char* field = packages->installer == spec::Installer::kPip ? "pip" : "uv";
   auto locked = [&]() -> Result<spec::PythonPackages> {
     RTENV_ASSIGN_OR_RETURN(Interpreter python, find_interpreter(home, packages->python));
+    if (packages->locked) {
+      // Pinned by the user: only the interpreter is named, so that every process (this one,
+      // the agent, another node) builds the same venv.
+      spec::PythonPackages named = *packages;
+      named.python = python.executable.string();
+      return named;
+    }
     RTENV_ASSIGN_OR_RETURN(Installer installer, find_installer(python, packages->installer));
     return lock_packages(*packages, home, python, installer, options);
   }();
@@ -492,7 +517,7 @@ Result<void> PythonEnvCache::build_wheel_target(const PythonEnvRequest& request,
   RTENV_TRY(run_step(fmt::format("installing the wheel {}", request.wheel->filename().string()),
                      std::move(p), progress));
   json ready = {{"wheel", request.wheel->filename().string()}, {"python", exe}};
-  return write_file_atomic(sidecar(request.key, ".ready"), ready.dump(1));
+  return write_file_atomic(sidecar(request.key, ".ready"), redact_url_credentials(ready.dump(1)));
 }
 
 Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLock& lock,
@@ -524,8 +549,10 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
     ProcessSpec p;
     p.argv = {uv_bin, "--version"};
     RTENV_ASSIGN_OR_RETURN(ProcessOutcome v, run_process(p));
-    std::string have = v.out.substr(0, v.out.find('\n'));
-    if (have.find(*pkgs.installer_version) == std::string::npos) {
+    std::string have = v.out.substr(0, v.out.find('\n'));  // "uv 0.13.9 (...)"
+    std::string version = have.substr(have.find(' ') + 1);
+    version = version.substr(0, version.find(' '));
+    if (version != *pkgs.installer_version) {
       return make_error(ErrorCode::kInvalidArgument,
                         "uv_version {} is asked for, and the installer is {} ({}); set RTENV_UV "
                         "to a uv of that version",
@@ -553,7 +580,8 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
   std::vector<std::string> options, pins;
   for (const auto& line : pkgs.packages) (is_option_line(line) ? options : pins).push_back(line);
   const fs::path requirements = dir / "rtenv-requirements.txt";
-  RTENV_TRY(write_file_atomic(requirements, requirements_text(pkgs.packages)));
+  // Index URLs may carry credentials: owner-only.
+  RTENV_TRY(write_file_atomic(requirements, requirements_text(pkgs.packages), 0600));
   // uv installs into a venv we wrote ourselves as a prefix, through the base interpreter: uv
   // already knows that one (from resolving), while the new venv's would cost it an interpreter
   // query, a third of a cold install. Scripts then name the base interpreter; they are pointed
@@ -582,7 +610,7 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
     std::vector<std::string> lines = options;
     lines.push_back("pip==" + *pkgs.installer_version);
     const fs::path pip_file = dir / "rtenv-pip-version.txt";
-    RTENV_TRY(write_file_atomic(pip_file, requirements_text(lines)));
+    RTENV_TRY(write_file_atomic(pip_file, requirements_text(lines), 0600));
     RTENV_TRY(install("pip " + *pkgs.installer_version + " (pip_version)", pip_file));
   }
   if (as_prefix) RTENV_TRY(retarget_scripts(dir / "bin", exe, py.string()));
@@ -599,23 +627,26 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
                 {"python", exe},
                 {"python_version", request.python.version},
                 {"tool", request.installer.name()}};
-  return write_file_atomic(sidecar(request.key, ".ready"), ready.dump(1));
+  return write_file_atomic(sidecar(request.key, ".ready"), redact_url_credentials(ready.dump(1)));
 }
 
 Result<bool> PythonEnvCache::ensure(const PythonEnvRequest& request,
                                     const InstallProgress& progress, int64_t timeout_ms) {
+  const int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
   fs::path lock_path = sidecar(request.key, ".lock");
   RTENV_ASSIGN_OR_RETURN(FileLock lock,
                          FileLock::try_acquire(lock_path, FileLock::Mode::kExclusive));
   if (!lock.held()) {
     // In use (shared) or being built (exclusive): wait for the builder, if any.
-    RTENV_ASSIGN_OR_RETURN(lock, FileLock::acquire(lock_path, FileLock::Mode::kShared));
+    RTENV_ASSIGN_OR_RETURN(lock, lock_until(lock_path, FileLock::Mode::kShared, deadline,
+                                            request.uri()));
     if (is_ready(request.key)) return false;
     lock.release();  // its builder failed: build it
-    RTENV_ASSIGN_OR_RETURN(lock, FileLock::acquire(lock_path, FileLock::Mode::kExclusive));
+    RTENV_ASSIGN_OR_RETURN(lock, lock_until(lock_path, FileLock::Mode::kExclusive, deadline,
+                                            request.uri()));
   }
   if (is_ready(request.key)) return false;
-  if (auto r = build(request, lock, progress, timeout_ms); !r) {
+  if (auto r = build(request, lock, progress, remaining(deadline)); !r) {
     (void)remove_tree(dir_of(request.key));  // nothing half-installed stays
     return r.error();
   }
@@ -625,23 +656,22 @@ Result<bool> PythonEnvCache::ensure(const PythonEnvRequest& request,
 Result<PythonEnvCache::Lease> PythonEnvCache::acquire(const PythonEnvRequest& request,
                                                       const InstallProgress& progress,
                                                       int64_t timeout_ms) {
+  const int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
   fs::path lock_path = sidecar(request.key, ".lock");
   Lease lease;
   lease.dir_ = dir_of(request.key);
-  for (int attempt = 0; attempt < 3; ++attempt) {
+  for (int attempt = 0;; ++attempt) {
     // The warm path: one shared lock, one stat.
     RTENV_ASSIGN_OR_RETURN(FileLock lock,
-                           FileLock::try_acquire(lock_path, FileLock::Mode::kShared));
-    if (!lock.held()) {
-      RTENV_ASSIGN_OR_RETURN(lock, FileLock::acquire(lock_path, FileLock::Mode::kShared));
-    }
+                           lock_until(lock_path, FileLock::Mode::kShared, deadline, request.uri()));
     if (is_ready(request.key)) {
       lock.touch();  // the "last used" stamp eviction reads
       lease.lock_ = std::move(lock);
       return lease;
     }
     lock.release();
-    RTENV_ASSIGN_OR_RETURN(bool built, ensure(request, progress, timeout_ms));
+    if (attempt == 3) break;
+    RTENV_ASSIGN_OR_RETURN(bool built, ensure(request, progress, remaining(deadline)));
     lease.built_ |= built;
   }
   return make_error(ErrorCode::kUnavailable,

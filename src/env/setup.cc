@@ -94,7 +94,11 @@ Result<Plan> plan(const RuntimeEnv& env, const NodeCache& cache) {
     auto target = [&]() -> Result<PythonEnvRequest> {
       RTENV_ASSIGN_OR_RETURN(WheelUri wheel, WheelUri::parse(modules[i]));
       RTENV_ASSIGN_OR_RETURN(fs::path dir, add(field, wheel.package.str()));
-      RTENV_ASSIGN_OR_RETURN(Interpreter python, find_interpreter(cache.packages.home()));
+      // The env's own interpreter if it names one (pip/uv), so the wheel fits the venv.
+      auto packages = env.python_packages();
+      RTENV_ASSIGN_OR_RETURN(
+          Interpreter python,
+          find_interpreter(cache.packages.home(), packages ? packages->python : std::nullopt));
       RTENV_ASSIGN_OR_RETURN(Installer installer,
                              find_installer(python, spec::Installer::kPip));
       return PythonEnvRequest::make_wheel(wheel.str(), dir / wheel.file, std::move(python),

@@ -23,6 +23,8 @@ namespace {
 
 constexpr size_t kMaxErr = size_t{1} << 20;
 constexpr int64_t kKillGraceMs = 2000;
+constexpr int64_t kPollSliceMs = 50;        // how often the child's exit is checked
+constexpr int64_t kDrainAfterExitMs = 500;  // reading on after it, for output still in flight
 
 int64_t steady_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -160,7 +162,19 @@ Result<ProcessOutcome> run_process(const ProcessSpec& spec) {
   const int64_t start = steady_ms();
   int64_t kill_at = spec.timeout_ms >= 0 ? start + spec.timeout_ms : -1;
   bool termed = false;
+  // The child's exit is watched too, not only its pipes: a process it left behind (a daemon in
+  // another session, out of reach of the group kill) may hold the pipes open for good. Once the
+  // child is gone, what is already written is read for a moment, then reading stops.
+  bool exited = false;
+  int status = 0;
+  int64_t stop_reading_at = -1;
   char buf[65536];
+  auto kill_group = [&] {
+    outcome.timed_out = true;
+    ::kill(-pid, termed ? SIGKILL : SIGTERM);  // politely, then not
+    kill_at = termed ? -1 : steady_ms() + kKillGraceMs;
+    termed = true;
+  };
   while (out_r.valid() || err_r.valid()) {
     pollfd fds[3];
     int n = 0;
@@ -168,16 +182,18 @@ Result<ProcessOutcome> run_process(const ProcessSpec& spec) {
     if (out_r.valid()) fds[out_i = n++] = {out_r.get(), POLLIN, 0};
     if (err_r.valid()) fds[err_i = n++] = {err_r.get(), POLLIN, 0};
     if (in_w.valid()) fds[in_i = n++] = {in_w.get(), POLLOUT, 0};
-    int wait = -1;
-    if (kill_at >= 0) wait = static_cast<int>(std::max<int64_t>(0, kill_at - steady_ms()));
-    int ready = ::poll(fds, n, wait);
+    int64_t now = steady_ms();
+    int64_t wait = exited ? stop_reading_at - now : kPollSliceMs;
+    if (!exited && kill_at >= 0) wait = std::min(wait, kill_at - now);
+    int ready = ::poll(fds, n, static_cast<int>(std::max<int64_t>(0, wait)));
     if (ready < 0 && errno != EINTR) break;
-    if (kill_at >= 0 && steady_ms() >= kill_at) {
-      // The deadline: the whole group (an installer's own children too), politely, then not.
-      outcome.timed_out = true;
-      ::kill(-pid, termed ? SIGKILL : SIGTERM);
-      kill_at = termed ? -1 : steady_ms() + kKillGraceMs;
-      termed = true;
+    if (!exited && ::waitpid(pid, &status, WNOHANG) == pid) {
+      exited = true;
+      stop_reading_at = steady_ms() + kDrainAfterExitMs;
+    }
+    if (exited && steady_ms() >= stop_reading_at) break;
+    if (!exited && kill_at >= 0 && steady_ms() >= kill_at) {
+      kill_group();
       continue;
     }
     if (ready <= 0) continue;
@@ -213,18 +229,14 @@ Result<ProcessOutcome> run_process(const ProcessSpec& spec) {
   if (!pending.empty() && spec.on_stderr_line) spec.on_stderr_line(pending);
   if (outcome.err.size() > kMaxErr) outcome.err.erase(0, outcome.err.size() - kMaxErr);
 
-  int status = 0;
-  while (true) {
+  while (!exited) {
     // The pipes closed; the process is about to exit (or closed them itself: keep the deadline).
     pid_t r = ::waitpid(pid, &status, kill_at >= 0 ? WNOHANG : 0);
     if (r == pid) break;
     if (r < 0 && errno != EINTR) return io_error("cannot wait for", *program, errno);
     if (r == 0) {
       if (steady_ms() >= kill_at) {
-        outcome.timed_out = true;
-        ::kill(-pid, termed ? SIGKILL : SIGTERM);
-        kill_at = termed ? -1 : steady_ms() + kKillGraceMs;
-        termed = true;
+        kill_group();
       } else {
         ::usleep(2000);
       }

@@ -14,7 +14,7 @@ std::string redact_url_credentials(std::string_view text) {
     }
     size_t start = scheme_end + 3;
     out.append(text.substr(i, start - i));
-    size_t end = text.find_first_of("/?# \t\r\n\"'<>", start);
+    size_t end = text.find_first_of("/?# \t\r\n\"'<>,;", start);
     if (end == std::string_view::npos) end = text.size();
     std::string_view authority = text.substr(start, end - start);
     size_t at = authority.rfind('@');

@@ -563,6 +563,16 @@ def test_credentials_never_shown(py, index):
     for log in logs:
         text = log.read_text(errors="replace")
         assert SECRET not in text, f"{log} shows the password:\n{text}"
+    # On disk: the ready marks say nothing; the files that must hold the URL (the lock, the
+    # requirements the installer reads) are the owner's only.
+    for ready in pyenvs(py).glob("*.ready"):
+        assert SECRET not in ready.read_text(), ready
+    holders = list(pyenvs(py).glob("*/rtenv-requirements.txt")) + list(
+        (py.home / "locks").glob("*.json"))
+    assert holders
+    for f in holders:
+        if SECRET in f.read_text():
+            assert f.stat().st_mode & 0o077 == 0, f"{f} is readable by others: {oct(f.stat().st_mode)}"
 
 
 # ---- 9. pip as the installer -----------------------------------------------------------------

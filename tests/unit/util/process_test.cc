@@ -92,3 +92,34 @@ TEST(FindProgram, SearchesTheGivenPath) {
 
 }  // namespace
 }  // namespace rtenv
+
+namespace rtenv {
+namespace {
+
+TEST(RunProcess, ADaemonLeftHoldingThePipesDoesNotHoldTheCaller) {
+  // The program exits at once, leaving a process in its own session that keeps stdout open.
+  ProcessSpec p;
+  p.argv = {"sh", "-c", "echo done; setsid sleep 8 & exit 0"};
+  auto start = std::chrono::steady_clock::now();
+  auto r = run_process(p);
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->success()) << r->describe();
+  EXPECT_EQ(r->out, "done\n");
+  EXPECT_LT(took, std::chrono::seconds(5));
+}
+
+TEST(RunProcess, ADeadlineHoldsEvenWhenADaemonEscapesTheGroup) {
+  ProcessSpec p;
+  p.argv = {"sh", "-c", "setsid sleep 8 & sleep 20"};
+  p.timeout_ms = 300;
+  auto start = std::chrono::steady_clock::now();
+  auto r = run_process(p);
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(r->timed_out);
+  EXPECT_LT(took, std::chrono::seconds(8));
+}
+
+}  // namespace
+}  // namespace rtenv

@@ -11,6 +11,7 @@ TEST(RedactUrlCredentials, HidesPasswordsAndTokens) {
   EXPECT_EQ(redact_url_credentials("https://tok3n@host/x and http://a:b@h:8080"),
             "https://****@host/x and http://a:****@h:8080");
   EXPECT_EQ(redact_url_credentials("\"http://u:p@h/\""), "\"http://u:****@h/\"");
+  EXPECT_EQ(redact_url_credentials("https://h,https://u:p@h2/"), "https://h,https://u:****@h2/");
 }
 
 TEST(RedactUrlCredentials, LeavesOtherTextAlone) {
