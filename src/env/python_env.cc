@@ -115,7 +115,18 @@ Result<ProcessOutcome> run_step(const std::string& step, ProcessSpec spec,
   }
   if (!outcome.success()) {
     std::string lines = relevant_lines(outcome.err + "\n" + outcome.out);
-    return make_error(ErrorCode::kInvalidArgument, "{} failed ({}){}", step, outcome.describe(),
+    // An index that could not be reached may answer next time (retryable); anything else (no
+    // such package, no solution, a failing build) needs the user.
+    static const char* kUnreachable[] = {"Connection refused", "error sending request",
+                                         "tcp connect error", "Network is unreachable",
+                                         "Temporary failure in name resolution",
+                                         "503 Service Unavailable", "502 Bad Gateway",
+                                         "NewConnectionError", "Max retries exceeded"};
+    ErrorCode code = ErrorCode::kInvalidArgument;
+    for (const char* marker : kUnreachable) {
+      if (lines.find(marker) != std::string::npos) code = ErrorCode::kUnavailable;
+    }
+    return make_error(code, "{} failed ({}){}", step, outcome.describe(),
                       lines.empty() ? " with no output" : ":" + lines);
   }
   return outcome;

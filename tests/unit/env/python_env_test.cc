@@ -26,6 +26,10 @@ case "$1 $2" in
             echo "  -> error: index https://user:s3cret@idx.example/simple/ answered 404" >&2
             exit 1 ;;
       hang) sleep 30 ;;
+      down) echo "error: Request failed after 3 retries" >&2
+            echo "  Caused by: error sending request for url http://127.0.0.1:1/simple/alpha/" >&2
+            echo "  Caused by: tcp connect error: Connection refused, os error 111" >&2
+            exit 2 ;;
     esac
     shift 2
     while [ $# -gt 0 ]; do
@@ -177,6 +181,13 @@ TEST_F(PythonEnvTest, AFailedInstallLeavesNothingAndSaysWhy) {
   EXPECT_FALSE(progress.empty());
   EXPECT_FALSE(cache.is_ready(req.key));
   EXPECT_FALSE(fs::exists(cache.dir_of(req.key)));
+  EXPECT_EQ(built.error().code(), ErrorCode::kInvalidArgument);  // the user must act
+  // An index that cannot be reached is worth another try later.
+  ::setenv("RTENV_FAKE_UV", "down", 1);
+  auto down = cache.ensure(req, nullptr, -1);
+  ASSERT_FALSE(down.ok());
+  EXPECT_EQ(down.error().code(), ErrorCode::kUnavailable) << down.error().message();
+  EXPECT_TRUE(down.error().retryable());
   // The next attempt builds from scratch.
   ::unsetenv("RTENV_FAKE_UV");
   EXPECT_TRUE(*cache.ensure(req, nullptr, -1));
