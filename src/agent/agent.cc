@@ -185,8 +185,8 @@ Result<void> Agent::adopt_unknown_resources() {
   for (const auto& [kind, uri] : cache_.list_ready()) {
     if (known_uris.contains(uri)) continue;
     std::set<std::pair<uint64_t, uint64_t>> seen;
-    RTENV_TRY(db_->adopt_resource(uri, kind, cache_.disk_bytes(uri, &seen),
-                                  cache_.last_leased_ms(uri)));
+    RTENV_TRY(
+        db_->adopt_resource(uri, kind, cache_.disk_bytes(uri, &seen), cache_.last_leased_ms(uri)));
   }
   return ok_result();
 }
@@ -402,8 +402,8 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
       std::lock_guard lock(mu_);
       RTENV_TRY(db_->set_resource_size(r.uri, bytes));
     }
-    out.timings.push_back({(*built ? (r.python ? "install " : "materialize ") : "cached ") + what,
-                           ms_since(t)});
+    out.timings.push_back(
+        {(*built ? (r.python ? "install " : "materialize ") : "cached ") + what, ms_since(t)});
     out.resource_uris.push_back(r.uri);
   }
   out.context = std::move(planned->context);

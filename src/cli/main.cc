@@ -35,11 +35,13 @@ int real_main(int argc, char** argv) {
   auto* run_cmd = app.add_subcommand(
       "run",
       "Run a command inside a runtime_env: cwd = the node-local copy of working_dir, env_vars "
-      "set, py_modules on PYTHONPATH, pip/uv packages installed. Exits with the command's status (128+N if killed by signal "
+      "set, py_modules on PYTHONPATH, pip/uv packages installed. Exits with the command's status "
+      "(128+N if killed by signal "
       "N), 2 for an invalid runtime_env or usage, 3 if setting the env up failed, 126/127 if the "
       "command cannot be run. pip/uv packages are installed into a virtualenv whose bin/ comes "
       "first on PATH (base interpreter: $RTENV_PYTHON or python3; installer: uv if found, else "
-      "pip; $RTENV_INSTALLER, $RTENV_UV).\n\nUsage: rtenv run [OPTIONS] [--] COMMAND [ARGS...]  (everything "
+      "pip; $RTENV_INSTALLER, $RTENV_UV).\n\nUsage: rtenv run [OPTIONS] [--] COMMAND [ARGS...]  "
+      "(everything "
       "from COMMAND on is passed to the command untouched)");
   run_cmd->add_option("--runtime-env,-e", run.runtime_env,
                       "The runtime_env: inline JSON ('{\"working_dir\": \".\"}') or a .json, "

@@ -244,7 +244,8 @@ int run_command(const RunArgs& args) {
   }
   int64_t timeout_s = resolved->config().setup_timeout_seconds;
   auto active = env::activate(
-      *resolved, cache, caller_env, [&](const std::string& line) { progress.show("rtenv: " + line); },
+      *resolved, cache, caller_env,
+      [&](const std::string& line) { progress.show("rtenv: " + line); },
       timeout_s > 0 ? timeout_s * 1000 : -1);
   progress.clear();
   if (!active) return fail(kExitSetup, "setup failed: " + active.error().message());

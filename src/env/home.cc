@@ -14,7 +14,7 @@ Result<Home> Home::at(const fs::path& root) {
   }
   Home home{root.lexically_normal()};
   for (const auto& dir : {home.store(), home.pkgs(), home.index(), home.tmp(), home.logs(),
-                         home.pyenvs(), home.python(), home.locks()}) {
+                          home.pyenvs(), home.python(), home.locks()}) {
     RTENV_TRY(make_dirs(dir));
   }
   return home;

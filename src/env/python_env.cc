@@ -69,9 +69,9 @@ std::string relevant_lines(const std::string& text) {
     }
     if (!clean.empty()) lines.push_back(redact_url_credentials(clean));
   }
-  static const char* kMarkers[] = {"error",    "ERROR",      "×",       "Because",
-                                   "hint:",    "No matching", "Could not", "Failed",
-                                   "failed",   "Traceback",  "conflict", "not installed"};
+  static const char* kMarkers[] = {"error",  "ERROR",       "×",         "Because",
+                                   "hint:",  "No matching", "Could not", "Failed",
+                                   "failed", "Traceback",   "conflict",  "not installed"};
   size_t first = lines.size();
   for (size_t i = 0; i < lines.size() && first == lines.size(); ++i) {
     for (const char* m : kMarkers) {
@@ -108,20 +108,25 @@ Result<ProcessOutcome> run_step(const std::string& step, ProcessSpec spec,
   int64_t timeout_ms = spec.timeout_ms;
   RTENV_ASSIGN_OR_RETURN(ProcessOutcome outcome, run_process(spec));
   if (outcome.timed_out) {
-    return make_error(ErrorCode::kTimeout,
-                      "{}: timed out after {:.0f} s (config.setup_timeout_seconds); raise it, or -1 "
-                      "for no limit",
-                      step, static_cast<double>(timeout_ms) / 1000.0);
+    return make_error(
+        ErrorCode::kTimeout,
+        "{}: timed out after {:.0f} s (config.setup_timeout_seconds); raise it, or -1 "
+        "for no limit",
+        step, static_cast<double>(timeout_ms) / 1000.0);
   }
   if (!outcome.success()) {
     std::string lines = relevant_lines(outcome.err + "\n" + outcome.out);
     // An index that could not be reached may answer next time (retryable); anything else (no
     // such package, no solution, a failing build) needs the user.
-    static const char* kUnreachable[] = {"Connection refused", "error sending request",
-                                         "tcp connect error", "Network is unreachable",
+    static const char* kUnreachable[] = {"Connection refused",
+                                         "error sending request",
+                                         "tcp connect error",
+                                         "Network is unreachable",
                                          "Temporary failure in name resolution",
-                                         "503 Service Unavailable", "502 Bad Gateway",
-                                         "NewConnectionError", "Max retries exceeded"};
+                                         "503 Service Unavailable",
+                                         "502 Bad Gateway",
+                                         "NewConnectionError",
+                                         "Max retries exceeded"};
     ErrorCode code = ErrorCode::kInvalidArgument;
     for (const char* marker : kUnreachable) {
       if (lines.find(marker) != std::string::npos) code = ErrorCode::kUnavailable;
@@ -177,8 +182,8 @@ std::vector<std::string> parse_pins(const std::string& text) {
         collapsed += c;
       }
     }
-    if (!collapsed.empty()) logical += (logical.empty() || logical.back() == ' ' ? "" : " ") +
-                                       collapsed;
+    if (!collapsed.empty())
+      logical += (logical.empty() || logical.back() == ' ' ? "" : " ") + collapsed;
     if (!more) {
       while (!logical.empty() && logical.back() == ' ') logical.pop_back();
       if (!logical.empty() && !is_option_line(logical)) out.push_back(logical);
@@ -200,15 +205,22 @@ Result<std::vector<std::string>> resolve_with_uv(const spec::PythonPackages& loo
                                                  const Installer& installer,
                                                  const LockOptions& options) {
   ProcessSpec p;
-  p.argv = {installer.uv.string(), "pip",           "compile",     "-",
-            "--python",            python.executable.string(),   "--generate-hashes",
-            "--no-header",         "--no-annotate", "--quiet"};
+  p.argv = {installer.uv.string(),
+            "pip",
+            "compile",
+            "-",
+            "--python",
+            python.executable.string(),
+            "--generate-hashes",
+            "--no-header",
+            "--no-annotate",
+            "--quiet"};
   p.env["UV_CACHE_DIR"] = home.uv_cache().string();
   p.stdin_data = requirements_text(loose.packages);
   p.timeout_ms = options.timeout_ms;
-  RTENV_ASSIGN_OR_RETURN(ProcessOutcome outcome,
-                         run_step("resolving Python packages (uv pip compile)", p,
-                                  options.progress));
+  RTENV_ASSIGN_OR_RETURN(
+      ProcessOutcome outcome,
+      run_step("resolving Python packages (uv pip compile)", p, options.progress));
   return parse_pins(outcome.out);
 }
 
@@ -221,11 +233,18 @@ Result<std::vector<std::string>> resolve_with_pip(const spec::PythonPackages& lo
     fs::path dir;
     ~Cleanup() { (void)remove_tree(dir); }
   } cleanup{work};
-  RTENV_TRY(
-      write_file_atomic(work / "requirements.txt", requirements_text(loose.packages), 0600));
+  RTENV_TRY(write_file_atomic(work / "requirements.txt", requirements_text(loose.packages), 0600));
   ProcessSpec p;
-  p.argv = {python.executable.string(), "-m", "pip", "install", "--dry-run", "--ignore-installed",
-            "--quiet", "--report", (work / "report.json").string(), "-r",
+  p.argv = {python.executable.string(),
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            (work / "report.json").string(),
+            "-r",
             (work / "requirements.txt").string()};
   p.env["PIP_CACHE_DIR"] = home.pip_cache().string();
   p.timeout_ms = options.timeout_ms;
@@ -269,7 +288,8 @@ Result<void> make_symlink(const std::string& target, const fs::path& link) {
   return ok_result();
 }
 
-constexpr const char* kActivate = R"(# Use with ". bin/activate" (sh, bash, zsh); "deactivate" undoes it.
+constexpr const char* kActivate =
+    R"(# Use with ". bin/activate" (sh, bash, zsh); "deactivate" undoes it.
 deactivate () {
     if [ -n "${_RTENV_OLD_PATH:-}" ]; then
         PATH="$_RTENV_OLD_PATH"
@@ -350,7 +370,8 @@ Result<Interpreter> find_interpreter(const Home& home, const std::optional<std::
   struct stat st;
   if (::stat(path->c_str(), &st) != 0) return io_error("cannot stat", *path, errno);
   // A launcher (a pyenv shim) picks its interpreter by PYENV_VERSION too.
-  std::string identity = path->string() + "\n" + file_identity(st) + "\n" + env_or("PYENV_VERSION", "");
+  std::string identity =
+      path->string() + "\n" + file_identity(st) + "\n" + env_or("PYENV_VERSION", "");
   fs::path cached = home.python() / (Digest::of(identity).hex().substr(0, 32) + ".json");
   if (auto text = read_file(cached)) {
     json j = json::parse(*text, nullptr, false);
@@ -365,8 +386,8 @@ Result<Interpreter> find_interpreter(const Home& home, const std::optional<std::
   p.timeout_ms = 60'000;
   auto outcome = run_process(p);
   if (!outcome || !outcome->success()) {
-    std::string why = outcome ? outcome->describe() + relevant_lines(outcome->err)
-                              : outcome.error().message();
+    std::string why =
+        outcome ? outcome->describe() + relevant_lines(outcome->err) : outcome.error().message();
     return make_error(ErrorCode::kInvalidArgument,
                       "the Python interpreter {} does not run ({}); set RTENV_PYTHON to a working "
                       "one",
@@ -418,9 +439,9 @@ Result<spec::PythonPackages> lock_packages(const spec::PythonPackages& loose, co
                                            const Interpreter& python, const Installer& installer,
                                            const LockOptions& options) {
   if (loose.locked) return loose;
-  std::string key_text = fmt::format("rtenv-lock 1\n{}\n{}\n{}\n{}\n{}", loose.to_json().dump(),
-                                     python.executable.string(), python.version, python.platform,
-                                     installer.name());
+  std::string key_text =
+      fmt::format("rtenv-lock 1\n{}\n{}\n{}\n{}\n{}", loose.to_json().dump(),
+                  python.executable.string(), python.version, python.platform, installer.name());
   fs::path cached = home.locks() / (Digest::of(key_text).hex() + ".json");
   std::vector<std::string> pins;
   bool found = false;
@@ -500,8 +521,11 @@ PythonEnvRequest PythonEnvRequest::make_wheel(const std::string& wheel_uri, fs::
                    {"python_version", python.version},
                    {"platform", python.platform},
                    {"implementation", python.implementation}};
-  PythonEnvRequest out{{}, std::move(python), std::move(installer),
-                       Digest::of("rtenv-wheel 1\n" + identity.dump()), std::move(wheel_file)};
+  PythonEnvRequest out{{},
+                       std::move(python),
+                       std::move(installer),
+                       Digest::of("rtenv-wheel 1\n" + identity.dump()),
+                       std::move(wheel_file)};
   return out;
 }
 
@@ -515,11 +539,18 @@ Result<void> PythonEnvCache::build_wheel_target(const PythonEnvRequest& request,
   ProcessSpec p;
   const std::string exe = request.python.executable.string();
   if (request.installer.tool == Installer::Tool::kUv) {
-    p.argv = {request.installer.uv.string(), "pip", "install", "--python", exe, "--target",
-              dir.string(), "--no-deps", request.wheel->string()};
-  } else {
-    p.argv = {exe, "-m", "pip", "install", "--target", dir.string(), "--no-deps",
+    p.argv = {request.installer.uv.string(),
+              "pip",
+              "install",
+              "--python",
+              exe,
+              "--target",
+              dir.string(),
+              "--no-deps",
               request.wheel->string()};
+  } else {
+    p.argv = {exe,        "-m",         "pip",       "install",
+              "--target", dir.string(), "--no-deps", request.wheel->string()};
   }
   p.env["UV_CACHE_DIR"] = home_.uv_cache().string();
   p.env["PIP_CACHE_DIR"] = home_.pip_cache().string();
@@ -584,8 +615,8 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
       venv = {exe, "-m", "venv", "--without-pip", dir.string()};
     }
     if (pkgs.system_site_packages) venv.push_back("--system-site-packages");
-    RTENV_TRY(step(fmt::format("creating the virtualenv ({})", uv ? "uv venv" : "python -m venv"),
-                   venv));
+    RTENV_TRY(
+        step(fmt::format("creating the virtualenv ({})", uv ? "uv venv" : "python -m venv"), venv));
   }
 
   std::vector<std::string> options, pins;
@@ -601,18 +632,17 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
   auto install = [&](const std::string& what, const fs::path& file) -> Result<void> {
     std::vector<std::string> argv;
     if (as_prefix) {
-      argv = {uv_bin, "pip", "install", "--python", exe, "--prefix", dir.string(), "--no-deps",
-              "-r", file.string()};
+      argv = {uv_bin,     "pip",        "install",   "--python", exe,
+              "--prefix", dir.string(), "--no-deps", "-r",       file.string()};
       argv.insert(argv.end(), pkgs.install_options.begin(), pkgs.install_options.end());
     } else if (uv) {
       argv = {uv_bin, "pip", "install", "--python", py.string(), "--no-deps", "-r", file.string()};
       argv.insert(argv.end(), pkgs.install_options.begin(), pkgs.install_options.end());
     } else {
-      argv = {exe, "-m", "pip", "--python", py.string(), "install", "--no-deps", "-r",
-              file.string()};
+      argv = {exe,       "-m",        "pip", "--python",   py.string(),
+              "install", "--no-deps", "-r",  file.string()};
     }
-    return step(fmt::format("installing {} ({} pip install)", what, uv ? "uv" : "python -m"),
-                argv);
+    return step(fmt::format("installing {} ({} pip install)", what, uv ? "uv" : "python -m"), argv);
   };
   if (!pins.empty()) {
     RTENV_TRY(install(fmt::format("{} Python package(s)", pins.size()), requirements));
@@ -649,12 +679,12 @@ Result<bool> PythonEnvCache::ensure(const PythonEnvRequest& request,
                          FileLock::try_acquire(lock_path, FileLock::Mode::kExclusive));
   if (!lock.held()) {
     // In use (shared) or being built (exclusive): wait for the builder, if any.
-    RTENV_ASSIGN_OR_RETURN(lock, lock_until(lock_path, FileLock::Mode::kShared, deadline,
-                                            request.uri()));
+    RTENV_ASSIGN_OR_RETURN(lock,
+                           lock_until(lock_path, FileLock::Mode::kShared, deadline, request.uri()));
     if (is_ready(request.key)) return false;
     lock.release();  // its builder failed: build it
-    RTENV_ASSIGN_OR_RETURN(lock, lock_until(lock_path, FileLock::Mode::kExclusive, deadline,
-                                            request.uri()));
+    RTENV_ASSIGN_OR_RETURN(
+        lock, lock_until(lock_path, FileLock::Mode::kExclusive, deadline, request.uri()));
   }
   if (is_ready(request.key)) return false;
   if (auto r = build(request, lock, progress, remaining(deadline)); !r) {

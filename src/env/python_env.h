@@ -21,8 +21,8 @@ namespace rtenv::env {
 /// A base interpreter, identified by running it once (the answer is cached under
 /// $RTENV_HOME/python/, keyed by the file's identity, so later calls start no process).
 struct Interpreter {
-  fs::path executable;  ///< the real binary (sys.executable with links resolved)
-  std::string version;  ///< "3.11.7"
+  fs::path executable;         ///< the real binary (sys.executable with links resolved)
+  std::string version;         ///< "3.11.7"
   std::string platform;        ///< sysconfig.get_platform(): "linux-x86_64"
   std::string implementation;  ///< "cpython"
 };

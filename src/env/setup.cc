@@ -53,8 +53,8 @@ std::string expand_vars(
 
 Result<Plan> plan(const RuntimeEnv& env, const NodeCache& cache) {
   static const std::map<std::string, std::string> kNotYet = {
-      {"conda", "conda environments"},    {"py_executable", "custom Python interpreters"},
-      {"java_jars", "Java class paths"},  {"image_uri", "container images"},
+      {"conda", "conda environments"},   {"py_executable", "custom Python interpreters"},
+      {"java_jars", "Java class paths"}, {"image_uri", "container images"},
       {"container", "container images"},
   };
   for (const auto& field : env.fields()) {
@@ -99,8 +99,7 @@ Result<Plan> plan(const RuntimeEnv& env, const NodeCache& cache) {
       RTENV_ASSIGN_OR_RETURN(
           Interpreter python,
           find_interpreter(cache.packages.home(), packages ? packages->python : std::nullopt));
-      RTENV_ASSIGN_OR_RETURN(Installer installer,
-                             find_installer(python, spec::Installer::kPip));
+      RTENV_ASSIGN_OR_RETURN(Installer installer, find_installer(python, spec::Installer::kPip));
       return PythonEnvRequest::make_wheel(wheel.str(), dir / wheel.file, std::move(python),
                                           std::move(installer));
     }();
@@ -176,8 +175,7 @@ Result<ActiveEnv> activate(
   active.context = std::move(p.context);
   // Only packages (working_dir, py_modules) are kept free of bytecode; a venv is not checked,
   // and pointing Python at an empty cache would make it compile its standard library again.
-  finish_context(&active.context, cache.packages.home(), !active.leases.empty(),
-                 lookup_caller_env);
+  finish_context(&active.context, cache.packages.home(), !active.leases.empty(), lookup_caller_env);
   return active;
 }
 

@@ -360,8 +360,8 @@ class Validator {
       RTENV_ASSIGN_OR_RETURN(packages, requirements(path, v.get<std::string>()));
     } else if (v.is_object()) {
       // `locked` and `system_site_packages` are rtenv's own (docs/python.md).
-      std::vector<std::string> allowed = {"packages", check_key, version_key, "locked",
-                                          "system_site_packages", "python"};
+      std::vector<std::string> allowed = {
+          "packages", check_key, version_key, "locked", "system_site_packages", "python"};
       if (!pip) allowed.push_back(options_key);
       std::sort(allowed.begin(), allowed.end());
       for (const auto& [key, field] : v.items()) {

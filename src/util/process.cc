@@ -71,8 +71,8 @@ void split_lines(std::string& pending, std::string_view chunk,
 
 std::string ProcessOutcome::describe() const {
   if (timed_out) return "timed out";
-  if (term_signal != 0) return fmt::format("killed by signal {} ({})", term_signal,
-                                           ::strsignal(term_signal));
+  if (term_signal != 0)
+    return fmt::format("killed by signal {} ({})", term_signal, ::strsignal(term_signal));
   return fmt::format("exit status {}", exit_code);
 }
 

@@ -32,11 +32,11 @@ struct ProcessSpec {
 };
 
 struct ProcessOutcome {
-  int exit_code = 0;     ///< valid when term_signal == 0
-  int term_signal = 0;   ///< the signal that ended it, or 0
+  int exit_code = 0;    ///< valid when term_signal == 0
+  int term_signal = 0;  ///< the signal that ended it, or 0
   bool timed_out = false;
-  std::string out;       ///< all of stdout
-  std::string err;       ///< all of stderr (the last 1 MiB if it wrote more)
+  std::string out;  ///< all of stdout
+  std::string err;  ///< all of stderr (the last 1 MiB if it wrote more)
 
   bool success() const { return term_signal == 0 && exit_code == 0 && !timed_out; }
   /// "exit status 2", "killed by signal 9", "timed out".

@@ -171,7 +171,8 @@ TEST_F(PythonEnvTest, AFailedInstallLeavesNothingAndSaysWhy) {
   PythonEnvCache cache(home_);
   ::setenv("RTENV_FAKE_UV", "fail", 1);
   std::vector<std::string> progress;
-  auto built = cache.ensure(req, [&](const std::string& l) { progress.push_back(l); }, -1);
+  auto built = cache.ensure(
+      req, [&](const std::string& l) { progress.push_back(l); }, -1);
   ASSERT_FALSE(built.ok());
   const std::string& m = built.error().message();
   EXPECT_NE(m.find("exit status 1"), std::string::npos) << m;
