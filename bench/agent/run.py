@@ -36,7 +36,6 @@ error.
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib
 import json
 import math
@@ -53,6 +52,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+import common  # noqa: E402
+from common import command_output, cpu_pressure_us  # noqa: E402
 BUILD = REPO / "build-bench"
 DEFAULT_RTENV = BUILD / "src" / "cli" / "rtenv"
 PROTO = REPO / "proto" / "agent.proto"
@@ -84,17 +86,6 @@ def pct(values: list[float], q: float) -> float:
     v = sorted(values)
     k = max(1, math.ceil(q / 100 * len(v)))
     return v[k - 1]
-
-
-def cpu_pressure_us() -> int | None:
-    """Total µs that runnable tasks waited for a CPU (PSI 'some'), or None."""
-    try:
-        for line in Path("/proc/pressure/cpu").read_text().splitlines():
-            if line.startswith("some"):
-                return int(line.rsplit("total=", 1)[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def memory(pid: int) -> dict:
@@ -298,45 +289,17 @@ def hyperfine_rounds(commands: list[tuple[str, str]], runs: int, rounds: int, wa
 # ----------------------------------------------------------------------------- machine
 
 def machine_info(rtenv: Path) -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = "unknown"
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) / (1 << 20):.0f} GiB"
-    except OSError:
-        pass
-
-    def out(cmd: list[str]) -> str:
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True).stdout.strip() or "unknown"
-        except OSError:
-            return "unknown"
-
     try:
         import grpc
         grpcio = grpc.__version__
     except ImportError:
         grpcio = "not installed"
     return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "mem": mem,
-        "kernel": platform.release(),
-        "commit": out(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
-        "built": datetime.datetime.fromtimestamp(rtenv.stat().st_mtime, datetime.timezone.utc)
-        .strftime("%Y-%m-%d %H:%M UTC"),
-        "grpcpp": out(["pkg-config", "--modversion", "grpc++"]),
+        **common.machine(rtenv),
+        "grpcpp": command_output(["pkg-config", "--modversion", "grpc++"]),
         "grpcio": grpcio,
         "python": platform.python_version(),
-        "hyperfine": out(["hyperfine", "--version"]),
+        "hyperfine": command_output(["hyperfine", "--version"]),
     }
 
 

@@ -30,12 +30,9 @@ from __future__ import annotations
 
 import argparse
 import base64
-import datetime
 import json
 import os
-import platform
 import random
-import resource
 import shlex
 import shutil
 import statistics
@@ -47,6 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+import common  # noqa: E402
+from common import children_cpu_ms, command_output, cpu_pressure_us  # noqa: E402
 DEFAULT_RTENV = REPO / "build-bench" / "src" / "cli" / "rtenv"
 MIB = 1 << 20
 GIB = 1 << 30
@@ -218,11 +218,6 @@ def sync() -> None:
     os.sync()
 
 
-def children_cpu_ms() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (r.ru_utime + r.ru_stime) * 1000
-
-
 def timed(cmd, *, env=None, cwd=None, shell=False, capture=False) -> tuple[float, float, str]:
     """Runs cmd; returns (wall ms, CPU ms = user + sys of it and all its descendants, stdout)."""
     sync()
@@ -236,17 +231,6 @@ def timed(cmd, *, env=None, cwd=None, shell=False, capture=False) -> tuple[float
     if p.returncode != 0:
         raise RuntimeError(f"command failed ({p.returncode}): {cmd}\n{p.stderr}")
     return ms, cpu, (p.stdout if capture else "")
-
-
-def cpu_pressure_us() -> int | None:
-    """Total µs that runnable tasks waited for a CPU (PSI 'some'), or None."""
-    try:
-        for line in Path("/proc/pressure/cpu").read_text().splitlines():
-            if line.startswith("some"):
-                return int(line.rsplit("total=", 1)[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
 
 
 def rtenv_pack(rtenv: Path, tree_dir: Path, home: Path, threads: int,
@@ -285,64 +269,23 @@ class Samples:
 
 
 def machine_info(scratch: Path, rtenv: Path) -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    fstype = "unknown"
-    try:
-        fstype = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", str(scratch)],
-                                capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        try:
-            fstype = subprocess.run(["stat", "-f", "-c", "%T", str(scratch)], capture_output=True,
-                                    text=True).stdout.strip()
-        except OSError:
-            pass
+    fstype = command_output(["findmnt", "-n", "-o", "FSTYPE", "-T", str(scratch)])
+    if fstype == "unknown":
+        fstype = command_output(["stat", "-f", "-c", "%T", str(scratch)])
     if fstype == "ext4" and ext4_without_journal(scratch):
         fstype = "ext4 (no journal)"
-    mem = "unknown"
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) / (1 << 20):.0f} GiB"
-    except OSError:
-        pass
     flags = ""
     try:
         txt = Path("/proc/cpuinfo").read_text()
         flags = ", ".join(f for f in ("sha_ni", "avx2", "avx512f") if f" {f}" in txt)
     except OSError:
         pass
-
-    def version(cmd: list[str]) -> str:
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0]
-        except (OSError, IndexError):
-            return "unknown"
-
-    commit = "unknown"
-    try:
-        commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
-                                capture_output=True, text=True).stdout.strip() or "unknown"
-    except OSError:
-        pass
     return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
+        **common.machine(rtenv),
         "cpu_flags": flags,
-        "mem": mem,
-        "kernel": platform.release(),
         "fs": fstype,
-        "sha256sum": version(["sha256sum", "--version"]),
+        "sha256sum": command_output(["sha256sum", "--version"]).splitlines()[0],
         "zip": zip_version(),
-        "commit": commit,
-        "built": datetime.datetime.fromtimestamp(rtenv.stat().st_mtime, datetime.timezone.utc)
-        .strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 

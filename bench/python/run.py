@@ -53,13 +53,10 @@ is printed) or an env lacks a package, 2 on a setup error. Python 3 standard lib
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import random
 import re
-import resource
 import shlex
 import shutil
 import signal
@@ -74,7 +71,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
-from pyindex import PackageIndex, build_wheel  # noqa: E402
+sys.path.insert(0, str(REPO / "bench"))
+import common  # noqa: E402
+from common import children_cpu_ms, command_output, cpu_pressure_us  # noqa: E402
+from pyindex import PackageIndex, build_wheel, find_uv  # noqa: E402
 
 DEFAULT_RTENV = REPO / "build" / "src" / "cli" / "rtenv"
 KIB = 1 << 10
@@ -189,11 +189,6 @@ class Sample:
     stdout: str = ""
 
 
-def children_cpu_ms() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (r.ru_utime + r.ru_stime) * 1000
-
-
 _TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 
 
@@ -208,6 +203,15 @@ def proc_cpu_ms(pid: int | None) -> float | None:
     fields = stat.rsplit(")", 1)[1].split()
     # fields[0] is field 3 (state): utime, stime, cutime, cstime are fields 14-17.
     return sum(int(x) for x in fields[11:15]) * _TICK_MS
+
+
+def empty_dir(d: Path) -> None:
+    """Removes everything in `d`, keeping `d`."""
+    for child in d.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def run_timed(case: str, cmd: list, env: dict, *, capture: bool = False) -> Sample:
@@ -410,61 +414,43 @@ class Rtenv:
 
             # new env, needs resolution (same wheels, new requirement text)
             self.bound += 1
-            spec_b = self.spec(pset, self.bound)
-            pid = agent_pid(home)
-            c0 = proc_cpu_ms(pid)
-            n0 = len(self.index.request_log)
-            b = self.run("new env, needs resolution", env, spec_b, COMMAND)
-            c1 = proc_cpu_ms(pid)
-            s.add(f"{k}.resolve.wall", b.wall)
-            s.add(f"{k}.resolve.cpu", b.cpu + (c1 - c0 if c0 is not None and c1 is not None else 0))
-            record_index(s, f"{k}.resolve", self.index, n0)
-            self.check("new env, needs resolution", env, spec_b, pset)
-            log(f"rep {rep + 1}, {k}: rtenv new env, needs resolution {b.wall:.0f} ms")
+            self.measure_case(pset, rep, "resolve", "new env, needs resolution", env,
+                              self.spec(pset, self.bound), agent_pid(home))
 
             # new env, lock known: pyenvs emptied with the agent stopped, then a running agent
             self.stop_agent(home)
             pyenvs = home / "pyenvs"
             if not pyenvs.is_dir():
                 raise CheckError(f"rtenv (cold, {pset.label}) made no {pyenvs}")
-            for child in pyenvs.iterdir():
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
+            empty_dir(pyenvs)
             agent = self.start_agent(home, env, d / "agent.log")
-            c0 = proc_cpu_ms(agent.pid)
-            n0 = len(self.index.request_log)
-            c = self.run("new env, lock known", env, spec, COMMAND)
-            c1 = proc_cpu_ms(agent.pid)
-            s.add(f"{k}.relock.wall", c.wall)
-            s.add(f"{k}.relock.cpu", c.cpu + (c1 - c0 if c0 is not None and c1 is not None else 0))
-            record_index(s, f"{k}.relock", self.index, n0)
-            self.check("new env, lock known", env, spec, pset)
-            log(f"rep {rep + 1}, {k}: rtenv new env, lock known {c.wall:.0f} ms")
+            self.measure_case(pset, rep, "relock", "new env, lock known", env, spec, agent.pid)
 
             # cold env on a node that is up: the agent running and the interpreter known, but
             # nothing of this env: no lock, no venv, no downloaded package (uv's cache emptied)
             for sub in ("uv-cache", "locks"):
                 shutil.rmtree(home / sub, ignore_errors=True)
-            for child in pyenvs.iterdir():
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
-            c0 = proc_cpu_ms(agent.pid)
-            n0 = len(self.index.request_log)
-            u = self.run("cold env, node up", env, spec, COMMAND)
-            c1 = proc_cpu_ms(agent.pid)
-            s.add(f"{k}.upcold.wall", u.wall)
-            s.add(f"{k}.upcold.cpu", u.cpu + (c1 - c0 if c0 is not None and c1 is not None else 0))
-            record_index(s, f"{k}.upcold", self.index, n0)
-            self.check("cold env, node up", env, spec, pset)
-            log(f"rep {rep + 1}, {k}: rtenv cold env, node up {u.wall:.0f} ms")
+            empty_dir(pyenvs)
+            self.measure_case(pset, rep, "upcold", "cold env, node up", env, spec, agent.pid)
         finally:
             self.stop_agent(home)
         if (Path(env["HOME"]) / ".cache").exists():
             self.wrote_user_cache.append(pset.key)
+
+    def measure_case(self, pset: PackageSet, rep: int, key: str, label: str, env: dict,
+                     spec: str, agent: int | None) -> None:
+        """One timed rtenv run of `spec`; its CPU time counts the agent's (pid `agent`) too.
+        Checks the env afterwards (not timed)."""
+        s, k = self.s, pset.key
+        c0 = proc_cpu_ms(agent)
+        n0 = len(self.index.request_log)
+        x = self.run(label, env, spec, COMMAND)
+        c1 = proc_cpu_ms(agent)
+        s.add(f"{k}.{key}.wall", x.wall)
+        s.add(f"{k}.{key}.cpu", x.cpu + (c1 - c0 if c0 is not None and c1 is not None else 0))
+        record_index(s, f"{k}.{key}", self.index, n0)
+        self.check(label, env, spec, pset)
+        log(f"rep {rep + 1}, {k}: rtenv {label} {x.wall:.0f} ms")
 
     # ---- the agent
 
@@ -551,53 +537,12 @@ def wait_gone(pid: int, seconds: float) -> None:
 # Report
 
 
-def cpu_pressure_us() -> int | None:
-    try:
-        for line in Path("/proc/pressure/cpu").read_text().splitlines():
-            if line.startswith("some"):
-                return int(line.rsplit("total=", 1)[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
 def machine_info(py: str, uv: str, rtenv: Path | None) -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = "unknown"
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) / (1 << 20):.0f} GiB"
-    except OSError:
-        pass
-
-    def out(cmd: list[str]) -> str:
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True).stdout.strip() or "unknown"
-        except OSError:
-            return "unknown"
-
-    built = "n/a"
-    if rtenv is not None:
-        built = datetime.datetime.fromtimestamp(rtenv.stat().st_mtime, datetime.timezone.utc) \
-            .strftime("%Y-%m-%d %H:%M UTC")
     return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "mem": mem,
-        "kernel": platform.release(),
-        "commit": out(["git", "-C", str(REPO), "describe", "--always", "--dirty"]),
-        "built": built,
-        "python": out([py, "-c", "import platform; print(platform.python_version())"]),
-        "pip": out([py, "-c", "import ensurepip; print(ensurepip.version())"]),
-        "uv": out([uv, "--version"]),
+        **common.machine(rtenv),
+        "python": command_output([py, "-c", "import platform; print(platform.python_version())"]),
+        "pip": command_output([py, "-c", "import ensurepip; print(ensurepip.version())"]),
+        "uv": command_output([uv, "--version"]),
     }
 
 
@@ -720,13 +665,6 @@ def render(args, sets: list[PackageSet], s: Samples, m: dict, load: dict, rtenv:
 # Main
 
 
-def find_uv(py: str) -> str | None:
-    beside = Path(py).parent / "uv"  # before PATH: a pyenv shim costs ~100 ms a call
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return str(beside)
-    return shutil.which("uv")
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(
         description="Benchmark Python env creation (runtime_env pip) by rtenv against venv + pip "
@@ -758,9 +696,10 @@ def main() -> int:
     if not os.access(py, os.X_OK):
         print(f"--python {py}: not an executable", file=sys.stderr)
         return 2
-    uv = args.uv or find_uv(py)
-    if uv is None:
-        print(f"uv not found (neither next to {py} nor on PATH); pass --uv", file=sys.stderr)
+    try:
+        uv = args.uv or find_uv(py)
+    except RuntimeError as e:
+        print(f"{e}; or pass --uv", file=sys.stderr)
         return 2
     rtenv_bin = None
     if not args.peers_only:

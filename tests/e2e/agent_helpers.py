@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Rtenv, assert_ok
+from conftest import Rtenv, assert_ok, proc_state, wait_gone
 
 
 def pids_of_agents(rtenv: Rtenv) -> list[int]:
@@ -49,15 +49,6 @@ def pids_of_agents(rtenv: Rtenv) -> list[int]:
     return out
 
 
-def proc_state(pid: int) -> str | None:
-    """The state letter of /proc/<pid>/stat ("R", "S", "Z", ...), None if there is no such pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat[stat.rindex(")") + 2]
-
-
 def children_of(pid: int) -> list[int]:
     out = []
     for d in os.listdir("/proc"):
@@ -71,15 +62,6 @@ def children_of(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             out.append(int(d))
     return out
-
-
-def wait_gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc_state(pid) in (None, "Z", "X"):
-            return True
-        time.sleep(0.01)
-    return False
 
 
 class AgentProc:

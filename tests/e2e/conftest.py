@@ -163,16 +163,40 @@ def stop_agent(home: Path) -> None:
         os.waitpid(pid, 0)  # not our child: raises; fall through to polling
     except ChildProcessError:
         pass
-    for _ in range(200):
-        try:
-            os.kill(pid, 0)
-            # Exited but not reaped yet (its parent is an init that reaps late): gone all the same.
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            if stat[stat.rindex(")") + 2] in "ZX":
-                return
-        except (ProcessLookupError, FileNotFoundError):
-            return
+    wait_gone(pid, 2.0)
+
+
+def proc_state(pid: int) -> str | None:
+    """The state letter of /proc/<pid>/stat ("R", "S", "Z", ...), None if there is no such pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2]
+
+
+def wait_gone(pid: int, timeout: float = 5.0) -> bool:
+    """Waits for `pid` to exit; True if it did within `timeout`. An exited process its parent has
+    not reaped yet (an init that reaps late) counts as gone."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc_state(pid) in (None, "Z", "X"):
+            return True
         time.sleep(0.01)
+    return False
+
+
+def wait_for(pred, timeout: float, what: str, interval: float = 0.01):
+    """Polls `pred` until it returns something true (returned), failing the test after
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
 
 
 def assert_ok(p: subprocess.CompletedProcess, code: int = 0):

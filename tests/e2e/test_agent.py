@@ -24,26 +24,13 @@ from agent_helpers import (
     env_release,
     pack_uri,
     package_dirs,
-    proc_state,
     resource,
-    wait_gone,
 )
-from conftest import assert_ok, write_tree
+from conftest import assert_ok, proc_state, wait_for, wait_gone, write_tree
 
 
 def small_tree(root, name: str, n: int = 5, size: int = 100):
     return write_tree(root, {f"{name}/f{i}.txt": f"{name}:{i}:" + "x" * size for i in range(n)}) / name
-
-
-def wait_for(pred, timeout: float, what: str, interval: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def kill_run(run: subprocess.Popen):

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from agent_helpers import proc_state
-from conftest import PY, assert_ok, assert_setup_failed
+from conftest import PY, assert_ok, assert_setup_failed, proc_state, wait_for
 from pyindex import PackageIndex, build_failing_sdist, build_wheel, find_uv, sha256_file
 
 BROKEN_MESSAGE = "rtenv-test: brokenbuild refuses to build on purpose"
@@ -166,17 +165,6 @@ def assert_nothing_half_built(rtenv):
             assert name[: -len(".ready")] in names, f"{name} marks a venv that is not there"
         else:
             assert name.endswith(".lock"), f"unexpected entry in pyenvs/: {name} ({sorted(names)})"
-
-
-def wait_for(pred, timeout: float, what: str, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def processes_mentioning(text: str, exclude=()) -> list[tuple[int, str]]:
