@@ -1,10 +1,7 @@
 #include "agent/client.h"
 
-#include <fcntl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 #include <chrono>
-#include <cstdlib>
 
 #include <fmt/format.h>
 #include <grpcpp/grpcpp.h>
@@ -34,8 +31,6 @@ bool wait_connected(grpc::Channel& channel, std::chrono::milliseconds timeout) {
 }
 
 }  // namespace
-
-std::string self_executable() { return env::self_executable(); }
 
 AgentClient::AgentClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 AgentClient::~AgentClient() = default;

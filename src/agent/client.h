@@ -43,7 +43,4 @@ class AgentClient {
   std::unique_ptr<Impl> impl_;
 };
 
-/// Path of this executable (to start the agent with).
-std::string self_executable();
-
 }  // namespace rtenv::agent

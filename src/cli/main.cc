@@ -8,7 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #ifndef RTENV_FRONT
-#include "agent/client.h"
+#include "env/agent_process.h"
 #endif
 #include "cli/commands.h"
 #include "util/fs.h"
@@ -169,7 +169,7 @@ int real_main(int argc, char** argv) {
   if (agent_cmd->parsed()) {
     // The lean agent binary beside this one, if installed, serves with less memory.
     std::string lean =
-        (std::filesystem::path(rtenv::agent::self_executable()).parent_path() / "rtenv-agent")
+        (std::filesystem::path(rtenv::env::self_executable()).parent_path() / "rtenv-agent")
             .string();
     if (::access(lean.c_str(), X_OK) == 0) {
       std::vector<std::string> argv_lean = {lean};
