@@ -54,7 +54,27 @@ class BlobStore {
 
   /// Calls `fn(digest, stored_bytes)` for every blob.
   virtual Result<void> list(const std::function<void(const Digest&, uint64_t)>& fn) = 0;
+
+  // Records: small named values beside the blobs, not content-addressed (build leases, pointers
+  // to published envs). A name is one or more '/'-separated segments of [A-Za-z0-9._-], none
+  // starting with '.'; records never show up in list().
+
+  /// Creates the record only if no record of that name exists: kAlreadyExists otherwise. Atomic
+  /// against writers on other hosts (the one way a cluster agrees on who builds something).
+  virtual Result<void> create_record(std::string_view name, std::string_view data) = 0;
+
+  /// Writes the record, replacing any previous value.
+  virtual Result<void> put_record(std::string_view name, std::string_view data) = 0;
+
+  /// Reads a record: kNotFound if absent.
+  virtual Result<std::string> get_record(std::string_view name) = 0;
+
+  /// Deletes a record; returns false if it was not there.
+  virtual Result<bool> remove_record(std::string_view name) = 0;
 };
+
+/// Checks a record name (see BlobStore): kInvalidArgument naming the problem.
+Result<void> check_record_name(std::string_view name);
 
 /// Opens the store named by `url`: "file:///abs/dir" or a plain absolute directory path.
 /// Other schemes give kUnsupported with a message naming the scheme.

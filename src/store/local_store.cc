@@ -180,6 +180,70 @@ Result<void> LocalStore::list(const std::function<void(const Digest&, uint64_t)>
   return ok_result();
 }
 
+Result<fs::path> LocalStore::record_path(std::string_view name, bool create_dir) const {
+  RTENV_TRY(check_record_name(name));
+  fs::path path = root_ / "records" / std::string(name);
+  if (create_dir) RTENV_TRY(make_dirs(path.parent_path()));
+  return path;
+}
+
+Result<void> LocalStore::create_record(std::string_view name, std::string_view data) {
+  RTENV_ASSIGN_OR_RETURN(fs::path path, record_path(name, /*create_dir=*/true));
+  fs::path tmp = path.parent_path() / unique_name(".record");
+  RTENV_TRY(write_file_atomic(tmp, data));
+  int rc = ::link(tmp.c_str(), path.c_str());
+  int err = errno;
+  ::unlink(tmp.c_str());
+  if (rc == 0) return ok_result();
+  if (err == EEXIST) {
+    return make_error(ErrorCode::kAlreadyExists, "record {} exists in store {}", name, url());
+  }
+  return io_error("cannot create record", path, err);
+}
+
+Result<void> LocalStore::put_record(std::string_view name, std::string_view data) {
+  RTENV_ASSIGN_OR_RETURN(fs::path path, record_path(name, /*create_dir=*/true));
+  return write_file_atomic(path, data);
+}
+
+Result<std::string> LocalStore::get_record(std::string_view name) {
+  RTENV_ASSIGN_OR_RETURN(fs::path path, record_path(name, /*create_dir=*/false));
+  auto data = read_file(path);
+  if (!data && data.error().code() == ErrorCode::kNotFound) {
+    return make_error(ErrorCode::kNotFound, "record {} is not in store {}", name, url());
+  }
+  return data;
+}
+
+Result<bool> LocalStore::remove_record(std::string_view name) {
+  RTENV_ASSIGN_OR_RETURN(fs::path path, record_path(name, /*create_dir=*/false));
+  if (::unlink(path.c_str()) == 0) return true;
+  if (errno == ENOENT) return false;
+  return io_error("cannot remove record", path, errno);
+}
+
+Result<void> check_record_name(std::string_view name) {
+  auto bad = [&](std::string_view why) {
+    return make_error(ErrorCode::kInvalidArgument, "bad record name \"{}\": {}", name, why);
+  };
+  if (name.empty() || name.size() > 512) return bad("must have 1 to 512 characters");
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t end = name.find('/', start);
+    if (end == std::string_view::npos) end = name.size();
+    std::string_view segment = name.substr(start, end - start);
+    if (segment.empty()) return bad("empty path segment");
+    if (segment[0] == '.') return bad("a segment starts with '.'");
+    for (char c : segment) {
+      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '.' || c == '_' || c == '-';
+      if (!ok) return bad("only letters, digits, '.', '_', '-' and '/' are allowed");
+    }
+    start = end + 1;
+  }
+  return ok_result();
+}
+
 Result<std::unique_ptr<BlobStore>> open_store(std::string_view url) {
   std::string_view path = url;
   if (url.starts_with("file://")) {

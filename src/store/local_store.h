@@ -21,6 +21,12 @@ class LocalStore final : public BlobStore {
   Result<void> get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) override;
   Result<bool> remove(const Digest& digest) override;
   Result<void> list(const std::function<void(const Digest&, uint64_t)>& fn) override;
+  /// Records live in `<root>/records/<name>`; create_record writes a temp file and hard-links
+  /// it to the name (link() fails if the name exists, also on NFS), put_record renames.
+  Result<void> create_record(std::string_view name, std::string_view data) override;
+  Result<void> put_record(std::string_view name, std::string_view data) override;
+  Result<std::string> get_record(std::string_view name) override;
+  Result<bool> remove_record(std::string_view name) override;
 
   /// Where the blob with this digest lives (whether or not it exists).
   fs::path blob_path(const Digest& digest) const;
@@ -30,6 +36,8 @@ class LocalStore final : public BlobStore {
   /// Writes through `fill(fd)` into a temp file in the blob's directory, then renames it in.
   Result<void> publish(const Digest& digest, const std::function<Result<void>(int fd)>& fill);
   Error corrupt(const Digest& digest, const Digest& actual) const;
+  /// The record's path, its directory created; kInvalidArgument for a bad name.
+  Result<fs::path> record_path(std::string_view name, bool create_dir) const;
 
   fs::path root_;
 };

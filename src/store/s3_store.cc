@@ -402,7 +402,8 @@ struct S3Store::Request {
   std::string query;   ///< canonical: names sorted, names and values uri_encoded
   std::string_view body;
   std::string content_type;
-  std::string range;  ///< a Range header's value, or empty
+  std::string range;           ///< a Range header's value, or empty
+  bool if_none_match = false;  ///< create only: `If-None-Match: *`
 };
 
 struct S3Store::Response {
@@ -535,6 +536,7 @@ Result<S3Store::Response> S3Store::attempt(const Request& req) const {
   }
   if (!req.content_type.empty()) add("Content-Type: " + req.content_type);
   if (!req.range.empty()) add("Range: " + req.range);
+  if (req.if_none_match) add("If-None-Match: *");
   Slist headers(raw);
 
   std::string sigv4 = fmt::format("aws:amz:{}:s3", settings_.region);
@@ -874,6 +876,57 @@ Result<void> S3Store::list(const std::function<void(const Digest&, uint64_t)>& f
     }
     token = *next;
   }
+}
+
+Result<std::string> S3Store::record_key(std::string_view name) const {
+  RTENV_TRY(check_record_name(name));
+  std::string rel = "records/" + std::string(name);
+  return prefix_.empty() ? rel : prefix_ + "/" + rel;
+}
+
+Result<void> S3Store::write_record(std::string_view name, std::string_view data, bool if_absent) {
+  RTENV_ASSIGN_OR_RETURN(std::string key, record_key(name));
+  Request put("PUT", key);
+  put.body = data;
+  put.content_type = "application/octet-stream";
+  put.if_none_match = if_absent;
+  RTENV_ASSIGN_OR_RETURN(Response resp, send(put));
+  // 409: a conditional write raced another one on the same key.
+  if (if_absent && (resp.status == 412 || resp.status == 409)) {
+    return make_error(ErrorCode::kAlreadyExists, "record {} exists in store {}", name, url());
+  }
+  if (resp.status != 200) return failure(put, resp);
+  return ok_result();
+}
+
+Result<void> S3Store::create_record(std::string_view name, std::string_view data) {
+  return write_record(name, data, /*if_absent=*/true);
+}
+
+Result<void> S3Store::put_record(std::string_view name, std::string_view data) {
+  return write_record(name, data, /*if_absent=*/false);
+}
+
+Result<std::string> S3Store::get_record(std::string_view name) {
+  RTENV_ASSIGN_OR_RETURN(std::string key, record_key(name));
+  Request get("GET", key);
+  RTENV_ASSIGN_OR_RETURN(Response resp, send(get));
+  if (resp.status == 404 && xml_text(resp.body, "Code") != "NoSuchBucket") {
+    return make_error(ErrorCode::kNotFound, "record {} is not in store {}", name, url());
+  }
+  if (resp.status != 200) return failure(get, resp);
+  return std::move(resp.body);
+}
+
+Result<bool> S3Store::remove_record(std::string_view name) {
+  RTENV_ASSIGN_OR_RETURN(std::string key, record_key(name));
+  Request head("HEAD", key);
+  RTENV_ASSIGN_OR_RETURN(Response there, send(head));
+  if (there.status == 404) return false;
+  Request del("DELETE", key);
+  RTENV_ASSIGN_OR_RETURN(Response resp, send(del));
+  if (resp.status != 204 && resp.status != 200) return failure(del, resp);
+  return true;
 }
 
 Result<std::unique_ptr<BlobStore>> open_store_any(std::string_view url) {

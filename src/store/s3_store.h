@@ -101,6 +101,13 @@ class S3Store final : public BlobStore {
   /// size. Objects that are not blobs (other names) are skipped.
   Result<void> list(const std::function<void(const Digest&, uint64_t)>& fn) override;
 
+  /// Records are objects "<prefix>/records/<name>", stored as is; create_record is a PUT with
+  /// `If-None-Match: *` (S3's conditional write: 412 if the object exists).
+  Result<void> create_record(std::string_view name, std::string_view data) override;
+  Result<void> put_record(std::string_view name, std::string_view data) override;
+  Result<std::string> get_record(std::string_view name) override;
+  Result<bool> remove_record(std::string_view name) override;
+
   /// The object key of a blob: "<prefix>/ab/ab12...".
   std::string object_key(const Digest& digest) const;
   /// The HTTP(S) URL of a blob's object (what is requested; no credentials in it).
@@ -123,6 +130,8 @@ class S3Store final : public BlobStore {
   Result<void> upload(const Digest& digest, std::string_view data);
   Result<void> upload_multipart(const std::string& key, std::string_view wire);
   Result<std::string> fetch_verified(const Digest& digest);
+  Result<std::string> record_key(std::string_view name) const;
+  Result<void> write_record(std::string_view name, std::string_view data, bool if_absent);
 
   std::string bucket_;
   std::string prefix_;  ///< without leading or trailing '/'; may be empty

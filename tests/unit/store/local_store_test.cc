@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include "record_contract.h"
 #include "store/blob_codec.h"
 #include "testing/temp_dir.h"
 #include "util/fs.h"
@@ -36,6 +37,16 @@ TEST_F(LocalStoreTest, PutGetMissingRemoveList) {
   EXPECT_EQ(listed, std::set<std::string>{a.hex()});
   EXPECT_TRUE(*store_->remove(a));
   EXPECT_FALSE(*store_->remove(a));
+}
+
+TEST_F(LocalStoreTest, Records) {
+  testing::expect_record_contract(*store_);
+  // No temp files are left beside the records.
+  size_t entries = 0;
+  for (const auto& e : fs::recursive_directory_iterator(tmp_ / "store" / "records")) {
+    if (e.is_regular_file()) ++entries;
+  }
+  EXPECT_EQ(entries, 2u);  // builds/race.lease, pyenvs/k.json
 }
 
 TEST_F(LocalStoreTest, PutIsIdempotentAndPutFileCopies) {

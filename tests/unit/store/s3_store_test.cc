@@ -1,4 +1,5 @@
 #include "store/s3_store.h"
+#include "record_contract.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -718,6 +719,8 @@ TEST_F(S3StoreTest, RemoveAndList) {
   EXPECT_EQ(*store_->missing(ds), (std::vector<bool>{false, true, false}));
   EXPECT_EQ(store_->get(ds[1]).error().code(), ErrorCode::kNotFound);
 }
+
+TEST_F(S3StoreTest, Records) { testing::expect_record_contract(*store_); }
 
 TEST_F(S3StoreTest, ConcurrentCallsAndAListingOfSeveralPages) {
   // 8 threads through one store; then a listing 7 keys a page, so that it takes 15 pages.
