@@ -33,6 +33,18 @@ Result<std::unique_ptr<agent::AgentClient>> connect(env::Home* home_out) {
   return agent::AgentClient::connect(home, /*start=*/true);
 }
 
+// What a process needs to start inside the env, for engines that start processes themselves:
+// env_vars as given (`${NAME}` still to be expanded from the process's own environment, as
+// `rtenv run` does), python_path to prepend to PYTHONPATH, and cwd / py_executable ("" = none).
+nlohmann::json context_json(const env::Context& c) {
+  std::vector<std::string> python_path;
+  for (const auto& p : c.python_path) python_path.push_back(p.string());
+  return {{"cwd", c.cwd ? c.cwd->string() : ""},
+          {"env_vars", c.env_vars},
+          {"python_path", python_path},
+          {"py_executable", c.py_executable ? c.py_executable->string() : ""}};
+}
+
 }  // namespace
 
 int env_create_command(const EnvCreateArgs& args) {
@@ -60,7 +72,8 @@ int env_create_command(const EnvCreateArgs& args) {
                         {"installed", r->installed},
                         {"runtime_env", nlohmann::json::parse(resolved->canonical())},
                         {"resources", r->resource_uris},
-                        {"holder", holder}};
+                        {"holder", holder},
+                        {"context", context_json(r->context)}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("env %s ready (%s); held by %s\n", r->env_id.c_str(),
