@@ -7,7 +7,7 @@ apt_packages=(
   build-essential cmake ninja-build pkg-config git zip unzip hyperfine
   libssl-dev libzstd-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libfmt-dev
   libarchive-dev libsqlite3-dev libcurl4-openssl-dev
-  libgtest-dev libgmock-dev clang-format
+  libgtest-dev libgmock-dev clang-format libcpp-httplib-dev iproute2
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   python3 python3-venv
 )
@@ -43,4 +43,11 @@ fi
 if ! "$py" -c 'import moto.server' 2>/dev/null; then
   echo "setup: installing moto (S3 server for the store tests)"
   "$py" -m pip install -q 'moto[server]==5.2.1'
+fi
+
+# Ray: the engine the Python package's plugin is tested and benchmarked against. Pinned: the
+# version tests/ray and bench/ray were written and measured with.
+if ! "$py" -c 'import ray, aiohttp; assert ray.__version__ == "2.60.0"' 2>/dev/null; then
+  echo "setup: installing Ray 2.60.0 (a few minutes)"
+  "$py" -m pip install -q 'ray[default]==2.60.0'
 fi

@@ -20,3 +20,13 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 
 echo "== end-to-end tests"
 RTENV_BIN=$PWD/build/src/cli/rtenv python3 -m pytest -q tests/e2e
+
+if [ -d tests/cluster ]; then
+  echo "== cluster tests (nodes in network namespaces)"
+  RTENV_BIN=$PWD/build/src/cli/rtenv python3 -m pytest -q tests/cluster
+fi
+
+if [ -d python/tests ] || [ -d tests/ray ]; then
+  echo "== Python package and Ray"
+  RTENV_BIN=$PWD/build/src/cli/rtenv python3 -m pytest -q $(ls -d python/tests tests/ray 2>/dev/null)
+fi
