@@ -332,9 +332,9 @@ def _wheel_metadata(path: Path) -> bytes | None:
 
 
 class PackageIndex:
-    """A PEP 503 "simple" index of the distributions in a directory, on 127.0.0.1.
+    """A PEP 503 "simple" index of the distributions in a directory, on 127.0.0.1 (or `host`).
 
-    - `url`: `http://127.0.0.1:<port>/simple/`, for `--index-url`.
+    - `url`: `http://<host>:<port>/simple/`, for `--index-url`.
     - `/simple/` lists the projects; `/simple/<normalized name>/` lists their files, each link with
       a `#sha256=` fragment; other spellings of a name redirect to the normalized one. The files
       are at `/files/<filename>`. With `metadata=True` (the default) wheels also get their
@@ -351,7 +351,7 @@ class PackageIndex:
     """
 
     def __init__(self, directory: Path | str | None = None, *, max_age: int = 0,
-                 metadata: bool = True):
+                 metadata: bool = True, host: str = "127.0.0.1"):
         if directory is None:
             self._owned = Path(tempfile.mkdtemp(prefix="rtenv-pyindex-"))
             self.directory = self._owned
@@ -361,6 +361,7 @@ class PackageIndex:
             self.directory.mkdir(parents=True, exist_ok=True)
         self.max_age = max_age
         self.metadata = metadata
+        self.host = host
         self._lock = threading.Lock()
         self._dists: dict[str, _Dist] = {}
         self._pages: dict[str, _Page] = {}
@@ -374,7 +375,7 @@ class PackageIndex:
         class Handler(_Handler):
             owner = index
 
-        self._server = _Server(("127.0.0.1", 0), Handler)
+        self._server = _Server((host, 0), Handler)
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -385,11 +386,11 @@ class PackageIndex:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/simple/"
+        return f"http://{self.host}:{self.port}/simple/"
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def file_url(self, filename: str) -> str:
         return f"{self.base_url}/files/{urllib.parse.quote(filename)}"
