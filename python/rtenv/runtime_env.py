@@ -24,6 +24,7 @@ import math
 import os
 import re
 import stat as _stat
+import struct
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
@@ -232,24 +233,115 @@ def _dump_string(s: str, out: List[bytes]) -> None:
     out.append(bytes(buf))
 
 
+_M64 = (1 << 64) - 1
+
+
+def _cached_power(k: int) -> Tuple[int, int]:
+    """10^k as f * 2^e with a 64-bit f (top bit set), rounded to nearest."""
+    num, den = (10 ** k, 1) if k >= 0 else (1, 10 ** -k)
+    e = num.bit_length() - den.bit_length() - 64
+    while True:
+        n, d = (num, den << e) if e >= 0 else (num << -e, den)
+        f, r = divmod(n, d)
+        if f >= 1 << 64:
+            e += 1
+        elif f < 1 << 63:
+            e -= 1
+        else:
+            break
+    if 2 * r >= d:
+        f += 1
+    if f == 1 << 64:
+        f, e = 1 << 63, e + 1
+    return f, e
+
+
+_CACHED_POWERS = [(_cached_power(k) + (k,)) for k in range(-300, 325, 8)]
+
+
+def _diy_mul(xf: int, yf: int) -> int:
+    """The upper 64 bits of xf * yf, rounded (ties up) as Grisu's multiplication does."""
+    u_lo, u_hi, v_lo, v_hi = xf & 0xFFFFFFFF, xf >> 32, yf & 0xFFFFFFFF, yf >> 32
+    p0, p1, p2, p3 = u_lo * v_lo, u_lo * v_hi, u_hi * v_lo, u_hi * v_hi
+    q = (p0 >> 32) + (p1 & 0xFFFFFFFF) + (p2 & 0xFFFFFFFF) + (1 << 31)
+    return (p3 + (p2 >> 32) + (p1 >> 32) + (q >> 32)) & _M64
+
+
+def _grisu2(value: float) -> Tuple[str, int]:
+    """Digits and decimal exponent (value = digits * 10^exponent) of a finite positive double,
+    by the Grisu2 algorithm as nlohmann::json runs it (not always the shortest digits)."""
+    bits = struct.unpack("<Q", struct.pack("<d", value))[0]
+    biased, fraction = bits >> 52, bits & ((1 << 52) - 1)
+    if biased == 0:
+        vf, ve = fraction, 1 - 1075
+    else:
+        vf, ve = fraction + (1 << 52), biased - 1075
+    lower_closer = fraction == 0 and biased > 1
+    plus_f, plus_e = 2 * vf + 1, ve - 1
+    minus_f, minus_e = (4 * vf - 1, ve - 2) if lower_closer else (2 * vf - 1, ve - 1)
+    shift = 64 - plus_f.bit_length()
+    plus_f, plus_e = plus_f << shift, plus_e - shift
+    minus_f, minus_e = minus_f << (minus_e - plus_e), plus_e
+    shift = 64 - vf.bit_length()
+    w_f, w_e = vf << shift, ve - shift
+    # A cached power c = 10^-k with -60 <= e_c + e + 64 <= -32.
+    f = -60 - plus_e - 1
+    k = (f * 78913) // (1 << 18) if f * 78913 >= 0 else -((-f * 78913) // (1 << 18))
+    k += 1 if f > 0 else 0
+    c_f, c_e, c_k = _CACHED_POWERS[(300 + k + 7) // 8]
+    w = _diy_mul(w_f, c_f)
+    m_minus = _diy_mul(minus_f, c_f) + 1
+    m_plus = _diy_mul(plus_f, c_f) - 1
+    e = plus_e + c_e + 64
+    decimal_exponent = -c_k
+    # Digit generation.
+    delta, dist = m_plus - m_minus, m_plus - w
+    one_e = -e
+    one_f = 1 << one_e
+    p1, p2 = m_plus >> one_e, m_plus & (one_f - 1)
+    digits: List[int] = []
+    n = len(str(p1)) if p1 else 1
+    pow10 = 10 ** (n - 1)
+
+    def round_last(rest: int, ten_k: int) -> None:
+        while (rest < dist and delta - rest >= ten_k
+               and (rest + ten_k < dist or dist - rest > rest + ten_k - dist)):
+            digits[-1] -= 1
+            rest += ten_k
+
+    while n > 0:
+        d, p1 = divmod(p1, pow10)
+        digits.append(d)
+        n -= 1
+        rest = (p1 << one_e) + p2
+        if rest <= delta:
+            decimal_exponent += n
+            round_last(rest, pow10 << one_e)
+            return "".join(map(str, digits)), decimal_exponent
+        pow10 //= 10
+    m = 0
+    while True:
+        p2 = (p2 * 10) & _M64
+        digits.append(p2 >> one_e)
+        p2 &= one_f - 1
+        m += 1
+        delta = (delta * 10) & _M64
+        dist = (dist * 10) & _M64
+        if p2 <= delta:
+            break
+    decimal_exponent -= m
+    round_last(p2, one_f)
+    return "".join(map(str, digits)), decimal_exponent
+
+
 def _format_float(x: float) -> str:
-    """A double as nlohmann::json prints it: shortest round-trip digits, printf("%g")-like."""
+    """A double as nlohmann::json prints it: Grisu2 digits, printf("%g")-like layout."""
     if math.isnan(x) or math.isinf(x):
         return "null"
     if x == 0.0:
         return "-0.0" if math.copysign(1.0, x) < 0 else "0.0"
     sign = "-" if x < 0 else ""
-    r = repr(abs(x))
-    mantissa, _, exp = r.partition("e")
-    exponent = int(exp) if exp else 0
-    whole, _, frac = mantissa.partition(".")
-    if frac == "0":
-        frac = ""
-    digits = (whole + frac).lstrip("0")
-    exponent -= len(frac)
-    stripped = digits.rstrip("0")
-    exponent += len(digits) - len(stripped)
-    digits = stripped
+    digits, exponent = _grisu2(abs(x))
     k = len(digits)
     n = k + exponent  # value = 0.d1d2...dk * 10^n
     min_exp, max_exp = -4, 15
