@@ -1,6 +1,7 @@
-// Job/task merge (docs/runtime_env.md §5).
+// Job/task merge (docs/runtime_env.md §5), and the shared merge vectors (tests/data/spec/merge.json).
 
 #include <map>
+#include <set>
 #include <string>
 
 #include <gmock/gmock.h>
@@ -98,6 +99,70 @@ TEST(Merge, ResultIsValidAndStable) {
   ASSERT_TRUE(reparsed.ok()) << reparsed.error().message();
   EXPECT_EQ(reparsed->canonical(), merged.canonical());
   EXPECT_EQ(reparsed->id(), merged.id());
+}
+
+// ---- shared merge vectors ---------------------------------------------------------------------
+//
+// tests/data/spec/merge.json, shared with the Python tests: a JSON list of
+//   {"name": "...", "parent": <runtime_env>, "child": <runtime_env>, "merged": "<canonical>"}
+// with optional "parent_level" / "child_level" ("job" or "task"; default job and task).
+// "$DATA" in strings stands for the absolute path of tests/data/spec.
+
+constexpr size_t kMinMergeCases = 10;
+
+Json load_merge_vectors() {
+  std::string text = testing::read_test_file(testing::data_dir() / "merge.json");
+  Json vectors = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  EXPECT_TRUE(vectors.is_array()) << "merge.json must be a JSON list";
+  return vectors.is_array() ? vectors : Json::array();
+}
+
+ParseOptions level_options(const Json& c, const std::string& key, Level fallback) {
+  ParseOptions options = testing::job_options();
+  options.level = fallback;
+  if (c.contains(key)) options.level = c[key] == "task" ? Level::kTask : Level::kJob;
+  return options;
+}
+
+TEST(MergeVectors, AreWellFormed) {
+  Json vectors = load_merge_vectors();
+  EXPECT_GE(vectors.size(), kMinMergeCases);
+  std::set<std::string> names;
+  for (const Json& c : vectors) {
+    ASSERT_TRUE(c.is_object());
+    ASSERT_TRUE(c.contains("name") && c["name"].is_string()) << c.dump();
+    const std::string name = c["name"].get<std::string>();
+    EXPECT_TRUE(names.insert(name).second) << "duplicate case name " << name;
+    EXPECT_TRUE(c.contains("parent") && c.contains("child")) << name;
+    EXPECT_TRUE(c.contains("merged") && c["merged"].is_string()) << name;
+    for (const auto& [key, value] : c.items()) {
+      EXPECT_TRUE(key == "name" || key == "parent" || key == "child" || key == "merged" ||
+                  key == "parent_level" || key == "child_level")
+          << name << ": unexpected key " << key;
+    }
+  }
+}
+
+TEST(MergeVectors, EveryCaseMergesToItsCanonicalForm) {
+  for (const Json& c : load_merge_vectors()) {
+    const std::string name = c.value("name", "?");
+    SCOPED_TRACE(name);
+    Result<RuntimeEnv> parent = RuntimeEnv::from_json(
+        testing::expand_data(c.value("parent", Json::object())),
+        level_options(c, "parent_level", Level::kJob));
+    ASSERT_TRUE(parent.ok()) << parent.error().message();
+    Result<RuntimeEnv> child = RuntimeEnv::from_json(
+        testing::expand_data(c.value("child", Json::object())),
+        level_options(c, "child_level", Level::kTask));
+    ASSERT_TRUE(child.ok()) << child.error().message();
+    RuntimeEnv merged = merge(*parent, *child);
+    EXPECT_EQ(merged.canonical(), testing::expand_data(c.value("merged", "")));
+    // The result is a valid env and a fixed point.
+    Result<RuntimeEnv> again = RuntimeEnv::from_json_text(merged.canonical(), testing::job_options());
+    ASSERT_TRUE(again.ok()) << again.error().message();
+    EXPECT_EQ(again->canonical(), merged.canonical());
+    EXPECT_EQ(again->id(), merged.id());
+  }
 }
 
 }  // namespace
