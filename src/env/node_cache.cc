@@ -1,5 +1,8 @@
 #include "env/node_cache.h"
 
+#include <cstdlib>
+#include <string_view>
+
 #include <fmt/format.h>
 
 namespace rtenv::env {
@@ -19,7 +22,19 @@ std::optional<pack::PackageUri> package_uri(const std::string& uri) {
   return *p;
 }
 
+bool shares_builds(const Home& home, const store::BlobStore& store) {
+  const char* setting = std::getenv("RTENV_SHARE_BUILDS");
+  if (setting && std::string_view(setting) == "1") return true;
+  if (setting && std::string_view(setting) == "0") return false;
+  return store.url() != "file://" + home.store().string();
+}
+
 }  // namespace
+
+NodeCache::NodeCache(const Home& home, store::BlobStore& store)
+    : packages(home, store), python(home) {
+  if (shares_builds(home, store)) python.share_builds(&store);
+}
 
 Result<bool> NodeCache::ensure(const Resource& r, const InstallProgress& progress,
                                int64_t timeout_ms) {

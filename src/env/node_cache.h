@@ -23,7 +23,9 @@ struct Resource {
 /// The packages and virtualenvs of a node. Thread-compatible, like the caches it holds.
 class NodeCache {
  public:
-  NodeCache(const Home& home, store::BlobStore& store) : packages(home, store), python(home) {}
+  /// Python envs are shared through `store` when other nodes may use it too: when it is not
+  /// this home's own directory, or RTENV_SHARE_BUILDS says so ("1": always, "0": never).
+  NodeCache(const Home& home, store::BlobStore& store);
 
   PackageCache packages;
   PythonEnvCache python;

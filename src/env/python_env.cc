@@ -10,6 +10,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "env/package_cache.h"
+#include "env/shared_build.h"
+#include "pack/packer.h"
 #include "util/process.h"
 #include "util/redact.h"
 
@@ -671,6 +674,110 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
   return write_file_atomic(sidecar(request.key, ".ready"), redact_url_credentials(ready.dump(1)));
 }
 
+// Build once per cluster ---------------------------------------------------------------------
+
+namespace {
+constexpr int kPublishedFormat = 1;
+// What a published venv leaves out: what names this node's interpreter (recreated on the node
+// that fetches it), index credentials, and bytecode.
+const std::vector<std::string> kUnpublished = {
+    "/bin/python", "/bin/python3", "/bin/python3.*",          "/bin/activate",
+    "/pyvenv.cfg", "/lib64",       "/rtenv-requirements.txt", "/rtenv-pip-version.txt",
+    "__pycache__/"};
+}  // namespace
+
+Result<void> PythonEnvCache::build_or_fetch(const PythonEnvRequest& request, const FileLock& lock,
+                                            const InstallProgress& progress, int64_t deadline) {
+  // Wheel targets are cheap; other layouts than CPython's are not relocated here.
+  if (!shared_store_ || request.wheel || request.python.implementation != "cpython") {
+    return build(request, lock, progress, remaining(deadline));
+  }
+  auto report = [&](const std::string& line) {
+    if (progress) progress(line);
+  };
+  const std::string name = "pyenvs/" + request.key.hex();
+  SharedBuilds builds(*shared_store_, SharedBuilds::options_from_environment());
+  auto claim = builds.claim(name + ".json", name + ".lease", deadline, report);
+  if (!claim) {
+    if (claim.error().code() == ErrorCode::kTimeout) return claim.error();
+    report(fmt::format("the store cannot share this build ({}): building it here",
+                       claim.error().message()));
+    return build(request, lock, progress, remaining(deadline));
+  }
+  if (claim->published) {
+    auto fetched = fetch_published(request, *claim->published, progress);
+    if (fetched) return ok_result();
+    report(fmt::format("cannot use the env another node published ({}): building it here",
+                       fetched.error().message()));
+    RTENV_TRY(remove_tree(dir_of(request.key)));
+    return build(request, lock, progress, remaining(deadline));
+  }
+  RTENV_TRY(build(request, lock, progress, remaining(deadline)));
+  // The env is ready here whatever happens next; a failed publication only costs other nodes
+  // a build of their own.
+  if (auto r = publish(request, progress); !r) {
+    report(fmt::format("built; publishing it to the store failed: {}", r.error().message()));
+  }
+  return ok_result();
+}
+
+Result<void> PythonEnvCache::publish(const PythonEnvRequest& request,
+                                     const InstallProgress& progress) {
+  if (progress) progress("publishing the Python env to the store");
+  const fs::path dir = dir_of(request.key);
+  pack::PackOptions options;
+  options.excludes = kUnpublished;
+  RTENV_ASSIGN_OR_RETURN(pack::PackResult packed, pack::pack_path(dir, *shared_store_, options));
+  json record = {{"format", kPublishedFormat},
+                 {"package", packed.uri.str()},
+                 {"venv", dir.string()},
+                 {"python", request.python.executable.string()},
+                 {"python_version", request.python.version},
+                 {"platform", request.python.platform},
+                 {"implementation", request.python.implementation},
+                 {"system_site_packages", request.packages.system_site_packages},
+                 {"tool", request.installer.name()},
+                 {"built_by", SharedBuilds::this_holder()}};
+  return shared_store_->put_record("pyenvs/" + request.key.hex() + ".json", record.dump());
+}
+
+Result<void> PythonEnvCache::fetch_published(const PythonEnvRequest& request,
+                                             const std::string& text,
+                                             const InstallProgress& progress) {
+  json record = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  auto field = [&](const char* key) {
+    return record.is_object() && record.contains(key) && record[key].is_string()
+               ? record[key].get<std::string>()
+               : std::string();
+  };
+  if (!record.is_object() || record.value("format", 0) != kPublishedFormat) {
+    return make_error(ErrorCode::kCorrupt, "its record is not one this rtenv reads");
+  }
+  const Interpreter& py = request.python;
+  if (field("python_version") != py.version || field("platform") != py.platform ||
+      field("implementation") != py.implementation) {
+    return make_error(ErrorCode::kUnsupported,
+                      "it was built for {} {} on {}; this node has {} {} on {}",
+                      field("implementation"), field("python_version"), field("platform"),
+                      py.implementation, py.version, py.platform);
+  }
+  RTENV_ASSIGN_OR_RETURN(pack::PackageUri uri, pack::PackageUri::parse(field("package")));
+  if (progress) progress(fmt::format("fetching the Python env built by {}", field("built_by")));
+  const fs::path dir = dir_of(request.key);
+  RTENV_TRY(remove_tree(dir));
+  RTENV_TRY(materialize_tree(*shared_store_, uri, dir));
+  RTENV_TRY(write_venv(dir, py, request.packages.system_site_packages));
+  const fs::path python = python_of(dir);
+  RTENV_TRY(retarget_scripts(dir / "bin", (fs::path(field("venv")) / "bin" / "python").string(),
+                             python.string()));
+  json ready = {{"packages", request.packages.to_json()},
+                {"python", py.executable.string()},
+                {"python_version", py.version},
+                {"tool", field("tool")},
+                {"fetched_from", shared_store_->url()}};
+  return write_file_atomic(sidecar(request.key, ".ready"), redact_url_credentials(ready.dump(1)));
+}
+
 Result<bool> PythonEnvCache::ensure(const PythonEnvRequest& request,
                                     const InstallProgress& progress, int64_t timeout_ms) {
   const int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
@@ -687,7 +794,7 @@ Result<bool> PythonEnvCache::ensure(const PythonEnvRequest& request,
         lock, lock_until(lock_path, FileLock::Mode::kExclusive, deadline, request.uri()));
   }
   if (is_ready(request.key)) return false;
-  if (auto r = build(request, lock, progress, remaining(deadline)); !r) {
+  if (auto r = build_or_fetch(request, lock, progress, deadline); !r) {
     (void)remove_tree(dir_of(request.key));  // nothing half-installed stays
     return r.error();
   }

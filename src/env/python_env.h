@@ -12,6 +12,7 @@
 
 #include "env/home.h"
 #include "spec/runtime_env.h"
+#include "store/blob_store.h"
 #include "util/digest.h"
 #include "util/fs.h"
 #include "util/result.h"
@@ -103,6 +104,13 @@ class PythonEnvCache {
  public:
   explicit PythonEnvCache(Home home) : home_(std::move(home)) {}
 
+  /// Shares virtualenvs through `store`, a store other nodes use too: an env this node builds is
+  /// published there (packed by content, keyed by the env's key, which covers the pins, the
+  /// interpreter and the platform), an env another node published is fetched instead of
+  /// installed, and nodes that need the same new env at once build it once (SharedBuilds).
+  /// nullptr: every node builds its own.
+  void share_builds(store::BlobStore* store) { shared_store_ = store; }
+
   /// A virtualenv in use. Move-only; released on destruction.
   class Lease {
    public:
@@ -145,10 +153,17 @@ class PythonEnvCache {
   }
   Result<void> build(const PythonEnvRequest& request, const FileLock& lock,
                      const InstallProgress& progress, int64_t timeout_ms);
+  /// build(), or fetching what another node published, when builds are shared.
+  Result<void> build_or_fetch(const PythonEnvRequest& request, const FileLock& lock,
+                              const InstallProgress& progress, int64_t deadline);
+  Result<void> publish(const PythonEnvRequest& request, const InstallProgress& progress);
+  Result<void> fetch_published(const PythonEnvRequest& request, const std::string& record,
+                               const InstallProgress& progress);
   Result<void> build_wheel_target(const PythonEnvRequest& request, const FileLock& lock,
                                   const InstallProgress& progress, int64_t timeout_ms);
 
   Home home_;
+  store::BlobStore* shared_store_ = nullptr;
 };
 
 }  // namespace rtenv::env
