@@ -46,7 +46,7 @@ TEST_F(LocalStoreTest, Records) {
   for (const auto& e : fs::recursive_directory_iterator(tmp_ / "store" / "records")) {
     if (e.is_regular_file()) ++entries;
   }
-  EXPECT_EQ(entries, 2u);  // builds/race.lease, pyenvs/k.json
+  EXPECT_EQ(entries, 3u);  // builds/env-1.lease, builds/race.lease, pyenvs/k.json
 }
 
 TEST_F(LocalStoreTest, PutIsIdempotentAndPutFileCopies) {
