@@ -1,0 +1,177 @@
+#include "store/curl_http.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <curl/curl.h>
+
+#include "util/redact.h"
+
+namespace rtenv::store {
+
+namespace {
+
+struct CurlHandle {
+  CURL* curl = nullptr;
+  ~CurlHandle() {
+    if (curl) curl_easy_cleanup(curl);
+  }
+};
+
+// This thread's handle, reset to defaults. Keeping one per thread keeps its connections (and TLS
+// sessions) open between requests.
+CURL* thread_curl() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  thread_local CurlHandle handle;
+  if (!handle.curl) {
+    handle.curl = curl_easy_init();
+  } else {
+    curl_easy_reset(handle.curl);
+  }
+  return handle.curl;
+}
+
+struct UploadSource {
+  std::string_view data;
+  size_t offset = 0;
+};
+
+size_t read_body(char* buf, size_t size, size_t n, void* user) {
+  auto* src = static_cast<UploadSource*>(user);
+  size_t len = std::min(size * n, src->data.size() - src->offset);
+  std::memcpy(buf, src->data.data() + src->offset, len);
+  src->offset += len;
+  return len;
+}
+
+int seek_body(void* user, curl_off_t offset, int origin) {
+  auto* src = static_cast<UploadSource*>(user);
+  if (origin != SEEK_SET || offset < 0 || static_cast<size_t>(offset) > src->data.size()) {
+    return CURL_SEEKFUNC_CANTSEEK;
+  }
+  src->offset = static_cast<size_t>(offset);
+  return CURL_SEEKFUNC_OK;
+}
+
+size_t append_body(char* data, size_t size, size_t n, void* user) {
+  static_cast<std::string*>(user)->append(data, size * n);
+  return size * n;
+}
+
+struct SlistDeleter {
+  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
+};
+
+std::string describe(const HttpRequest& req) {
+  if (!req.description.empty()) return req.description;
+  return req.method + " " + redact_url_credentials(req.url);
+}
+
+}  // namespace
+
+std::chrono::milliseconds backoff_delay(const RetryPolicy& policy, int attempt) {
+  thread_local std::minstd_rand rng{std::random_device{}()};
+  auto delay = policy.initial_backoff;
+  for (int i = 0; i < attempt && delay < policy.max_backoff; ++i) delay *= 2;
+  delay = std::min(delay, policy.max_backoff);
+  // Half to all of it: clients that failed together do not come back together.
+  std::uniform_int_distribution<long> pick(delay.count() / 2, std::max<long>(delay.count(), 0));
+  return std::chrono::milliseconds(pick(rng));
+}
+
+Result<HttpResponse> http_perform(const HttpRequest& req, const RetryPolicy& policy) {
+  CURL* curl = thread_curl();
+  if (!curl) return Error(ErrorCode::kInternal, "curl_easy_init failed");
+  HttpResponse resp;
+  char errbuf[CURL_ERROR_SIZE] = {0};
+
+  curl_slist* raw = nullptr;
+  for (const auto& h : req.headers) raw = curl_slist_append(raw, h.c_str());
+  // libcurl would otherwise wait for "100 Continue" before larger bodies: a round trip per PUT.
+  if (req.method == "PUT" || req.method == "POST") raw = curl_slist_append(raw, "Expect:");
+  std::unique_ptr<curl_slist, SlistDeleter> headers(raw);
+
+  UploadSource source{req.body};
+  curl_easy_setopt(curl, CURLOPT_URL, req.url.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers.get());
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                   static_cast<long>(policy.connect_timeout.count()));
+  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, policy.low_speed_bytes);
+  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, static_cast<long>(policy.low_speed_time.count()));
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append_body);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp.body);
+  if (const char* ca = std::getenv("RTENV_CA_BUNDLE"); ca && *ca) {
+    curl_easy_setopt(curl, CURLOPT_CAINFO, ca);
+  }
+  if (req.method == "HEAD") {
+    curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+  } else if (req.method == "PUT") {
+    curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(curl, CURLOPT_READFUNCTION, read_body);
+    curl_easy_setopt(curl, CURLOPT_READDATA, &source);
+    curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, seek_body);
+    curl_easy_setopt(curl, CURLOPT_SEEKDATA, &source);
+    curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+  } else if (req.method == "POST") {
+    curl_easy_setopt(curl, CURLOPT_POST, 1L);
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req.body.data());
+  } else if (req.method == "DELETE") {
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, "DELETE");
+  } else {
+    curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
+  }
+
+  CURLcode rc = curl_easy_perform(curl);
+  // The handle outlives this call: it must not keep pointers into this frame.
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
+  if (rc != CURLE_OK) {
+    std::string why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
+    bool retryable =
+        rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+        rc == CURLE_COULDNT_RESOLVE_PROXY || rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR ||
+        rc == CURLE_GOT_NOTHING || rc == CURLE_PARTIAL_FILE || rc == CURLE_SSL_CONNECT_ERROR ||
+        rc == CURLE_HTTP2 || rc == CURLE_HTTP2_STREAM || rc == CURLE_OPERATION_TIMEDOUT;
+    return make_error(rc == CURLE_OPERATION_TIMEDOUT ? ErrorCode::kTimeout
+                      : retryable                    ? ErrorCode::kUnavailable
+                                                     : ErrorCode::kIo,
+                      "{}: {}", describe(req), why);
+  }
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp.status);
+  return resp;
+}
+
+Result<HttpResponse> http_send(const HttpRequest& req, const RetryPolicy& policy,
+                               const RetryableAnswer& retryable) {
+  int attempts = std::max(policy.max_attempts, 1);
+  for (int i = 0;; ++i) {
+    auto r = http_perform(req, policy);
+    std::optional<Error> failed;
+    if (!r) {
+      if (!r.error().retryable()) return r;
+      failed = r.error();
+    } else if (retryable) {
+      failed = retryable(*r);
+      if (!failed) return r;
+    } else {
+      return r;
+    }
+    if (i + 1 >= attempts) {
+      return Error(failed->code(),
+                   fmt::format("{} (gave up after {} attempts)", failed->message(), attempts));
+    }
+    std::this_thread::sleep_for(backoff_delay(policy, i));
+  }
+}
+
+}  // namespace rtenv::store
