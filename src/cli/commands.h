@@ -67,4 +67,14 @@ int env_list_command(bool json);
 /// `rtenv gc`: evict unused resources down to the cache's low watermark.
 int gc_command(bool dry_run);
 
+struct StoreServeArgs {
+  std::string root;  ///< empty: $RTENV_HOME/store
+  std::string listen = "127.0.0.1:7878";
+  std::string token_file;
+  unsigned threads = 16;
+  bool verbose = false;
+};
+/// `rtenv store serve`: serve a store directory over HTTP until SIGINT/SIGTERM.
+int store_serve_command(const StoreServeArgs& args);
+
 }  // namespace rtenv::cli

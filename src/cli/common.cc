@@ -2,6 +2,7 @@
 #include "util/size.h"
 
 #ifndef RTENV_FRONT
+#include "store/http_store.h"
 #include "store/s3_store.h"
 #endif
 
@@ -30,13 +31,17 @@ Result<std::unique_ptr<store::BlobStore>> open_any_store(const std::string& url)
 #ifdef RTENV_FRONT
   return store::open_store(url);
 #else
+  if (store::is_http_store_url(url)) {
+    RTENV_ASSIGN_OR_RETURN(auto http, store::HttpStore::open(url));
+    return std::unique_ptr<store::BlobStore>(std::move(http));
+  }
   return store::open_store_any(url);
 #endif
 }
 
 bool store_needs_full(const std::string& url) {
 #ifdef RTENV_FRONT
-  return url.starts_with("s3://");
+  return url.starts_with("s3://") || url.starts_with("http://") || url.starts_with("https://");
 #else
   (void)url;
   return false;

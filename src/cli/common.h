@@ -25,7 +25,7 @@ void set_command_line(int argc, char** argv);
 int exec_full();
 
 /// Opens the store at `url` with every backend this binary has (the lean front: local
-/// directories only; the others: also s3://).
+/// directories only; the others: also s3:// and http(s)://).
 Result<std::unique_ptr<store::BlobStore>> open_any_store(const std::string& url);
 /// True if this binary cannot open `url` itself and must hand the command to rtenv-full.
 bool store_needs_full(const std::string& url);

@@ -132,6 +132,24 @@ int real_main(int argc, char** argv) {
       "(never one in use)");
   gc_cmd->add_flag("--dry-run", gc_dry_run, "Only say what would be evicted");
 
+  auto* store_cmd = app.add_subcommand("store", "The blob store");
+  store_cmd->require_subcommand(1);
+  StoreServeArgs serve;
+  auto* serve_cmd = store_cmd->add_subcommand(
+      "serve",
+      "Serve a store directory over HTTP for nodes without S3 or a shared filesystem (clients: "
+      "--store http://HOST:PORT or RTENV_STORE, token in RTENV_STORE_TOKEN). Uploads are "
+      "verified against their digests. Prints 'listening on http://HOST:PORT' first on stdout; "
+      "stops on SIGINT or SIGTERM.");
+  serve_cmd->add_option("--root", serve.root, "Store directory (default: $RTENV_HOME/store)");
+  serve_cmd->add_option("--listen", serve.listen,
+                        "HOST:PORT to listen on (default 127.0.0.1:7878; port 0: any free one)");
+  serve_cmd->add_option("--token-file", serve.token_file,
+                        "File holding the bearer token callers must send (default: "
+                        "$RTENV_STORE_TOKEN; neither: no token needed)");
+  serve_cmd->add_option("--threads", serve.threads, "Requests served at once (default 16)");
+  serve_cmd->add_flag("--verbose,-v", serve.verbose, "Log one line per request to stderr");
+
   try {
     app.parse(args);
   } catch (const CLI::ParseError& e) {
@@ -162,7 +180,7 @@ int real_main(int argc, char** argv) {
   if (lock_cmd->parsed()) return lock_command(lock);
 #ifdef RTENV_FRONT
   if (agent_cmd->parsed() || create_cmd->parsed() || release_cmd->parsed() || list_cmd->parsed() ||
-      gc_cmd->parsed()) {
+      gc_cmd->parsed() || serve_cmd->parsed()) {
     return exec_full();
   }
 #else
@@ -185,6 +203,7 @@ int real_main(int argc, char** argv) {
   if (release_cmd->parsed()) return env_release_command(release_job);
   if (list_cmd->parsed()) return env_list_command(list_json);
   if (gc_cmd->parsed()) return gc_command(gc_dry_run);
+  if (serve_cmd->parsed()) return store_serve_command(serve);
 #endif
   return kExitUsage;
 }

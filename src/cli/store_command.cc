@@ -1,0 +1,97 @@
+// `rtenv store serve`: rtenv's own blob server, for clusters without S3 or a shared filesystem.
+// Only in rtenv-full (it links cpp-httplib); the lean front hands the command over.
+
+#include <signal.h>
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+
+#include "cli/commands.h"
+#include "store/blob_server.h"
+#include "util/fs.h"
+
+namespace rtenv::cli {
+
+namespace {
+
+// The token from --token-file, else RTENV_STORE_TOKEN; empty if neither.
+Result<std::string> read_token(const std::string& token_file) {
+  std::string token;
+  if (!token_file.empty()) {
+    RTENV_ASSIGN_OR_RETURN(token, read_file(token_file));
+    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) {
+      token.pop_back();
+    }
+    if (token.empty()) {
+      return make_error(ErrorCode::kInvalidArgument, "token file {} is empty", token_file);
+    }
+  } else if (const char* t = std::getenv("RTENV_STORE_TOKEN"); t && *t) {
+    token = t;
+  }
+  if (token.find_first_of("\r\n") != std::string::npos) {
+    return make_error(ErrorCode::kInvalidArgument, "the token has a line break in it");
+  }
+  return token;
+}
+
+}  // namespace
+
+int store_serve_command(const StoreServeArgs& args) {
+  auto address = store::parse_listen_address(args.listen);
+  if (!address) return fail(kExitUsage, address.error().message());
+  auto token = read_token(args.token_file);
+  if (!token) return fail(kExitUsage, token.error().message());
+
+  store::BlobServerOptions options;
+  if (!args.root.empty()) {
+    std::error_code ec;
+    options.root = fs::absolute(args.root, ec).lexically_normal();
+  } else {
+    auto home = env::Home::from_environment();
+    if (!home) return fail(kExitUsage, home.error().message());
+    options.root = home->store();
+  }
+  options.host = address->first;
+  options.port = address->second;
+  options.token = std::move(token).value();
+  options.threads = args.threads;
+  options.verbose = args.verbose;
+
+  // Block the stop signals before any thread starts, so that every thread inherits the mask and
+  // only the sigtimedwait below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto server = store::BlobServer::start(options);
+  if (!server) return fail(kExitSetup, "starting the blob server: " + server.error().message());
+  std::printf("listening on %s\n", (*server)->url().c_str());
+  std::fflush(stdout);
+  std::fprintf(stderr, "rtenv store: serving %s%s\n", options.root.c_str(),
+               options.token.empty() ? "" : " (bearer token required)");
+  if (options.token.empty() && !store::is_loopback_host(options.host)) {
+    std::fprintf(stderr,
+                 "rtenv store: warning: listening on %s without a token: anyone who can reach "
+                 "it can read, write and delete blobs (use --token-file or RTENV_STORE_TOKEN)\n",
+                 options.host.c_str());
+  }
+
+  while ((*server)->running()) {
+    timespec tick{0, 200 * 1000 * 1000};
+    int sig = sigtimedwait(&stop_signals, nullptr, &tick);
+    if (sig == SIGINT || sig == SIGTERM) {
+      std::fprintf(stderr, "rtenv store: stopping (signal %d)\n", sig);
+      break;
+    }
+  }
+  bool failed = !(*server)->running();
+  (*server)->stop();
+  (*server)->wait();
+  if (failed) return fail(kExitSetup, "the blob server stopped: its listening socket failed");
+  return 0;
+}
+
+}  // namespace rtenv::cli
