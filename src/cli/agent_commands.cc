@@ -45,11 +45,35 @@ nlohmann::json context_json(const env::Context& c) {
           {"py_executable", c.py_executable ? c.py_executable->string() : ""}};
 }
 
+// `env create --no-install`: what a submitting side does before handing an env to an engine
+// whose nodes install it (their agents fetch from the store): the same packing and locking as
+// `env create`, without asking this machine's agent for anything.
+int env_resolve(const spec::RuntimeEnv& env, bool json) {
+  auto home = env::Home::from_environment();
+  if (!home) return fail(kExitSetup, "setup failed: " + home.error().message());
+  auto store = open_any_store(home->store_url());
+  if (!store)
+    return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
+  env::UploadOptions upload;
+  upload.unpack_zip = env::zip_importer(*home, upload.max_package_bytes, nullptr);
+  auto resolved = env::upload_local(env, *home, **store, upload);
+  if (!resolved) return fail(kExitSetup, "setup failed: " + resolved.error().message());
+  if (json) {
+    nlohmann::json j = {{"env_id", resolved->id().hex()},
+                        {"runtime_env", nlohmann::json::parse(resolved->canonical())}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf("%s\n", resolved->canonical().c_str());
+  }
+  return 0;
+}
+
 }  // namespace
 
 int env_create_command(const EnvCreateArgs& args) {
   auto parsed = spec::RuntimeEnv::load(args.runtime_env);
   if (!parsed) return fail(kExitUsage, parsed.error().message());
+  if (args.no_install) return env_resolve(*parsed, args.json);
   env::Home home;
   auto client = connect(&home);
   if (!client) return fail(kExitSetup, "setup failed: " + client.error().message());

@@ -117,6 +117,9 @@ int real_main(int argc, char** argv) {
                          "Hold the env for this job until `rtenv env release --job` (default: "
                          "for this process only)");
   create_cmd->add_flag("--json", create.json, "Print one JSON object");
+  create_cmd->add_flag("--no-install", create.no_install,
+                       "Only resolve: pack local paths into the store and lock pip/uv, then print "
+                       "the resolved env (for engines whose nodes install it later); no agent");
   std::string release_job;
   auto* release_cmd = env_cmd->add_subcommand("release", "Give a job's references back");
   release_cmd->add_option("--job", release_job, "The job")->required();
