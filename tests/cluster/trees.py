@@ -40,16 +40,18 @@ def tree_digest(path: Path) -> str:
 
 def random_tree(root: Path, files: int, total_bytes: int, seed: str) -> int:
     """Writes `files` files of random (incompressible) bytes, `total_bytes` in all, in a few
-    directories; returns the byte count. The same seed gives the same tree."""
+    directories, and main.py; returns the byte count. The same seed gives the same tree, and
+    trees of different seeds share no file."""
     rng = random.Random(seed)
     size = total_bytes // files
     for i in range(files):
         p = root / f"d{i % 7}" / f"sub{i % 3}" / f"f{i:04d}.bin"
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(rng.randbytes(size))
-    (root / "main.py").write_text("print('hello from the working_dir')\n")
+    main = f"# {seed}\nprint('hello from the working_dir')\n".encode()
+    (root / "main.py").write_bytes(main)
     age(root)
-    return size * files + len("print('hello from the working_dir')\n")
+    return size * files + len(main)
 
 
 def source_tree(root: Path, files: int, total_bytes: int, seed: int) -> int:
