@@ -1,6 +1,7 @@
 #include "store/curl_http.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -24,10 +25,9 @@ struct CurlHandle {
 };
 
 // This thread's handle, reset to defaults. Keeping one per thread keeps its connections (and TLS
-// sessions) open between requests.
+// sessions) open between requests, which matters when S3Store::missing() sends thousands of HEADs.
 CURL* thread_curl() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  http_global_init();
   thread_local CurlHandle handle;
   if (!handle.curl) {
     handle.curl = curl_easy_init();
@@ -64,6 +64,29 @@ size_t append_body(char* data, size_t size, size_t n, void* user) {
   return size * n;
 }
 
+std::string_view trim(std::string_view s) {
+  size_t b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string_view::npos) return {};
+  size_t e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+// One header line at a time, each answer's status line first (an interim "100 Continue" has one
+// too, so only the final answer's headers are kept).
+size_t keep_header(char* data, size_t size, size_t n, void* user) {
+  auto* headers = static_cast<decltype(HttpResponse::headers)*>(user);
+  std::string_view line(data, size * n);
+  size_t colon = line.find(':');
+  if (line.starts_with("HTTP/")) {
+    headers->clear();
+  } else if (colon != std::string_view::npos) {
+    std::string name(trim(line.substr(0, colon)));
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    (*headers)[std::move(name)] = std::string(trim(line.substr(colon + 1)));
+  }
+  return size * n;
+}
+
 struct SlistDeleter {
   void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
@@ -74,6 +97,16 @@ std::string describe(const HttpRequest& req) {
 }
 
 }  // namespace
+
+std::string HttpResponse::header(std::string_view name) const {
+  auto it = headers.find(name);
+  return it == headers.end() ? std::string() : it->second;
+}
+
+void http_global_init() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
 
 std::chrono::milliseconds backoff_delay(const RetryPolicy& policy, int attempt) {
   thread_local std::minstd_rand rng{std::random_device{}()};
@@ -94,14 +127,22 @@ Result<HttpResponse> http_perform(const HttpRequest& req, const RetryPolicy& pol
   curl_slist* raw = nullptr;
   for (const auto& h : req.headers) raw = curl_slist_append(raw, h.c_str());
   // libcurl would otherwise wait for "100 Continue" before larger bodies: a round trip per PUT.
-  if (req.method == "PUT" || req.method == "POST") raw = curl_slist_append(raw, "Expect:");
+  if (!req.expect_continue && (req.method == "PUT" || req.method == "POST")) {
+    raw = curl_slist_append(raw, "Expect:");
+  }
   std::unique_ptr<curl_slist, SlistDeleter> headers(raw);
 
   UploadSource source{req.body};
   curl_easy_setopt(curl, CURLOPT_URL, req.url.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers.get());
+  if (req.sigv4) {
+    curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, req.sigv4->provider.c_str());
+    curl_easy_setopt(curl, CURLOPT_USERNAME, req.sigv4->access_key_id.c_str());
+    curl_easy_setopt(curl, CURLOPT_PASSWORD, req.sigv4->secret_access_key.c_str());
+  }
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  if (policy.tcp_keepalive) curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(policy.connect_timeout.count()));
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, policy.low_speed_bytes);
@@ -109,6 +150,8 @@ Result<HttpResponse> http_perform(const HttpRequest& req, const RetryPolicy& pol
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append_body);
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp.body);
+  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, keep_header);
+  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &resp.headers);
   if (const char* ca = std::getenv("RTENV_CA_BUNDLE"); ca && *ca) {
     curl_easy_setopt(curl, CURLOPT_CAINFO, ca);
   }

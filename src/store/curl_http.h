@@ -1,11 +1,13 @@
 #pragma once
 // The HTTP layer a network store needs, on libcurl: one request on this thread's handle (its
 // connections reused between requests), and the retry loop with randomized exponential backoff.
-// Store-neutral (no signing, no store's URL layout), so every network backend can share it; it
-// lives in the network library (rtenv_store_net), never in the lean rtenv front.
+// Store-neutral (no store's URL layout or error format; AWS signing is libcurl's, asked for per
+// request), so every network backend shares it: S3Store and HttpStore. It lives in the network
+// library (rtenv_store_net), never in the lean rtenv front.
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -29,6 +31,17 @@ struct RetryPolicy {
   /// is retried): a stalled connection must not hang a job.
   long low_speed_bytes = 1024;
   std::chrono::seconds low_speed_time{30};
+  /// TCP keepalive probes on the connections this thread's handle keeps open.
+  bool tcp_keepalive = false;
+};
+
+/// AWS Signature Version 4 over a request, computed by libcurl (CURLOPT_AWS_SIGV4) from the
+/// request as sent: its URL, its headers and the payload hash the caller gives in
+/// `x-amz-content-sha256`. The secret is used to sign, never sent.
+struct AwsSigV4 {
+  std::string provider;  ///< "aws:amz:<region>:<service>"
+  std::string access_key_id;
+  std::string secret_access_key;
 };
 
 /// One HTTP request. `body` is sent for PUT and POST and must outlive the call.
@@ -39,12 +52,27 @@ struct HttpRequest {
   std::string_view body;
   /// How the request is named in errors (secrets left out); default "METHOD <redacted url>".
   std::string description;
+  /// Signs the request; unset: unsigned.
+  std::optional<AwsSigV4> sigv4;
+  /// false: a PUT or POST body goes at once, without libcurl's "Expect: 100-continue" (a round
+  /// trip before each larger body). true: libcurl's default.
+  bool expect_continue = false;
 };
 
 struct HttpResponse {
   long status = 0;
   std::string body;
+  /// The final answer's headers: names lower-case, values trimmed; a repeated name keeps its last
+  /// value.
+  std::map<std::string, std::string, std::less<>> headers;
+
+  /// The value of header `name` (lower-case), or "" if the answer has none.
+  std::string header(std::string_view name) const;
 };
+
+/// Initializes libcurl for the process, once (http_perform does it too). Calling it before
+/// starting threads keeps that out of them.
+void http_global_init();
 
 /// The delay before retry number `attempt` (0 for the first retry) under `policy`.
 std::chrono::milliseconds backoff_delay(const RetryPolicy& policy, int attempt);

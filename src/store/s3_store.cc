@@ -10,11 +10,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <mutex>
-#include <random>
-#include <thread>
-
-#include <curl/curl.h>
 
 #include "store/blob_codec.h"
 #include "util/fs.h"
@@ -102,7 +97,7 @@ ProfileKeys keys_of(const std::optional<IniSection>& section) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// URLs, S3's XML, and the HTTP layer.
+// URLs and S3's XML.
 
 bool unreserved(unsigned char c) {
   return std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~';
@@ -225,81 +220,6 @@ std::optional<std::string> xml_text(std::string_view xml, std::string_view tag) 
   return xml_unescape(*raw);
 }
 
-struct CurlHandle {
-  CURL* curl = nullptr;
-  ~CurlHandle() {
-    if (curl) curl_easy_cleanup(curl);
-  }
-};
-
-// This thread's handle, reset to defaults. Keeping one per thread keeps its connections (and TLS
-// sessions) open between requests, which matters when missing() sends thousands of HEADs.
-CURL* thread_curl() {
-  thread_local CurlHandle handle;
-  if (!handle.curl) {
-    handle.curl = curl_easy_init();
-  } else {
-    curl_easy_reset(handle.curl);
-  }
-  return handle.curl;
-}
-
-struct UploadSource {
-  std::string_view data;
-  size_t offset = 0;
-};
-
-size_t read_body(char* buf, size_t size, size_t n, void* user) {
-  auto* src = static_cast<UploadSource*>(user);
-  size_t len = std::min(size * n, src->data.size() - src->offset);
-  std::memcpy(buf, src->data.data() + src->offset, len);
-  src->offset += len;
-  return len;
-}
-
-int seek_body(void* user, curl_off_t offset, int origin) {
-  auto* src = static_cast<UploadSource*>(user);
-  if (origin != SEEK_SET || offset < 0 || static_cast<size_t>(offset) > src->data.size()) {
-    return CURL_SEEKFUNC_CANTSEEK;
-  }
-  src->offset = static_cast<size_t>(offset);
-  return CURL_SEEKFUNC_OK;
-}
-
-size_t append_body(char* data, size_t size, size_t n, void* user) {
-  static_cast<std::string*>(user)->append(data, size * n);
-  return size * n;
-}
-
-size_t capture_etag(char* data, size_t size, size_t n, void* user) {
-  std::string_view line(data, size * n);
-  size_t colon = line.find(':');
-  if (colon != std::string_view::npos && lower(trim(line.substr(0, colon))) == "etag") {
-    *static_cast<std::string*>(user) = std::string(trim(line.substr(colon + 1)));
-  }
-  return size * n;
-}
-
-struct SlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-};
-using Slist = std::unique_ptr<curl_slist, SlistDeleter>;
-
-void global_init() {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-std::chrono::milliseconds backoff(const S3Settings& s, int attempt) {
-  thread_local std::minstd_rand rng{std::random_device{}()};
-  auto delay = s.initial_backoff;
-  for (int i = 0; i < attempt && delay < s.max_backoff; ++i) delay *= 2;
-  delay = std::min(delay, s.max_backoff);
-  // Half to all of it: clients that failed together do not come back together.
-  std::uniform_int_distribution<long> pick(delay.count() / 2, std::max<long>(delay.count(), 0));
-  return std::chrono::milliseconds(pick(rng));
-}
-
 bool retryable_status(long status, std::string_view body) {
   if (status >= 500 || status == 429 || status == 408) return true;
   // S3 closes an upload that stalled with 400 RequestTimeout; sending it again is the fix.
@@ -406,12 +326,6 @@ struct S3Store::Request {
   bool if_none_match = false;  ///< create only: `If-None-Match: *`
 };
 
-struct S3Store::Response {
-  long status = 0;
-  std::string body;
-  std::string etag;
-};
-
 Result<std::unique_ptr<S3Store>> S3Store::open(std::string_view url) {
   RTENV_ASSIGN_OR_RETURN(S3Settings settings, S3Settings::from_environment());
   return open(url, std::move(settings));
@@ -472,13 +386,21 @@ Result<std::unique_ptr<S3Store>> S3Store::open(std::string_view url, S3Settings 
                       "S3 settings: max_attempts, part_size, parallel_requests and list_page_size "
                       "must be positive");
   }
-  global_init();
+  http_global_init();
   return std::unique_ptr<S3Store>(
       new S3Store(std::string(bucket), std::string(prefix), std::move(settings)));
 }
 
 S3Store::S3Store(std::string bucket, std::string prefix, S3Settings settings)
-    : bucket_(std::move(bucket)), prefix_(std::move(prefix)), settings_(std::move(settings)) {}
+    : bucket_(std::move(bucket)), prefix_(std::move(prefix)), settings_(std::move(settings)) {
+  retry_.max_attempts = settings_.max_attempts;
+  retry_.initial_backoff = settings_.initial_backoff;
+  retry_.max_backoff = settings_.max_backoff;
+  retry_.connect_timeout = settings_.connect_timeout;
+  retry_.low_speed_bytes = settings_.low_speed_bytes;
+  retry_.low_speed_time = settings_.low_speed_time;
+  retry_.tcp_keepalive = true;
+}
 
 std::string S3Store::url() const {
   return prefix_.empty() ? fmt::format("s3://{}", bucket_)
@@ -519,110 +441,34 @@ std::string S3Store::http_url(std::string_view key, std::string_view query) cons
   return out;
 }
 
-Result<S3Store::Response> S3Store::attempt(const Request& req) const {
-  CURL* curl = thread_curl();
-  if (!curl) return Error(ErrorCode::kInternal, "curl_easy_init failed");
-  std::string url = http_url(req.key, req.query);
-  Response resp;
-  char errbuf[CURL_ERROR_SIZE] = {0};
+Result<HttpResponse> S3Store::send(const Request& req) const {
   static const std::string kEmptySha = Digest::of("").hex();
-
-  curl_slist* raw = nullptr;
-  auto add = [&](const std::string& h) { raw = curl_slist_append(raw, h.c_str()); };
+  HttpRequest http;
+  http.method = req.method;
+  http.url = http_url(req.key, req.query);
+  http.body = req.body;
   // S3 requires the payload's hash; giving it also lets libcurl sign it without reading the body.
-  add("x-amz-content-sha256: " + (req.body.empty() ? kEmptySha : Digest::of(req.body).hex()));
+  http.headers.push_back("x-amz-content-sha256: " +
+                         (req.body.empty() ? kEmptySha : Digest::of(req.body).hex()));
   if (!settings_.credentials.session_token.empty()) {
-    add("x-amz-security-token: " + settings_.credentials.session_token);
+    http.headers.push_back("x-amz-security-token: " + settings_.credentials.session_token);
   }
-  if (!req.content_type.empty()) add("Content-Type: " + req.content_type);
-  if (!req.range.empty()) add("Range: " + req.range);
-  if (req.if_none_match) add("If-None-Match: *");
-  Slist headers(raw);
-
-  std::string sigv4 = fmt::format("aws:amz:{}:s3", settings_.region);
-  UploadSource source{req.body};
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, sigv4.c_str());
-  curl_easy_setopt(curl, CURLOPT_USERNAME, settings_.credentials.access_key_id.c_str());
-  curl_easy_setopt(curl, CURLOPT_PASSWORD, settings_.credentials.secret_access_key.c_str());
-  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
-                   static_cast<long>(std::chrono::milliseconds(settings_.connect_timeout).count()));
-  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, settings_.low_speed_bytes);
-  curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME,
-                   static_cast<long>(settings_.low_speed_time.count()));
-  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append_body);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp.body);
-  curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, capture_etag);
-  curl_easy_setopt(curl, CURLOPT_HEADERDATA, &resp.etag);
-  if (const char* ca = std::getenv("RTENV_CA_BUNDLE"); ca && *ca) {
-    curl_easy_setopt(curl, CURLOPT_CAINFO, ca);
-  }
-  std::string_view method = req.method;
-  if (method == "HEAD") {
-    curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
-  } else if (method == "PUT") {
-    curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(curl, CURLOPT_READFUNCTION, read_body);
-    curl_easy_setopt(curl, CURLOPT_READDATA, &source);
-    curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, seek_body);
-    curl_easy_setopt(curl, CURLOPT_SEEKDATA, &source);
-    curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
-  } else if (method == "POST") {
-    curl_easy_setopt(curl, CURLOPT_POST, 1L);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, req.body.data());
-  } else if (method == "DELETE") {
-    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, "DELETE");
-  } else {
-    curl_easy_setopt(curl, CURLOPT_HTTPGET, 1L);
-  }
-
-  CURLcode rc = curl_easy_perform(curl);
-  // The handle outlives this call: it must not keep pointers into this frame.
-  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
-  if (rc != CURLE_OK) {
-    std::string why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
-    bool retryable =
-        rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-        rc == CURLE_COULDNT_RESOLVE_PROXY || rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR ||
-        rc == CURLE_GOT_NOTHING || rc == CURLE_PARTIAL_FILE || rc == CURLE_SSL_CONNECT_ERROR ||
-        rc == CURLE_HTTP2 || rc == CURLE_HTTP2_STREAM || rc == CURLE_OPERATION_TIMEDOUT;
-    return make_error(rc == CURLE_OPERATION_TIMEDOUT ? ErrorCode::kTimeout
-                      : retryable                    ? ErrorCode::kUnavailable
-                                                     : ErrorCode::kIo,
-                      "{} {}: {}", req.method, redact_url_credentials(url), why);
-  }
-  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &resp.status);
-  return resp;
+  if (!req.content_type.empty()) http.headers.push_back("Content-Type: " + req.content_type);
+  if (!req.range.empty()) http.headers.push_back("Range: " + req.range);
+  if (req.if_none_match) http.headers.push_back("If-None-Match: *");
+  http.sigv4 =
+      AwsSigV4{fmt::format("aws:amz:{}:s3", settings_.region), settings_.credentials.access_key_id,
+               settings_.credentials.secret_access_key};
+  // libcurl's default: S3 can refuse a large upload (a bad signature, no such bucket) before its
+  // body is sent.
+  http.expect_continue = true;
+  return http_send(http, retry_, [&](const HttpResponse& resp) -> std::optional<Error> {
+    if (!retryable_status(resp.status, resp.body)) return std::nullopt;
+    return failure(req, resp);
+  });
 }
 
-Result<S3Store::Response> S3Store::send(const Request& req) const {
-  for (int i = 0;; ++i) {
-    auto r = attempt(req);
-    std::optional<Error> failed;
-    if (!r) {
-      if (!r.error().retryable()) return r;
-      failed = r.error();
-    } else if (retryable_status(r->status, r->body)) {
-      failed = failure(req, *r);
-    } else {
-      return r;
-    }
-    if (i + 1 >= settings_.max_attempts) {
-      return Error(failed->code(), fmt::format("{} (gave up after {} attempts)", failed->message(),
-                                               settings_.max_attempts));
-    }
-    std::this_thread::sleep_for(backoff(settings_, i));
-  }
-}
-
-Error S3Store::failure(const Request& req, const Response& resp) const {
+Error S3Store::failure(const Request& req, const HttpResponse& resp) const {
   std::string where =
       fmt::format("{} {}", req.method, redact_url_credentials(http_url(req.key, req.query)));
   std::string detail;
@@ -657,7 +503,7 @@ Error S3Store::failure(const Request& req, const Response& resp) const {
 
 Result<bool> S3Store::exists(const Digest& digest) const {
   Request head("HEAD", object_key(digest));
-  RTENV_ASSIGN_OR_RETURN(Response resp, send(head));
+  RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(head));
   if (resp.status == 200) return true;
   if (resp.status == 404) return false;
   // A HEAD answer has no body, so no reason; the same request as a one-byte GET says why.
@@ -694,14 +540,14 @@ Result<void> S3Store::upload(const Digest& digest, std::string_view data) {
   Request put("PUT", key);
   put.body = wire;
   put.content_type = "application/octet-stream";
-  RTENV_ASSIGN_OR_RETURN(Response resp, send(put));
+  RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(put));
   if (resp.status != 200) return failure(put, resp);
   return ok_result();
 }
 
 Result<void> S3Store::upload_multipart(const std::string& key, std::string_view wire) {
   Request create("POST", key, "uploads=");
-  RTENV_ASSIGN_OR_RETURN(Response created, send(create));
+  RTENV_ASSIGN_OR_RETURN(HttpResponse created, send(create));
   if (created.status != 200) return failure(create, created);
   auto upload_id = xml_text(created.body, "UploadId");
   if (!upload_id || upload_id->empty()) {
@@ -717,14 +563,15 @@ Result<void> S3Store::upload_multipart(const std::string& key, std::string_view 
       Request part("PUT", key, fmt::format("partNumber={}&uploadId={}", number, id));
       part.body = wire.substr(offset, part_size);
       part.content_type = "application/octet-stream";
-      RTENV_ASSIGN_OR_RETURN(Response resp, send(part));
+      RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(part));
       if (resp.status != 200) return failure(part, resp);
-      if (resp.etag.empty()) {
+      std::string etag = resp.header("etag");
+      if (etag.empty()) {
         return make_error(ErrorCode::kIo, "PUT {}: the answer has no ETag",
                           http_url(part.key, part.query));
       }
       list += fmt::format("<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>", number,
-                          xml_escape(resp.etag));
+                          xml_escape(etag));
     }
     return list + "</CompleteMultipartUpload>";
   };
@@ -733,7 +580,7 @@ Result<void> S3Store::upload_multipart(const std::string& key, std::string_view 
     Request done("POST", key, "uploadId=" + id);
     done.body = body;
     done.content_type = "application/xml";
-    RTENV_ASSIGN_OR_RETURN(Response resp, send(done));
+    RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(done));
     // S3 may answer 200 and still fail: the error is then in the body.
     if (resp.status != 200 || resp.body.find("<Error>") != std::string::npos) {
       if (resp.status == 200) resp.status = 500;
@@ -765,7 +612,7 @@ Result<void> S3Store::put_file(const Digest& digest, const fs::path& path) {
 
 Result<std::string> S3Store::fetch_verified(const Digest& digest) {
   Request get("GET", object_key(digest));
-  RTENV_ASSIGN_OR_RETURN(Response resp, send(get));
+  RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(get));
   if (resp.status == 404 && xml_text(resp.body, "Code") != "NoSuchBucket") {
     return make_error(ErrorCode::kNotFound, "blob {} is not in store {}", digest.hex(), url());
   }
@@ -831,7 +678,7 @@ Result<bool> S3Store::remove(const Digest& digest) {
   RTENV_ASSIGN_OR_RETURN(bool there, exists(digest));
   if (!there) return false;
   Request del("DELETE", object_key(digest));
-  RTENV_ASSIGN_OR_RETURN(Response resp, send(del));
+  RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(del));
   if (resp.status != 204 && resp.status != 200) return failure(del, resp);
   return true;
 }
@@ -846,7 +693,7 @@ Result<void> S3Store::list(const std::function<void(const Digest&, uint64_t)>& f
     query += fmt::format("list-type=2&max-keys={}", settings_.list_page_size);
     if (!key_prefix.empty()) query += "&prefix=" + uri_encode(key_prefix, false);
     Request req("GET", "", query);
-    RTENV_ASSIGN_OR_RETURN(Response resp, send(req));
+    RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(req));
     if (resp.status != 200) return failure(req, resp);
     std::string_view xml = resp.body;
     if (xml.find("<ListBucketResult") == std::string_view::npos) {
@@ -890,7 +737,7 @@ Result<void> S3Store::write_record(std::string_view name, std::string_view data,
   put.body = data;
   put.content_type = "application/octet-stream";
   put.if_none_match = if_absent;
-  RTENV_ASSIGN_OR_RETURN(Response resp, send(put));
+  RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(put));
   // 409: a conditional write raced another one on the same key.
   if (if_absent && (resp.status == 412 || resp.status == 409)) {
     return make_error(ErrorCode::kAlreadyExists, "record {} exists in store {}", name, url());
@@ -910,7 +757,7 @@ Result<void> S3Store::put_record(std::string_view name, std::string_view data) {
 Result<std::string> S3Store::get_record(std::string_view name) {
   RTENV_ASSIGN_OR_RETURN(std::string key, record_key(name));
   Request get("GET", key);
-  RTENV_ASSIGN_OR_RETURN(Response resp, send(get));
+  RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(get));
   if (resp.status == 404 && xml_text(resp.body, "Code") != "NoSuchBucket") {
     return make_error(ErrorCode::kNotFound, "record {} is not in store {}", name, url());
   }
@@ -921,10 +768,10 @@ Result<std::string> S3Store::get_record(std::string_view name) {
 Result<bool> S3Store::remove_record(std::string_view name) {
   RTENV_ASSIGN_OR_RETURN(std::string key, record_key(name));
   Request head("HEAD", key);
-  RTENV_ASSIGN_OR_RETURN(Response there, send(head));
+  RTENV_ASSIGN_OR_RETURN(HttpResponse there, send(head));
   if (there.status == 404) return false;
   Request del("DELETE", key);
-  RTENV_ASSIGN_OR_RETURN(Response resp, send(del));
+  RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(del));
   if (resp.status != 204 && resp.status != 200) return failure(del, resp);
   return true;
 }

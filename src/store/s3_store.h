@@ -1,7 +1,8 @@
 #pragma once
 // A blob store in an S3 bucket (AWS, or any S3-compatible server such as MinIO or Ceph), spoken
-// to over HTTPS with libcurl and signed with AWS Signature Version 4. Lives in its own library
-// (rtenv_store_s3) so that programs which never open an s3:// store do not load libcurl.
+// to over HTTPS (store/curl_http.h, shared with HttpStore) and signed with AWS Signature Version
+// 4. Lives in the network library (rtenv_store_net) so that programs which never open a network
+// store do not load libcurl.
 
 #include <chrono>
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include <string_view>
 
 #include "store/blob_store.h"
+#include "store/curl_http.h"
 
 namespace rtenv::store {
 
@@ -116,16 +118,14 @@ class S3Store final : public BlobStore {
 
  private:
   struct Request;
-  struct Response;
   S3Store(std::string bucket, std::string prefix, S3Settings settings);
 
   std::string http_url(std::string_view key, std::string_view query) const;
-  /// One request, retried as `settings_` says. Errors only when no answer came (or only
-  /// retryable ones did); any other HTTP status is the caller's to judge.
-  Result<Response> send(const Request& request) const;
-  Result<Response> attempt(const Request& request) const;
+  /// One signed request, retried as `settings_` says (http_send). Errors only when no answer
+  /// came (or only retryable ones did); any other HTTP status is the caller's to judge.
+  Result<HttpResponse> send(const Request& request) const;
   /// The error for a failed (non-2xx) answer, with S3's own code and message where it sent one.
-  Error failure(const Request& request, const Response& response) const;
+  Error failure(const Request& request, const HttpResponse& response) const;
   Result<bool> exists(const Digest& digest) const;
   Result<void> upload(const Digest& digest, std::string_view data);
   Result<void> upload_multipart(const std::string& key, std::string_view wire);
@@ -136,6 +136,7 @@ class S3Store final : public BlobStore {
   std::string bucket_;
   std::string prefix_;  ///< without leading or trailing '/'; may be empty
   S3Settings settings_;
+  RetryPolicy retry_;  ///< settings_'s patience, in curl_http's terms
 };
 
 /// Opens any store: s3://bucket/prefix here, everything else through open_store.
