@@ -2,8 +2,7 @@
 #include "util/size.h"
 
 #ifndef RTENV_FRONT
-#include "store/http_store.h"
-#include "store/s3_store.h"
+#include "store/open_store_any.h"
 #endif
 
 #include <unistd.h>
@@ -31,10 +30,6 @@ Result<std::unique_ptr<store::BlobStore>> open_any_store(const std::string& url)
 #ifdef RTENV_FRONT
   return store::open_store(url);
 #else
-  if (store::is_http_store_url(url)) {
-    RTENV_ASSIGN_OR_RETURN(auto http, store::HttpStore::open(url));
-    return std::unique_ptr<store::BlobStore>(std::move(http));
-  }
   return store::open_store_any(url);
 #endif
 }

@@ -776,12 +776,4 @@ Result<bool> S3Store::remove_record(std::string_view name) {
   return true;
 }
 
-Result<std::unique_ptr<BlobStore>> open_store_any(std::string_view url) {
-  if (url.starts_with(kScheme)) {
-    RTENV_ASSIGN_OR_RETURN(auto store, S3Store::open(url));
-    return std::unique_ptr<BlobStore>(std::move(store));
-  }
-  return open_store(url);
-}
-
 }  // namespace rtenv::store

@@ -14,6 +14,7 @@
 
 #include "store/blob_store.h"
 #include "store/curl_http.h"
+#include "store/open_store_any.h"  // open_store_any, which was declared here before
 
 namespace rtenv::store {
 
@@ -138,8 +139,5 @@ class S3Store final : public BlobStore {
   S3Settings settings_;
   RetryPolicy retry_;  ///< settings_'s patience, in curl_http's terms
 };
-
-/// Opens any store: s3://bucket/prefix here, everything else through open_store.
-Result<std::unique_ptr<BlobStore>> open_store_any(std::string_view url);
 
 }  // namespace rtenv::store

@@ -1,0 +1,20 @@
+#include "store/open_store_any.h"
+
+#include "store/http_store.h"
+#include "store/s3_store.h"
+
+namespace rtenv::store {
+
+Result<std::unique_ptr<BlobStore>> open_store_any(std::string_view url) {
+  if (url.starts_with("s3://")) {
+    RTENV_ASSIGN_OR_RETURN(auto store, S3Store::open(url));
+    return std::unique_ptr<BlobStore>(std::move(store));
+  }
+  if (is_http_store_url(url)) {
+    RTENV_ASSIGN_OR_RETURN(auto store, HttpStore::open(url));
+    return std::unique_ptr<BlobStore>(std::move(store));
+  }
+  return open_store(url);
+}
+
+}  // namespace rtenv::store
