@@ -26,7 +26,8 @@ int real_main(int argc, char** argv) {
       "rtenv: runtime environments for jobs. Give a job's files and settings as a Ray-style "
       "runtime_env; rtenv packs them by content, puts them on the machine and runs the job "
       "inside.\n\nState lives in $RTENV_HOME (default ~/.cache/rtenv); the store is "
-      "$RTENV_STORE (default the directory $RTENV_HOME/store).",
+      "$RTENV_STORE, else \"store\" in $RTENV_HOME/config.json, else the directory "
+      "$RTENV_HOME/store.",
       "rtenv"};
   app.set_version_flag("--version", kVersion);
   app.require_subcommand(1);
@@ -47,7 +48,8 @@ int real_main(int argc, char** argv) {
                       "The runtime_env: inline JSON ('{\"working_dir\": \".\"}') or a .json, "
                       ".yaml or .yml file");
   run_cmd->add_option("--store", run.store_url,
-                      "Blob store URL (default: $RTENV_STORE or the local store)");
+                      "Blob store URL (default: $RTENV_STORE, \"store\" in "
+                      "$RTENV_HOME/config.json, or the local store)");
   run_cmd->add_option("--max-package-size", run.limits.max_package_size,
                       "Largest package allowed, e.g. 500M or 4G (default 2G; env "
                       "RTENV_MAX_PACKAGE_SIZE)");
@@ -65,7 +67,8 @@ int real_main(int argc, char** argv) {
   pack_cmd->add_option("--excludes,-x", pack.excludes,
                        "gitignore-style pattern to leave out (repeatable)");
   pack_cmd->add_option("--store", pack.store_url,
-                       "Blob store URL (default: $RTENV_STORE or the local store)");
+                       "Blob store URL (default: $RTENV_STORE, \"store\" in "
+                       "$RTENV_HOME/config.json, or the local store)");
   pack_cmd->add_option("--max-package-size", pack.limits.max_package_size,
                        "Largest package allowed, e.g. 500M or 4G (default 2G)");
   pack_cmd->add_option("--threads", pack.threads,

@@ -2,6 +2,8 @@
 
 #include <cstdlib>
 
+#include <nlohmann/json.hpp>
+
 #include "util/digest.h"
 #include "util/fs.h"
 
@@ -33,6 +35,15 @@ fs::path Home::index_for(const fs::path& root) const {
 
 std::string Home::store_url() const {
   if (const char* s = std::getenv("RTENV_STORE"); s && *s) return s;
+  // Every command and the agent read the same file, so one line there points a node at the
+  // cluster's store. An unreadable file is the agent's to report (it reads it too, strictly).
+  if (auto text = read_file(root / "config.json")) {
+    auto j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("store") && j["store"].is_string() &&
+        !j["store"].get<std::string>().empty()) {
+      return j["store"].get<std::string>();
+    }
+  }
   return "file://" + store().string();
 }
 

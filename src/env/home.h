@@ -41,7 +41,8 @@ struct Home {
   /// The client-side file index of a packed directory (by its absolute path).
   fs::path index_for(const fs::path& root) const;
 
-  /// The store URL: RTENV_STORE if set, else the local store.
+  /// The store URL: RTENV_STORE if set, else "store" in $RTENV_HOME/config.json, else the local
+  /// store.
   std::string store_url() const;
 };
 

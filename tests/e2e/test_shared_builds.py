@@ -166,3 +166,21 @@ def test_a_local_store_publishes_nothing(rtenv_bin, tmp_path, wheels):
         assert not (tmp_path / "home" / "store" / "records").exists()
     finally:
         stop_agent(node.home)
+
+
+def test_the_store_can_be_chosen_in_config_json(rtenv, tmp_path):
+    shared = tmp_path / "configured-store"
+    rtenv.home.mkdir(parents=True, exist_ok=True)
+    (rtenv.home / "config.json").write_text(json.dumps({"store": f"file://{shared}"}))
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "main.py").write_text("print('configured')\n")
+    out = rtenv.pack(project)
+    assert any(shared.glob("??/*")), "nothing was packed into the configured store"
+    assert not any((rtenv.home / "store").glob("??/*")), "the home's own store was used"
+    # RTENV_STORE still wins over the file.
+    other = tmp_path / "env-store"
+    p = rtenv("pack", str(project), env={"RTENV_STORE": f"file://{other}"})
+    assert_ok(p)
+    assert any(other.glob("??/*"))
+    assert out
