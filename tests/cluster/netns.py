@@ -429,7 +429,7 @@ class StoreServers:
         env = {**base_env(), "HOME": str(self.workdir), "RTENV_HOME": str(self.workdir / "rh")}
         self.blob = self.cluster.store.popen(
             [self.rtenv_bin, "store", "serve", "--root", str(self.blob_root), "--listen",
-             f"{self.addr}:{BLOB_PORT}", "--token-file", str(self.token_file)], env,
+             f"{self.addr}:{BLOB_PORT}", "--token-file", str(self.token_file), "--verbose"], env,
             stderr=self._log("blob-server"))
         line = self.blob.stdout.readline().strip()
         if not line.startswith("listening on http://"):
