@@ -202,34 +202,8 @@ Result<std::string> HttpStore::get(const Digest& digest) { return fetch_verified
 
 Result<void> HttpStore::get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) {
   RTENV_ASSIGN_OR_RETURN(std::string data, fetch_verified(digest));
-  fs::path dir = dest.has_parent_path() ? dest.parent_path() : fs::path(".");
-  fs::path tmp = dir / unique_name(".httpget");
-  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
-  if (!fd.valid()) return io_error("cannot create", tmp, errno);
-  auto fail = [&](Error e) -> Result<void> {
-    ::unlink(tmp.c_str());
-    return e;
-  };
-  if (auto r = write_all(fd.get(), data, tmp); !r) return fail(std::move(r).error());
-  if (::fchmod(fd.get(), mode) != 0) return fail(io_error("cannot chmod", tmp, errno));
-  fd.reset();
-  // Never replace an existing file: `dest` must be new, as with LocalStore.
-  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dest.c_str(), RENAME_NOREPLACE) == 0) {
-    return ok_result();
-  }
-  int err = errno;
-  if (err == EINVAL || err == ENOSYS) {  // a filesystem without RENAME_NOREPLACE
-    if (::link(tmp.c_str(), dest.c_str()) == 0) {
-      ::unlink(tmp.c_str());
-      return ok_result();
-    }
-    err = errno;
-  }
-  if (err == EEXIST) {
-    return fail(make_error(ErrorCode::kAlreadyExists, "cannot write blob {} to {}: it exists",
-                           digest.hex(), dest.string()));
-  }
-  return fail(io_error("cannot create", dest, err));
+  // Never replaces an existing file: `dest` must be new, as with LocalStore.
+  return write_new_file(dest, data, mode);
 }
 
 Result<bool> HttpStore::remove(const Digest& digest) {

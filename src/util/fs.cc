@@ -1,6 +1,7 @@
 #include "util/fs.h"
 
 #include <fcntl.h>
+#include <stdio.h>  // renameat2
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -73,6 +74,35 @@ Result<void> write_file_atomic(const fs::path& path, std::string_view data, mode
     return io_error("cannot rename into", path, err);
   }
   return ok_result();
+}
+
+Result<void> write_new_file(const fs::path& path, std::string_view data, mode_t mode) {
+  fs::path tmp = path.parent_path() / unique_name(fmt::format(".{}.new", path.filename().string()));
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+  if (!fd.valid()) return io_error("cannot create", tmp, errno);
+  auto fail = [&](Error e) -> Result<void> {
+    ::unlink(tmp.c_str());
+    return e;
+  };
+  if (auto r = write_all(fd.get(), data, tmp); !r) return fail(std::move(r).error());
+  if (::fchmod(fd.get(), mode) != 0) return fail(io_error("cannot chmod", tmp, errno));
+  fd.reset();
+  if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) == 0) {
+    return ok_result();
+  }
+  int err = errno;
+  if (err == EINVAL || err == ENOSYS) {  // a filesystem without RENAME_NOREPLACE
+    if (::link(tmp.c_str(), path.c_str()) == 0) {
+      ::unlink(tmp.c_str());
+      return ok_result();
+    }
+    err = errno;
+  }
+  if (err == EEXIST) {
+    return fail(
+        make_error(ErrorCode::kAlreadyExists, "cannot create {}: it exists", path.string()));
+  }
+  return fail(io_error("cannot create", path, err));
 }
 
 Result<void> make_dirs(const fs::path& path) {

@@ -23,6 +23,10 @@ Result<std::string> read_file(const fs::path& path);
 /// content or the new, never a part. `mode` applies to the new file.
 Result<void> write_file_atomic(const fs::path& path, std::string_view data, mode_t mode = 0644);
 
+/// Writes `data` to a temp file beside `path`, then moves it to `path` only if nothing is there:
+/// kAlreadyExists otherwise (never replaces; readers never see a part). `mode` applies exactly.
+Result<void> write_new_file(const fs::path& path, std::string_view data, mode_t mode);
+
 /// Creates `path` and its parents; success if it already is a directory.
 Result<void> make_dirs(const fs::path& path);
 

@@ -18,6 +18,18 @@ TEST(FsTest, WriteAtomicReplacesAndLeavesNoTemp) {
   EXPECT_EQ(std::distance(fs::directory_iterator(tmp.path()), fs::directory_iterator()), 1);
 }
 
+TEST(FsTest, WriteNewNeverReplacesAndLeavesNoTemp) {
+  testing::TempDir tmp;
+  ASSERT_TRUE(write_new_file(tmp / "a", "one", 0751).ok());
+  EXPECT_EQ(*read_file(tmp / "a"), "one");
+  EXPECT_EQ(fs::status(tmp / "a").permissions() & fs::perms::all, static_cast<fs::perms>(0751));
+  auto again = write_new_file(tmp / "a", "two", 0644);
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code(), ErrorCode::kAlreadyExists);
+  EXPECT_EQ(*read_file(tmp / "a"), "one");
+  EXPECT_EQ(std::distance(fs::directory_iterator(tmp.path()), fs::directory_iterator()), 1);
+}
+
 TEST(FsTest, ReadMissingIsNotFound) {
   testing::TempDir tmp;
   auto r = read_file(tmp / "nope");
