@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "util/clock.h"
 #include "util/fs.h"
 #include "util/redact.h"
 #include "util/size.h"
@@ -21,12 +22,6 @@ namespace rtenv::agent {
 using spec::RuntimeEnv;
 
 namespace {
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 double ms_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
@@ -155,7 +150,7 @@ Agent::Agent(env::Home home, std::unique_ptr<store::BlobStore> store, AgentOptio
       cache_(home_, *store_),
       db_(std::move(db)),
       free_slots_(std::max(1u, options_.max_parallel_installs)),
-      last_activity_ms_(now_ms()) {}
+      last_activity_ms_(wall_ms()) {}
 
 Result<std::unique_ptr<Agent>> Agent::open(env::Home home, std::unique_ptr<store::BlobStore> store,
                                            AgentOptions options) {
@@ -169,7 +164,7 @@ Result<std::unique_ptr<Agent>> Agent::open(env::Home home, std::unique_ptr<store
   if (serving.held()) {
     env::sweep_tmp(home.tmp());
     sweep_state_temps(home.pkgs());
-    RTENV_TRY(agent->db_->fail_interrupted(now_ms()));
+    RTENV_TRY(agent->db_->fail_interrupted(wall_ms()));
     RTENV_TRY(agent->adopt_unknown_resources());
   }
   serving.release();
@@ -200,11 +195,11 @@ Agent::~Agent() {
   if (reaper_.joinable()) reaper_.join();
 }
 
-void Agent::note_activity() { last_activity_ms_ = now_ms(); }
+void Agent::note_activity() { last_activity_ms_ = wall_ms(); }
 
 int64_t Agent::idle_ms() const {
   if (busy_.load() > 0) return 0;
-  return now_ms() - last_activity_ms_.load();
+  return wall_ms() - last_activity_ms_.load();
 }
 
 void Agent::log(const std::string& job_id, const std::string& line) {
@@ -266,15 +261,15 @@ Result<CreateResult> Agent::get_or_create(const std::string& serialized_env,
   {
     std::lock_guard lock(mu_);
     if (auto f = failures_.find(env_id); f != failures_.end()) {
-      if (now_ms() - f->second.first < options_.failure_ttl_ms) {
+      if (wall_ms() - f->second.first < options_.failure_ttl_ms) {
         return f->second.second;  // a crash-looping caller does not hammer the installer
       }
       failures_.erase(f);
     }
     // Pin before create: the reference exists before anything is installed.
     RTENV_TRY(db_->begin());
-    auto r = db_->upsert_env(env_id, job_id, redacted_summary(env), now_ms());
-    auto added = r ? db_->add_ref(env_id, holder, now_ms()) : Result<bool>(r.error());
+    auto r = db_->upsert_env(env_id, job_id, redacted_summary(env), wall_ms());
+    auto added = r ? db_->add_ref(env_id, holder, wall_ms()) : Result<bool>(r.error());
     RTENV_TRY(db_->commit());
     if (!added) return added.error();
     if (auto it = inflight_.find(env_id); it != inflight_.end()) {
@@ -290,7 +285,7 @@ Result<CreateResult> Agent::get_or_create(const std::string& serialized_env,
     {
       std::lock_guard lock(mu_);
       inflight_.erase(env_id);
-      if (!r) failures_.insert_or_assign(env_id, std::make_pair(now_ms(), r.error()));
+      if (!r) failures_.insert_or_assign(env_id, std::make_pair(wall_ms(), r.error()));
     }
     leader->set_value(std::move(r));
   } else if (progress) {
@@ -335,7 +330,7 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
   auto t0 = std::chrono::steady_clock::now();
   auto fail = [&](const Error& e) -> Result<CreateResult> {
     std::lock_guard lock(mu_);
-    (void)db_->set_env_state(env_id, "failed", e.message(), "[]", now_ms());
+    (void)db_->set_env_state(env_id, "failed", e.message(), "[]", wall_ms());
     log(job_id, fmt::format("env {} failed: {}", env_id.substr(0, 12), e.message()));
     return e;
   };
@@ -366,7 +361,7 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
       }
     }
     for (const auto& r : planned->resources) {
-      RTENV_TRY(db_->link_resource(env_id, r.uri, r.kind, now_ms()));
+      RTENV_TRY(db_->link_resource(env_id, r.uri, r.kind, wall_ms()));
       installing_.insert(r.uri);
     }
   }
@@ -409,8 +404,8 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
   out.context = std::move(planned->context);
   {
     std::lock_guard lock(mu_);
-    RTENV_TRY(db_->set_env_state(env_id, "ready", "", timings_json(out.timings), now_ms()));
-    RTENV_TRY(db_->touch_env(env_id, now_ms()));
+    RTENV_TRY(db_->set_env_state(env_id, "ready", "", timings_json(out.timings), wall_ms()));
+    RTENV_TRY(db_->touch_env(env_id, wall_ms()));
   }
   log(job_id, fmt::format("env {} ready in {:.1f} ms ({}): {}", env_id.substr(0, 12), ms_since(t0),
                           out.installed ? "installed" : "all cached", redacted_summary(env)));
@@ -432,7 +427,7 @@ Result<bool> Agent::release(const std::string& serialized_env, const std::string
   std::string env_id = env.id().hex();
   std::lock_guard lock(mu_);
   forget_holder_locked(env_id, holder);
-  (void)db_->touch_env(env_id, now_ms());  // last used: when its holder let go
+  (void)db_->touch_env(env_id, wall_ms());  // last used: when its holder let go
   return db_->remove_ref(env_id, holder);
 }
 
@@ -450,7 +445,7 @@ Result<uint32_t> Agent::release_holder(const std::string& holder) {
   note_activity();
   std::lock_guard lock(mu_);
   forget_holder_locked("", holder);
-  (void)db_->touch_holder_envs(holder, now_ms());  // last used: when its holder let go
+  (void)db_->touch_holder_envs(holder, wall_ms());  // last used: when its holder let go
   return db_->remove_holder(holder);
 }
 
@@ -469,7 +464,7 @@ void Agent::reap_loop() {
       if (!holder_is_dead(holder)) continue;
       std::lock_guard db_lock(mu_);
       forget_holder_locked("", holder);
-      (void)db_->touch_holder_envs(holder, now_ms());
+      (void)db_->touch_holder_envs(holder, wall_ms());
       auto n = db_->remove_holder(holder);
       if (n && *n) log("", fmt::format("holder {} is gone: released {} reference(s)", holder, *n));
     }

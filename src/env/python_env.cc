@@ -13,6 +13,7 @@
 #include "env/package_cache.h"
 #include "env/shared_build.h"
 #include "pack/packer.h"
+#include "util/clock.h"
 #include "util/process.h"
 #include "util/redact.h"
 
@@ -21,12 +22,6 @@ namespace rtenv::env {
 using nlohmann::json;
 
 namespace {
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string env_or(const char* name, std::string fallback) {
   const char* v = std::getenv(name);
@@ -142,7 +137,7 @@ Result<ProcessOutcome> run_step(const std::string& step, ProcessSpec spec,
 
 int64_t remaining(int64_t deadline) {
   if (deadline < 0) return -1;
-  return std::max<int64_t>(1, deadline - now_ms());
+  return std::max<int64_t>(1, deadline - steady_ms());
 }
 
 // Takes the lock, waiting at most until `deadline` (steady ms; negative: as long as it takes).
@@ -152,7 +147,7 @@ Result<FileLock> lock_until(const fs::path& path, FileLock::Mode mode, int64_t d
   while (true) {
     RTENV_ASSIGN_OR_RETURN(FileLock lock, FileLock::try_acquire(path, mode));
     if (lock.held()) return lock;
-    if (now_ms() >= deadline) {
+    if (steady_ms() >= deadline) {
       return make_error(ErrorCode::kTimeout,
                         "timed out (config.setup_timeout_seconds) waiting for another process "
                         "that is installing {}",
@@ -568,7 +563,7 @@ Result<void> PythonEnvCache::build_wheel_target(const PythonEnvRequest& request,
 Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLock& lock,
                                    const InstallProgress& progress, int64_t timeout_ms) {
   if (request.wheel) return build_wheel_target(request, lock, progress, timeout_ms);
-  const int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
+  const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
   const fs::path dir = dir_of(request.key);
   const fs::path py = python_of(dir);
   const auto& pkgs = request.packages;
@@ -780,7 +775,7 @@ Result<void> PythonEnvCache::fetch_published(const PythonEnvRequest& request,
 
 Result<bool> PythonEnvCache::ensure(const PythonEnvRequest& request,
                                     const InstallProgress& progress, int64_t timeout_ms) {
-  const int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
+  const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
   fs::path lock_path = sidecar(request.key, ".lock");
   RTENV_ASSIGN_OR_RETURN(FileLock lock,
                          FileLock::try_acquire(lock_path, FileLock::Mode::kExclusive));
@@ -804,7 +799,7 @@ Result<bool> PythonEnvCache::ensure(const PythonEnvRequest& request,
 Result<PythonEnvCache::Lease> PythonEnvCache::acquire(const PythonEnvRequest& request,
                                                       const InstallProgress& progress,
                                                       int64_t timeout_ms) {
-  const int64_t deadline = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
+  const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
   fs::path lock_path = sidecar(request.key, ".lock");
   Lease lease;
   lease.dir_ = dir_of(request.key);

@@ -1,4 +1,5 @@
 #include "env/shared_build.h"
+#include "util/clock.h"
 
 #include <unistd.h>
 
@@ -18,18 +19,6 @@ namespace {
 using Json = nlohmann::json;
 
 // Leases expire by the wall clock: the one clock the nodes of a cluster share (roughly).
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string lease_value(const std::string& holder, int64_t expires_ms) {
   return Json{{"holder", holder}, {"expires_ms", expires_ms}}.dump();
 }

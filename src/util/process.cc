@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "util/clock.h"
 #include "util/fs.h"
 
 extern char** environ;
@@ -25,12 +26,6 @@ constexpr size_t kMaxErr = size_t{1} << 20;
 constexpr int64_t kKillGraceMs = 2000;
 constexpr int64_t kPollSliceMs = 50;        // how often the child's exit is checked
 constexpr int64_t kDrainAfterExitMs = 500;  // reading on after it, for output still in flight
-
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 std::vector<std::string> make_environment(
     const std::map<std::string, std::optional<std::string>>& changes) {

@@ -10,21 +10,10 @@
 
 #include "store/local_store.h"
 #include "testing/temp_dir.h"
+#include "util/clock.h"
 
 namespace rtenv::env {
 namespace {
-
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-int64_t steady_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 class SharedBuildsTest : public ::testing::Test {
  protected:
