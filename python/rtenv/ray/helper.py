@@ -1,0 +1,117 @@
+"""The driver side: turn what the user wrote into the runtime_env Ray is given.
+
+`runtime_env(...)` packs local directories into the store and locks pip/uv to exact pins
+(`rtenv env create --no-install`, which installs nothing on the driver's machine), and returns
+
+    {"rtenv": <the resolved env: package URIs and pins only>, "config": {...}}
+
+for `ray.init(runtime_env=...)`, `@ray.remote(runtime_env=...)` or `.options(runtime_env=...)`.
+Each node's plugin (rtenv.ray.RtenvPlugin) then asks its own rtenv agent to install exactly that.
+
+Job and task envs (runtime_env.md §5): Ray replaces a whole top-level key, so a task that sets
+`{"rtenv": ...}` would drop every field of the job's. `runtime_env(base=job_env, ...)` does the
+merge here instead: the new fields replace the base's, `env_vars` merge per variable (the new
+value wins), and Ray gets the merged env whole. No Ray import: this runs wherever the driver
+runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any, Mapping, Optional
+
+from .. import _cli
+
+__all__ = ["FIELD", "merge", "runtime_env"]
+
+FIELD = "rtenv"
+"""The runtime_env key the plugin handles."""
+
+# The part of rtenv's `config` Ray also understands: it bounds Ray's own wait for the plugin.
+_RAY_CONFIG_KEYS = ("setup_timeout_seconds", "eager_install")
+
+
+def merge(base: Mapping[str, Any], child: Mapping[str, Any]) -> dict:
+    """The env a task sees when its own env `child` is given inside a parent env `base` (both
+    rtenv specs, i.e. the value of the "rtenv" key): an empty child inherits the base whole;
+    otherwise the child's top-level fields replace the base's, except `env_vars`, which merge per
+    variable with the child winning."""
+    out = copy.deepcopy(dict(base))
+    for key, value in child.items():
+        if key == "env_vars" and isinstance(value, Mapping):
+            merged = dict(out.get("env_vars") or {})
+            merged.update(value)
+            out["env_vars"] = merged
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _split(base: Optional[Mapping[str, Any]]) -> tuple[dict, dict]:
+    """(rtenv spec, other top-level Ray keys) of a base env: a dict this helper returned (or
+    Ray's RuntimeEnv of the current task, `ray.get_runtime_context().runtime_env`), or a bare
+    rtenv spec."""
+    if not base:
+        return {}, {}
+    if FIELD in base:
+        spec = base[FIELD]
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"base[{FIELD!r}] must be a dict (an rtenv runtime_env), "
+                             f"got {type(spec).__name__}")
+        return dict(spec), {k: v for k, v in base.items() if k != FIELD}
+    return dict(base), {}
+
+
+def runtime_env(
+    working_dir: Optional[str] = None,
+    *,
+    py_modules: Optional[list] = None,
+    pip: Any = None,
+    uv: Any = None,
+    env_vars: Optional[Mapping[str, str]] = None,
+    excludes: Optional[list] = None,
+    config: Optional[Mapping[str, Any]] = None,
+    base: Optional[Mapping[str, Any]] = None,
+    cwd: Optional[str] = None,
+    **fields: Any,
+) -> dict:
+    """Builds the runtime_env to give Ray for an rtenv env.
+
+    The fields mean what they mean in rtenv's runtime_env (docs/runtime_env.md): `working_dir`
+    and `py_modules` may be local paths (relative to `cwd`, default the current directory),
+    which are packed into the store now; `pip`/`uv` are resolved to exact pins now, so every
+    node installs the same versions. Any other rtenv field can be given as a keyword.
+
+    `base`: an env this function returned before (e.g. the job's), or the runtime_env of the
+    running task (`ray.get_runtime_context().runtime_env`); the result is `base` with these
+    fields merged in per runtime_env.md §5 (replace per field, env_vars per variable).
+
+    Returns {"rtenv": resolved env[, "config": {...}]}. Raises rtenv.InvalidRuntimeEnv (a
+    ValueError) for an invalid env, with rtenv's message naming the field, and
+    rtenv.SetupFailed if packing or locking fails.
+    """
+    child: dict[str, Any] = dict(fields)
+    for key, value in (("working_dir", working_dir), ("py_modules", py_modules), ("pip", pip),
+                       ("uv", uv), ("env_vars", env_vars), ("excludes", excludes),
+                       ("config", config)):
+        if value is not None:
+            child[key] = value
+    base_spec, ray_fields = _split(base)
+    for native in ("pip", "uv", "conda", "working_dir", "py_modules", "py_executable"):
+        if native in ray_fields:
+            raise ValueError(
+                f"base has Ray's own {native!r} beside {FIELD!r}: give every field to rtenv "
+                f"(rtenv.ray.runtime_env({native}=...)) so one tool prepares the env")
+    spec = merge(base_spec, child) if child else base_spec
+    if not spec:
+        return dict(ray_fields)
+    if child or not base_spec:
+        spec = _cli.resolve(spec, cwd=cwd or os.getcwd())["runtime_env"]
+    out = dict(ray_fields)
+    out[FIELD] = spec
+    ray_config = {k: spec["config"][k] for k in _RAY_CONFIG_KEYS
+                  if isinstance(spec.get("config"), Mapping) and k in spec["config"]}
+    if ray_config:
+        out["config"] = {**(out.get("config") or {}), **ray_config}
+    return out

@@ -1,0 +1,266 @@
+"""Ray's runtime_env plugin for the `rtenv` field.
+
+Ray loads it in each node's runtime env agent (RAY_RUNTIME_ENV_PLUGINS, set before `ray
+start`). For an env `{"rtenv": SPEC}` (SPEC already resolved on the driver by
+rtenv.ray.runtime_env: package URIs and pinned packages only):
+
+- get_uris: one URI per env, `rtenv-ray://<sha256 of SPEC's canonical JSON>`, so Ray's own
+  cache answers a second task with the same env without calling the plugin at all;
+- create: `rtenv env create --job <holder> --json` in a subprocess (the event loop stays free);
+  the node's rtenv agent installs what the node lacks (once, however many ask) and holds the env
+  for the holder `job:ray-<this Ray agent's pid.start time>-<uri hash>`;
+- modify_context: the worker starts inside the env: `py_executable` is the env's venv python
+  (when it has pip/uv), its env_vars are set (`${NAME}` expanded from this node's Ray
+  environment), working_dir and py_modules go first on PYTHONPATH, and `cd DIR &&` sets the cwd;
+- delete_uri (Ray evicts an unused URI when its cache for this plugin is over
+  RAY_RUNTIME_ENV_RTENV_CACHE_SIZE_GB): `rtenv env release --job <holder>`; the rtenv agent then
+  keeps the files until its own cache limit needs the room.
+
+Holders of a Ray agent that is gone (a node restarted) are released the first time the plugin
+creates an env.
+
+Per node state: the plugin uses $RTENV_HOME of the Ray processes; when it is not set, a
+directory `rtenv` inside the node's runtime resources directory (`--runtime-env-dir` of the agent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import re
+import shlex
+import sys
+from typing import Any, Dict, List, Optional
+
+from ray._private.runtime_env.context import RuntimeEnvContext
+from ray._private.runtime_env.plugin import RuntimeEnvPlugin
+
+from .. import _cli
+from .helper import FIELD
+
+__all__ = ["RtenvPlugin"]
+
+default_logger = logging.getLogger(__name__)
+
+URI_SCHEME = "rtenv-ray://"
+HOLDER_PREFIX = "ray-"
+
+# Ray's own fields that prepare the same thing as an rtenv field: one tool per env.
+_CONFLICTS = ("pip", "uv", "conda", "py_executable", "working_dir", "py_modules")
+_LOCAL_PATH_FIELDS = ("working_dir", "py_modules")
+
+
+def _canonical(spec: Any) -> str:
+    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+
+
+def _is_uri(value: Any) -> bool:
+    return isinstance(value, str) and "://" in value
+
+
+def _start_time(pid: int) -> Optional[str]:
+    """The start time of `pid` (field 22 of /proc/<pid>/stat), None if there is no such pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rindex(")") + 2:].split()[19]
+
+
+def _arg_value(argv: List[str], flag: str) -> Optional[str]:
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+_VAR = re.compile(r"\$\{([^}]*)\}")
+
+
+def expand(value: str, environ: Dict[str, str]) -> str:
+    """rtenv's rule for env_vars values: `${NAME}` becomes NAME's value in `environ`, or nothing
+    when it is unset; nothing else is touched."""
+    return _VAR.sub(lambda m: environ.get(m.group(1), ""), value)
+
+
+def _spec_of(runtime_env: Any) -> Any:
+    try:
+        return runtime_env.get(FIELD)
+    except AttributeError:
+        return None
+
+
+class RtenvPlugin(RuntimeEnvPlugin):
+    """The `rtenv` runtime_env field: envs prepared by the node's rtenv agent."""
+
+    name = FIELD
+    priority = 10
+
+    def __init__(self) -> None:
+        self._env = dict(os.environ)
+        if not self._env.get("RTENV_HOME"):
+            # Ray's agent gets the node's runtime resources directory; a node without its own
+            # RTENV_HOME keeps rtenv's state there (one per node, as Ray's own fields do).
+            runtime_env_dir = _arg_value(sys.argv, "--runtime-env-dir")
+            if runtime_env_dir:
+                self._env["RTENV_HOME"] = os.path.join(runtime_env_dir, "rtenv")
+        pid = os.getpid()
+        self._holder_tag = f"{HOLDER_PREFIX}{pid}.{_start_time(pid) or 0}-"
+        self._contexts: Dict[str, dict] = {}
+        self._stale_checked = False
+
+    # ---- the plugin API -----------------------------------------------------------------
+
+    @staticmethod
+    def validate(runtime_env_dict: dict) -> None:
+        """Raises ValueError, naming the field, for what cannot be an rtenv env on a node."""
+        spec = runtime_env_dict.get(FIELD)
+        if spec is None:
+            return
+        if not isinstance(spec, dict):
+            raise ValueError(f"runtime_env.{FIELD}: expected a dict (an rtenv runtime_env, as "
+                             f"rtenv.ray.runtime_env() returns), got {type(spec).__name__}")
+        both = [k for k in _CONFLICTS if runtime_env_dict.get(k)]
+        if both:
+            raise ValueError(
+                f"runtime_env has Ray's own {', '.join(both)} beside {FIELD!r}: give these "
+                f"fields to rtenv (rtenv.ray.runtime_env({both[0]}=...)) so one tool prepares "
+                "the env")
+        for field in _LOCAL_PATH_FIELDS:
+            value = spec.get(field)
+            values = value if isinstance(value, list) else [value] if value else []
+            for v in values:
+                if isinstance(v, str) and not _is_uri(v):
+                    raise ValueError(
+                        f"runtime_env.{FIELD}.{field}: {v!r} is a local path, which a node "
+                        "cannot read; build the env with rtenv.ray.runtime_env() on the "
+                        "driver, which packs it into the store")
+
+    def get_uris(self, runtime_env: Any) -> List[str]:
+        spec = _spec_of(runtime_env)
+        if not spec:
+            return []
+        return [URI_SCHEME + hashlib.sha256(_canonical(spec).encode()).hexdigest()]
+
+    async def create(self, uri: Optional[str], runtime_env: Any, context: RuntimeEnvContext,
+                     logger: logging.Logger = default_logger) -> float:
+        spec = _spec_of(runtime_env)
+        if not spec:
+            return 0
+        if uri is None:
+            uri = self.get_uris(runtime_env)[0]
+        if not self._stale_checked:
+            self._stale_checked = True
+            await self._release_stale_holders(logger)
+        job = self._job_of(uri)
+        try:
+            result = await _cli.create_async(spec, job, env=self._env)
+        except _cli.RtenvError as e:
+            # rtenv's own sentence: which step, on what, and why.
+            raise RuntimeError(f"rtenv: {e.message}") from None
+        except _cli.BinaryNotFound as e:
+            raise RuntimeError(f"rtenv: {e}") from None
+        self._contexts[uri] = result["context"]
+        logger.info("rtenv env %s %s (%s)", result["env_id"][:12],
+                    "installed" if result["installed"] else "already on this node",
+                    result["holder"])
+        return await self._size_of(result.get("resources") or [], logger)
+
+    def modify_context(self, uris: List[str], runtime_env: Any, context: RuntimeEnvContext,
+                       logger: logging.Logger = default_logger) -> None:
+        spec = _spec_of(runtime_env)
+        if not spec or not uris:
+            return
+        env_context = self._contexts.get(uris[0])
+        if env_context is None:
+            # Created by an earlier instance of this agent (Ray cached the URI, this plugin
+            # did not); ask the rtenv agent again, which answers from what is on the node.
+            env_context = _cli.create(spec, self._job_of(uris[0]), env=self._env)["context"]
+            self._contexts[uris[0]] = env_context
+        apply_context(env_context, context, self._env)
+
+    def delete_uri(self, uri: str, logger: logging.Logger = default_logger) -> float:
+        self._contexts.pop(uri, None)
+        try:
+            _cli.release(self._job_of(uri), env=self._env)
+        except (_cli.RtenvError, _cli.BinaryNotFound) as e:
+            logger.warning("rtenv: releasing %s failed: %s", uri, e)
+        # The files stay until the rtenv agent's cache limit needs the room.
+        return 0
+
+    # ---- helpers ------------------------------------------------------------------------
+
+    def _job_of(self, uri: str) -> str:
+        return self._holder_tag + uri[len(URI_SCHEME):][:24]
+
+    async def _size_of(self, resources: List[str], logger: logging.Logger) -> float:
+        try:
+            info = json.loads((await _cli.run_async(["env", "list", "--json"], env=self._env))
+                              .strip().splitlines()[-1])
+        except (_cli.RtenvError, ValueError, IndexError) as e:
+            logger.warning("rtenv: could not read the env's size: %s", e)
+            return 0
+        wanted = set(resources)
+        return float(sum(r.get("size_bytes", 0) for r in info.get("resources", [])
+                         if r.get("uri") in wanted))
+
+    async def _release_stale_holders(self, logger: logging.Logger) -> None:
+        """Releases the references of Ray agents on this node that are gone."""
+        try:
+            info = json.loads((await _cli.run_async(["env", "list", "--json"], env=self._env))
+                              .strip().splitlines()[-1])
+        except (_cli.RtenvError, _cli.BinaryNotFound, ValueError, IndexError) as e:
+            logger.warning("rtenv: could not list the node's envs: %s", e)
+            return
+        stale = set()
+        for env in info.get("envs", []):
+            for holder in env.get("holders", []):
+                m = re.fullmatch(r"job:" + HOLDER_PREFIX + r"(\d+)\.(\d+)-[0-9a-f]+", holder)
+                if m and _start_time(int(m.group(1))) != m.group(2):
+                    stale.add(holder[len("job:"):])
+        for job in sorted(stale):
+            try:
+                await _cli.release_async(job, env=self._env)
+                logger.info("rtenv: released %s (its Ray agent is gone)", job)
+            except _cli.RtenvError as e:
+                logger.warning("rtenv: releasing %s failed: %s", job, e)
+
+
+def apply_context(env_context: dict, context: RuntimeEnvContext,
+                  environ: Dict[str, str]) -> None:
+    """Points Ray's worker context at an rtenv env: `env_context` is the "context" of
+    `rtenv env create --json` (cwd, env_vars, python_path, py_executable); `environ` is the
+    environment `${NAME}` expands from (the node's Ray environment)."""
+    for name, value in (env_context.get("env_vars") or {}).items():
+        context.env_vars[name] = expand(value, environ)
+    python_path = list(env_context.get("python_path") or [])
+    if python_path:
+        # As Ray's working_dir does: these first, then the env's PYTHONPATH, then the node's.
+        rest = [context.env_vars.get("PYTHONPATH") or "", environ.get("PYTHONPATH") or ""]
+        context.env_vars["PYTHONPATH"] = os.pathsep.join(python_path + [r for r in rest if r])
+    py = env_context.get("py_executable") or ""
+    if py:
+        context.py_executable = shlex.quote(py)
+        venv = os.path.dirname(os.path.dirname(py))
+        context.env_vars.setdefault("VIRTUAL_ENV", venv)
+        bin_dir = os.path.join(venv, "bin")
+        path = context.env_vars.get("PATH") or environ.get("PATH", "")
+        if not path.startswith(bin_dir + os.pathsep) and path != bin_dir:
+            context.env_vars["PATH"] = bin_dir + (os.pathsep + path if path else "")
+    has_packages = bool(python_path or env_context.get("cwd"))
+    if has_packages and not any(k in context.env_vars or k in environ
+                                for k in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")):
+        home = environ.get("RTENV_HOME") or os.path.join(
+            environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rtenv")
+        # As `rtenv run` does: bytecode goes to the node's cache, not into the package copy.
+        context.env_vars["PYTHONPYCACHEPREFIX"] = os.path.join(home, "pycache")
+    cwd = env_context.get("cwd") or ""
+    if cwd:
+        context.command_prefix += ["cd", shlex.quote(cwd), "&&"]
+
