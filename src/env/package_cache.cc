@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <map>
 #include <mutex>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -26,35 +28,90 @@ struct FileJob {
   Digest digest;
   fs::path dest;
   mode_t mode;
+  std::string rel;  ///< relative to the package's root
 };
 
-Result<void> build_dirs(store::BlobStore& store, const Digest& manifest_digest, const fs::path& dir,
-                        std::vector<FileJob>* files) {
-  RTENV_ASSIGN_OR_RETURN(std::string text, store.get(manifest_digest));
-  auto manifest = Manifest::parse(text);
-  if (!manifest) {
-    return make_error(ErrorCode::kCorrupt, "package manifest {}: {}", manifest_digest.hex(),
-                      manifest.error().message());
-  }
-  for (const auto& e : manifest->entries()) {
-    fs::path path = dir / e.name;
-    switch (e.kind) {
-      case EntryKind::kDirectory:
-        if (::mkdir(path.c_str(), 0755) != 0) return io_error("cannot create", path, errno);
-        RTENV_TRY(build_dirs(store, e.digest, path, files));
-        break;
-      case EntryKind::kFile:
-      case EntryKind::kExecutable:
-        files->push_back({e.digest, path, e.kind == EntryKind::kExecutable ? 0755u : 0644u});
-        break;
-      case EntryKind::kSymlink:
-        if (::symlink(e.target.c_str(), path.c_str()) != 0) {
-          return io_error("cannot create symlink", path, errno);
+// Creates the directories and symlinks of the tree and lists its files. The manifests of one
+// level of the tree are fetched at once: a network store answers them in one round trip's time.
+Result<void> build_dirs(store::BlobStore& store, const Digest& root, const fs::path& dest,
+                        unsigned threads, std::vector<FileJob>* files) {
+  struct Dir {
+    Digest manifest;
+    fs::path path;
+    std::string rel;
+  };
+  std::vector<Dir> level = {{root, dest, ""}};
+  while (!level.empty()) {
+    std::vector<std::string> texts(level.size());
+    RTENV_TRY(parallel_for(level.size(), threads, [&](size_t i) -> Result<void> {
+      RTENV_ASSIGN_OR_RETURN(texts[i], store.get(level[i].manifest));
+      return ok_result();
+    }));
+    std::vector<Dir> next;
+    for (size_t i = 0; i < level.size(); ++i) {
+      auto manifest = Manifest::parse(texts[i]);
+      if (!manifest) {
+        return make_error(ErrorCode::kCorrupt, "package manifest {}: {}", level[i].manifest.hex(),
+                          manifest.error().message());
+      }
+      for (const auto& e : manifest->entries()) {
+        fs::path path = level[i].path / e.name;
+        std::string rel = level[i].rel.empty() ? e.name : level[i].rel + "/" + e.name;
+        switch (e.kind) {
+          case EntryKind::kDirectory:
+            if (::mkdir(path.c_str(), 0755) != 0) return io_error("cannot create", path, errno);
+            next.push_back({e.digest, path, rel});
+            break;
+          case EntryKind::kFile:
+          case EntryKind::kExecutable:
+            files->push_back(
+                {e.digest, path, e.kind == EntryKind::kExecutable ? 0755u : 0644u, rel});
+            break;
+          case EntryKind::kSymlink:
+            if (::symlink(e.target.c_str(), path.c_str()) != 0) {
+              return io_error("cannot create symlink", path, errno);
+            }
+            break;
         }
-        break;
+      }
     }
+    level = std::move(next);
   }
   return ok_result();
+}
+
+// Copies `src` to the new file `dest` if its content hashes to `want`; false (nothing left at
+// `dest`) if it does not, or cannot be read: a copy on the node that a job changed is no source.
+Result<bool> copy_if_digest(const fs::path& src, const fs::path& dest, mode_t mode,
+                            const Digest& want) {
+  UniqueFd in(::open(src.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+  if (!in.valid()) return false;
+  UniqueFd out(::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+  if (!out.valid()) return io_error("cannot create", dest, errno);
+  Sha256 sha;
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(in.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0 && sha.finish() == want) break;
+      ::unlink(dest.c_str());
+      return false;
+    }
+    sha.update(buf, static_cast<size_t>(n));
+    if (auto w = write_all(out.get(), std::string_view(buf, static_cast<size_t>(n)), dest); !w) {
+      ::unlink(dest.c_str());
+      return w.error();
+    }
+  }
+  ::fchmod(out.get(), mode);  // the umask may have narrowed it
+  return true;
+}
+
+// A directory store answers from the local disk; a network store is bound by round trips, so
+// more requests are kept in flight.
+unsigned fetch_threads(const store::BlobStore& store) {
+  return store.url().starts_with("file://") ? default_threads() : 16u;
 }
 
 void append_state(std::string& out, const std::string& rel, const struct stat& st) {
@@ -114,21 +171,48 @@ void sweep_tmp(const fs::path& tmp) {
 }
 
 Result<void> materialize_tree(store::BlobStore& store, const PackageUri& uri, const fs::path& dest,
-                              const MaterializeProgress& progress) {
+                              const MaterializeProgress& progress, const LocalBlobs& local,
+                              std::string* file_list) {
   if (::mkdir(dest.c_str(), 0755) != 0) return io_error("cannot create", dest, errno);
+  const unsigned threads = fetch_threads(store);
   std::vector<FileJob> files;
-  RTENV_TRY(build_dirs(store, uri.root(), dest, &files));
+  RTENV_TRY(build_dirs(store, uri.root(), dest, threads, &files));
+  // Each distinct blob is fetched once (or copied from a file the node has); files with the same
+  // content are copied from the first one written.
+  std::map<Digest, std::vector<size_t>> by_digest;
+  for (size_t i = 0; i < files.size(); ++i) by_digest[files[i].digest].push_back(i);
+  std::vector<const std::vector<size_t>*> groups;
+  groups.reserve(by_digest.size());
+  for (const auto& [digest, indexes] : by_digest) groups.push_back(&indexes);
   std::atomic<size_t> done{0};
   std::mutex progress_mu;
-  return parallel_for(files.size(), default_threads(), [&](size_t i) -> Result<void> {
-    RTENV_TRY(store.get_to_file(files[i].digest, files[i].dest, files[i].mode));
-    size_t n = ++done;
-    if (progress && (n % 256 == 0 || n == files.size())) {
+  RTENV_TRY(parallel_for(groups.size(), threads, [&](size_t g) -> Result<void> {
+    const FileJob& first = files[groups[g]->front()];
+    bool copied = false;
+    if (local) {
+      for (const fs::path& src : local(first.digest)) {
+        RTENV_ASSIGN_OR_RETURN(copied, copy_if_digest(src, first.dest, first.mode, first.digest));
+        if (copied) break;
+      }
+    }
+    if (!copied) RTENV_TRY(store.get_to_file(first.digest, first.dest, first.mode));
+    for (size_t k = 1; k < groups[g]->size(); ++k) {
+      const FileJob& twin = files[(*groups[g])[k]];
+      RTENV_ASSIGN_OR_RETURN(bool ok,
+                             copy_if_digest(first.dest, twin.dest, twin.mode, twin.digest));
+      if (!ok) RTENV_TRY(store.get_to_file(twin.digest, twin.dest, twin.mode));
+    }
+    size_t n = done += groups[g]->size();
+    if (progress && (n % 256 < groups[g]->size() || n == files.size())) {
       std::lock_guard lock(progress_mu);
       progress(n, files.size());
     }
     return ok_result();
-  });
+  }));
+  if (file_list) {
+    for (const auto& f : files) *file_list += f.digest.hex() + " " + f.rel + "\n";
+  }
+  return ok_result();
 }
 
 uint64_t disk_usage(const fs::path& dir, std::set<std::pair<uint64_t, uint64_t>>* seen) {
@@ -172,7 +256,8 @@ Result<void> PackageCache::rebuild(const PackageUri& uri, const MaterializeProgr
   sweep_tmp(home_.tmp());
   fs::path dir = dir_of(uri);
   fs::path fresh = home_.tmp() / unique_name("pkg-" + uri.root().hex().substr(0, 12));
-  if (auto r = materialize_tree(store_, uri, fresh, progress); !r) {
+  std::string file_list;
+  if (auto r = materialize_tree(store_, uri, fresh, progress, local_blobs(uri), &file_list); !r) {
     (void)remove_tree(fresh);
     return r;
   }
@@ -185,8 +270,35 @@ Result<void> PackageCache::rebuild(const PackageUri& uri, const MaterializeProgr
     return io_error("cannot publish package", dir, err);
   }
   if (had_old) (void)remove_tree(old);
+  RTENV_TRY(write_file_atomic(sidecar(uri, ".files"), file_list));
   RTENV_ASSIGN_OR_RETURN(std::string state, capture_tree_state(dir));
   return write_file_atomic(sidecar(uri, ".state"), state);
+}
+
+LocalBlobs PackageCache::local_blobs(const PackageUri& except) const {
+  // The file lists of the other packages on the node, read once per materialization: a new
+  // version of a working_dir copies its unchanged files from the old one instead of fetching.
+  auto where = std::make_shared<std::unordered_map<std::string, std::vector<fs::path>>>();
+  for (const auto& other : list()) {
+    if (other == except || !is_ready(other)) continue;
+    auto text = read_file(sidecar(other, ".files"));
+    if (!text) continue;
+    const fs::path root = dir_of(other);
+    std::string_view rest = *text;
+    while (!rest.empty()) {
+      size_t nl = rest.find('\n');
+      std::string_view line = rest.substr(0, nl);
+      rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+      if (line.size() > 65 && line[64] == ' ') {
+        (*where)[std::string(line.substr(0, 64))].push_back(root / line.substr(65));
+      }
+    }
+  }
+  if (where->empty()) return nullptr;
+  return [where](const Digest& d) -> std::vector<fs::path> {
+    auto it = where->find(d.hex());
+    return it == where->end() ? std::vector<fs::path>() : it->second;
+  };
 }
 
 Result<void> PackageCache::make_pristine(const PackageUri& uri, bool* restored, bool* materialized,
@@ -274,7 +386,7 @@ Result<bool> PackageCache::evict(const PackageUri& uri) {
                          FileLock::try_acquire(sidecar(uri, ".lock"), FileLock::Mode::kExclusive));
   if (!lock.held()) return false;
   // Unpublish first (state, then the tree by rename), so nobody trusts a half-deleted tree.
-  for (const char* ext : {".state", ".dirty"}) {
+  for (const char* ext : {".state", ".dirty", ".files"}) {
     if (::unlink(sidecar(uri, ext).c_str()) != 0 && errno != ENOENT) {
       return io_error("cannot remove", sidecar(uri, ext), errno);
     }

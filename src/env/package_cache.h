@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -18,10 +19,17 @@ namespace rtenv::env {
 /// Progress of a materialization: files written so far, of how many.
 using MaterializeProgress = std::function<void(size_t files_done, size_t files_total)>;
 
+/// Files on the node that may hold a blob's content (files of packages it materialized); one is
+/// used only if its content still hashes to the digest.
+using LocalBlobs = std::function<std::vector<fs::path>(const Digest&)>;
+
 /// Writes the tree of package `uri` from `store` into `dest` (which must not exist), verifying
-/// every blob. Directories 0755, files 0644 or 0755, symlinks as recorded.
+/// every blob. Directories 0755, files 0644 or 0755, symlinks as recorded. Each distinct blob is
+/// fetched once, and not at all if `local` has it. `file_list` (if set) gets a line
+/// "<digest hex> <relative path>" per file.
 Result<void> materialize_tree(store::BlobStore& store, const pack::PackageUri& uri,
-                              const fs::path& dest, const MaterializeProgress& progress = nullptr);
+                              const fs::path& dest, const MaterializeProgress& progress = nullptr,
+                              const LocalBlobs& local = nullptr, std::string* file_list = nullptr);
 
 /// The packages materialized on this node, each in `$RTENV_HOME/pkgs/<digest>/`.
 ///
@@ -102,6 +110,8 @@ class PackageCache {
   Result<void> make_pristine(const pack::PackageUri& uri, bool* restored, bool* materialized,
                              const MaterializeProgress& progress = nullptr);
   Result<void> rebuild(const pack::PackageUri& uri, const MaterializeProgress& progress = nullptr);
+  /// The blobs the node's other packages hold (from their `.files` lists); nullptr if none.
+  LocalBlobs local_blobs(const pack::PackageUri& except) const;
 
   fs::path sidecar(const pack::PackageUri& uri, std::string_view ext) const;
   /// A lease holding `lock` (shared) on the published package.

@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -113,6 +114,8 @@ Result<SharedBuilds::Claim> SharedBuilds::claim(
     const std::function<void(const std::string&)>& report) {
   const std::string holder = this_holder();
   std::string waiting_for;
+  // Looks again soon at first (most builds that are waited for are short), then less often.
+  int64_t pause_ms = std::min<int64_t>(25, options_.poll_ms);
   for (;;) {
     auto record = store_.get_record(published);
     if (record) return Claim{std::move(record).value(), nullptr};
@@ -154,7 +157,8 @@ Result<SharedBuilds::Claim> SharedBuilds::claim(
                         "timed out waiting for {} to build it (the build lease {} in store {})",
                         waiting_for, lease, store_.url());
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(options_.poll_ms));
+    std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
+    pause_ms = std::min(pause_ms * 2, options_.poll_ms);
   }
 }
 

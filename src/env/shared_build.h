@@ -36,7 +36,7 @@ class SharedBuilds {
  public:
   struct Options {
     int64_t lease_ms = 60'000;  ///< a lease's lifetime; renewed every third of it
-    int64_t poll_ms = 250;      ///< how often a waiting node looks again
+    int64_t poll_ms = 250;      ///< how often a waiting node looks again, at most
   };
   /// Options from the environment: RTENV_BUILD_LEASE_SECONDS (default 60).
   static Options options_from_environment();

@@ -3,8 +3,10 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <atomic>
 #include <csignal>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "pack/packer.h"
@@ -14,6 +16,45 @@
 
 namespace rtenv::env {
 namespace {
+
+// A store that counts the blobs read from it (the network a node would use).
+class CountingStore final : public store::BlobStore {
+ public:
+  explicit CountingStore(store::BlobStore& inner) : inner_(inner) {}
+  std::string url() const override { return "counting+" + inner_.url(); }
+  Result<std::vector<bool>> missing(const std::vector<Digest>& d) override {
+    return inner_.missing(d);
+  }
+  Result<void> put(const Digest& d, std::string_view data) override { return inner_.put(d, data); }
+  Result<void> put_file(const Digest& d, const fs::path& p) override {
+    return inner_.put_file(d, p);
+  }
+  Result<std::string> get(const Digest& d) override {
+    ++reads;
+    return inner_.get(d);
+  }
+  Result<void> get_to_file(const Digest& d, const fs::path& dest, mode_t mode) override {
+    ++reads;
+    return inner_.get_to_file(d, dest, mode);
+  }
+  Result<bool> remove(const Digest& d) override { return inner_.remove(d); }
+  Result<void> list(const std::function<void(const Digest&, uint64_t)>& fn) override {
+    return inner_.list(fn);
+  }
+  Result<void> create_record(std::string_view n, std::string_view v) override {
+    return inner_.create_record(n, v);
+  }
+  Result<void> put_record(std::string_view n, std::string_view v) override {
+    return inner_.put_record(n, v);
+  }
+  Result<std::string> get_record(std::string_view n) override { return inner_.get_record(n); }
+  Result<bool> remove_record(std::string_view n) override { return inner_.remove_record(n); }
+
+  std::atomic<int> reads{0};
+
+ private:
+  store::BlobStore& inner_;
+};
 
 using rtenv::testing::slurp;
 using rtenv::testing::TempDir;
@@ -61,6 +102,49 @@ TEST_F(PackageCacheTest, MaterializesOnceWithModesAndLinks) {
 }
 
 // A job may change its working_dir in any way, also as root; the next user sees it as packed.
+TEST_F(PackageCacheTest, ANewVersionFetchesOnlyWhatTheNodeLacks) {
+  // 20 files, four of them with the same content.
+  TempDir v1;
+  for (int i = 0; i < 16; ++i) v1.write(fmt::format("src/m{}.py", i), fmt::format("x = {}\n", i));
+  for (int i = 0; i < 4; ++i) v1.write(fmt::format("pkg{}/__init__.py", i), "");
+  auto first = pack::pack_path(v1.path(), *store_, pack::PackOptions{});
+  ASSERT_TRUE(first.ok());
+  CountingStore counting(*store_);
+  PackageCache cache(home_, counting);
+  ASSERT_TRUE(cache.ensure(first->uri).ok());
+  const int manifests_v1 = 1 + 1 + 4;  // root, src/, pkg0..3/
+  EXPECT_EQ(counting.reads.load(), manifests_v1 + 16 + 1) << "the empty file is fetched once";
+  EXPECT_EQ(slurp(home_.pkgs() / first->uri.root().hex() / "pkg3/__init__.py"), "");
+
+  // One file changed: only it and the manifests on its path are read from the store.
+  v1.write("src/m7.py", "x = 'seven'\n");
+  auto second = pack::pack_path(v1.path(), *store_, pack::PackOptions{});
+  ASSERT_TRUE(second.ok());
+  counting.reads = 0;
+  ASSERT_TRUE(cache.ensure(second->uri).ok());
+  EXPECT_EQ(counting.reads.load(), manifests_v1 + 1);
+  fs::path dir2 = home_.pkgs() / second->uri.root().hex();
+  EXPECT_EQ(slurp(dir2 / "src/m7.py"), "x = 'seven'\n");
+  EXPECT_EQ(slurp(dir2 / "src/m3.py"), "x = 3\n");
+
+  // A local copy a job changed is not used as a source: it is fetched instead.
+  fs::path dir1 = home_.pkgs() / first->uri.root().hex();
+  fs::permissions(dir1 / "src/m3.py", fs::perms::owner_write, fs::perm_options::add);
+  ASSERT_TRUE(write_file_atomic(dir1 / "src/m3.py", "tampered\n").ok());
+  v1.write("src/m8.py", "x = 'eight'\n");
+  auto third = pack::pack_path(v1.path(), *store_, pack::PackOptions{});
+  ASSERT_TRUE(third.ok());
+  counting.reads = 0;
+  ASSERT_TRUE(cache.ensure(third->uri).ok());
+  // m8 is new; of m3's copies on the node v1's is tampered and v2's is fine: v2's is used.
+  EXPECT_EQ(counting.reads.load(), manifests_v1 + 1);
+  fs::path dir3 = home_.pkgs() / third->uri.root().hex();
+  EXPECT_EQ(slurp(dir3 / "src/m3.py"), "x = 3\n");
+  // Evicting a package removes its file list with it.
+  ASSERT_TRUE(*cache.evict(first->uri));
+  EXPECT_FALSE(fs::exists(home_.pkgs() / (first->uri.root().hex() + ".files")));
+}
+
 TEST_F(PackageCacheTest, ChangesByAJobAreUndoneWhenItLetsGo) {
   struct Case {
     const char* name;
