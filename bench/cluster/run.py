@@ -51,7 +51,7 @@ from netns import (  # noqa: E402
 from pyindex import build_wheel, find_uv  # noqa: E402
 from trees import source_tree  # noqa: E402
 
-DEFAULT_RTENV = REPO / "build-cluster" / "src" / "cli" / "rtenv"
+DEFAULT_RTENV = REPO / "build" / "src" / "cli" / "rtenv"
 MIB = 1 << 20
 TARGET_RATIO = 1.3
 
@@ -315,7 +315,7 @@ def main() -> int:
         return 2
     rtenv = args.rtenv.resolve()
     if not os.access(rtenv, os.X_OK):
-        print(f"rtenv binary {rtenv} not found; build it (BUILD_DIR=build-cluster bash "
+        print(f"rtenv binary {rtenv} not found; build it (bash "
               f"scripts/build.sh) or pass --rtenv", file=sys.stderr)
         return 2
     uv = find_uv(PY)

@@ -72,7 +72,7 @@ struct StoreServeArgs {
   std::string root;  ///< empty: $RTENV_HOME/store
   std::string listen = "127.0.0.1:7878";
   std::string token_file;
-  unsigned threads = 16;
+  unsigned threads = 64;
   bool verbose = false;
 };
 /// `rtenv store serve`: serve a store directory over HTTP until SIGINT/SIGTERM.

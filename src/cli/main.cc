@@ -153,7 +153,8 @@ int real_main(int argc, char** argv) {
   serve_cmd->add_option("--token-file", serve.token_file,
                         "File holding the bearer token callers must send (default: "
                         "$RTENV_STORE_TOKEN; neither: no token needed)");
-  serve_cmd->add_option("--threads", serve.threads, "Requests served at once (default 16)");
+  serve_cmd->add_option("--threads", serve.threads,
+                        "Connections served at once (default 64; a node fetching uses up to 16)");
   serve_cmd->add_flag("--verbose,-v", serve.verbose, "Log one line per request to stderr");
 
   try {

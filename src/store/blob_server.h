@@ -21,12 +21,14 @@ struct BlobServerOptions {
   int port = 7878;                 ///< 0: any free port (see BlobServer::port())
   /// Callers must send `Authorization: Bearer <token>`; empty: anyone may call.
   std::string token;
-  unsigned threads = 16;  ///< requests served at once; more connections wait
+  /// Connections served at once; more wait. Each node fetching keeps up to 16 open (one per
+  /// request in flight), so the default serves four nodes fetching at the same moment.
+  unsigned threads = 64;
   /// Largest request body: an encoded blob, a record or a missing() list (413 beyond).
   uint64_t max_body_bytes = 8ull << 30;
   /// How long an idle connection is kept open for its next request. It holds one of `threads`
   /// meanwhile, and stop() waits for it.
-  int keep_alive_seconds = 2;
+  int keep_alive_seconds = 1;
   /// One line per request on stderr: method, path, status, bytes in and out, milliseconds.
   bool verbose = false;
 };
