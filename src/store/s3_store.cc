@@ -540,7 +540,11 @@ Result<void> S3Store::upload(const Digest& digest, std::string_view data) {
   Request put("PUT", key);
   put.body = wire;
   put.content_type = "application/octet-stream";
+  // Put-if-absent in one request: S3 answers 412 (409 when racing another writer) if the object
+  // exists, and leaves it. A store that ignores the condition overwrites it with the same bytes.
+  put.if_none_match = true;
   RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(put));
+  if (resp.status == 412 || resp.status == 409) return ok_result();
   if (resp.status != 200) return failure(put, resp);
   return ok_result();
 }
@@ -597,15 +601,27 @@ Result<void> S3Store::upload_multipart(const std::string& key, std::string_view 
   return r;
 }
 
+bool S3Store::may_go_multipart(uint64_t raw_bytes) const {
+  return raw_bytes + 1 > settings_.multipart_threshold;  // encoding adds at most a tag byte
+}
+
+// Callers mostly put what missing() just reported absent, so no HEAD comes first: the
+// conditional PUT keeps a present object. Multipart uploads (large blobs) do look first.
 Result<void> S3Store::put(const Digest& digest, std::string_view data) {
-  RTENV_ASSIGN_OR_RETURN(bool there, exists(digest));
-  if (there) return ok_result();
+  if (may_go_multipart(data.size())) {
+    RTENV_ASSIGN_OR_RETURN(bool there, exists(digest));
+    if (there) return ok_result();
+  }
   return upload(digest, data);
 }
 
 Result<void> S3Store::put_file(const Digest& digest, const fs::path& path) {
-  RTENV_ASSIGN_OR_RETURN(bool there, exists(digest));
-  if (there) return ok_result();
+  std::error_code ec;
+  uint64_t size = fs::file_size(path, ec);
+  if (ec || may_go_multipart(size)) {
+    RTENV_ASSIGN_OR_RETURN(bool there, exists(digest));
+    if (there) return ok_result();
+  }
   RTENV_ASSIGN_OR_RETURN(std::string data, read_file(path));
   return upload(digest, data);
 }

@@ -129,6 +129,8 @@ class S3Store final : public BlobStore {
   Error failure(const Request& request, const HttpResponse& response) const;
   Result<bool> exists(const Digest& digest) const;
   Result<void> upload(const Digest& digest, std::string_view data);
+  /// Whether a blob of this size may be uploaded in parts (encoded, it may pass the threshold).
+  bool may_go_multipart(uint64_t raw_bytes) const;
   Result<void> upload_multipart(const std::string& key, std::string_view wire);
   Result<std::string> fetch_verified(const Digest& digest);
   Result<std::string> record_key(std::string_view name) const;

@@ -963,6 +963,18 @@ TEST(S3StoreRetryTest, ServerErrorsAreRetriedAndRefusalsAreNot) {
   }
 }
 
+TEST(S3StoreRetryTest, APutIsOneConditionalRequest) {
+  // 412: the object exists. The put succeeds without a HEAD first and without replacing it.
+  ScriptedServer server(412, "<Error><Code>PreconditionFailed</Code></Error>");
+  auto store = std::move(S3Store::open("s3://bucket/p", test_settings(server.endpoint()))).value();
+  std::string data = "some blob";
+  ASSERT_TRUE(store->put(Digest::of(data), data).ok());
+  EXPECT_EQ(server.requests(), 1);
+  std::string req = server.last_request();
+  EXPECT_TRUE(req.starts_with("PUT /bucket/p/")) << req;
+  EXPECT_NE(req.find("If-None-Match: *"), std::string::npos) << req;
+}
+
 TEST(S3StoreRetryTest, RequestsCarryTheSignatureAndTheSessionToken) {
   ScriptedServer server(404, "<Error><Code>NoSuchKey</Code></Error>");
   auto settings = test_settings(server.endpoint());
