@@ -26,14 +26,11 @@ sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(HERE))
 
 from pyindex import PackageIndex, build_failing_sdist, build_wheel, find_uv  # noqa: E402
+from ray_testlib import BROKEN_MESSAGE, JOB_ENV_VARS, PY  # noqa: E402
 from raycluster import RayCluster, marked_pids, node_resource  # noqa: E402
 
 DEFAULT_BIN = REPO / "build" / "src" / "cli" / "rtenv"
-PY = sys.executable
 UV = find_uv(PY)
-
-JOB_ENV_VARS = {"JOB_A": "job_a", "JOB_B": "job_b", "JOB_Z": "job_z"}
-BROKEN_MESSAGE = "rtenv-ray-test: brokenbuild refuses to build on purpose"
 
 
 def _binary() -> Path:

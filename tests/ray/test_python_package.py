@@ -16,7 +16,7 @@ import rtenv
 from rtenv import _cli
 from rtenv.ray.helper import merge
 
-from conftest import PY, REPO
+from ray_testlib import PY, REPO
 
 
 def test_pip_install_and_import_without_ray(tmp_path):

@@ -18,7 +18,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 import rtenv
 import rtenv.ray
-from conftest import BROKEN_MESSAGE, JOB_ENV_VARS, PY
+from ray_testlib import BROKEN_MESSAGE, JOB_ENV_VARS, PY
 
 
 @ray.remote(num_cpus=0.5)
