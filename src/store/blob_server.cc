@@ -88,6 +88,7 @@ struct BlobServer::Impl {
   httplib::Server http;
   int port = 0;
   std::thread listener;
+  int listen_fd = -1;
   std::atomic<bool> listen_returned{false};
   std::mutex mu;  // guards joining `listener`
 
@@ -335,9 +336,10 @@ Result<std::unique_ptr<BlobServer>> BlobServer::start(BlobServerOptions options)
   impl->http.set_write_timeout(30);
   // httplib's default is SO_REUSEPORT, which would let a second server share the port (and
   // split the requests between two stores) instead of failing.
-  impl->http.set_socket_options([](int sock) {
+  impl->http.set_socket_options([raw = impl.get()](int sock) {
     int yes = 1;
     ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    raw->listen_fd = sock;  // the last socket tried is the one that binds
   });
   // A response's headers and body go out in separate writes: without this, Nagle's algorithm
   // and the client's delayed ACK add ~40 ms to every request.
@@ -349,6 +351,9 @@ Result<std::unique_ptr<BlobServer>> BlobServer::start(BlobServerOptions options)
   } else {
     impl->port = impl->http.bind_to_port(o.host, o.port) ? o.port : -1;
   }
+  // httplib listens with a backlog of 5: a node opening its 16 connections at once would have
+  // SYNs dropped and wait a second for the retransmission. Listening again resizes the queue.
+  if (impl->port > 0 && impl->listen_fd >= 0) ::listen(impl->listen_fd, SOMAXCONN);
   if (impl->port <= 0) {
     return make_error(ErrorCode::kUnavailable,
                       "cannot listen on {}:{} (is the address this machine's, and the port "
