@@ -223,3 +223,12 @@ def test_serve_refuses_a_bad_address(rtenv):
     p = rtenv("store", "serve", "--listen", "127.0.0.1")
     assert p.returncode == 2, p.stderr
     assert "expected HOST:PORT" in p.stderr, p.stderr
+
+
+def test_the_listen_queue_holds_a_node_opening_many_connections_at_once(server):
+    # A node fetches with 16 requests in flight; a short accept queue drops SYNs, which costs a
+    # second's retransmission each time.
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{server.port}"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out and out[0] == "LISTEN", out
+    assert int(out[2]) >= 64, f"backlog {out[2]}"
