@@ -114,26 +114,37 @@ Result<SharedBuilds::Claim> SharedBuilds::claim(
     const std::function<void(const std::string&)>& report) {
   const std::string holder = this_holder();
   std::string waiting_for;
-  // Looks again soon at first (most builds that are waited for are short), then less often.
+  // While another node builds, the record is looked for often (one request each time) and the
+  // lease only every lease_check_ms (is its holder still alive?). Looks soon at first: most
+  // builds that are waited for are short.
   int64_t pause_ms = std::min<int64_t>(25, options_.poll_ms);
+  int64_t next_lease_check = 0;
   for (;;) {
     auto record = store_.get_record(published);
     if (record) return Claim{std::move(record).value(), nullptr};
     if (record.error().code() != ErrorCode::kNotFound) return record.error();
 
-    auto created = store_.create_record(lease, lease_value(holder, wall_ms() + options_.lease_ms));
-    if (created) {
-      auto state = std::make_shared<BuildLease::State>(store_, lease, holder, options_.lease_ms);
-      std::unique_ptr<BuildLease> held(new BuildLease(state));
-      // Published between our look and our lease: use it.
-      if (auto late = store_.get_record(published)) return Claim{std::move(late).value(), nullptr};
-      return Claim{std::nullopt, std::move(held)};
-    }
-    if (created.error().code() != ErrorCode::kAlreadyExists) return created.error();
+    if (steady_ms() >= next_lease_check) {
+      next_lease_check = steady_ms() + options_.lease_check_ms;
+      auto created =
+          store_.create_record(lease, lease_value(holder, wall_ms() + options_.lease_ms));
+      if (created) {
+        auto state = std::make_shared<BuildLease::State>(store_, lease, holder, options_.lease_ms);
+        std::unique_ptr<BuildLease> held(new BuildLease(state));
+        // Published between our look and our lease: use it.
+        if (auto late = store_.get_record(published)) {
+          return Claim{std::move(late).value(), nullptr};
+        }
+        return Claim{std::nullopt, std::move(held)};
+      }
+      if (created.error().code() != ErrorCode::kAlreadyExists) return created.error();
 
-    auto current = store_.get_record(lease);
-    if (!current && current.error().code() != ErrorCode::kNotFound) return current.error();
-    if (current) {
+      auto current = store_.get_record(lease);
+      if (!current && current.error().code() != ErrorCode::kNotFound) return current.error();
+      if (!current) {  // released just now: look again at once
+        next_lease_check = 0;
+        continue;
+      }
       auto info = parse_lease(*current);
       if (!info || info->expires_ms < wall_ms()) {
         // Its holder died (or wrote nonsense): take over. Two nodes taking over the same lease
@@ -143,14 +154,13 @@ Result<SharedBuilds::Claim> SharedBuilds::claim(
                              info ? info->holder : std::string("an unknown holder")));
         }
         (void)store_.remove_record(lease);
+        next_lease_check = 0;
         continue;
       }
       if (info->holder != waiting_for) {
         waiting_for = info->holder;
         if (report) report(fmt::format("waiting for {} to build it", waiting_for));
       }
-    } else {
-      continue;  // released just now: look for the record again
     }
     if (deadline_ms >= 0 && steady_ms() >= deadline_ms) {
       return make_error(ErrorCode::kTimeout,

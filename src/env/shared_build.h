@@ -35,8 +35,9 @@ class BuildLease {
 class SharedBuilds {
  public:
   struct Options {
-    int64_t lease_ms = 60'000;  ///< a lease's lifetime; renewed every third of it
-    int64_t poll_ms = 250;      ///< how often a waiting node looks again, at most
+    int64_t lease_ms = 60'000;      ///< a lease's lifetime; renewed every third of it
+    int64_t poll_ms = 100;          ///< how often a waiting node looks for the record, at most
+    int64_t lease_check_ms = 1000;  ///< how often it looks at the lease (expired?)
   };
   /// Options from the environment: RTENV_BUILD_LEASE_SECONDS (default 60).
   static Options options_from_environment();

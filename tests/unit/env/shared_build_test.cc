@@ -19,7 +19,7 @@ class SharedBuildsTest : public ::testing::Test {
  protected:
   void SetUp() override { store_ = std::move(store::LocalStore::open(tmp_ / "store")).value(); }
   SharedBuilds builds(int64_t lease_ms = 600) {
-    return SharedBuilds(*store_, SharedBuilds::Options{lease_ms, 20});
+    return SharedBuilds(*store_, SharedBuilds::Options{lease_ms, 20, 50});
   }
   testing::TempDir tmp_;
   std::unique_ptr<store::LocalStore> store_;
