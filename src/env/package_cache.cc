@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "util/lines.h"
 #include "util/parallel.h"
 
 namespace rtenv::env {
@@ -286,9 +287,7 @@ LocalBlobs PackageCache::local_blobs(const PackageUri& except) const {
     const fs::path root = dir_of(other);
     std::string_view rest = *text;
     while (!rest.empty()) {
-      size_t nl = rest.find('\n');
-      std::string_view line = rest.substr(0, nl);
-      rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+      std::string_view line = next_line(&rest);
       if (line.size() > 65 && line[64] == ' ') {
         (*where)[std::string(line.substr(0, 64))].push_back(root / line.substr(65));
       }

@@ -16,6 +16,7 @@
 #include "store/local_store.h"
 #include "util/digest.h"
 #include "util/fs.h"
+#include "util/lines.h"
 
 namespace rtenv::store {
 
@@ -190,9 +191,7 @@ void BlobServer::Impl::missing(const httplib::Request& req, httplib::Response& r
   std::string_view rest = req.body;
   size_t line_no = 0;
   while (!rest.empty()) {
-    size_t nl = rest.find('\n');
-    std::string_view line = rest.substr(0, nl);
-    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    std::string_view line = next_line(&rest);
     ++line_no;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) continue;

@@ -10,6 +10,7 @@
 
 #include "store/blob_codec.h"
 #include "util/fs.h"
+#include "util/lines.h"
 #include "util/redact.h"
 
 namespace rtenv::store {
@@ -139,9 +140,7 @@ Result<std::vector<bool>> HttpStore::missing(const std::vector<Digest>& digests)
   for (size_t i = 0; i < digests.size(); ++i) index[digests[i].hex()].push_back(i);
   std::string_view rest = resp.body;
   while (!rest.empty()) {
-    size_t nl = rest.find('\n');
-    std::string_view line = rest.substr(0, nl);
-    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    std::string_view line = next_line(&rest);
     if (line.empty()) continue;
     auto it = index.find(std::string(line));
     if (it == index.end()) {
@@ -220,9 +219,7 @@ Result<void> HttpStore::list(const std::function<void(const Digest&, uint64_t)>&
   if (resp.status != 200) return failure("GET", path, resp);
   std::string_view rest = resp.body;
   while (!rest.empty()) {
-    size_t nl = rest.find('\n');
-    std::string_view line = rest.substr(0, nl);
-    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    std::string_view line = next_line(&rest);
     if (line.empty()) continue;
     size_t space = line.find(' ');
     auto d = Digest::from_hex(line.substr(0, space));

@@ -13,6 +13,7 @@
 
 #include "store/blob_codec.h"
 #include "util/fs.h"
+#include "util/lines.h"
 #include "util/parallel.h"
 #include "util/redact.h"
 
@@ -53,9 +54,7 @@ Result<std::optional<IniSection>> read_ini_section(const fs::path& path, std::st
   bool inside = false, nested = false;
   std::string_view rest = *text;
   while (!rest.empty()) {
-    size_t nl = rest.find('\n');
-    std::string_view raw = rest.substr(0, nl);
-    rest = nl == std::string_view::npos ? std::string_view() : rest.substr(nl + 1);
+    std::string_view raw = next_line(&rest);
     std::string_view line = trim(raw);
     if (line.empty() || line[0] == '#' || line[0] == ';') continue;
     bool indented = raw[0] == ' ' || raw[0] == '\t';
