@@ -128,3 +128,19 @@ def test_apply_context_points_ray_at_the_env():
     assert ctx.env_vars["PYTHONPYCACHEPREFIX"] == "/h/pycache"
     assert ctx.py_executable == "/h/pyenvs/k/bin/python"
     assert ctx.command_prefix == ["cd", "/h/pkgs/abc", "&&"]
+
+
+def test_a_node_without_rtenv_home_keeps_its_state_in_rays_runtime_env_dir(monkeypatch, tmp_path):
+    pytest.importorskip("ray")
+    from rtenv.ray.plugin import RtenvPlugin
+
+    monkeypatch.delenv("RTENV_HOME", raising=False)
+    monkeypatch.setattr(sys, "argv", ["runtime_env_agent", "--node-id", "n1",
+                                      "--runtime-env-dir", str(tmp_path / "runtime_resources")])
+    assert RtenvPlugin()._env["RTENV_HOME"] == str(tmp_path / "runtime_resources" / "rtenv")
+    monkeypatch.setattr(sys, "argv", ["runtime_env_agent",
+                                      f"--runtime-env-dir={tmp_path / 'other'}"])
+    assert RtenvPlugin()._env["RTENV_HOME"] == str(tmp_path / "other" / "rtenv")
+    # A node's own RTENV_HOME wins.
+    monkeypatch.setenv("RTENV_HOME", str(tmp_path / "mine"))
+    assert RtenvPlugin()._env["RTENV_HOME"] == str(tmp_path / "mine")
