@@ -1,4 +1,5 @@
-// Job/task merge (docs/runtime_env.md §5), and the shared merge vectors (tests/data/spec/merge.json).
+// Job/task merge (docs/runtime_env.md §5), and the shared merge vectors
+// (tests/data/spec/merge.json).
 
 #include <map>
 #include <set>
@@ -147,18 +148,19 @@ TEST(MergeVectors, EveryCaseMergesToItsCanonicalForm) {
   for (const Json& c : load_merge_vectors()) {
     const std::string name = c.value("name", "?");
     SCOPED_TRACE(name);
-    Result<RuntimeEnv> parent = RuntimeEnv::from_json(
-        testing::expand_data(c.value("parent", Json::object())),
-        level_options(c, "parent_level", Level::kJob));
+    Result<RuntimeEnv> parent =
+        RuntimeEnv::from_json(testing::expand_data(c.value("parent", Json::object())),
+                              level_options(c, "parent_level", Level::kJob));
     ASSERT_TRUE(parent.ok()) << parent.error().message();
-    Result<RuntimeEnv> child = RuntimeEnv::from_json(
-        testing::expand_data(c.value("child", Json::object())),
-        level_options(c, "child_level", Level::kTask));
+    Result<RuntimeEnv> child =
+        RuntimeEnv::from_json(testing::expand_data(c.value("child", Json::object())),
+                              level_options(c, "child_level", Level::kTask));
     ASSERT_TRUE(child.ok()) << child.error().message();
     RuntimeEnv merged = merge(*parent, *child);
     EXPECT_EQ(merged.canonical(), testing::expand_data(c.value("merged", "")));
     // The result is a valid env and a fixed point.
-    Result<RuntimeEnv> again = RuntimeEnv::from_json_text(merged.canonical(), testing::job_options());
+    Result<RuntimeEnv> again =
+        RuntimeEnv::from_json_text(merged.canonical(), testing::job_options());
     ASSERT_TRUE(again.ok()) << again.error().message();
     EXPECT_EQ(again->canonical(), merged.canonical());
     EXPECT_EQ(again->id(), merged.id());
