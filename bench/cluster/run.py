@@ -174,21 +174,6 @@ def make_packages(index_dir: Path, tag: str, seed: int) -> tuple[list[str], list
     return names, wheels
 
 
-def uv_wrapper(node: Node, uv: str) -> Path:
-    log_path = node.dir / "uv-calls.log"
-    script = node.dir / "uv-logging"
-    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log_path}"\nexec "{uv}" "$@"\n')
-    script.chmod(0o755)
-    node.extra_env["RTENV_UV"] = str(script)
-    return log_path
-
-
-def installs(log_path: Path) -> int:
-    if not log_path.exists():
-        return 0
-    return sum(1 for line in log_path.read_text().splitlines() if line.startswith("pip install"))
-
-
 IMPORT = "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]"
 
 
@@ -209,7 +194,8 @@ def cold_env(cluster: Cluster, servers: StoreServers, kind: str, rtenv: str, uv:
     client = cluster.node("client", rtenv, work / "client", store_env)
     client.extra_env["RTENV_UV"] = uv
     nodes = [cluster.node(m.name, rtenv, work / m.name, store_env) for m in cluster.nodes[:n]]
-    logs = [uv_wrapper(node, uv) for node in nodes]
+    for node in nodes:
+        node.log_installs(uv)
     try:
         if case.endswith("-up"):
             for node in nodes:
@@ -224,7 +210,7 @@ def cold_env(cluster: Cluster, servers: StoreServers, kind: str, rtenv: str, uv:
             if proc.returncode != 0:
                 raise Failed(f"cold env on {node.name} failed (exit {proc.returncode}):\n{err}")
         s.add(f"{kind}:env-{case}:ms", (time.monotonic() - t) * 1000)
-        s.add(f"{kind}:env-{case}:installs", sum(installs(p) for p in logs))
+        s.add(f"{kind}:env-{case}:installs", sum(len(node.installs()) for node in nodes))
         got = servers.index_downloads()[downloads_before:]
         s.add(f"{kind}:env-{case}:downloads", sum(1 for w in got if w in wheels))
         s.add(f"{kind}:env-{case}:wheels", len(wheels))

@@ -95,24 +95,13 @@ class Machines:
         return [self.client, *self.nodes]
 
 
-def uv_wrapper(node: Node) -> Path:
-    """Makes `node` install with a uv that appends its arguments to node.dir/uv-calls.log,
-    then runs the real uv."""
-    log = node.dir / "uv-calls.log"
-    script = node.dir / "uv-logging"
-    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\nexec "{UV}" "$@"\n')
-    script.chmod(0o755)
-    node.extra_env["RTENV_UV"] = str(script)
-    return log
-
-
 @pytest.fixture
 def machines(cluster, servers, store_env, rtenv_bin, tmp_path):
     client = cluster.node("client", rtenv_bin, tmp_path / "client", store_env)
     nodes = [cluster.node(m.name, rtenv_bin, tmp_path / m.name, store_env) for m in cluster.nodes]
     m = Machines(client, nodes)
     for n in m.all():
-        uv_wrapper(n)
+        n.log_installs(UV)
     try:
         yield m
     finally:

@@ -309,6 +309,24 @@ class Node:
     def argv(self, *args) -> list[str]:
         return self.machine.argv([self.rtenv_bin, *args], self.env)
 
+    @property
+    def uv_log(self) -> Path:
+        return self.dir / "uv-calls.log"
+
+    def log_installs(self, uv: str) -> None:
+        """Makes the node install with a uv that appends its arguments to `uv_log`, then runs
+        the real `uv`."""
+        script = self.dir / "uv-logging"
+        script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{self.uv_log}"\n'
+                          f'exec "{uv}" "$@"\n')
+        script.chmod(0o755)
+        self.extra_env["RTENV_UV"] = str(script)
+
+    def installs(self) -> list[str]:
+        """The `uv pip install` runs logged so far (see log_installs)."""
+        lines = self.uv_log.read_text().splitlines() if self.uv_log.exists() else []
+        return [line for line in lines if line.startswith("pip install")]
+
     def rtenv(self, *args, timeout: float = 120) -> subprocess.CompletedProcess:
         return self.machine.run([self.rtenv_bin, *args], self.env, timeout=timeout)
 

@@ -31,13 +31,6 @@ class Packages:
         self.versions = ["1.0", "2.1", "0.3"]
 
 
-def _installs(node) -> list[str]:
-    """The `uv pip install` runs on `node` (its logging uv's log)."""
-    log = node.dir / "uv-calls.log"
-    lines = log.read_text().splitlines() if log.exists() else []
-    return [line for line in lines if line.startswith("pip install")]
-
-
 def _locked_spec(machines, servers, pkgs: Packages) -> dict:
     """The env as the client submits it: its requirements resolved to pins (which reads the
     index's pages and METADATA files, not the wheels)."""
@@ -48,7 +41,7 @@ def _assert_built_once(machines, servers, pkgs: Packages, runs) -> None:
     for node, p in runs:
         assert p.returncode == 0, f"{node.name}: exit {p.returncode}\n{p.stderr}"
         assert p.stdout.split() == pkgs.versions, f"{node.name} imported {p.stdout!r}"
-    installs = {n.name: _installs(n) for n in machines.nodes}
+    installs = {n.name: n.installs() for n in machines.nodes}
     builders = [name for name, calls in installs.items() if calls]
     assert len(builders) == 1 and len(installs[builders[0]]) == 1, (
         f"expected one `uv pip install` in the cluster, got {installs}")
@@ -63,7 +56,7 @@ def test_a_pip_env_is_installed_once_and_fetched_by_the_other_nodes(machines, se
     runs = [(node, node.run(spec, "python", "-c", IMPORT, *pkgs.modules))
             for node in machines.nodes]  # one after the other
     _assert_built_once(machines, servers, pkgs, runs)
-    assert _installs(machines.nodes[0]), "the first node to ask should have built the env"
+    assert machines.nodes[0].installs(), "the first node to ask should have built the env"
 
 
 def test_three_nodes_asking_at_once_build_the_env_once(machines, servers, request):
