@@ -109,10 +109,9 @@ Result<bool> copy_if_digest(const fs::path& src, const fs::path& dest, mode_t mo
   return true;
 }
 
-// A directory store answers from the local disk; a network store is bound by round trips, so
-// more requests are kept in flight.
 unsigned fetch_threads(const store::BlobStore& store) {
-  return store.url().starts_with("file://") ? default_threads() : 16u;
+  unsigned n = store.parallel_reads();
+  return n ? n : default_threads();
 }
 
 void append_state(std::string& out, const std::string& rel, const struct stat& st) {

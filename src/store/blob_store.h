@@ -55,6 +55,10 @@ class BlobStore {
   /// Calls `fn(digest, stored_bytes)` for every blob.
   virtual Result<void> list(const std::function<void(const Digest&, uint64_t)>& fn) = 0;
 
+  /// How many reads are worth keeping in flight at once: a network store is bound by round
+  /// trips, a directory by the disk (0: one per core).
+  virtual unsigned parallel_reads() const { return 0; }
+
   // Records: small named values beside the blobs, not content-addressed (build leases, pointers
   // to published envs). A name is one or more '/'-separated segments of [A-Za-z0-9._-], none
   // starting with '.'; records never show up in list().

@@ -103,6 +103,7 @@ class S3Store final : public BlobStore {
   /// Every blob under the prefix (ListObjectsV2, page by page); `stored_bytes` is the encoded
   /// size. Objects that are not blobs (other names) are skipped.
   Result<void> list(const std::function<void(const Digest&, uint64_t)>& fn) override;
+  unsigned parallel_reads() const override { return settings_.parallel_requests; }
 
   /// Records are objects "<prefix>/records/<name>", stored as is; create_record is a PUT with
   /// `If-None-Match: *` (S3's conditional write: 412 if the object exists).
