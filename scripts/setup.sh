@@ -4,7 +4,7 @@
 set -euo pipefail
 
 apt_packages=(
-  build-essential cmake ninja-build pkg-config git zip unzip hyperfine
+  build-essential cmake ninja-build ccache pkg-config git zip unzip hyperfine
   libssl-dev libzstd-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libfmt-dev
   libarchive-dev libsqlite3-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev clang-format libcpp-httplib-dev iproute2
