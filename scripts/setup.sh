@@ -31,6 +31,13 @@ if ! "$py" -c 'import pytest' 2>/dev/null; then
   "$py" -m pip install -q pytest
 fi
 
+# wheel: setuptools on Debian 12 builds `pip install ./python` (the Python package's test) only
+# with it (without: "invalid command 'bdist_wheel'").
+if ! "$py" -c 'import wheel' 2>/dev/null; then
+  echo "setup: installing wheel"
+  "$py" -m pip install -q 'wheel==0.45.1'
+fi
+
 # uv: what installs the pip/uv fields' packages (rtenv falls back to pip without it; the tests
 # exercise both). Pinned: the version the tests and benchmarks were measured with.
 if ! "$py" -c 'import uv' 2>/dev/null; then
