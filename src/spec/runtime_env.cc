@@ -105,6 +105,12 @@ bool is_plugin_field(std::string_view name) {
   return registry.names.find(name) != registry.names.end();
 }
 
+std::vector<std::string> plugin_field_names() {
+  PluginRegistry& registry = plugin_registry();
+  std::lock_guard lock(registry.mu);
+  return {registry.names.begin(), registry.names.end()};
+}
+
 // ---- parsing ----------------------------------------------------------------------------------
 
 namespace {

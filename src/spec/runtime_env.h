@@ -82,6 +82,8 @@ bool register_plugin_field(std::string_view name);
 void unregister_plugin_field(std::string_view name);
 /// True if `name` was registered with register_plugin_field.
 bool is_plugin_field(std::string_view name);
+/// The registered plugin fields, sorted.
+std::vector<std::string> plugin_field_names();
 /// True if `name` is one of the built-in fields of docs/runtime_env.md §1.
 bool is_builtin_field(std::string_view name);
 

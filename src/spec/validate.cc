@@ -146,7 +146,9 @@ class Validator {
       if (is_builtin_field(name) || is_plugin_field(name)) continue;
       std::string best;
       size_t best_distance = kMaxSuggestionDistance + 1;
-      for (const std::string& known : builtin_fields()) {
+      std::vector<std::string> candidates = builtin_fields();
+      for (auto& p : plugin_field_names()) candidates.push_back(std::move(p));
+      for (const std::string& known : candidates) {
         size_t d = edit_distance(name, known);
         if (d < best_distance) best = known, best_distance = d;
       }
