@@ -136,6 +136,34 @@ def test_plugin_fields_pass_through_unchanged():
     assert a == b != c and a[0].startswith("rtenv-ray://")
 
 
+def test_rays_schema_validation_refuses_a_wrongly_typed_rtenv_value(tmp_path, rtenv_bin,
+                                                                     monkeypatch):
+    pytest.importorskip("ray")
+    import jsonschema
+    from ray._private.runtime_env.plugin_schema_manager import RuntimeEnvPluginSchemaManager
+    from ray.runtime_env import RuntimeEnv as RayRuntimeEnv
+
+    path = rtenv.ray.write_schema(str(tmp_path), env={**os.environ, "RTENV_BIN": rtenv_bin})
+    assert path == str(tmp_path / "rtenv.json")
+    monkeypatch.setenv("RAY_RUNTIME_ENV_PLUGIN_SCHEMAS", path)
+    RuntimeEnvPluginSchemaManager.clear()
+    try:
+        # Ray 2.60 checks a plugin key's schema when the key is set on its RuntimeEnv (not when
+        # a dict is passed whole: RuntimeEnv(**d) fills itself with dict.update).
+        with pytest.raises(jsonschema.ValidationError) as e:
+            RayRuntimeEnv()["rtenv"] = {"env_vars": {"A": 1}}
+        assert list(e.value.absolute_path) == ["env_vars", "A"]
+        with pytest.raises(jsonschema.ValidationError):
+            RayRuntimeEnv()["rtenv"] = {"pip": {"packages": ["a"], "uv_check": True}}
+        # Right shapes and plugin fields pass.
+        env = RayRuntimeEnv()
+        env["rtenv"] = {"env_vars": {"A": "1"}, "pip": {"packages": ["a==1"]},
+                        "hello": {"greeting": "hi"}}
+        assert env["rtenv"]["hello"] == {"greeting": "hi"}
+    finally:
+        RuntimeEnvPluginSchemaManager.clear()
+
+
 def test_the_plugin_applies_the_launch_plan_to_rays_context():
     pytest.importorskip("ray")
     from ray._private.runtime_env.context import RuntimeEnvContext

@@ -18,6 +18,7 @@ runs.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Mapping, Optional
 
@@ -25,7 +26,7 @@ from .. import _cli
 from ..runtime_env import JOB, RuntimeEnv, is_builtin_field
 from ..runtime_env import merge as rt_merge
 
-__all__ = ["FIELD", "as_runtime_env", "merge", "runtime_env"]
+__all__ = ["FIELD", "as_runtime_env", "merge", "runtime_env", "write_schema"]
 
 FIELD = "rtenv"
 """The runtime_env key the plugin handles."""
@@ -138,3 +139,26 @@ def runtime_env(
     if ray_config:
         out["config"] = {**(out.get("config") or {}), **ray_config}
     return out
+
+
+def write_schema(path: str, *, env: Optional[Mapping[str, str]] = None) -> str:
+    """Writes the JSON Schema of the `rtenv` field (`rtenv schema`, titled "rtenv") to `path`, a
+    .json file or an existing directory (then `path`/rtenv.json), and returns the file's path.
+
+    Name the file (or its directory) in RAY_RUNTIME_ENV_PLUGIN_SCHEMAS wherever Ray builds a
+    runtime_env (the driver, and each node before `ray start`): Ray then checks the value of
+    the `rtenv` key against it when the env is built (jsonschema.ValidationError naming the
+    path), before anything is sent to a node. Plugin fields pass the schema as they are."""
+    schema = _cli.schema(env=env)
+    schema["title"] = FIELD  # Ray applies a schema to the runtime_env key named by its title
+    if os.path.isdir(path):
+        path = os.path.join(path, FIELD + ".json")
+    elif not path.endswith(".json"):
+        raise ValueError(f"write_schema: {path} is neither a directory nor a .json file (Ray "
+                         "reads only *.json schema files)")
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(schema, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path
