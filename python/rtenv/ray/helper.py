@@ -127,7 +127,10 @@ def runtime_env(
             raise ValueError(
                 f"base has Ray's own {native!r} beside {FIELD!r}: give every field to rtenv "
                 f"(rtenv.ray.runtime_env({native}=...)) so one tool prepares the env")
-    spec = merge(base_spec, child, cwd=cwd) if child else base_spec
+    try:
+        spec = merge(base_spec, child, cwd=cwd) if child else base_spec
+    except ValueError as e:  # rtenv's validation message, naming the field
+        raise _cli.InvalidRuntimeEnv(str(e), _cli.EXIT_USAGE, ["rtenv.ray.runtime_env"]) from None
     if not spec:
         return dict(ray_fields)
     if child or not base_spec:

@@ -54,8 +54,13 @@ _LOCAL_PATH_FIELDS = ("working_dir", "py_modules")
 
 
 def _canonical(spec: Any) -> str:
-    """rtenv's canonical form of a (resolved) spec; plugin fields carried as given."""
-    return as_runtime_env(spec, level=TASK).canonical()
+    """rtenv's canonical form of a (resolved) spec; plugin fields carried as given. An invalid
+    spec gets a plain sorted JSON form: `create` then fails with rtenv's message (Ray turns an
+    exception in get_uris into an HTTP 500 that says nothing)."""
+    try:
+        return as_runtime_env(spec, level=TASK).canonical()
+    except (ValueError, TypeError):
+        return json.dumps(spec, sort_keys=True, separators=(",", ":"), default=repr)
 
 
 def _is_uri(value: Any) -> bool:
