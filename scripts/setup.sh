@@ -52,6 +52,13 @@ if ! "$py" -c 'import moto.server' 2>/dev/null; then
   "$py" -m pip install -q 'moto[server]==5.2.1'
 fi
 
+# jsonschema: python/tests checks `rtenv schema` with it (Ray 2.60 depends on it too). Pinned: the
+# version those tests were written and run with.
+if ! "$py" -c 'import jsonschema' 2>/dev/null; then
+  echo "setup: installing jsonschema"
+  "$py" -m pip install -q 'jsonschema==4.26.0'
+fi
+
 # Ray: the engine the Python package's plugin is tested and benchmarked against. Pinned: the
 # version tests/ray and bench/ray were written and measured with.
 if ! "$py" -c 'import ray, aiohttp; assert ray.__version__ == "2.60.0"' 2>/dev/null; then

@@ -71,6 +71,13 @@ struct SetupConfig {
   bool eager_install = true;
 };
 
+/// `value` as canonical JSON text: object keys sorted (by UTF-8 bytes), no whitespace, UTF-8 as
+/// is; numbers with a fraction or exponent print as Python's repr() prints a float (the shortest
+/// digits that read back to the same double; 1e-05, 0.0001, 1000000000000000.0, 1e+16), so
+/// `json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` gives the same
+/// text. Never throws.
+std::string canonical_json(const Json& value);
+
 /// True if `s` is a URI ("scheme://..."), false if it is a local path.
 bool is_uri(std::string_view s);
 

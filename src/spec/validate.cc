@@ -542,7 +542,7 @@ std::string type_name(const Json& value) {
 }
 
 std::string render_value(const Json& value) {
-  std::string text = value.dump(-1, ' ', false, Json::error_handler_t::replace);
+  std::string text = canonical_json(value);
   if (text.size() <= kMaxRenderedChars) return text;
   size_t cut = kMaxRenderedChars - 3;
   // Do not cut a UTF-8 sequence: back up over continuation bytes.
