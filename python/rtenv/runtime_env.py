@@ -465,7 +465,9 @@ class _Validator:
             if is_builtin_field(name) or is_plugin_field(name):
                 continue
             best, best_distance = "", _MAX_SUGGESTION_DISTANCE + 1
-            for known in BUILTIN_FIELDS:
+            with _plugin_lock:
+                candidates = list(BUILTIN_FIELDS) + sorted(_plugin_fields)
+            for known in candidates:
                 d = _edit_distance(_utf8(name), known.encode())
                 if d < best_distance:
                     best, best_distance = known, d

@@ -146,9 +146,9 @@ class RayCluster:
 
         if not self.node_ids:
             for n in ray.nodes():
-                for name in self.nodes:
-                    if node_resource(name) in n.get("Resources", {}) and n.get("Alive"):
-                        self.node_ids[name] = n["NodeID"]
+                for node in self.nodes:
+                    if node_resource(node) in n.get("Resources", {}) and n.get("Alive"):
+                        self.node_ids[node] = n["NodeID"]
         return self.node_ids[name]
 
     def stop(self) -> None:

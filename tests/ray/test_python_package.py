@@ -191,22 +191,12 @@ def test_the_plugin_applies_the_launch_plan_to_rays_context():
     assert ctx.command_prefix == ["cd", "/h/pkgs/abc", "&&"]
 
 
-def test_an_older_binarys_context_becomes_the_same_plan():
+def test_a_result_without_a_plan_is_a_clear_version_mismatch():
     pytest.importorskip("ray")
-    from rtenv import launch_plan
-    from rtenv.ray.plugin import RtenvPlugin, _plan_of
+    from rtenv.ray.plugin import _plan_of
 
-    plugin = RtenvPlugin.__new__(RtenvPlugin)
-    plugin._env = {"HOME": "/home/u", "PATH": "/usr/bin", "RTENV_HOME": "/h"}
-    plan = plugin._finish(_plan_of({"context": {
-        "cwd": "/h/pkgs/abc",
-        "env_vars": {"A": "${HOME}/x", "PATH": "/h/pyenvs/k/bin:${PATH}"},
-        "python_path": ["/h/pkgs/abc"], "py_executable": "/h/pyenvs/k/bin/python"}}))
-    env = launch_plan.apply(plan, plugin._env).env
-    assert env["A"] == "/home/u/x" and env["PATH"] == "/h/pyenvs/k/bin:/usr/bin"
-    assert env["VIRTUAL_ENV"] == "/h/pyenvs/k" and env["PYTHONPATH"] == "/h/pkgs/abc"
-    assert env["PYTHONPYCACHEPREFIX"] == "/h/pycache"
-    assert plan["cwd"] == "/h/pkgs/abc" and plan["py_executable"] == "/h/pyenvs/k/bin/python"
+    with pytest.raises(RuntimeError, match="different versions"):
+        _plan_of({"context": {"cwd": "/h/pkgs/abc"}})
 
 
 def test_a_node_without_rtenv_home_keeps_its_state_in_rays_runtime_env_dir(monkeypatch, tmp_path):

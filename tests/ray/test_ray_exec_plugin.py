@@ -1,11 +1,6 @@
 """An exec plugin field under Ray: a task whose env is rtenv.ray.runtime_env(hello={...}) runs
 with what the `hello` plugin's context sets, on both nodes.
 
-NEEDS the exec plugins of the rtenv binary (issue 11 §4: RTENV_PLUGINS, the rtenv-plugin/1
-protocol, "plan" in `rtenv env create --json`). With a binary that does not have them yet, the
-precheck below marks the test xfail ("... unknown field ..." / "not supported yet: hello");
-once they land it must pass.
-
 Its own two-node cluster (the plugin is registered through RTENV_PLUGINS in every node's
 environment and the driver's, before the nodes start), so it does not disturb the shared one.
 """
@@ -14,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import tempfile
 import shutil
 import sys
@@ -95,17 +89,6 @@ def plugin_cluster(rtenv_bin):
     plugin.write_text(PLUGIN.format(python=PY))
     plugin.chmod(0o755)
     plugins = json.dumps([{"field": "hello", "exec": str(plugin), "priority": 10}])
-
-    # Before starting anything: does this binary know exec plugins yet?
-    probe_env = {**os.environ, "RTENV_BIN": rtenv_bin, "RTENV_PLUGINS": plugins,
-                 "RTENV_HOME": str(root / "probe"), "RTENV_STORE": f"file://{root / 'store'}"}
-    p = subprocess.run([rtenv_bin, "env", "create", "--no-install", "--json", "-e",
-                        json.dumps({"hello": {"greeting": "hi"}})],
-                       capture_output=True, text=True, env=probe_env, timeout=60)
-    if p.returncode != 0 and ("unknown field" in p.stderr or "not supported yet" in p.stderr):
-        shutil.rmtree(root, ignore_errors=True)
-        pytest.xfail("the rtenv binary has no exec plugins yet (issue 11 §4): "
-                     + p.stderr.strip())
 
     rc = RayCluster(root, rtenv_bin=rtenv_bin, nodes={"head": 2, "w1": 2},
                     extra_env={"RTENV_PLUGINS": plugins})

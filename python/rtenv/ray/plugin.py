@@ -87,31 +87,12 @@ def _arg_value(argv: List[str], flag: str) -> Optional[str]:
 
 
 def _plan_of(result: dict) -> dict:
-    """The launch plan of `rtenv env create --json`'s result. An rtenv that prints the older
-    "context" (cwd, env_vars, python_path, py_executable) instead gets it turned into the plan
-    that binary's `rtenv run` applied."""
-    if "plan" in result:
-        return result["plan"]
-    context = result.get("context") or {}
-    ops: List[dict] = [{"op": "set", "name": k, "value": v, "expand": True}
-                       for k, v in (context.get("env_vars") or {}).items()]
-    python_path = list(context.get("python_path") or [])
-    if python_path:
-        ops.append({"op": "prepend", "name": "PYTHONPATH", "values": python_path})
-    py = context.get("py_executable") or None
-    if py:
-        venv = os.path.dirname(os.path.dirname(py))
-        env_vars = context.get("env_vars") or {}
-        if "VIRTUAL_ENV" not in env_vars:
-            ops.append({"op": "set", "name": "VIRTUAL_ENV", "value": venv})
-        bin_dir = os.path.join(venv, "bin")
-        if not (env_vars.get("PATH") or "").startswith(bin_dir):
-            ops.append({"op": "prepend", "name": "PATH", "values": [bin_dir]})
-    if python_path or context.get("cwd"):
-        ops.append({"op": "default", "name": "PYTHONPYCACHEPREFIX", "value": "",
-                    "unless_set": ["PYTHONDONTWRITEBYTECODE"], "_home_pycache": True})
-    return {"env": ops, "cwd": context.get("cwd") or None, "wrapper": [],
-            "py_executable": py, "resources": result.get("resources") or []}
+    """The launch plan of `rtenv env create --json`'s result."""
+    plan = result.get("plan")
+    if not isinstance(plan, dict):
+        raise RuntimeError("rtenv: `rtenv env create --json` printed no launch plan; the rtenv "
+                           "binary and the Python package are from different versions")
+    return plan
 
 
 def _spec_of(runtime_env: Any) -> Any:
@@ -191,7 +172,7 @@ class RtenvPlugin(RuntimeEnvPlugin):
             raise RuntimeError(f"rtenv: {e.message}") from None
         except _cli.BinaryNotFound as e:
             raise RuntimeError(f"rtenv: {e}") from None
-        self._plans[uri] = self._finish(_plan_of(result))
+        self._plans[uri] = _plan_of(result)
         logger.info("rtenv env %s %s (%s)", result["env_id"][:12],
                     "installed" if result["installed"] else "already on this node",
                     result["holder"])
@@ -206,7 +187,7 @@ class RtenvPlugin(RuntimeEnvPlugin):
         if plan is None:
             # Created by an earlier instance of this agent (Ray cached the URI, this plugin
             # did not); ask the rtenv agent again, which answers from what is on the node.
-            plan = self._finish(_plan_of(_cli.create(spec, self._job_of(uris[0]), env=self._env)))
+            plan = _plan_of(_cli.create(spec, self._job_of(uris[0]), env=self._env))
             self._plans[uris[0]] = plan
         launch_plan.to_ray_context(plan, self._env, context)
 
@@ -220,16 +201,6 @@ class RtenvPlugin(RuntimeEnvPlugin):
         return 0
 
     # ---- helpers ------------------------------------------------------------------------
-
-    def _finish(self, plan: dict) -> dict:
-        """Fills in what a plan turned from an older "context" leaves to this node: its
-        bytecode cache directory ($RTENV_HOME/pycache, as that binary's `rtenv run` used)."""
-        for op in plan.get("env") or []:
-            if op.pop("_home_pycache", False):
-                home = self._env.get("RTENV_HOME") or os.path.join(
-                    self._env.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rtenv")
-                op["value"] = os.path.join(home, "pycache")
-        return plan
 
     def _job_of(self, uri: str) -> str:
         return self._holder_tag + uri[len(URI_SCHEME):][:24]
