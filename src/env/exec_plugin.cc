@@ -168,23 +168,6 @@ Result<LaunchPlan> fragment_to_plan(const json& reply, const std::string& who) {
   return plan;
 }
 
-// Takes the lock, waiting at most until `deadline` (steady ms; negative: as long as it takes).
-Result<FileLock> lock_until(const fs::path& path, FileLock::Mode mode, int64_t deadline,
-                            const std::string& what) {
-  if (deadline < 0) return FileLock::acquire(path, mode);
-  while (true) {
-    RTENV_ASSIGN_OR_RETURN(FileLock lock, FileLock::try_acquire(path, mode));
-    if (lock.held()) return lock;
-    if (steady_ms() >= deadline) {
-      return make_error(ErrorCode::kTimeout,
-                        "timed out (config.setup_timeout_seconds) waiting for another process "
-                        "that is creating {}",
-                        what);
-    }
-    ::usleep(10'000);
-  }
-}
-
 int64_t left_ms(int64_t deadline) {
   return deadline < 0 ? -1 : std::max<int64_t>(1, deadline - steady_ms());
 }

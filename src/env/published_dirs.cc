@@ -4,9 +4,26 @@
 #include <unistd.h>
 #include <cerrno>
 
+#include "util/clock.h"
 #include "util/fs.h"
 
 namespace rtenv::env {
+
+Result<FileLock> lock_until(const fs::path& path, FileLock::Mode mode, int64_t deadline,
+                            const std::string& what) {
+  if (deadline < 0) return FileLock::acquire(path, mode);
+  while (true) {
+    RTENV_ASSIGN_OR_RETURN(FileLock lock, FileLock::try_acquire(path, mode));
+    if (lock.held()) return lock;
+    if (steady_ms() >= deadline) {
+      return make_error(ErrorCode::kTimeout,
+                        "timed out (config.setup_timeout_seconds) waiting for another process "
+                        "that is making {}",
+                        what);
+    }
+    ::usleep(10'000);
+  }
+}
 
 PublishedDirs::PublishedDirs(fs::path root, fs::path tmp, std::string ready_ext,
                              std::vector<std::string> sidecars)

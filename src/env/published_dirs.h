@@ -8,11 +8,17 @@
 #include <string_view>
 #include <vector>
 
+#include "util/fs.h"
 #include "util/result.h"
 
 namespace rtenv::env {
 
 namespace fs = std::filesystem;
+
+/// Takes the lock at `path`, waiting at most until `deadline` (steady ms; negative: as long as it
+/// takes). kTimeout past it: "... waiting for another process that is making <what>".
+Result<FileLock> lock_until(const fs::path& path, FileLock::Mode mode, int64_t deadline,
+                            const std::string& what);
 
 /// Entries `<root>/<name>/`, each with sidecars `<root>/<name><ext>`: `.lock` (users hold it
 /// shared; builders and eviction exclusive; its mtime is the last lease), the ready mark

@@ -140,23 +140,6 @@ int64_t remaining(int64_t deadline) {
   return std::max<int64_t>(1, deadline - steady_ms());
 }
 
-// Takes the lock, waiting at most until `deadline` (steady ms; negative: as long as it takes).
-Result<FileLock> lock_until(const fs::path& path, FileLock::Mode mode, int64_t deadline,
-                            const std::string& what) {
-  if (deadline < 0) return FileLock::acquire(path, mode);
-  while (true) {
-    RTENV_ASSIGN_OR_RETURN(FileLock lock, FileLock::try_acquire(path, mode));
-    if (lock.held()) return lock;
-    if (steady_ms() >= deadline) {
-      return make_error(ErrorCode::kTimeout,
-                        "timed out (config.setup_timeout_seconds) waiting for another process "
-                        "that is installing {}",
-                        what);
-    }
-    ::usleep(10'000);
-  }
-}
-
 // "name==1.0 \" + "    --hash=sha256:..." continuation lines joined, comments dropped.
 std::vector<std::string> parse_pins(const std::string& text) {
   std::vector<std::string> out;

@@ -49,7 +49,9 @@ def pids_of_agents(rtenv: Rtenv) -> list[int]:
     return out
 
 
-def children_of(pid: int) -> list[int]:
+def _processes_where(field: int, value: int, live_only: bool) -> list[int]:
+    """Processes whose /proc/<pid>/stat field number `field` (counted after the command name:
+    1 = ppid, 2 = pgid) is `value`; with `live_only`, not zombies."""
     out = []
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -59,9 +61,18 @@ def children_of(pid: int) -> list[int]:
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[1]) == pid:
+        if int(fields[field]) == value and not (live_only and fields[0] in ("Z", "X")):
             out.append(int(d))
     return out
+
+
+def children_of(pid: int) -> list[int]:
+    return _processes_where(1, pid, live_only=False)
+
+
+def pgroup_members(pgid: int) -> list[int]:
+    """Live processes of process group `pgid`."""
+    return _processes_where(2, pgid, live_only=True)
 
 
 class AgentProc:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from agent_helpers import agent_factory, env_create, env_list, env_release, resource  # noqa: F401
+from agent_helpers import (  # noqa: F401
+    agent_factory, env_create, env_list, env_release, pgroup_members, resource)
 from conftest import (
     HEX64,
     PY,
@@ -183,22 +184,6 @@ def names_field(message: str, field: str) -> bool:
 
 def holders(listing: dict) -> list[str]:
     return [h for e in listing["envs"] for h in e["holders"]]
-
-
-def pgroup_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of process group `pgid`."""
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{d}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            out.append(int(d))
-    return out
 
 
 # A command that prints its view of the environment as one JSON line.
