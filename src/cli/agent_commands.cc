@@ -66,7 +66,7 @@ int env_create_command(const EnvCreateArgs& args) {
   if (!registry) return fail(kExitUsage, registry.error().message());
   auto parsed = spec::RuntimeEnv::load(args.runtime_env);
   if (!parsed) return fail(kExitUsage, parsed.error().message());
-  if (auto v = env::validate_fields(*parsed, **registry); !v) {
+  if (auto v = env::validate_fields(*parsed, **registry, *home_or); !v) {
     return fail(kExitUsage, v.error().message());
   }
   if (args.no_install) return env_resolve(*parsed, *home_or, **registry, args.json);

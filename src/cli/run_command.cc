@@ -150,7 +150,7 @@ int run_command(const RunArgs& args) {
                                           : args.runtime_env + ": " + parsed.error().message());
     }
     env = std::move(parsed).value();
-    if (auto v = env::validate_fields(env, **registry); !v) {
+    if (auto v = env::validate_fields(env, **registry, *home); !v) {
       return fail(kExitUsage, v.error().message());
     }
   }

@@ -249,6 +249,12 @@ Result<void> ExecPluginField::validate(const spec::Json& value, int64_t timeout_
       .with_context("runtime_env." + spec_.field);
 }
 
+bool ExecPluginField::is_published(const spec::Json& value, const Home& home) const {
+  auto key = key_of(spec_, value);
+  if (!key) return false;
+  return PublishedDirs(plugin_root(home, spec_.field), home.tmp(), ".ready").is_ready(*key);
+}
+
 Result<void> ExecPluginField::resources(const spec::Json& value, const spec::RuntimeEnv&,
                                         const NodeCache& cache, std::vector<Resource>* out) const {
   auto key = key_of(spec_, value);
@@ -283,7 +289,11 @@ Result<void> ExecPluginField::contribute(const spec::Json& value, const spec::Ru
 
 ExecPluginKind::ExecPluginKind(const Home& home, PluginSpec spec)
     : spec_(std::move(spec)),
-      dirs_(home.root / "plugins" / spec_.field, home.tmp(), ".ready", {".context.json"}) {}
+      dirs_(plugin_root(home, spec_.field), home.tmp(), ".ready", {".context.json"}) {}
+
+fs::path plugin_root(const Home& home, const std::string& field) {
+  return home.root / "plugins" / field;
+}
 
 bool ExecPluginKind::owns(std::string_view uri) const { return uri.starts_with(prefix()); }
 

@@ -40,6 +40,9 @@ class ExecPluginField : public Field {
   std::string name() const override { return spec_.field; }
   int priority() const override { return spec_.priority; }
   Result<void> validate(const spec::Json& value, int64_t timeout_ms) const override;
+  /// True if `value`'s resource is published in `home` already: this program created it, so
+  /// the value was valid (validate_fields skips asking again on the warm path).
+  bool is_published(const spec::Json& value, const Home& home) const;
   Result<void> resources(const spec::Json& value, const spec::RuntimeEnv& env,
                          const NodeCache& cache, std::vector<Resource>* out) const override;
   Result<void> contribute(const spec::Json& value, const spec::RuntimeEnv& env,
@@ -48,6 +51,9 @@ class ExecPluginField : public Field {
  private:
   PluginSpec spec_;
 };
+
+/// The directory of a plugin field's resources in `home`: $RTENV_HOME/plugins/<field>.
+fs::path plugin_root(const Home& home, const std::string& field);
 
 /// Where an exec plugin's resources live: $RTENV_HOME/plugins/<field>/<key>/, with <key>.lock,
 /// <key>.context.json (the program's `context` answer) and <key>.ready (written last).

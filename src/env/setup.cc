@@ -82,12 +82,15 @@ Result<LaunchPlan> launch_plan(const RuntimeEnv& env, const NodeCache& cache, co
   return out;
 }
 
-Result<void> validate_fields(const RuntimeEnv& env, const Registry& registry) {
+Result<void> validate_fields(const RuntimeEnv& env, const Registry& registry, const Home& home) {
   int64_t timeout_s = env.config().setup_timeout_seconds;
   const Json& j = env.to_json();
   for (const auto& name : env.plugin_fields()) {
     const Field* f = registry.find(name);
     if (!f) continue;  // plan() says no plugin handles it
+    if (auto* p = dynamic_cast<const ExecPluginField*>(f); p && p->is_published(j[name], home)) {
+      continue;
+    }
     RTENV_TRY(f->validate(j[name], timeout_s > 0 ? timeout_s * 1000 : -1));
   }
   return ok_result();

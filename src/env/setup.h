@@ -37,8 +37,10 @@ Result<LaunchPlan> launch_plan(const spec::RuntimeEnv& env, const NodeCache& cac
                                const Plan& plan);
 
 /// Asks each plugin field's program whether its value is valid (built-in fields are checked by
-/// the spec's own validation). kInvalidArgument naming the field.
-Result<void> validate_fields(const spec::RuntimeEnv& env, const Registry& registry);
+/// the spec's own validation), unless the value's resource is published in `home` already (it
+/// was valid for this program). kInvalidArgument naming the field.
+Result<void> validate_fields(const spec::RuntimeEnv& env, const Registry& registry,
+                             const Home& home);
 
 /// An activated env: its launch plan and the leases that keep its resources whole until released.
 struct ActiveEnv {

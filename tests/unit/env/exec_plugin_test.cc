@@ -105,7 +105,7 @@ TEST_F(ExecPluginTest, CreatesOncePublishesAndContributes) {
 
 TEST_F(ExecPluginTest, ValidateFailureNamesTheField) {
   auto env = env_of(R"({"hello": {"greeting": "bad"}})");
-  auto r = validate_fields(env, *registry_);
+  auto r = validate_fields(env, *registry_, home_);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(r.error().message().find("runtime_env.hello"), std::string::npos);
