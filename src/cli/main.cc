@@ -128,6 +128,12 @@ int real_main(int argc, char** argv) {
       "$RTENV_HOME/config.json, an RTENV_* variable or a flag (docs/config.md). The store token "
       "is masked.");
   config_show_cmd->add_flag("--json", config_json, "Print one JSON object");
+  std::string config_store, config_max_package_size;
+  config_show_cmd->add_option("--store", config_store,
+                              "Show the configuration a command given this --store would use");
+  config_show_cmd->add_option("--max-package-size", config_max_package_size,
+                              "Show the configuration a command given this --max-package-size "
+                              "would use");
 
   auto* env_cmd = app.add_subcommand("env", "Envs on this node (through the agent)");
   env_cmd->require_subcommand(1);
@@ -197,6 +203,9 @@ int real_main(int argc, char** argv) {
     if (!pack.limits.max_package_size.empty()) {
       flags.max_package_size = pack.limits.max_package_size;
     }
+  } else if (config_show_cmd->parsed()) {
+    if (!config_store.empty()) flags.store = config_store;
+    if (!config_max_package_size.empty()) flags.max_package_size = config_max_package_size;
   }
   auto config = rtenv::config::Config::from_environment(flags);
   if (!config) return fail(kExitUsage, config.error().message());
