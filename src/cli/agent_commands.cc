@@ -64,13 +64,12 @@ nlohmann::json context_json(const env::Context& c) {
 // whose nodes install it (their agents fetch from the store): the same packing and locking as
 // `env create`, without asking this machine's agent for anything.
 int env_resolve(const spec::RuntimeEnv& env, bool json) {
-  auto home = open_home();
+  auto home = env::Home::from_environment();
   if (!home) return fail(kExitSetup, "setup failed: " + home.error().message());
   auto store = open_any_store(home->store_url());
   if (!store)
     return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
   env::UploadOptions upload;
-  if (auto r = SizeLimits().apply(&upload); !r) return fail(kExitUsage, r.error().message());
   upload.unpack_zip = env::zip_importer(*home, upload.max_package_bytes, nullptr);
   auto resolved = env::upload_local(env, *home, **store, upload);
   if (!resolved) return fail(kExitSetup, "setup failed: " + resolved.error().message());
@@ -97,7 +96,6 @@ int env_create_command(const EnvCreateArgs& args) {
   if (!store)
     return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
   env::UploadOptions upload;
-  if (auto r = SizeLimits().apply(&upload); !r) return fail(kExitUsage, r.error().message());
   upload.unpack_zip = env::zip_importer(home, upload.max_package_bytes, nullptr);
   auto resolved = env::upload_local(*parsed, home, **store, upload);
   if (!resolved) return fail(kExitSetup, "setup failed: " + resolved.error().message());
