@@ -31,6 +31,13 @@ if ! "$py" -c 'import pytest' 2>/dev/null; then
   "$py" -m pip install -q pytest
 fi
 
+# wheel: setuptools on Debian 12 builds `pip install ./python` (the Python package's test) only
+# with it (without: "invalid command 'bdist_wheel'").
+if ! "$py" -c 'import wheel' 2>/dev/null; then
+  echo "setup: installing wheel"
+  "$py" -m pip install -q 'wheel==0.45.1'
+fi
+
 # uv: what installs the pip/uv fields' packages (rtenv falls back to pip without it; the tests
 # exercise both). Pinned: the version the tests and benchmarks were measured with.
 if ! "$py" -c 'import uv' 2>/dev/null; then
@@ -43,6 +50,13 @@ fi
 if ! "$py" -c 'import moto.server' 2>/dev/null; then
   echo "setup: installing moto (S3 server for the store tests)"
   "$py" -m pip install -q 'moto[server]==5.2.1'
+fi
+
+# jsonschema: python/tests checks `rtenv schema` with it (Ray 2.60 depends on it too). Pinned: the
+# version those tests were written and run with.
+if ! "$py" -c 'import jsonschema' 2>/dev/null; then
+  echo "setup: installing jsonschema"
+  "$py" -m pip install -q 'jsonschema==4.26.0'
 fi
 
 # Ray: the engine the Python package's plugin is tested and benchmarked against. Pinned: the

@@ -30,6 +30,7 @@ __all__ = [
     "resolve",
     "run",
     "run_async",
+    "schema",
 ]
 
 EXIT_USAGE = 2
@@ -183,3 +184,12 @@ async def release_async(job: str, *, env: Optional[Mapping[str, str]] = None) ->
 def env_list(*, env: Optional[Mapping[str, str]] = None) -> dict:
     """The node's envs and resources (`rtenv env list --json`)."""
     return _one_json(run(["env", "list", "--json"], env=env), "rtenv env list")
+
+
+def schema(*, env: Optional[Mapping[str, str]] = None) -> dict:
+    """The JSON Schema of a runtime_env (`rtenv schema`): every built-in field's shapes, other
+    top-level fields allowed as plugin fields."""
+    try:
+        return json.loads(run(["schema"], env=env))
+    except json.JSONDecodeError as e:
+        raise RtenvError(f"rtenv schema printed no JSON: {e}", 0, ["schema"]) from e

@@ -141,7 +141,7 @@ def test_merge(case):
 
 # ---- inputs whose results were taken from the C++ side ---------------------------------------
 
-from cpp_checked_cases import CPP_CHECKED, CPP_CHECKED_YAML  # noqa: E402
+from cpp_checked_cases import CPP_CHECKED, CPP_CHECKED_YAML, INVALID_JSON  # noqa: E402
 
 
 def _result(parse):
@@ -154,8 +154,13 @@ def _result(parse):
 @pytest.mark.parametrize("text,task_level,expected", CPP_CHECKED)
 def test_same_result_as_cpp(text, task_level, expected):
     level = rt.TASK if task_level else rt.JOB
-    assert _result(lambda: RuntimeEnv.from_json(text, level=level, base_dir=FIXTURES)) == expand(
-        expected)
+    result = _result(lambda: RuntimeEnv.from_json(text, level=level, base_dir=FIXTURES))
+    if expected is INVALID_JSON:
+        # Refused as JSON text; the parser's own words are not compared.
+        assert result.startswith(INVALID_JSON + " at line ") or result.startswith(
+            INVALID_JSON + ": "), result
+    else:
+        assert result == expand(expected)
 
 
 @pytest.mark.parametrize("text,expected", CPP_CHECKED_YAML)
@@ -240,9 +245,13 @@ def test_plugin_fields_need_registration():
 
 def test_python_values_map_to_json_values():
     env = RuntimeEnv.from_dict({"conda": {"t": (1, 2), "big": 2 ** 70, "neg": -(2 ** 64),
-                                          "u": 2 ** 64 - 1, "nan": float("nan")}})
-    assert env.canonical() == ('{"conda":{"big":1.1805916207174113e+21,"nan":null,'
+                                          "u": 2 ** 64 - 1}})
+    assert env.canonical() == ('{"conda":{"big":1.1805916207174113e+21,'
                                '"neg":-1.8446744073709552e+19,"t":[1,2],"u":18446744073709551615}}')
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError) as exc:
+            RuntimeEnv.from_dict({"conda": {"x": [bad]}})
+        assert str(exc.value).startswith("runtime_env.conda.x[0]: %r is not a JSON value" % bad)
     with pytest.raises(ValueError, match="is not a JSON value"):
         RuntimeEnv.from_dict({"conda": {"x": object()}})
     with pytest.raises(ValueError) as exc:
@@ -252,11 +261,58 @@ def test_python_values_map_to_json_values():
 
 
 def test_strings_that_are_not_unicode_text_are_refused():
-    # A lone surrogate is what invalid UTF-8 becomes in Python; the message is nlohmann's.
+    # A lone surrogate is what invalid UTF-8 becomes in Python.
+    for value in ({"env_vars": {"A": "x\ud800"}}, {"conda": {"x\udcff": 1}}):
+        with pytest.raises(ValueError) as exc:
+            RuntimeEnv.from_dict(value)
+        assert str(exc.value).startswith("runtime_env: a string is not valid UTF-8")
+        str(exc.value).encode("utf-8")  # the message itself is valid text
+    # Text: invalid UTF-8 bytes, and \u escapes that make no character.
+    for text in (b'{"env_vars": {"A": "\xff"}}', b'{"env_vars": {"A": "\\ud800"}}',
+                 b'{"env_vars": {"A": "\\udc00x"}}'):
+        with pytest.raises(ValueError) as exc:
+            RuntimeEnv.from_json(text)
+        assert str(exc.value).startswith("runtime_env: invalid JSON"), str(exc.value)
+
+
+def test_json_text_errors_say_where():
+    cases = {
+        b'{"pip": ["requests",]}': "runtime_env: invalid JSON at line 1, column 21: ",
+        b'{\n  "env_vars": {"A": "1"}\n  "pip": []\n}': "runtime_env: invalid JSON at line 3, ",
+        b'{"pip": NaN}': "runtime_env: invalid JSON: NaN is not JSON",
+        b'{"pip": -Infinity}': "runtime_env: invalid JSON: -Infinity is not JSON",
+        b'{"config": {"setup_timeout_seconds": 1e400}}':
+            "runtime_env: invalid JSON: number 1e400 is out of range",
+    }
+    for text, prefix in cases.items():
+        with pytest.raises(ValueError) as exc:
+            RuntimeEnv.from_json(text)
+        assert str(exc.value).startswith(prefix), str(exc.value)
+    # A BOM is allowed, as the C++ side allows it; duplicate keys: the last one wins (both sides).
+    assert RuntimeEnv.from_json(b'\xef\xbb\xbf{"pip": ["a"], "pip": ["b"]}').pip == {
+        "packages": ["b"]}
+    assert RuntimeEnv.from_json('\ufeff{}').empty()
+
+
+def test_yaml_errors_say_where():
     with pytest.raises(ValueError) as exc:
-        RuntimeEnv.from_dict({"env_vars": {"A": "x\ud800"}})
-    assert str(exc.value) == ("runtime_env: a string is not valid UTF-8 (invalid UTF-8 byte at "
-                              "index 2: 0xA0)")
+        RuntimeEnv.from_yaml("env_vars: {A: '1'\n")
+    assert str(exc.value).startswith("runtime_env: invalid YAML at line "), str(exc.value)
+    with pytest.raises(ValueError) as exc:
+        RuntimeEnv.from_yaml("pip:\n  - a\n - b\n")
+    assert str(exc.value).startswith("runtime_env: invalid YAML at line 3"), str(exc.value)
+    # Anchors and aliases are YAML: they work.
+    env = RuntimeEnv.from_yaml("env_vars: &v {A: '1'}\nconda: {variables: *v}\n")
+    assert env.conda == {"variables": {"A": "1"}}
+
+
+def test_yaml_without_pyyaml_says_to_install_it(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "yaml", None)  # `import yaml` fails
+    monkeypatch.setattr(rt, "_yaml_loader", None)
+    with pytest.raises(ImportError, match="pip install pyyaml"):
+        RuntimeEnv.from_yaml("pip: [a]\n")
+    assert RuntimeEnv.from_json('{"pip": ["a"]}').pip == {"packages": ["a"]}
 
 
 def test_merge_function_and_method():

@@ -100,19 +100,21 @@ AgentOptions::AgentOptions(const config::Config& config)
       failure_ttl_ms(static_cast<int64_t>(config.failure_ttl_seconds() * 1000)) {}
 
 Agent::Agent(env::Home home, std::unique_ptr<store::BlobStore> store, AgentOptions options,
-             std::unique_ptr<StateDb> db)
+             std::shared_ptr<const env::Registry> registry, std::unique_ptr<StateDb> db)
     : home_(std::move(home)),
       store_(std::move(store)),
       options_(std::move(options)),
-      cache_(home_, *store_),
+      cache_(home_, *store_, std::move(registry)),
       db_(std::move(db)),
       free_slots_(std::max(1u, options_.max_parallel_installs)),
       last_activity_ms_(wall_ms()) {}
 
 Result<std::unique_ptr<Agent>> Agent::open(env::Home home, std::unique_ptr<store::BlobStore> store,
-                                           AgentOptions options) {
+                                           AgentOptions options,
+                                           std::shared_ptr<const env::Registry> registry) {
   RTENV_ASSIGN_OR_RETURN(auto db, StateDb::open(home.root / "agent.db"));
-  std::unique_ptr<Agent> agent(new Agent(home, std::move(store), options, std::move(db)));
+  std::unique_ptr<Agent> agent(
+      new Agent(home, std::move(store), options, std::move(registry), std::move(db)));
   // What a crash left: half-built trees in tmp/ (never published), envs marked creating. Only
   // if no agent serves this home (serve() holds agent.lock): a second agent that is about to
   // find it taken must not mark the envs the serving one is installing as interrupted.
@@ -318,7 +320,7 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
       }
     }
     for (const auto& r : planned->resources) {
-      RTENV_TRY(db_->link_resource(env_id, r.uri, r.kind, wall_ms()));
+      RTENV_TRY(db_->link_resource(env_id, r.uri, r.kind->name(), wall_ms()));
       installing_.insert(r.uri);
     }
   }
@@ -339,7 +341,7 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
     }
     auto t = std::chrono::steady_clock::now();
     std::string what = fmt::format("{} {}", r.field, r.uri);
-    const char* verb = r.python ? "installing" : "materializing";
+    const char* verb = r.kind->name() == "package" ? "materializing" : "installing";
     auto report = [&](const std::string& line) {
       if (progress) progress(fmt::format("{} {}: {}", verb, what, line));
     };
@@ -355,10 +357,15 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
       RTENV_TRY(db_->set_resource_size(r.uri, bytes));
     }
     out.timings.push_back(
-        {(*built ? (r.python ? "install " : "materialize ") : "cached ") + what, ms_since(t)});
+        {(*built ? std::string(verb == std::string("installing") ? "install " : "materialize ")
+                 : "cached ") +
+             what,
+         ms_since(t)});
     out.resource_uris.push_back(r.uri);
   }
-  out.context = std::move(planned->context);
+  auto launch = env::launch_plan(*locked, cache_, *planned);
+  if (!launch) return fail(launch.error());
+  out.plan = std::move(launch).value();
   {
     std::lock_guard lock(mu_);
     RTENV_TRY(db_->set_env_state(env_id, "ready", "", timings_json(out.timings), wall_ms()));

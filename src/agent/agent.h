@@ -53,7 +53,7 @@ struct Timing {
 
 struct CreateResult {
   std::string env_id;
-  env::Context context;  ///< env_vars unexpanded
+  env::LaunchPlan plan;  ///< env_vars' ${NAME} not yet expanded
   std::vector<std::string> resource_uris;
   std::vector<Timing> timings;
   bool installed = false;  ///< false: everything was on the node already
@@ -76,9 +76,11 @@ class Agent {
  public:
   /// Opens the state, sweeps what a crash left half done, adopts packages already on the node,
   /// and starts the holder reaper.
+  /// `registry`: the fields this node handles (built-in and exec plugins).
   static Result<std::unique_ptr<Agent>> open(env::Home home,
                                              std::unique_ptr<store::BlobStore> store,
-                                             AgentOptions options);
+                                             AgentOptions options,
+                                             std::shared_ptr<const env::Registry> registry);
   ~Agent();
 
   using Progress = std::function<void(const std::string& message)>;
@@ -118,7 +120,7 @@ class Agent {
 
  private:
   Agent(env::Home home, std::unique_ptr<store::BlobStore> store, AgentOptions options,
-        std::unique_ptr<StateDb> db);
+        std::shared_ptr<const env::Registry> registry, std::unique_ptr<StateDb> db);
   Result<CreateResult> install(const spec::RuntimeEnv& env, const std::string& env_id,
                                const spec::SetupConfig& config, const std::string& job_id,
                                const Progress& progress);

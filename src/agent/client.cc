@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent.grpc.pb.h"
+#include "agent/wire.h"
 #include "env/agent_process.h"
 #include "util/fs.h"
 
@@ -27,6 +28,30 @@ namespace {
 Error unreachable(const grpc::Status& s) {
   return make_error(ErrorCode::kUnavailable, "the rtenv agent did not answer: {}",
                     s.error_message());
+}
+
+// Every call has a deadline: an agent that stops answering fails the call instead of hanging it.
+constexpr auto kCallDeadline = std::chrono::seconds(60);
+constexpr auto kGcDeadline = std::chrono::minutes(30);
+// Past the env's own setup timeout (the agent gives up then), time to answer.
+constexpr auto kSetupGrace = std::chrono::seconds(60);
+
+void set_deadline(grpc::ClientContext* ctx, std::chrono::seconds in) {
+  ctx->set_deadline(std::chrono::system_clock::now() + in);
+}
+
+// The deadline of a setup call: the env's config.setup_timeout_seconds (default 600; <= 0: none)
+// plus grace.
+void set_setup_deadline(grpc::ClientContext* ctx, const std::string& serialized_env) {
+  int64_t seconds = 600;
+  auto j = nlohmann::json::parse(serialized_env, nullptr, false);
+  if (j.is_object() && j.contains("config") && j["config"].is_object() &&
+      j["config"].contains("setup_timeout_seconds") &&
+      j["config"]["setup_timeout_seconds"].is_number_integer()) {
+    seconds = j["config"]["setup_timeout_seconds"].get<int64_t>();
+  }
+  if (seconds <= 0) return;
+  set_deadline(ctx, std::chrono::seconds(seconds) + kSetupGrace);
 }
 
 bool wait_connected(grpc::Channel& channel, std::chrono::milliseconds timeout) {
@@ -177,6 +202,7 @@ Result<CreateResult> AgentClient::get_or_create(
   req.set_job_id(job_id);
   req.set_holder(holder);
   grpc::ClientContext ctx;
+  set_setup_deadline(&ctx, serialized_env);
   auto reader = impl_->stub->CreateRuntimeEnvWithProgress(&ctx, req);
   pb::SetupUpdate update;
   std::optional<pb::GetOrCreateRuntimeEnvReply> reply;
@@ -192,18 +218,14 @@ Result<CreateResult> AgentClient::get_or_create(
   if (!reply)
     return Error(ErrorCode::kUnavailable, "the rtenv agent ended the call without a result");
   if (!reply->ok()) {
-    return Error(reply->retryable() ? ErrorCode::kUnavailable : ErrorCode::kInvalidArgument,
-                 reply->error_message());
+    ErrorCode fallback = reply->retryable() ? ErrorCode::kUnavailable : ErrorCode::kInvalidArgument;
+    return Error(error_code_from_proto(reply->error_code(), fallback), reply->error_message());
   }
   CreateResult out;
   out.env_id = reply->env_id();
   out.installed = reply->installed();
-  const auto& c = reply->context();
-  if (!c.cwd().empty()) out.context.cwd = c.cwd();
-  for (const auto& [k, v] : c.env_vars()) out.context.env_vars[k] = v;
-  for (const auto& p : c.python_path()) out.context.python_path.emplace_back(p);
-  if (!c.py_executable().empty()) out.context.py_executable = c.py_executable();
-  for (const auto& u : c.resource_uris()) out.resource_uris.push_back(u);
+  out.plan = from_proto(reply->plan());
+  out.resource_uris = out.plan.resources;
   for (const auto& t : reply->timings()) out.timings.push_back({t.phase(), t.ms()});
   return out;
 }
@@ -214,9 +236,13 @@ Result<bool> AgentClient::release(const std::string& serialized_env, const std::
   req.set_holder(holder);
   pb::DeleteRuntimeEnvIfPossibleReply reply;
   grpc::ClientContext ctx;
+  set_deadline(&ctx, kCallDeadline);
   grpc::Status s = impl_->stub->DeleteRuntimeEnvIfPossible(&ctx, req, &reply);
   if (!s.ok()) return unreachable(s);
-  if (!reply.ok()) return Error(ErrorCode::kInvalidArgument, reply.error_message());
+  if (!reply.ok()) {
+    return Error(error_code_from_proto(reply.error_code(), ErrorCode::kInvalidArgument),
+                 reply.error_message());
+  }
   return reply.released();
 }
 
@@ -225,6 +251,7 @@ Result<uint32_t> AgentClient::release_holder(const std::string& holder) {
   req.set_holder(holder);
   pb::ReleaseHolderReply reply;
   grpc::ClientContext ctx;
+  set_deadline(&ctx, kCallDeadline);
   grpc::Status s = impl_->stub->ReleaseHolder(&ctx, req, &reply);
   if (!s.ok()) return unreachable(s);
   return reply.released();
@@ -233,6 +260,7 @@ Result<uint32_t> AgentClient::release_holder(const std::string& holder) {
 Result<pb::GetRuntimeEnvsInfoReply> AgentClient::info() {
   pb::GetRuntimeEnvsInfoReply reply;
   grpc::ClientContext ctx;
+  set_deadline(&ctx, kCallDeadline);
   grpc::Status s = impl_->stub->GetRuntimeEnvsInfo(&ctx, pb::GetRuntimeEnvsInfoRequest(), &reply);
   if (!s.ok()) return unreachable(s);
   return reply;
@@ -243,6 +271,7 @@ Result<pb::GarbageCollectReply> AgentClient::gc(bool dry_run) {
   req.set_dry_run(dry_run);
   pb::GarbageCollectReply reply;
   grpc::ClientContext ctx;
+  set_deadline(&ctx, kGcDeadline);
   grpc::Status s = impl_->stub->GarbageCollect(&ctx, req, &reply);
   if (!s.ok()) return unreachable(s);
   return reply;
@@ -251,6 +280,7 @@ Result<pb::GarbageCollectReply> AgentClient::gc(bool dry_run) {
 Result<void> AgentClient::ping() {
   pb::PingReply reply;
   grpc::ClientContext ctx;
+  set_deadline(&ctx, kCallDeadline);
   grpc::Status s = impl_->stub->Ping(&ctx, pb::PingRequest(), &reply);
   if (!s.ok()) return unreachable(s);
   return ok_result();

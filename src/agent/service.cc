@@ -12,6 +12,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "agent.grpc.pb.h"
+#include "agent/wire.h"
 #include "util/fs.h"
 
 namespace rtenv::agent {
@@ -26,12 +27,7 @@ void fill_context(const CreateResult& r, pb::GetOrCreateRuntimeEnvReply* reply) 
   reply->set_ok(true);
   reply->set_env_id(r.env_id);
   reply->set_installed(r.installed);
-  auto* c = reply->mutable_context();
-  if (r.context.cwd) c->set_cwd(r.context.cwd->string());
-  for (const auto& [k, v] : r.context.env_vars) (*c->mutable_env_vars())[k] = v;
-  for (const auto& p : r.context.python_path) c->add_python_path(p.string());
-  if (r.context.py_executable) c->set_py_executable(r.context.py_executable->string());
-  for (const auto& u : r.resource_uris) c->add_resource_uris(u);
+  to_proto(r.plan, reply->mutable_plan());
   for (const auto& t : r.timings) {
     auto* pt = reply->add_timings();
     pt->set_phase(t.phase);
@@ -43,6 +39,7 @@ void fill_error(const Error& e, pb::GetOrCreateRuntimeEnvReply* reply) {
   reply->set_ok(false);
   reply->set_error_message(e.message());
   reply->set_retryable(e.retryable());
+  reply->set_error_code(static_cast<pb::ErrorCode>(to_proto(e.code())));
 }
 
 class Service final : public pb::RuntimeEnvAgent::Service {
@@ -100,10 +97,12 @@ class Service final : public pb::RuntimeEnvAgent::Service {
     if (auto s = authorize(ctx); !s.ok()) return s;
     auto r = agent_.release(req->serialized_runtime_env(), req->holder());
     reply->set_ok(r.ok());
-    if (r)
+    if (r) {
       reply->set_released(*r);
-    else
+    } else {
       reply->set_error_message(r.error().message());
+      reply->set_error_code(static_cast<pb::ErrorCode>(to_proto(r.error().code())));
+    }
     return grpc::Status::OK;
   }
 

@@ -24,6 +24,18 @@ CREATE TABLE IF NOT EXISTS refs(
 CREATE INDEX IF NOT EXISTS refs_by_holder ON refs(holder);
 )sql";
 
+// The schema's version (PRAGMA user_version). 0: a database from before versions were kept
+// (the same tables). Each step migrates from the version before it.
+constexpr int kSchemaVersion = 2;
+constexpr const char* kMigrations[kSchemaVersion] = {
+    // 0 -> 1: versioned; nothing else changed.
+    "",
+    // 1 -> 2: a resource's kind is its kind's name, derived from the URI ("package",
+    // "python"), no longer the field that first asked for it ("working_dir", "py_modules").
+    "UPDATE resources SET kind = CASE WHEN uri LIKE 'rtenv://%' THEN 'package' "
+    "WHEN uri LIKE 'pyenv://%' THEN 'python' ELSE kind END;",
+};
+
 // A prepared statement, finalized on destruction.
 class Stmt {
  public:
@@ -73,7 +85,34 @@ Result<std::unique_ptr<StateDb>> StateDb::open(const std::filesystem::path& file
   std::unique_ptr<StateDb> out(new StateDb(db));
   sqlite3_busy_timeout(db, 5000);
   RTENV_TRY(out->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"));
-  RTENV_TRY(out->exec(kSchema));
+  RTENV_TRY(out->exec("BEGIN IMMEDIATE"));
+  auto migrated = [&]() -> Result<void> {
+    int version = 0;
+    {
+      Stmt v(db, "PRAGMA user_version");
+      if (v.step() == SQLITE_ROW) version = static_cast<int>(v.integer(0));
+    }
+    if (version > kSchemaVersion) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "agent state {} has schema version {}, newer than this rtenv knows ({}): "
+                        "a newer rtenv wrote it; run that version, or move the file aside to "
+                        "start over",
+                        file.string(), version, kSchemaVersion);
+    }
+    RTENV_TRY(out->exec(kSchema));
+    for (int v = version; v < kSchemaVersion; ++v) {
+      if (*kMigrations[v]) RTENV_TRY(out->exec(kMigrations[v]));
+    }
+    if (version != kSchemaVersion) {
+      RTENV_TRY(out->exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion)));
+    }
+    return ok_result();
+  }();
+  if (!migrated) {
+    (void)out->exec("ROLLBACK");
+    return migrated.error();
+  }
+  RTENV_TRY(out->exec("COMMIT"));
   return out;
 }
 
@@ -151,7 +190,7 @@ Result<void> StateDb::link_resource(const std::string& env_id, const std::string
                                     const std::string& kind, int64_t now_ms) {
   RTENV_TRY(Stmt(db_,
                  "INSERT INTO resources(uri, kind, created_ms, last_used_ms) VALUES(?1, ?2, ?3, "
-                 "?3) ON CONFLICT(uri) DO UPDATE SET last_used_ms = ?3")
+                 "?3) ON CONFLICT(uri) DO UPDATE SET last_used_ms = ?3, kind = ?2")
                 .bind(1, uri)
                 .bind(2, kind)
                 .bind(3, now_ms)

@@ -37,6 +37,9 @@ struct ResourceRow {
 /// Not thread-safe: the Agent serializes all calls with its own mutex.
 class StateDb {
  public:
+  /// Opens (creating) the database and brings an older schema up to this version's (each
+  /// version's migration in order, in one transaction). kInvalidArgument for a database a newer
+  /// rtenv wrote (its schema version is above this one's), saying what to do.
   static Result<std::unique_ptr<StateDb>> open(const std::filesystem::path& file);
   ~StateDb();
 

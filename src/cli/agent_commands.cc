@@ -48,30 +48,18 @@ Result<std::unique_ptr<agent::AgentClient>> connect(env::Home* home_out, bool st
   return agent::AgentClient::connect(home, options);
 }
 
-// What a process needs to start inside the env, for engines that start processes themselves:
-// env_vars as given (`${NAME}` still to be expanded from the process's own environment, as
-// `rtenv run` does), python_path to prepend to PYTHONPATH, and cwd / py_executable ("" = none).
-nlohmann::json context_json(const env::Context& c) {
-  std::vector<std::string> python_path;
-  for (const auto& p : c.python_path) python_path.push_back(p.string());
-  return {{"cwd", c.cwd ? c.cwd->string() : ""},
-          {"env_vars", c.env_vars},
-          {"python_path", python_path},
-          {"py_executable", c.py_executable ? c.py_executable->string() : ""}};
-}
-
 // `env create --no-install`: what a submitting side does before handing an env to an engine
 // whose nodes install it (their agents fetch from the store): the same packing and locking as
 // `env create`, without asking this machine's agent for anything.
-int env_resolve(const spec::RuntimeEnv& env, bool json) {
-  auto home = env::Home::from_environment();
-  if (!home) return fail(kExitSetup, "setup failed: " + home.error().message());
+int env_resolve(const spec::RuntimeEnv& env, const env::Home& home_value,
+                const env::Registry& registry, bool json) {
+  const env::Home* home = &home_value;
   auto store = open_any_store(home->store_url());
   if (!store)
     return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
   env::UploadOptions upload;
   upload.unpack_zip = env::zip_importer(*home, upload.max_package_bytes, nullptr);
-  auto resolved = env::upload_local(env, *home, **store, upload);
+  auto resolved = env::upload_local(env, *home, **store, registry, upload);
   if (!resolved) return fail(kExitSetup, "setup failed: " + resolved.error().message());
   if (json) {
     nlohmann::json j = {{"env_id", resolved->id().hex()},
@@ -86,9 +74,17 @@ int env_resolve(const spec::RuntimeEnv& env, bool json) {
 }  // namespace
 
 int env_create_command(const EnvCreateArgs& args) {
+  auto home_or = env::Home::from_environment();
+  if (!home_or) return fail(kExitSetup, "setup failed: " + home_or.error().message());
+  // Plugin fields are known to validation once the registry is built.
+  auto registry = env::Registry::standard(*home_or);
+  if (!registry) return fail(kExitUsage, registry.error().message());
   auto parsed = spec::RuntimeEnv::load(args.runtime_env);
   if (!parsed) return fail(kExitUsage, parsed.error().message());
-  if (args.no_install) return env_resolve(*parsed, args.json);
+  if (auto v = env::validate_fields(*parsed, **registry); !v) {
+    return fail(kExitUsage, v.error().message());
+  }
+  if (args.no_install) return env_resolve(*parsed, *home_or, **registry, args.json);
   env::Home home;
   auto client = connect(&home);
   if (!client) return fail(kExitSetup, "setup failed: " + client.error().message());
@@ -97,7 +93,7 @@ int env_create_command(const EnvCreateArgs& args) {
     return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
   env::UploadOptions upload;
   upload.unpack_zip = env::zip_importer(home, upload.max_package_bytes, nullptr);
-  auto resolved = env::upload_local(*parsed, home, **store, upload);
+  auto resolved = env::upload_local(*parsed, home, **store, **registry, upload);
   if (!resolved) return fail(kExitSetup, "setup failed: " + resolved.error().message());
   std::string holder =
       args.job_id.empty() ? agent::process_holder(::getpid()) : "job:" + args.job_id;
@@ -112,7 +108,7 @@ int env_create_command(const EnvCreateArgs& args) {
                         {"runtime_env", nlohmann::json::parse(resolved->canonical())},
                         {"resources", r->resource_uris},
                         {"holder", holder},
-                        {"context", context_json(r->context)}};
+                        {"plan", r->plan.to_json()}};
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("env %s ready (%s); held by %s\n", r->env_id.c_str(),

@@ -29,7 +29,9 @@ int agent_command(const AgentArgs& args) {
       serve.token.pop_back();
     }
   }
-  auto a = agent::Agent::open(*home, std::move(store).value(), options);
+  auto registry = env::Registry::standard(*home);
+  if (!registry) return fail(kExitUsage, registry.error().message());
+  auto a = agent::Agent::open(*home, std::move(store).value(), options, *registry);
   if (!a) return fail(kExitSetup, "starting the agent: " + a.error().message());
   std::fprintf(stderr, "rtenv agent %d serving %s on %s%s\n", ::getpid(), home->root.c_str(),
                serve.socket.c_str(),

@@ -11,6 +11,7 @@
 #include "env/agent_process.h"
 #endif
 #include "cli/commands.h"
+#include "spec/schema.h"
 #include "util/fs.h"
 
 #include <unistd.h>
@@ -88,6 +89,11 @@ int real_main(int argc, char** argv) {
   lock_cmd->add_flag("--refresh", lock.refresh,
                      "Ask the index again instead of reusing an earlier resolution");
   lock_cmd->add_flag("--json", lock.json, "Print the runtime_env with its packages locked");
+
+  auto* schema_cmd =
+      app.add_subcommand("schema",
+                         "Print the runtime_env fields as a JSON Schema (for editors, and for Ray: "
+                         "RAY_RUNTIME_ENV_PLUGIN_SCHEMAS, see docs/ray.md)");
 
   // `--` ends rtenv's own arguments: what follows is the command, passed on untouched.
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -230,6 +236,10 @@ int real_main(int argc, char** argv) {
                   "run: no command given (usage: rtenv run [OPTIONS] -- COMMAND [ARGS...])");
     }
     return run_command(run);
+  }
+  if (schema_cmd->parsed()) {
+    std::printf("%s\n", rtenv::spec::runtime_env_schema().dump(2).c_str());
+    return 0;
   }
   if (pack_cmd->parsed()) return pack_command(pack);
   if (lock_cmd->parsed()) return lock_command(lock);

@@ -34,32 +34,23 @@ void forward_signal(int sig, siginfo_t* info, void*) {
   if (g_child_pid > 0) ::kill(g_child_pid, sig);
 }
 
-std::vector<std::string> build_environment(const env::Context& ctx) {
-  std::map<std::string, std::string> vars;
+// The caller's environment with the plan applied.
+std::vector<std::string> build_environment(const env::LaunchPlan& plan) {
+  std::map<std::string, std::string> caller;
   for (char** e = environ; *e; ++e) {
     std::string_view kv(*e);
     size_t eq = kv.find('=');
-    if (eq != std::string_view::npos) vars[std::string(kv.substr(0, eq))] = kv.substr(eq + 1);
-  }
-  for (const auto& [k, v] : ctx.env_vars) vars[k] = v;
-  if (!ctx.python_path.empty()) {
-    std::string pp;
-    for (const auto& p : ctx.python_path) pp += (pp.empty() ? "" : ":") + p.string();
-    if (auto it = vars.find("PYTHONPATH"); it != vars.end() && !it->second.empty()) {
-      pp += ":" + it->second;
-    }
-    vars["PYTHONPATH"] = pp;
+    if (eq != std::string_view::npos) caller[std::string(kv.substr(0, eq))] = kv.substr(eq + 1);
   }
   std::vector<std::string> out;
-  out.reserve(vars.size());
-  for (const auto& [k, v] : vars) out.push_back(k + "=" + v);
+  for (const auto& [k, v] : env::apply_environment(plan, caller)) out.push_back(k + "=" + v);
   return out;
 }
 
 // Starts the command; returns its pid, or an exit status (126/127) and a message. The command
 // inherits `inherit_fds` (the package leases), so it keeps its packages leased even if rtenv is
 // killed while it runs.
-Result<pid_t> spawn(const std::vector<std::string>& command, const env::Context& ctx,
+Result<pid_t> spawn(const std::vector<std::string>& command, const env::LaunchPlan& ctx,
                     const std::vector<std::string>& environment,
                     const std::vector<int>& inherit_fds, const sigset_t& unblocked) {
   // The command is looked up on the PATH it will run with (an env's bin/ first), not ours.
@@ -132,11 +123,6 @@ Result<pid_t> spawn(const std::vector<std::string>& command, const env::Context&
 // Set by the front when it hands a run it has packed (and reported) to rtenv-full.
 constexpr const char* kPackReported = "RTENV_INTERNAL_PACK_REPORTED";
 
-std::optional<std::string> caller_env(const std::string& name) {
-  if (const char* v = std::getenv(name.c_str())) return std::string(v);
-  return std::nullopt;
-}
-
 }  // namespace
 
 int run_command(const RunArgs& args) {
@@ -145,6 +131,12 @@ int run_command(const RunArgs& args) {
   auto say = [&](const std::string& line) {
     if (args.verbose) std::fprintf(stderr, "rtenv: %s\n", line.c_str());
   };
+
+  auto home = env::Home::from_environment();
+  if (!home) return fail(kExitSetup, "setup failed: " + home.error().message());
+  // The fields this node handles, exec plugins included (validation knows their names then).
+  auto registry = env::Registry::standard(*home);
+  if (!registry) return fail(kExitUsage, registry.error().message());
 
   spec::RuntimeEnv env;
   if (!args.runtime_env.empty()) {
@@ -158,6 +150,9 @@ int run_command(const RunArgs& args) {
                                           : args.runtime_env + ": " + parsed.error().message());
     }
     env = std::move(parsed).value();
+    if (auto v = env::validate_fields(env, **registry); !v) {
+      return fail(kExitUsage, v.error().message());
+    }
   }
 #ifdef RTENV_FRONT
   if (env::needs_zip_support(env))
@@ -167,8 +162,6 @@ int run_command(const RunArgs& args) {
   env::UploadOptions upload;
   if (auto r = args.limits.apply(&upload); !r) return fail(kExitUsage, r.error().message());
 
-  auto home = env::Home::from_environment();
-  if (!home) return fail(kExitSetup, "setup failed: " + home.error().message());
   std::string store_url = args.store_url.empty() ? home->store_url() : args.store_url;
   if (store_needs_full(store_url)) return exec_full();
   auto store = open_any_store(store_url);
@@ -202,12 +195,12 @@ int run_command(const RunArgs& args) {
 #ifndef RTENV_FRONT
   upload.unpack_zip = env::zip_importer(*home, upload.max_package_bytes, upload.report);
 #endif
-  auto resolved = env::upload_local(env, *home, **store, upload);
+  auto resolved = env::upload_local(env, *home, **store, **registry, upload);
   progress.clear();
   if (!resolved) {
     return fail(kExitSetup, "setup failed: " + resolved.error().message());
   }
-  env::NodeCache cache(*home, **store);
+  env::NodeCache cache(*home, **store, *registry);
   auto planned = env::plan(*resolved, cache);
   if (!planned) return fail(kExitSetup, "setup failed: " + planned.error().message());
 
@@ -244,8 +237,7 @@ int run_command(const RunArgs& args) {
   }
   int64_t timeout_s = resolved->config().setup_timeout_seconds;
   auto active = env::activate(
-      *resolved, cache, caller_env,
-      [&](const std::string& line) { progress.show("rtenv: " + line); },
+      *resolved, cache, [&](const std::string& line) { progress.show("rtenv: " + line); },
       timeout_s > 0 ? timeout_s * 1000 : -1);
   progress.clear();
   if (!active) return fail(kExitSetup, "setup failed: " + active.error().message());
@@ -269,8 +261,10 @@ int run_command(const RunArgs& args) {
   sigemptyset(&fwd.sa_mask);
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) ::sigaction(sig, &fwd, nullptr);
 
-  auto pid = spawn(args.command, active->context, build_environment(active->context),
-                   active->lease_fds(), unblocked);
+  std::vector<std::string> command = active->plan.wrapper;
+  command.insert(command.end(), args.command.begin(), args.command.end());
+  auto pid =
+      spawn(command, active->plan, build_environment(active->plan), active->lease_fds(), unblocked);
   ::sigprocmask(SIG_SETMASK, &unblocked, nullptr);  // spawn's error paths may return blocked
   if (!pid) {
     bool missing = pid.error().code() == ErrorCode::kNotFound;
@@ -283,9 +277,7 @@ int run_command(const RunArgs& args) {
   }
   g_child_pid = 0;
 
-  size_t restored = 0;
-  for (auto& lease : active->leases) restored += lease.release() ? 1 : 0;
-  for (auto& lease : active->python_leases) lease.release();
+  size_t restored = active->release();
 #ifndef RTENV_FRONT
   if (agent_client) (void)agent_client->release(serialized, holder);
 #endif

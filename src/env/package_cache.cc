@@ -375,44 +375,23 @@ Result<bool> PackageCache::ensure(const PackageUri& uri, const MaterializeProgre
 }
 
 bool PackageCache::is_ready(const PackageUri& uri) const {
-  struct stat st;
-  return ::stat(sidecar(uri, ".state").c_str(), &st) == 0 && ::stat(dir_of(uri).c_str(), &st) == 0;
+  return dirs_.is_ready(uri.root().hex());
 }
 
-Result<bool> PackageCache::evict(const PackageUri& uri) {
-  RTENV_ASSIGN_OR_RETURN(FileLock lock,
-                         FileLock::try_acquire(sidecar(uri, ".lock"), FileLock::Mode::kExclusive));
-  if (!lock.held()) return false;
-  // Unpublish first (state, then the tree by rename), so nobody trusts a half-deleted tree.
-  for (const char* ext : {".state", ".dirty", ".files"}) {
-    if (::unlink(sidecar(uri, ext).c_str()) != 0 && errno != ENOENT) {
-      return io_error("cannot remove", sidecar(uri, ext), errno);
-    }
-  }
-  fs::path doomed = home_.tmp() / unique_name("evict-" + uri.root().hex().substr(0, 12));
-  if (::rename(dir_of(uri).c_str(), doomed.c_str()) != 0 && errno != ENOENT) {
-    return io_error("cannot remove", dir_of(uri), errno);
-  }
-  RTENV_TRY(remove_tree(doomed));
-  return true;
-}
+Result<bool> PackageCache::evict(const PackageUri& uri) { return dirs_.evict(uri.root().hex()); }
 
 size_t PackageCache::process_leases(const PackageUri& uri) const {
-  return shared_lock_holders(sidecar(uri, ".lock"));
+  return dirs_.process_leases(uri.root().hex());
 }
 
 int64_t PackageCache::last_leased_ms(const PackageUri& uri) const {
-  return mtime_ms(sidecar(uri, ".lock"));
+  return dirs_.last_leased_ms(uri.root().hex());
 }
 
 std::vector<PackageUri> PackageCache::list() const {
   std::vector<PackageUri> out;
-  std::error_code ec;
-  for (auto it = fs::directory_iterator(home_.pkgs(), ec); !ec && it != fs::directory_iterator();
-       it.increment(ec)) {
-    if (!it->is_directory(ec)) continue;
-    auto d = Digest::from_hex(it->path().filename().string());
-    if (d) out.emplace_back(*d);
+  for (const auto& name : dirs_.list_ready()) {
+    if (auto d = Digest::from_hex(name)) out.emplace_back(*d);
   }
   return out;
 }

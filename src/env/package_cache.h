@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "env/home.h"
+#include "env/published_dirs.h"
 #include "pack/manifest.h"
 #include "store/blob_store.h"
 #include "util/fs.h"
@@ -47,7 +48,10 @@ Result<void> materialize_tree(store::BlobStore& store, const pack::PackageUri& u
 /// tree. Thread-compatible; safe across processes.
 class PackageCache {
  public:
-  PackageCache(Home home, store::BlobStore& store) : home_(std::move(home)), store_(store) {}
+  PackageCache(Home home, store::BlobStore& store)
+      : home_(std::move(home)),
+        store_(store),
+        dirs_(home_.pkgs(), home_.tmp(), ".state", {".dirty", ".files"}) {}
 
   /// A package in use. Move-only; release() (or destruction) gives it back.
   class Lease {
@@ -98,7 +102,7 @@ class PackageCache {
   /// When a process last took a lease on the package (ms since the epoch; 0 if never).
   int64_t last_leased_ms(const pack::PackageUri& uri) const;
 
-  /// Packages materialized on this node (by their directory names).
+  /// Packages published on this node.
   std::vector<pack::PackageUri> list() const;
 
   fs::path dir_of(const pack::PackageUri& uri) const;
@@ -119,6 +123,7 @@ class PackageCache {
 
   Home home_;
   store::BlobStore& store_;
+  PublishedDirs dirs_;
 };
 
 /// The stat info of every entry of a tree, in a fixed order (the record a package is checked

@@ -828,42 +828,22 @@ Result<PythonEnvCache::Lease> PythonEnvCache::acquire(const PythonEnvRequest& re
                     request.uri());
 }
 
-bool PythonEnvCache::is_ready(const Digest& key) const {
-  struct stat st;
-  return ::stat(sidecar(key, ".ready").c_str(), &st) == 0;
-}
+bool PythonEnvCache::is_ready(const Digest& key) const { return dirs_.is_ready(key.hex()); }
 
-Result<bool> PythonEnvCache::evict(const Digest& key) {
-  RTENV_ASSIGN_OR_RETURN(FileLock lock,
-                         FileLock::try_acquire(sidecar(key, ".lock"), FileLock::Mode::kExclusive));
-  if (!lock.held()) return false;
-  if (::unlink(sidecar(key, ".ready").c_str()) != 0 && errno != ENOENT) {
-    return io_error("cannot remove", sidecar(key, ".ready"), errno);
-  }
-  fs::path doomed = home_.tmp() / unique_name("evict-" + key.hex().substr(0, 12));
-  if (::rename(dir_of(key).c_str(), doomed.c_str()) != 0 && errno != ENOENT) {
-    return io_error("cannot remove", dir_of(key), errno);
-  }
-  RTENV_TRY(remove_tree(doomed));
-  return true;
-}
+Result<bool> PythonEnvCache::evict(const Digest& key) { return dirs_.evict(key.hex()); }
 
 size_t PythonEnvCache::process_leases(const Digest& key) const {
-  return shared_lock_holders(sidecar(key, ".lock"));
+  return dirs_.process_leases(key.hex());
 }
 
 int64_t PythonEnvCache::last_leased_ms(const Digest& key) const {
-  return mtime_ms(sidecar(key, ".lock"));
+  return dirs_.last_leased_ms(key.hex());
 }
 
 std::vector<Digest> PythonEnvCache::list() const {
   std::vector<Digest> out;
-  std::error_code ec;
-  for (auto it = fs::directory_iterator(home_.pyenvs(), ec); !ec && it != fs::directory_iterator();
-       it.increment(ec)) {
-    std::string name = it->path().filename().string();
-    if (!name.ends_with(".ready")) continue;
-    if (auto d = Digest::from_hex(name.substr(0, name.size() - 6))) out.push_back(*d);
+  for (const auto& name : dirs_.list_ready()) {
+    if (auto d = Digest::from_hex(name)) out.push_back(*d);
   }
   return out;
 }

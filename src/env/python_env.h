@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "env/home.h"
+#include "env/published_dirs.h"
 #include "spec/runtime_env.h"
 #include "store/blob_store.h"
 #include "util/digest.h"
@@ -105,7 +106,8 @@ struct PythonEnvRequest {
 /// still write. Thread-compatible; safe across processes.
 class PythonEnvCache {
  public:
-  explicit PythonEnvCache(Home home) : home_(std::move(home)) {}
+  explicit PythonEnvCache(Home home)
+      : home_(std::move(home)), dirs_(home_.pyenvs(), home_.tmp(), ".ready") {}
 
   /// Shares virtualenvs through `store`, a store other nodes use too: an env this node builds is
   /// published there (packed by content, keyed by the env's key, which covers the pins, the
@@ -152,7 +154,7 @@ class PythonEnvCache {
 
  private:
   fs::path sidecar(const Digest& key, std::string_view ext) const {
-    return home_.pyenvs() / (key.hex() + std::string(ext));
+    return dirs_.sidecar(key.hex(), ext);
   }
   Result<void> build(const PythonEnvRequest& request, const FileLock& lock,
                      const InstallProgress& progress, int64_t timeout_ms);
@@ -166,6 +168,7 @@ class PythonEnvCache {
                                   const InstallProgress& progress, int64_t timeout_ms);
 
   Home home_;
+  PublishedDirs dirs_;
   store::BlobStore* shared_store_ = nullptr;
 };
 

@@ -61,10 +61,7 @@ std::optional<std::string> string_field(const Json& json, const char* key) {
   return it->get<std::string>();
 }
 
-std::string dump_canonical(const Json& json) {
-  // error_handler replace: never throws; validated envs are valid UTF-8, so it never applies.
-  return json.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
+std::string dump_canonical(const Json& json) { return canonical_json(json); }
 
 }  // namespace
 
@@ -103,6 +100,12 @@ bool is_plugin_field(std::string_view name) {
   PluginRegistry& registry = plugin_registry();
   std::lock_guard lock(registry.mu);
   return registry.names.find(name) != registry.names.end();
+}
+
+std::vector<std::string> plugin_field_names() {
+  PluginRegistry& registry = plugin_registry();
+  std::lock_guard lock(registry.mu);
+  return {registry.names.begin(), registry.names.end()};
 }
 
 // ---- parsing ----------------------------------------------------------------------------------

@@ -71,6 +71,13 @@ struct SetupConfig {
   bool eager_install = true;
 };
 
+/// `value` as canonical JSON text: object keys sorted (by UTF-8 bytes), no whitespace, UTF-8 as
+/// is; numbers with a fraction or exponent print as Python's repr() prints a float (the shortest
+/// digits that read back to the same double; 1e-05, 0.0001, 1000000000000000.0, 1e+16), so
+/// `json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` gives the same
+/// text. Never throws.
+std::string canonical_json(const Json& value);
+
 /// True if `s` is a URI ("scheme://..."), false if it is a local path.
 bool is_uri(std::string_view s);
 
@@ -82,6 +89,8 @@ bool register_plugin_field(std::string_view name);
 void unregister_plugin_field(std::string_view name);
 /// True if `name` was registered with register_plugin_field.
 bool is_plugin_field(std::string_view name);
+/// The registered plugin fields, sorted.
+std::vector<std::string> plugin_field_names();
 /// True if `name` is one of the built-in fields of docs/runtime_env.md §1.
 bool is_builtin_field(std::string_view name);
 

@@ -146,7 +146,9 @@ class Validator {
       if (is_builtin_field(name) || is_plugin_field(name)) continue;
       std::string best;
       size_t best_distance = kMaxSuggestionDistance + 1;
-      for (const std::string& known : builtin_fields()) {
+      std::vector<std::string> candidates = builtin_fields();
+      for (auto& p : plugin_field_names()) candidates.push_back(std::move(p));
+      for (const std::string& known : candidates) {
         size_t d = edit_distance(name, known);
         if (d < best_distance) best = known, best_distance = d;
       }
@@ -540,7 +542,7 @@ std::string type_name(const Json& value) {
 }
 
 std::string render_value(const Json& value) {
-  std::string text = value.dump(-1, ' ', false, Json::error_handler_t::replace);
+  std::string text = canonical_json(value);
   if (text.size() <= kMaxRenderedChars) return text;
   size_t cut = kMaxRenderedChars - 3;
   // Do not cut a UTF-8 sequence: back up over continuation bytes.

@@ -607,8 +607,7 @@ def test_command_runs_in_the_venv(py, index, field):
     locked = reply["runtime_env"][field]
     assert locked["locked"] is True
     assert set(pins(locked["packages"])) == {"withdep", "depbase"}, locked
-    if "py_executable" in reply.get("context", {}):
-        assert reply["context"]["py_executable"].startswith(str(prefix)), reply
+    assert reply["plan"]["py_executable"].startswith(str(prefix)), reply
 
     listing = json.loads(py("env", "list", "--json").stdout)
     kinds = {r["uri"]: r["kind"] for r in listing["resources"]}

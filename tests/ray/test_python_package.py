@@ -1,6 +1,6 @@
 """The Python package itself (no cluster): it installs with one pip command, imports without Ray,
-finds the binary or says clearly why not, merges envs per runtime_env.md §5, and turns an rtenv
-context into Ray's worker context."""
+finds the binary or says clearly why not, merges envs per runtime_env.md §5 (rtenv's own merge),
+passes plugin fields through, and turns an rtenv launch plan into Ray's worker context."""
 
 from __future__ import annotations
 
@@ -93,41 +93,120 @@ def test_resolve_packs_without_installing(tmp_path, rtenv_bin):
 
 def test_merge_follows_runtime_env_md_section_5():
     job = {"env_vars": {"a": "job_a", "b": "job_b", "z": "job_z"}, "pip": {"packages": ["x"]},
-           "working_dir": "rtenv://sha256/aa"}
-    actor = {"env_vars": {"a": "b", "c": "d"}, "working_dir": "rtenv://sha256/bb"}
+           "working_dir": "rtenv://sha256/" + "a" * 64}
+    actor = {"env_vars": {"a": "b", "c": "d"}, "working_dir": "rtenv://sha256/" + "b" * 64}
     assert merge(job, actor) == {
         "env_vars": {"a": "b", "b": "job_b", "c": "d", "z": "job_z"},
         "pip": {"packages": ["x"]},
-        "working_dir": "rtenv://sha256/bb",
+        "working_dir": "rtenv://sha256/" + "b" * 64,
     }
     assert merge(job, {}) == job
     assert job["env_vars"]["a"] == "job_a", "merge must not change its inputs"
 
 
-def test_helper_refuses_rays_own_fields_in_base():
-    with pytest.raises(ValueError, match="Ray's own 'pip'"):
-        rtenv.ray.runtime_env(base={"rtenv": {}, "pip": ["x"]}, env_vars={"A": "1"})
+def test_merge_is_rtenvs_merge_pip_uv_conda_one_slot():
+    job = {"pip": ["requests==2.31.0"], "env_vars": {"A": "1"}}
+    # The task's uv replaces the job's pip: never both (which rtenv would refuse).
+    assert merge(job, {"uv": ["six==1.16.0"]}) == {
+        "env_vars": {"A": "1"}, "uv": {"packages": ["six==1.16.0"]}}
+    assert merge(job, {"conda": "base"}) == {"conda": "base", "env_vars": {"A": "1"}}
+    # The same result as rtenv.RuntimeEnv's merge, which the shared merge vectors check against
+    # the C++ merge.
+    from rtenv.runtime_env import RuntimeEnv, merge as rt_merge
+    assert merge(job, {"uv": ["six==1.16.0"]}) == rt_merge(
+        RuntimeEnv.from_dict(job), RuntimeEnv.from_dict({"uv": ["six==1.16.0"]})).to_dict()
+    with pytest.raises(ValueError, match=r"runtime_env.env_vars.B: expected a string"):
+        merge(job, {"env_vars": {"B": 2}})
 
 
-def test_apply_context_points_ray_at_the_env():
+def test_plugin_fields_pass_through_unchanged():
+    value = {"greeting": "hi", "n": [1, 2.5, None]}
+    assert merge({"hello": {"old": 1}, "env_vars": {"A": "1"}}, {"hello": value}) == {
+        "env_vars": {"A": "1"}, "hello": value}
+    assert merge({"hello": value}, {"env_vars": {"A": "1"}}) == {
+        "env_vars": {"A": "1"}, "hello": value}
+    pytest.importorskip("ray")
+    from rtenv.ray.plugin import RtenvPlugin
+    RtenvPlugin.validate({"rtenv": {"hello": value, "env_vars": {"A": "1"}}})
+    # The URI hash is over rtenv's canonical form: key order does not matter, values do.
+    plugin = RtenvPlugin.__new__(RtenvPlugin)
+    a = plugin.get_uris({"rtenv": {"hello": {"n": 1, "g": "x"}, "pip": ["a==1"]}})
+    b = plugin.get_uris({"rtenv": {"pip": {"packages": ["a==1"]}, "hello": {"g": "x", "n": 1}}})
+    c = plugin.get_uris({"rtenv": {"hello": {"n": 2, "g": "x"}, "pip": ["a==1"]}})
+    assert a == b != c and a[0].startswith("rtenv-ray://")
+
+
+def test_rays_schema_validation_refuses_a_wrongly_typed_rtenv_value(tmp_path, rtenv_bin,
+                                                                     monkeypatch):
+    pytest.importorskip("ray")
+    import jsonschema
+    from ray._private.runtime_env.plugin_schema_manager import RuntimeEnvPluginSchemaManager
+    from ray.runtime_env import RuntimeEnv as RayRuntimeEnv
+
+    path = rtenv.ray.write_schema(str(tmp_path), env={**os.environ, "RTENV_BIN": rtenv_bin})
+    assert path == str(tmp_path / "rtenv.json")
+    monkeypatch.setenv("RAY_RUNTIME_ENV_PLUGIN_SCHEMAS", path)
+    RuntimeEnvPluginSchemaManager.clear()
+    try:
+        # Ray 2.60 checks a plugin key's schema when the key is set on its RuntimeEnv (not when
+        # a dict is passed whole: RuntimeEnv(**d) fills itself with dict.update).
+        with pytest.raises(jsonschema.ValidationError) as e:
+            RayRuntimeEnv()["rtenv"] = {"env_vars": {"A": 1}}
+        assert list(e.value.absolute_path) == ["env_vars", "A"]
+        with pytest.raises(jsonschema.ValidationError):
+            RayRuntimeEnv()["rtenv"] = {"pip": {"packages": ["a"], "uv_check": True}}
+        # Right shapes and plugin fields pass.
+        env = RayRuntimeEnv()
+        env["rtenv"] = {"env_vars": {"A": "1"}, "pip": {"packages": ["a==1"]},
+                        "hello": {"greeting": "hi"}}
+        assert env["rtenv"]["hello"] == {"greeting": "hi"}
+    finally:
+        RuntimeEnvPluginSchemaManager.clear()
+
+
+def test_the_plugin_applies_the_launch_plan_to_rays_context():
     pytest.importorskip("ray")
     from ray._private.runtime_env.context import RuntimeEnvContext
 
-    from rtenv.ray.plugin import apply_context
+    from rtenv import launch_plan
+    from rtenv.ray.plugin import _plan_of
 
+    plan = {"env": [{"op": "set", "name": "A", "value": "${HOME}/x${UNSET_VAR_X}", "expand": True},
+                    {"op": "set", "name": "VIRTUAL_ENV", "value": "/h/pyenvs/k"},
+                    {"op": "prepend", "name": "PATH", "values": ["/h/pyenvs/k/bin"]},
+                    {"op": "prepend", "name": "PYTHONPATH", "values": ["/h/pkgs/abc", "/h/pkgs/mod"]},
+                    {"op": "default", "name": "PYTHONPYCACHEPREFIX", "value": "/h/pycache",
+                     "unless_set": ["PYTHONDONTWRITEBYTECODE"]}],
+            "cwd": "/h/pkgs/abc", "wrapper": [], "py_executable": "/h/pyenvs/k/bin/python",
+            "resources": []}
+    assert _plan_of({"plan": plan}) is plan
     ctx = RuntimeEnvContext(env_vars={"RAY_LEVEL": "r"})
-    apply_context(
-        {"cwd": "/h/pkgs/abc", "env_vars": {"A": "${HOME}/x${UNSET_VAR_X}", "PATH": "/h/pyenvs/k/bin:${PATH}"},
-         "python_path": ["/h/pkgs/abc", "/h/pkgs/mod"], "py_executable": "/h/pyenvs/k/bin/python"},
-        ctx, {"HOME": "/home/u", "PATH": "/usr/bin", "RTENV_HOME": "/h"})
-    assert ctx.env_vars["A"] == "/home/u/x"
-    assert ctx.env_vars["RAY_LEVEL"] == "r"
-    assert ctx.env_vars["PATH"] == "/h/pyenvs/k/bin:/usr/bin"
-    assert ctx.env_vars["VIRTUAL_ENV"] == "/h/pyenvs/k"
-    assert ctx.env_vars["PYTHONPATH"] == "/h/pkgs/abc:/h/pkgs/mod"
-    assert ctx.env_vars["PYTHONPYCACHEPREFIX"] == "/h/pycache"
+    launch_plan.to_ray_context(plan, {"HOME": "/home/u", "PATH": "/usr/bin", "RTENV_HOME": "/h"},
+                               ctx)
+    assert ctx.env_vars == {"RAY_LEVEL": "r", "A": "/home/u/x", "VIRTUAL_ENV": "/h/pyenvs/k",
+                            "PATH": "/h/pyenvs/k/bin:/usr/bin",
+                            "PYTHONPATH": "/h/pkgs/abc:/h/pkgs/mod",
+                            "PYTHONPYCACHEPREFIX": "/h/pycache"}
     assert ctx.py_executable == "/h/pyenvs/k/bin/python"
     assert ctx.command_prefix == ["cd", "/h/pkgs/abc", "&&"]
+
+
+def test_an_older_binarys_context_becomes_the_same_plan():
+    pytest.importorskip("ray")
+    from rtenv import launch_plan
+    from rtenv.ray.plugin import RtenvPlugin, _plan_of
+
+    plugin = RtenvPlugin.__new__(RtenvPlugin)
+    plugin._env = {"HOME": "/home/u", "PATH": "/usr/bin", "RTENV_HOME": "/h"}
+    plan = plugin._finish(_plan_of({"context": {
+        "cwd": "/h/pkgs/abc",
+        "env_vars": {"A": "${HOME}/x", "PATH": "/h/pyenvs/k/bin:${PATH}"},
+        "python_path": ["/h/pkgs/abc"], "py_executable": "/h/pyenvs/k/bin/python"}}))
+    env = launch_plan.apply(plan, plugin._env).env
+    assert env["A"] == "/home/u/x" and env["PATH"] == "/h/pyenvs/k/bin:/usr/bin"
+    assert env["VIRTUAL_ENV"] == "/h/pyenvs/k" and env["PYTHONPATH"] == "/h/pkgs/abc"
+    assert env["PYTHONPYCACHEPREFIX"] == "/h/pycache"
+    assert plan["cwd"] == "/h/pkgs/abc" and plan["py_executable"] == "/h/pyenvs/k/bin/python"
 
 
 def test_a_node_without_rtenv_home_keeps_its_state_in_rays_runtime_env_dir(monkeypatch, tmp_path):

@@ -16,9 +16,9 @@ RuntimeEnvPlugin) when first used.
 
 from __future__ import annotations
 
-from .helper import FIELD, merge, runtime_env
+from .helper import FIELD, merge, runtime_env, write_schema
 
-__all__ = ["FIELD", "RtenvPlugin", "merge", "runtime_env"]
+__all__ = ["FIELD", "RtenvPlugin", "merge", "runtime_env", "write_schema"]
 
 
 def __getattr__(name: str):

@@ -10,20 +10,23 @@ Each node's plugin (rtenv.ray.RtenvPlugin) then asks its own rtenv agent to inst
 
 Job and task envs (runtime_env.md §5): Ray replaces a whole top-level key, so a task that sets
 `{"rtenv": ...}` would drop every field of the job's. `runtime_env(base=job_env, ...)` does the
-merge here instead: the new fields replace the base's, `env_vars` merge per variable (the new
-value wins), and Ray gets the merged env whole. No Ray import: this runs wherever the driver
+merge here instead, by rtenv's own rule (rtenv.runtime_env.merge, the same as the C++ merge):
+the new fields replace the base's, `env_vars` merge per variable (the new value wins),
+pip/uv/conda are one slot, and Ray gets the merged env whole. No Ray import: this runs wherever the driver
 runs.
 """
 
 from __future__ import annotations
 
-import copy
+import json
 import os
 from typing import Any, Mapping, Optional
 
 from .. import _cli
+from ..runtime_env import JOB, RuntimeEnv, is_builtin_field
+from ..runtime_env import merge as rt_merge
 
-__all__ = ["FIELD", "merge", "runtime_env"]
+__all__ = ["FIELD", "as_runtime_env", "merge", "runtime_env", "write_schema"]
 
 FIELD = "rtenv"
 """The runtime_env key the plugin handles."""
@@ -32,20 +35,38 @@ FIELD = "rtenv"
 _RAY_CONFIG_KEYS = ("setup_timeout_seconds", "eager_install")
 
 
-def merge(base: Mapping[str, Any], child: Mapping[str, Any]) -> dict:
+def _partition(spec: Mapping[str, Any]) -> tuple[dict, dict]:
+    """(built-in fields, plugin fields) of an rtenv spec. A plugin field (one rtenv does not
+    build in, served by an exec plugin registered on the nodes) is kept as given: its value is
+    the plugin's to validate, through the rtenv binary."""
+    builtin, plugins = {}, {}
+    for key, value in spec.items():
+        (builtin if is_builtin_field(key) else plugins)[key] = value
+    return builtin, plugins
+
+
+def as_runtime_env(spec: Mapping[str, Any], *, level: str = JOB,
+                   base_dir: Optional[str] = None) -> RuntimeEnv:
+    """`spec` as a RuntimeEnv: the built-in fields validated and normalized (ValueError naming
+    the field), plugin fields carried as given (empty values dropped, as for every field)."""
+    builtin, plugins = _partition(spec)
+    env = RuntimeEnv.from_dict(builtin, level=level, base_dir=base_dir)
+    for name in sorted(plugins):
+        env = env.with_field(name, plugins[name])
+    return env
+
+
+def merge(base: Mapping[str, Any], child: Mapping[str, Any], *,
+          cwd: Optional[str] = None) -> dict:
     """The env a task sees when its own env `child` is given inside a parent env `base` (both
-    rtenv specs, i.e. the value of the "rtenv" key): an empty child inherits the base whole;
-    otherwise the child's top-level fields replace the base's, except `env_vars`, which merge per
-    variable with the child winning."""
-    out = copy.deepcopy(dict(base))
-    for key, value in child.items():
-        if key == "env_vars" and isinstance(value, Mapping):
-            merged = dict(out.get("env_vars") or {})
-            merged.update(value)
-            out["env_vars"] = merged
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+    rtenv specs, i.e. the value of the "rtenv" key), by rtenv's rule (runtime_env.md §5, the
+    C++ merge): an empty child inherits the base whole; otherwise the child's top-level fields
+    replace the base's, `env_vars` merge per variable with the child winning, pip/uv/conda are
+    one slot (a child's `uv` replaces a base's `pip`), and so are image_uri/container.
+    Relative local paths resolve against `cwd` (default: the current directory). Returns the
+    normalized spec; raises ValueError (naming the field) for an invalid built-in field."""
+    return rt_merge(as_runtime_env(base, base_dir=cwd),
+                    as_runtime_env(child, base_dir=cwd)).to_dict()
 
 
 def _split(base: Optional[Mapping[str, Any]]) -> tuple[dict, dict]:
@@ -81,11 +102,14 @@ def runtime_env(
     The fields mean what they mean in rtenv's runtime_env (docs/runtime_env.md): `working_dir`
     and `py_modules` may be local paths (relative to `cwd`, default the current directory),
     which are packed into the store now; `pip`/`uv` are resolved to exact pins now, so every
-    node installs the same versions. Any other rtenv field can be given as a keyword.
+    node installs the same versions. Any other rtenv field can be given as a keyword, and so can
+    a plugin field (`hello={...}` for an exec plugin registered for `hello` on the nodes and
+    where this runs): its value goes to rtenv as given.
 
     `base`: an env this function returned before (e.g. the job's), or the runtime_env of the
     running task (`ray.get_runtime_context().runtime_env`); the result is `base` with these
-    fields merged in per runtime_env.md §5 (replace per field, env_vars per variable).
+    fields merged in per runtime_env.md §5 (replace per field, env_vars per variable, pip/uv/conda
+    one slot).
 
     Returns {"rtenv": resolved env[, "config": {...}]}. Raises rtenv.InvalidRuntimeEnv (a
     ValueError) for an invalid env, with rtenv's message naming the field, and
@@ -103,7 +127,10 @@ def runtime_env(
             raise ValueError(
                 f"base has Ray's own {native!r} beside {FIELD!r}: give every field to rtenv "
                 f"(rtenv.ray.runtime_env({native}=...)) so one tool prepares the env")
-    spec = merge(base_spec, child) if child else base_spec
+    try:
+        spec = merge(base_spec, child, cwd=cwd) if child else base_spec
+    except ValueError as e:  # rtenv's validation message, naming the field
+        raise _cli.InvalidRuntimeEnv(str(e), _cli.EXIT_USAGE, ["rtenv.ray.runtime_env"]) from None
     if not spec:
         return dict(ray_fields)
     if child or not base_spec:
@@ -115,3 +142,26 @@ def runtime_env(
     if ray_config:
         out["config"] = {**(out.get("config") or {}), **ray_config}
     return out
+
+
+def write_schema(path: str, *, env: Optional[Mapping[str, str]] = None) -> str:
+    """Writes the JSON Schema of the `rtenv` field (`rtenv schema`, titled "rtenv") to `path`, a
+    .json file or an existing directory (then `path`/rtenv.json), and returns the file's path.
+
+    Name the file (or its directory) in RAY_RUNTIME_ENV_PLUGIN_SCHEMAS wherever Ray builds a
+    runtime_env (the driver, and each node before `ray start`): Ray then checks the value of
+    the `rtenv` key against it when the env is built (jsonschema.ValidationError naming the
+    path), before anything is sent to a node. Plugin fields pass the schema as they are."""
+    schema = _cli.schema(env=env)
+    schema["title"] = FIELD  # Ray applies a schema to the runtime_env key named by its title
+    if os.path.isdir(path):
+        path = os.path.join(path, FIELD + ".json")
+    elif not path.endswith(".json"):
+        raise ValueError(f"write_schema: {path} is neither a directory nor a .json file (Ray "
+                         "reads only *.json schema files)")
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(schema, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+    return path

@@ -4,14 +4,15 @@ Ray loads it in each node's runtime env agent (RAY_RUNTIME_ENV_PLUGINS, set befo
 start`). For an env `{"rtenv": SPEC}` (SPEC already resolved on the driver by
 rtenv.ray.runtime_env: package URIs and pinned packages only):
 
-- get_uris: one URI per env, `rtenv-ray://<sha256 of SPEC's canonical JSON>`, so Ray's own
-  cache answers a second task with the same env without calling the plugin at all;
+- get_uris: one URI per env, `rtenv-ray://<sha256 of SPEC's canonical form>` (rtenv's
+  canonical JSON, rtenv.RuntimeEnv.canonical), so Ray's own cache answers a second task with
+  the same env without calling the plugin at all;
 - create: `rtenv env create --job <holder> --json` in a subprocess (the event loop stays free);
   the node's rtenv agent installs what the node lacks (once, however many ask) and holds the env
   for the holder `job:ray-<this Ray agent's pid.start time>-<uri hash>`;
-- modify_context: the worker starts inside the env: `py_executable` is the env's venv python
-  (when it has pip/uv), its env_vars are set (`${NAME}` expanded from this node's Ray
-  environment), working_dir and py_modules go first on PYTHONPATH, and `cd DIR &&` sets the cwd;
+- modify_context: the worker starts inside the env: the launch plan `rtenv env create` printed
+  (environment operations, cwd, wrapper, interpreter) is applied to Ray's worker context by
+  rtenv.launch_plan.to_ray_context, with this node's Ray environment as the caller's;
 - delete_uri (Ray evicts an unused URI when its cache for this plugin is over
   RAY_RUNTIME_ENV_RTENV_CACHE_SIZE_GB): `rtenv env release --job <holder>`; the rtenv agent then
   keeps the files until its own cache limit needs the room.
@@ -25,21 +26,20 @@ directory `rtenv` inside the node's runtime resources directory (`--runtime-env-
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import os
 import re
-import shlex
 import sys
 from typing import Any, Dict, List, Optional
 
 from ray._private.runtime_env.context import RuntimeEnvContext
 from ray._private.runtime_env.plugin import RuntimeEnvPlugin
 
-from .. import _cli
-from .helper import FIELD
+from .. import _cli, launch_plan
+from ..runtime_env import TASK
+from .helper import FIELD, as_runtime_env
 
 __all__ = ["RtenvPlugin"]
 
@@ -54,7 +54,13 @@ _LOCAL_PATH_FIELDS = ("working_dir", "py_modules")
 
 
 def _canonical(spec: Any) -> str:
-    return json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    """rtenv's canonical form of a (resolved) spec; plugin fields carried as given. An invalid
+    spec gets a plain sorted JSON form: `create` then fails with rtenv's message (Ray turns an
+    exception in get_uris into an HTTP 500 that says nothing)."""
+    try:
+        return as_runtime_env(spec, level=TASK).canonical()
+    except (ValueError, TypeError):
+        return json.dumps(spec, sort_keys=True, separators=(",", ":"), default=repr)
 
 
 def _is_uri(value: Any) -> bool:
@@ -80,13 +86,32 @@ def _arg_value(argv: List[str], flag: str) -> Optional[str]:
     return None
 
 
-_VAR = re.compile(r"\$\{([^}]*)\}")
-
-
-def expand(value: str, environ: Dict[str, str]) -> str:
-    """rtenv's rule for env_vars values: `${NAME}` becomes NAME's value in `environ`, or nothing
-    when it is unset; nothing else is touched."""
-    return _VAR.sub(lambda m: environ.get(m.group(1), ""), value)
+def _plan_of(result: dict) -> dict:
+    """The launch plan of `rtenv env create --json`'s result. An rtenv that prints the older
+    "context" (cwd, env_vars, python_path, py_executable) instead gets it turned into the plan
+    that binary's `rtenv run` applied."""
+    if "plan" in result:
+        return result["plan"]
+    context = result.get("context") or {}
+    ops: List[dict] = [{"op": "set", "name": k, "value": v, "expand": True}
+                       for k, v in (context.get("env_vars") or {}).items()]
+    python_path = list(context.get("python_path") or [])
+    if python_path:
+        ops.append({"op": "prepend", "name": "PYTHONPATH", "values": python_path})
+    py = context.get("py_executable") or None
+    if py:
+        venv = os.path.dirname(os.path.dirname(py))
+        env_vars = context.get("env_vars") or {}
+        if "VIRTUAL_ENV" not in env_vars:
+            ops.append({"op": "set", "name": "VIRTUAL_ENV", "value": venv})
+        bin_dir = os.path.join(venv, "bin")
+        if not (env_vars.get("PATH") or "").startswith(bin_dir):
+            ops.append({"op": "prepend", "name": "PATH", "values": [bin_dir]})
+    if python_path or context.get("cwd"):
+        ops.append({"op": "default", "name": "PYTHONPYCACHEPREFIX", "value": "",
+                    "unless_set": ["PYTHONDONTWRITEBYTECODE"], "_home_pycache": True})
+    return {"env": ops, "cwd": context.get("cwd") or None, "wrapper": [],
+            "py_executable": py, "resources": result.get("resources") or []}
 
 
 def _spec_of(runtime_env: Any) -> Any:
@@ -112,7 +137,7 @@ class RtenvPlugin(RuntimeEnvPlugin):
                 self._env["RTENV_HOME"] = os.path.join(runtime_env_dir, "rtenv")
         pid = os.getpid()
         self._holder_tag = f"{HOLDER_PREFIX}{pid}.{_start_time(pid) or 0}-"
-        self._contexts: Dict[str, dict] = {}
+        self._plans: Dict[str, dict] = {}
         self._stale_checked = False
 
     # ---- the plugin API -----------------------------------------------------------------
@@ -166,7 +191,7 @@ class RtenvPlugin(RuntimeEnvPlugin):
             raise RuntimeError(f"rtenv: {e.message}") from None
         except _cli.BinaryNotFound as e:
             raise RuntimeError(f"rtenv: {e}") from None
-        self._contexts[uri] = result["context"]
+        self._plans[uri] = self._finish(_plan_of(result))
         logger.info("rtenv env %s %s (%s)", result["env_id"][:12],
                     "installed" if result["installed"] else "already on this node",
                     result["holder"])
@@ -177,16 +202,16 @@ class RtenvPlugin(RuntimeEnvPlugin):
         spec = _spec_of(runtime_env)
         if not spec or not uris:
             return
-        env_context = self._contexts.get(uris[0])
-        if env_context is None:
+        plan = self._plans.get(uris[0])
+        if plan is None:
             # Created by an earlier instance of this agent (Ray cached the URI, this plugin
             # did not); ask the rtenv agent again, which answers from what is on the node.
-            env_context = _cli.create(spec, self._job_of(uris[0]), env=self._env)["context"]
-            self._contexts[uris[0]] = env_context
-        apply_context(env_context, context, self._env)
+            plan = self._finish(_plan_of(_cli.create(spec, self._job_of(uris[0]), env=self._env)))
+            self._plans[uris[0]] = plan
+        launch_plan.to_ray_context(plan, self._env, context)
 
     def delete_uri(self, uri: str, logger: logging.Logger = default_logger) -> float:
-        self._contexts.pop(uri, None)
+        self._plans.pop(uri, None)
         try:
             _cli.release(self._job_of(uri), env=self._env)
         except (_cli.RtenvError, _cli.BinaryNotFound) as e:
@@ -195,6 +220,16 @@ class RtenvPlugin(RuntimeEnvPlugin):
         return 0
 
     # ---- helpers ------------------------------------------------------------------------
+
+    def _finish(self, plan: dict) -> dict:
+        """Fills in what a plan turned from an older "context" leaves to this node: its
+        bytecode cache directory ($RTENV_HOME/pycache, as that binary's `rtenv run` used)."""
+        for op in plan.get("env") or []:
+            if op.pop("_home_pycache", False):
+                home = self._env.get("RTENV_HOME") or os.path.join(
+                    self._env.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rtenv")
+                op["value"] = os.path.join(home, "pycache")
+        return plan
 
     def _job_of(self, uri: str) -> str:
         return self._holder_tag + uri[len(URI_SCHEME):][:24]
@@ -230,37 +265,3 @@ class RtenvPlugin(RuntimeEnvPlugin):
                 logger.info("rtenv: released %s (its Ray agent is gone)", job)
             except _cli.RtenvError as e:
                 logger.warning("rtenv: releasing %s failed: %s", job, e)
-
-
-def apply_context(env_context: dict, context: RuntimeEnvContext,
-                  environ: Dict[str, str]) -> None:
-    """Points Ray's worker context at an rtenv env: `env_context` is the "context" of
-    `rtenv env create --json` (cwd, env_vars, python_path, py_executable); `environ` is the
-    environment `${NAME}` expands from (the node's Ray environment)."""
-    for name, value in (env_context.get("env_vars") or {}).items():
-        context.env_vars[name] = expand(value, environ)
-    python_path = list(env_context.get("python_path") or [])
-    if python_path:
-        # As Ray's working_dir does: these first, then the env's PYTHONPATH, then the node's.
-        rest = [context.env_vars.get("PYTHONPATH") or "", environ.get("PYTHONPATH") or ""]
-        context.env_vars["PYTHONPATH"] = os.pathsep.join(python_path + [r for r in rest if r])
-    py = env_context.get("py_executable") or ""
-    if py:
-        context.py_executable = shlex.quote(py)
-        venv = os.path.dirname(os.path.dirname(py))
-        context.env_vars.setdefault("VIRTUAL_ENV", venv)
-        bin_dir = os.path.join(venv, "bin")
-        path = context.env_vars.get("PATH") or environ.get("PATH", "")
-        if not path.startswith(bin_dir + os.pathsep) and path != bin_dir:
-            context.env_vars["PATH"] = bin_dir + (os.pathsep + path if path else "")
-    has_packages = bool(python_path or env_context.get("cwd"))
-    if has_packages and not any(k in context.env_vars or k in environ
-                                for k in ("PYTHONPYCACHEPREFIX", "PYTHONDONTWRITEBYTECODE")):
-        home = environ.get("RTENV_HOME") or os.path.join(
-            environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "rtenv")
-        # As `rtenv run` does: bytecode goes to the node's cache, not into the package copy.
-        context.env_vars["PYTHONPYCACHEPREFIX"] = os.path.join(home, "pycache")
-    cwd = env_context.get("cwd") or ""
-    if cwd:
-        context.command_prefix += ["cd", shlex.quote(cwd), "&&"]
-

@@ -94,7 +94,10 @@ class AgentTest : public ::testing::Test {
   }
 
   std::unique_ptr<Agent> open_agent(AgentOptions options = {}) {
-    auto a = Agent::open(home_, std::move(store::LocalStore::open(home_.store())).value(), options);
+    auto registry = env::Registry::make({});
+    EXPECT_TRUE(registry.ok());
+    auto a = Agent::open(home_, std::move(store::LocalStore::open(home_.store())).value(), options,
+                         *registry);
     EXPECT_TRUE(a.ok()) << a.error().message();
     return a ? std::move(a).value() : nullptr;
   }
@@ -152,9 +155,7 @@ TEST_F(AgentTest, ConcurrentGetOrCreateInstallsOnceAndAllGetTheSameContext) {
     ASSERT_TRUE(results[i].ok()) << i << ": " << results[i].error().message();
     installed += results[i]->installed ? 1 : 0;
     EXPECT_EQ(results[i]->env_id, results[0]->env_id);
-    EXPECT_EQ(results[i]->context.cwd, results[0]->context.cwd);
-    EXPECT_EQ(results[i]->context.env_vars, results[0]->context.env_vars);
-    EXPECT_EQ(results[i]->context.python_path, results[0]->context.python_path);
+    EXPECT_EQ(results[i]->plan, results[0]->plan);
     EXPECT_EQ(results[i]->resource_uris, std::vector<std::string>{pkg.uri.str()});
   }
   EXPECT_EQ(installed, 1) << "requests that were told they installed the env";
@@ -170,10 +171,12 @@ TEST_F(AgentTest, ConcurrentGetOrCreateInstallsOnceAndAllGetTheSameContext) {
   EXPECT_EQ(count("(installed)"), 1u) << log;
   std::printf("200 concurrent get_or_create: %zu setup(s) run, %zu of them installing\n",
               count(" ready in "), count("(installed)"));
-  ASSERT_TRUE(results[0]->context.cwd);
-  EXPECT_EQ(*results[0]->context.cwd, home_.pkgs() / pkg.hex());
-  EXPECT_EQ(results[0]->context.env_vars.at("V"), "shared");
-  EXPECT_EQ(pkg.check(*results[0]->context.cwd), "");
+  ASSERT_TRUE(results[0]->plan.cwd);
+  EXPECT_EQ(*results[0]->plan.cwd, home_.pkgs() / pkg.hex());
+  auto vars = env::apply_environment(results[0]->plan, {});
+  EXPECT_EQ(vars.at("V"), "shared");
+  EXPECT_EQ(vars.at("PYTHONPATH"), (home_.pkgs() / pkg.hex()).string());
+  EXPECT_EQ(pkg.check(*results[0]->plan.cwd), "");
   EXPECT_EQ(package_dirs(), std::vector<std::string>{pkg.hex()});
   EXPECT_TRUE(fs::is_empty(home_.tmp()));
 
@@ -358,11 +361,11 @@ TEST_F(AgentTest, StressGcNeverEvictsWhatIsInUse) {
           fail(fmt::format("thread {} get_or_create p{}: {}", t, p, res.error().message()));
           continue;
         }
-        if (!res->context.cwd || *res->context.cwd != home_.pkgs() / pkgs[p].hex()) {
+        if (!res->plan.cwd || *res->plan.cwd != home_.pkgs() / pkgs[p].hex()) {
           fail(fmt::format("thread {} p{}: unexpected cwd", t, p));
           continue;
         }
-        verify(p, *res->context.cwd, "after get_or_create");
+        verify(p, *res->plan.cwd, "after get_or_create");
         bool dup = false;
         for (const auto& h : held) {
           dup |= std::get<0>(h) == p && std::get<1>(h) == variant && std::get<2>(h) == holder;

@@ -1,0 +1,426 @@
+#include "env/exec_plugin.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cerrno>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "env/node_cache.h"
+#include "util/clock.h"
+#include "util/digest.h"
+#include "util/fs.h"
+#include "util/process.h"
+#include "util/redact.h"
+
+namespace rtenv::env {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr size_t kMaxReplyBytes = 1 << 20;
+constexpr int64_t kDeleteTimeoutMs = 60'000;
+
+struct PluginRequest {
+  json value;
+};
+
+// The last `n` lines of a program's stderr, credentials in URLs hidden.
+std::string stderr_tail(const std::string& err, size_t n = 20) {
+  std::string text = err;
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  size_t start = text.size();
+  for (size_t lines = 0; start > 0 && lines < n;) {
+    start = text.rfind('\n', start - 1);
+    if (start == std::string::npos) {
+      start = 0;
+      break;
+    }
+    ++lines;
+    if (lines == n) ++start;
+  }
+  return redact_url_credentials(text.substr(start));
+}
+
+// Runs `<exec> <verb>` with `request` on stdin; its one JSON object reply.
+Result<json> call(const PluginSpec& spec, const std::string& verb, json request, int64_t timeout_ms,
+                  std::string* stderr_text = nullptr) {
+  request["protocol"] = kPluginProtocol;
+  request["field"] = spec.field;
+  ProcessSpec ps;
+  ps.argv = {spec.exec.string(), verb};
+  ps.stdin_data = request.dump();
+  ps.timeout_ms = timeout_ms;
+  std::string who = fmt::format("plugin {} ({})", spec.field, spec.exec.string());
+  auto outcome = run_process(ps);
+  if (!outcome) {
+    return make_error(outcome.error().code(), "{}: cannot run it: {}", who,
+                      outcome.error().message());
+  }
+  if (outcome->timed_out) {
+    return make_error(ErrorCode::kTimeout,
+                      "{} {} timed out after {} s (config.setup_timeout_seconds); it was killed",
+                      who, verb, (timeout_ms + 999) / 1000);
+  }
+  if (stderr_text) *stderr_text = outcome->err;
+  if (!outcome->success()) {
+    std::string tail = stderr_tail(outcome->err);
+    return make_error(ErrorCode::kInvalidArgument, "{} {} failed ({}){}{}", who, verb,
+                      outcome->describe(), tail.empty() ? "" : ": ", tail);
+  }
+  if (outcome->out.size() > kMaxReplyBytes) {
+    return make_error(ErrorCode::kCorrupt, "{} {}: its reply is over {} bytes", who, verb,
+                      kMaxReplyBytes);
+  }
+  json reply = json::parse(outcome->out, nullptr, /*allow_exceptions=*/false);
+  if (reply.is_discarded() || !reply.is_object()) {
+    return make_error(ErrorCode::kCorrupt,
+                      "{} {}: its reply on stdout is not one JSON object (protocol {})", who, verb,
+                      kPluginProtocol);
+  }
+  return reply;
+}
+
+// The key of a value: the field, the value's canonical JSON and the program's content.
+Result<std::string> key_of(const PluginSpec& spec, const json& value) {
+  UniqueFd fd(::open(spec.exec.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    return make_error(ErrorCode::kNotFound, "plugin {}: cannot read {}: {}", spec.field,
+                      spec.exec.string(), errno_text());
+  }
+  RTENV_ASSIGN_OR_RETURN(Digest program, hash_fd(fd.get(), spec.exec.string()));
+  Sha256 h;
+  h.update(spec.field);
+  h.update(std::string_view("\0", 1));
+  h.update(value.dump());
+  h.update(std::string_view("\0", 1));
+  h.update(program.hex());
+  return h.finish().hex();
+}
+
+Result<std::vector<std::string>> string_list(const json& j, const std::string& what) {
+  if (!j.is_array()) return make_error(ErrorCode::kCorrupt, "{}: expected a list of strings", what);
+  std::vector<std::string> out;
+  for (const auto& v : j) {
+    if (!v.is_string()) {
+      return make_error(ErrorCode::kCorrupt, "{}: expected a list of strings", what);
+    }
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+// A `context` answer as launch-plan operations.
+Result<LaunchPlan> fragment_to_plan(const json& reply, const std::string& who) {
+  static const std::set<std::string> kKeys = {"env",   "prepend", "append",
+                                              "unset", "cwd",     "wrapper"};
+  LaunchPlan plan;
+  for (const auto& [key, v] : reply.items()) {
+    if (!kKeys.contains(key)) {
+      return make_error(ErrorCode::kCorrupt, "{} context: unknown key '{}' in its reply", who, key);
+    }
+  }
+  auto where = [&](const std::string& k) { return fmt::format("{} context: {}", who, k); };
+  if (reply.contains("env") && !reply["env"].is_null()) {
+    if (!reply["env"].is_object())
+      return make_error(ErrorCode::kCorrupt, "{}: expected an object", where("env"));
+    for (const auto& [name, value] : reply["env"].items()) {
+      if (!value.is_string()) {
+        return make_error(ErrorCode::kCorrupt, "{}: value of {} is not a string", where("env"),
+                          name);
+      }
+      plan.set(name, value.get<std::string>());
+    }
+  }
+  for (const char* op : {"prepend", "append"}) {
+    if (!reply.contains(op) || reply[op].is_null()) continue;
+    if (!reply[op].is_object())
+      return make_error(ErrorCode::kCorrupt, "{}: expected an object", where(op));
+    for (const auto& [name, values] : reply[op].items()) {
+      RTENV_ASSIGN_OR_RETURN(auto list, string_list(values, where(op) + "." + name));
+      if (std::string(op) == "prepend") {
+        plan.prepend(name, std::move(list));
+      } else {
+        plan.append(name, std::move(list));
+      }
+    }
+  }
+  if (reply.contains("unset") && !reply["unset"].is_null()) {
+    RTENV_ASSIGN_OR_RETURN(auto names, string_list(reply["unset"], where("unset")));
+    for (auto& n : names) {
+      EnvOp op;
+      op.kind = EnvOp::Kind::kUnset;
+      op.name = std::move(n);
+      plan.env.push_back(std::move(op));
+    }
+  }
+  if (reply.contains("cwd") && !reply["cwd"].is_null()) {
+    if (!reply["cwd"].is_string())
+      return make_error(ErrorCode::kCorrupt, "{}: expected a string", where("cwd"));
+    plan.cwd = reply["cwd"].get<std::string>();
+  }
+  if (reply.contains("wrapper") && !reply["wrapper"].is_null()) {
+    RTENV_ASSIGN_OR_RETURN(plan.wrapper, string_list(reply["wrapper"], where("wrapper")));
+  }
+  return plan;
+}
+
+// Takes the lock, waiting at most until `deadline` (steady ms; negative: as long as it takes).
+Result<FileLock> lock_until(const fs::path& path, FileLock::Mode mode, int64_t deadline,
+                            const std::string& what) {
+  if (deadline < 0) return FileLock::acquire(path, mode);
+  while (true) {
+    RTENV_ASSIGN_OR_RETURN(FileLock lock, FileLock::try_acquire(path, mode));
+    if (lock.held()) return lock;
+    if (steady_ms() >= deadline) {
+      return make_error(ErrorCode::kTimeout,
+                        "timed out (config.setup_timeout_seconds) waiting for another process "
+                        "that is creating {}",
+                        what);
+    }
+    ::usleep(10'000);
+  }
+}
+
+int64_t left_ms(int64_t deadline) {
+  return deadline < 0 ? -1 : std::max<int64_t>(1, deadline - steady_ms());
+}
+
+class PluginLease : public ResourceLease {
+ public:
+  explicit PluginLease(FileLock lock) : lock_(std::move(lock)) {}
+  int lock_fd() const override { return lock_.fd(); }
+  bool release() override {
+    lock_.release();
+    return false;
+  }
+
+ private:
+  FileLock lock_;
+};
+
+}  // namespace
+
+Result<std::vector<PluginSpec>> parse_plugin_list(const json& list, const std::string& origin) {
+  if (!list.is_array()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "{}: plugins must be a list of {{\"field\", \"exec\", \"priority\"}}",
+                      origin);
+  }
+  std::vector<PluginSpec> out;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const json& e = list[i];
+    std::string where = fmt::format("{}: plugins[{}]", origin, i);
+    if (!e.is_object())
+      return make_error(ErrorCode::kInvalidArgument, "{}: expected an object", where);
+    for (const auto& [k, v] : e.items()) {
+      if (k != "field" && k != "exec" && k != "priority") {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "{}: unknown key '{}' (expected field, exec, priority)", where, k);
+      }
+    }
+    PluginSpec p;
+    if (!e.contains("field") || !e["field"].is_string() || e["field"].get<std::string>().empty()) {
+      return make_error(ErrorCode::kInvalidArgument, "{}: \"field\" must be a non-empty string",
+                        where);
+    }
+    p.field = e["field"].get<std::string>();
+    if (spec::is_builtin_field(p.field)) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "{}: '{}' is a built-in field; a plugin needs a field name of its own",
+                        where, p.field);
+    }
+    if (!e.contains("exec") || !e["exec"].is_string() ||
+        !fs::path(e["exec"].get<std::string>()).is_absolute()) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "{}: \"exec\" must be the absolute path of the plugin program", where);
+    }
+    p.exec = e["exec"].get<std::string>();
+    if (e.contains("priority")) {
+      if (!e["priority"].is_number_integer()) {
+        return make_error(ErrorCode::kInvalidArgument, "{}: \"priority\" must be an integer",
+                          where);
+      }
+      p.priority = e["priority"].get<int>();
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+// ---- the field ---------------------------------------------------------------------------
+
+Result<void> ExecPluginField::validate(const spec::Json& value, int64_t timeout_ms) const {
+  std::string stderr_text;
+  auto reply = call(spec_, "validate", {{"value", value}}, timeout_ms, &stderr_text);
+  if (reply) return ok_result();
+  // The plugin's own words say what is wrong with the value; without any, what happened.
+  std::string tail = stderr_tail(stderr_text);
+  if (reply.error().code() == ErrorCode::kInvalidArgument && !tail.empty()) {
+    return make_error(ErrorCode::kInvalidArgument, "runtime_env.{}: {}", spec_.field, tail);
+  }
+  return Error(ErrorCode::kInvalidArgument, reply.error().message())
+      .with_context("runtime_env." + spec_.field);
+}
+
+Result<void> ExecPluginField::resources(const spec::Json& value, const spec::RuntimeEnv&,
+                                        const NodeCache& cache, std::vector<Resource>* out) const {
+  auto key = key_of(spec_, value);
+  if (!key) return key.error().with_context("runtime_env." + spec_.field);
+  Resource r;
+  r.field = spec_.field;
+  r.uri = "plugin://" + spec_.field + "/" + *key;
+  r.kind = cache.kind_of(r.uri);
+  if (!r.kind) {
+    return make_error(ErrorCode::kInternal, "runtime_env.{}: no resource kind for {}", spec_.field,
+                      r.uri);
+  }
+  r.request = std::make_shared<PluginRequest>(PluginRequest{value});
+  out->push_back(std::move(r));
+  return ok_result();
+}
+
+Result<void> ExecPluginField::contribute(const spec::Json& value, const spec::RuntimeEnv& env,
+                                         const NodeCache& cache, LaunchPlan* plan) const {
+  std::vector<Resource> rs;
+  RTENV_TRY(resources(value, env, cache, &rs));
+  auto* kind = static_cast<const ExecPluginKind*>(rs[0].kind);
+  auto part = kind->context_of(rs[0].uri);
+  if (!part) return part.error().with_context("runtime_env." + spec_.field);
+  plan->env.insert(plan->env.end(), part->env.begin(), part->env.end());
+  if (part->cwd) plan->cwd = part->cwd;
+  plan->wrapper.insert(plan->wrapper.end(), part->wrapper.begin(), part->wrapper.end());
+  return ok_result();
+}
+
+// ---- the kind ----------------------------------------------------------------------------
+
+ExecPluginKind::ExecPluginKind(const Home& home, PluginSpec spec)
+    : spec_(std::move(spec)),
+      dirs_(home.root / "plugins" / spec_.field, home.tmp(), ".ready", {".context.json"}) {}
+
+bool ExecPluginKind::owns(std::string_view uri) const { return uri.starts_with(prefix()); }
+
+Result<bool> ExecPluginKind::ensure(const Resource& r, const InstallProgress& progress,
+                                    int64_t timeout_ms) {
+  const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
+  const auto& request = *std::static_pointer_cast<const PluginRequest>(r.request);
+  std::string key = key_of(r.uri);
+  std::error_code ec;
+  fs::create_directories(dirs_.root(), ec);
+  if (ec) return io_error("cannot create", dirs_.root(), ec.value());
+  fs::path lock_path = dirs_.lock_path(key);
+  RTENV_ASSIGN_OR_RETURN(FileLock lock,
+                         FileLock::try_acquire(lock_path, FileLock::Mode::kExclusive));
+  if (!lock.held()) {
+    // In use (shared) or being created (exclusive): wait for the creator, if any.
+    RTENV_ASSIGN_OR_RETURN(lock, lock_until(lock_path, FileLock::Mode::kShared, deadline, r.uri));
+    if (dirs_.is_ready(key)) return false;
+    lock.release();  // its creator failed: create it
+    RTENV_ASSIGN_OR_RETURN(lock,
+                           lock_until(lock_path, FileLock::Mode::kExclusive, deadline, r.uri));
+  }
+  if (dirs_.is_ready(key)) return false;
+  // Whatever a failed creator left is not trusted.
+  (void)::unlink(dirs_.ready_mark(key).c_str());
+  (void)remove_tree(dirs_.dir(key));
+  fs::path temp = dirs_.tmp() / unique_name("plugin-" + spec_.field);
+  if (::mkdir(temp.c_str(), 0755) != 0) return io_error("cannot create", temp, errno);
+  if (progress) progress(fmt::format("{} create", spec_.exec.string()));
+  auto created =
+      call(spec_, "create", {{"value", request.value}, {"dir", temp.string()}}, left_ms(deadline));
+  if (!created) {
+    (void)remove_tree(temp);
+    return created.error();
+  }
+  if (::rename(temp.c_str(), dirs_.dir(key).c_str()) != 0) {
+    int err = errno;
+    (void)remove_tree(temp);
+    return io_error("cannot publish", dirs_.dir(key), err);
+  }
+  auto fail = [&](const Error& e) -> Result<bool> {
+    (void)remove_tree(dirs_.dir(key));
+    return e;
+  };
+  auto context =
+      call(spec_, "context", {{"value", request.value}, {"dir", dirs_.dir(key).string()}},
+           left_ms(deadline));
+  if (!context) return fail(context.error());
+  auto plan =
+      fragment_to_plan(*context, fmt::format("plugin {} ({})", spec_.field, spec_.exec.string()));
+  if (!plan) return fail(plan.error());
+  if (auto w = write_file_atomic(dirs_.sidecar(key, ".context.json"), plan->to_json().dump()); !w) {
+    return fail(w.error());
+  }
+  if (auto w = write_file_atomic(dirs_.ready_mark(key), ""); !w) return fail(w.error());
+  return true;
+}
+
+Result<std::unique_ptr<ResourceLease>> ExecPluginKind::acquire(const Resource& r,
+                                                               const InstallProgress& progress,
+                                                               int64_t timeout_ms) {
+  const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
+  std::string key = key_of(r.uri);
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    if (fs::exists(dirs_.root())) {
+      RTENV_ASSIGN_OR_RETURN(FileLock lock, lock_until(dirs_.lock_path(key),
+                                                       FileLock::Mode::kShared, deadline, r.uri));
+      if (dirs_.is_ready(key)) {
+        lock.touch();  // the "last used" stamp eviction reads
+        return std::unique_ptr<ResourceLease>(new PluginLease(std::move(lock)));
+      }
+    }
+    RTENV_TRY(ensure(r, progress, left_ms(deadline)));
+  }
+  return make_error(ErrorCode::kUnavailable,
+                    "{} was removed each time it was created; is another process evicting it?",
+                    r.uri);
+}
+
+bool ExecPluginKind::is_ready(const std::string& uri) const {
+  return owns(uri) && dirs_.is_ready(key_of(uri));
+}
+
+Result<bool> ExecPluginKind::evict(const std::string& uri) {
+  if (!owns(uri)) return false;
+  return dirs_.evict(key_of(uri), [&](const fs::path& dir) {
+    // The plugin may clean up what it keeps elsewhere; the directory goes either way.
+    (void)call(spec_, "delete", {{"dir", dir.string()}}, kDeleteTimeoutMs);
+  });
+}
+
+size_t ExecPluginKind::process_leases(const std::string& uri) const {
+  return owns(uri) ? dirs_.process_leases(key_of(uri)) : 0;
+}
+
+int64_t ExecPluginKind::last_leased_ms(const std::string& uri) const {
+  return owns(uri) ? dirs_.last_leased_ms(key_of(uri)) : 0;
+}
+
+fs::path ExecPluginKind::dir_of(const std::string& uri) const {
+  return owns(uri) ? dirs_.dir(key_of(uri)) : fs::path();
+}
+
+std::vector<std::string> ExecPluginKind::list_ready() const {
+  std::vector<std::string> out;
+  for (const auto& key : dirs_.list_ready()) out.push_back(prefix() + key);
+  return out;
+}
+
+Result<LaunchPlan> ExecPluginKind::context_of(const std::string& uri) const {
+  std::string key = key_of(uri);
+  auto text = read_file(dirs_.sidecar(key, ".context.json"));
+  if (!text) {
+    return make_error(ErrorCode::kNotFound, "{} is not on this node (its context is missing)", uri);
+  }
+  json j = json::parse(*text, nullptr, false);
+  if (j.is_discarded()) {
+    return make_error(ErrorCode::kCorrupt, "{}: its kept context is not JSON", uri);
+  }
+  return LaunchPlan::from_json(j);
+}
+
+}  // namespace rtenv::env

@@ -1,0 +1,78 @@
+#pragma once
+// A runtime_env field, from what the user wrote to what a process is started with: one
+// implementation of one interface per field, registered in one place (env/registry.cc). Adding a
+// field: ARCHITECTURE.md, "How a field is added".
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "env/home.h"
+#include "env/kind.h"
+#include "env/launch_plan.h"
+#include "pack/packer.h"
+#include "spec/runtime_env.h"
+#include "store/blob_store.h"
+
+namespace rtenv::env {
+
+class NodeCache;
+
+/// One line of what setup did, for -v and for logs.
+using SetupReporter = std::function<void(const std::string& line)>;
+
+/// How the submitting side prepares an env (packing, locking).
+struct UploadOptions {
+  uint64_t max_package_bytes = uint64_t{2} << 30;
+  uint64_t warn_file_bytes = uint64_t{100} << 20;
+  SetupReporter report;  ///< summaries and warnings
+  /// Live progress while hashing; `what` names the field ("working_dir").
+  std::function<void(const std::string& what, const pack::PackProgress&)> progress;
+  /// Unpacks a .zip (a local path, or a file://, http:// or https:// URL) into the new directory
+  /// `dest`. Set by binaries that carry the archive and download code (env/zip_import.h); unset,
+  /// a zip is refused with kUnsupported.
+  std::function<Result<void>(const std::string& source, const fs::path& dest)> unpack_zip;
+  /// Lines of the resolver's progress while `pip`/`uv` is locked.
+  InstallProgress install_progress;
+  /// Resolve `pip`/`uv` again even if the same list was resolved before.
+  bool refresh_lock = false;
+  /// Called once just before a resolver starts (the slow path), e.g. to start the agent.
+  std::function<void()> before_resolving;
+};
+
+/// What a field's prepare step may use.
+struct PrepareContext {
+  const Home& home;
+  store::BlobStore& store;
+  const UploadOptions& options;
+  const spec::RuntimeEnv& env;  ///< the whole env (e.g. `excludes` for the packing fields)
+};
+
+/// One top-level runtime_env field. Implementations are immutable and thread-safe.
+class Field {
+ public:
+  virtual ~Field() = default;
+
+  /// The top-level key ("working_dir", "pip", a plugin's field).
+  virtual std::string name() const = 0;
+  /// Fields are prepared, planned and contribute to the launch plan in ascending priority
+  /// (built-in fields 0-9; exec plugins 10 unless configured).
+  virtual int priority() const = 0;
+
+  /// Checks beyond the spec's own validation (which checks every built-in field's shape): exec
+  /// plugins ask their program. kInvalidArgument naming the field.
+  virtual Result<void> validate(const spec::Json& value, int64_t timeout_ms) const;
+  /// Submitting side: the value made node-independent (local paths packed into the store,
+  /// package lists locked). The default keeps it as is.
+  virtual Result<spec::Json> prepare(const spec::Json& value, const PrepareContext& ctx) const;
+  /// Node side: the resources the value needs (appended to `out`), without making them.
+  virtual Result<void> resources(const spec::Json& value, const spec::RuntimeEnv& env,
+                                 const NodeCache& cache, std::vector<Resource>* out) const;
+  /// Node side, once the resources are ready: what a process needs to run inside them.
+  virtual Result<void> contribute(const spec::Json& value, const spec::RuntimeEnv& env,
+                                  const NodeCache& cache, LaunchPlan* plan) const;
+};
+
+}  // namespace rtenv::env

@@ -1,0 +1,40 @@
+#pragma once
+// The built-in fields (docs/runtime_env.md), each a Field; registry.cc lists them.
+
+#include <memory>
+#include <vector>
+
+#include "env/field.h"
+
+namespace rtenv::env::fields {
+
+std::shared_ptr<const Field> env_vars();
+std::shared_ptr<const Field> excludes();
+std::shared_ptr<const Field> config();
+std::shared_ptr<const Field> working_dir();
+std::shared_ptr<const Field> py_modules();
+std::shared_ptr<const Field> pip();
+std::shared_ptr<const Field> uv();
+/// A field that is validated but has no installer in this version: setup fails with "not
+/// supported yet: <name> (<what>)".
+std::shared_ptr<const Field> not_supported_yet(const char* name, const char* what);
+
+}  // namespace rtenv::env::fields
+
+namespace rtenv::env {
+
+/// A py_modules wheel in the store: "rtenv://sha256/<package>/<name>.whl", the package holding
+/// the wheel file under its own name.
+struct WheelUri {
+  pack::PackageUri package;
+  std::string file;
+
+  std::string str() const;
+  static Result<WheelUri> parse(std::string_view uri);
+};
+
+/// If `dir` holds exactly one entry and it is a directory, returns that directory (remote zips
+/// made with `zip -r x.zip project/` carry such a wrapper); otherwise `dir`.
+fs::path single_top_level_dir(const fs::path& dir);
+
+}  // namespace rtenv::env

@@ -1,0 +1,299 @@
+// working_dir and py_modules: local paths packed into the store on the submitting side, package
+// trees materialized on the node, the cwd and PYTHONPATH of the process.
+
+#include <fmt/format.h>
+
+#include "env/fields/fields.h"
+#include "env/node_cache.h"
+#include "util/fs.h"
+
+namespace rtenv::env {
+
+using spec::Json;
+
+namespace {
+
+std::string short_uri(const pack::PackageUri& uri) {
+  return std::string(pack::PackageUri::kPrefix) + uri.root().hex().substr(0, 12) + "…";
+}
+
+// Packing one field's paths, with the env's excludes.
+struct Packer {
+  const PrepareContext& ctx;
+
+  void report(const std::string& line) const {
+    if (ctx.options.report) ctx.options.report(line);
+  }
+
+  Result<pack::PackageUri> pack(const std::string& field, const fs::path& path,
+                                std::optional<std::string> wrap, bool use_index) const {
+    pack::PackOptions po;
+    po.excludes = ctx.env.excludes();
+    po.max_package_bytes = ctx.options.max_package_bytes;
+    po.warn_file_bytes = ctx.options.warn_file_bytes;
+    po.wrap_in_dir = std::move(wrap);
+    po.skip_dirs = {ctx.home.root};
+    if (use_index) po.index_file = ctx.home.index_for(path);
+    pack::PackProgressFn progress;
+    if (ctx.options.progress) {
+      progress = [&](const pack::PackProgress& p) { ctx.options.progress(field, p); };
+    }
+    auto r = pack::pack_path(path, ctx.store, po, progress);
+    if (!r) return r.error().with_context("runtime_env." + field);
+    for (const auto& w : r->stats.warnings) report(fmt::format("warning: {}", w));
+    const auto& s = r->stats;
+    report(fmt::format("{} {} -> {}: {} files, {}; {} read, {} of {} blobs uploaded ({:.0f} ms)",
+                       field, path.string(), short_uri(r->uri), s.files,
+                       pack::format_bytes(s.file_bytes), pack::format_bytes(s.bytes_hashed),
+                       s.blobs_uploaded, s.blobs, s.total_ms));
+    return r->uri;
+  }
+
+  // A .zip, local or remote: unpacked into a staging directory, then packed like a directory.
+  Result<pack::PackageUri> pack_zip(const std::string& field, const std::string& source,
+                                    bool remote) const {
+    if (!ctx.options.unpack_zip) {
+      return make_error(ErrorCode::kUnsupported,
+                        "runtime_env.{}: this rtenv binary cannot unpack zips ({})", field, source);
+    }
+    fs::path staging = ctx.home.tmp() / unique_name("zip");
+    if (auto r = ctx.options.unpack_zip(source, staging); !r) {
+      (void)remove_tree(staging);
+      return r.error().with_context("runtime_env." + field);
+    }
+    // Remote working_dir zips are usually made as `zip -r x.zip project/`: strip that wrapper.
+    fs::path root = remote && field == "working_dir" ? single_top_level_dir(staging) : staging;
+    auto uri = pack(field, root, std::nullopt, /*use_index=*/false);
+    (void)remove_tree(staging);
+    return uri;
+  }
+
+  Result<std::string> resolve(const std::string& field, const std::string& value,
+                              bool module) const {
+    if (pack::PackageUri::is_package_uri(value)) {
+      if (module && value.ends_with(".whl")) {
+        auto wheel = WheelUri::parse(value);
+        if (!wheel) return wheel.error().with_context("runtime_env." + field);
+        return wheel->str();
+      }
+      RTENV_ASSIGN_OR_RETURN(auto uri, pack::PackageUri::parse(value));
+      return uri.str();
+    }
+    if (spec::is_uri(value)) {
+      std::string scheme = value.substr(0, value.find("://"));
+      if (scheme != "http" && scheme != "https" && scheme != "file") {
+        return make_error(ErrorCode::kUnsupported,
+                          "runtime_env.{}: not supported yet: {} URIs ({}); use a local path, "
+                          "an http(s):// or file:// .zip, or an rtenv package URI",
+                          field, scheme, value);
+      }
+      if (value.ends_with(".whl")) {
+        return make_error(ErrorCode::kUnsupported,
+                          "runtime_env.{}: not supported yet: wheel URLs ({}); download the wheel "
+                          "and give its local path",
+                          field, value);
+      }
+      RTENV_ASSIGN_OR_RETURN(auto uri, pack_zip(field, value, /*remote=*/true));
+      return uri.str();
+    }
+    fs::path path(value);
+    if (module && value.ends_with(".whl") && fs::is_regular_file(path)) {
+      // The wheel file travels as a one-file package; the node installs it.
+      RTENV_ASSIGN_OR_RETURN(auto uri, pack(field, path, std::nullopt, /*use_index=*/true));
+      return WheelUri{uri, path.filename().string()}.str();
+    }
+    if (value.ends_with(".zip") && fs::is_regular_file(path)) {
+      RTENV_ASSIGN_OR_RETURN(auto uri, pack_zip(field, value, /*remote=*/false));
+      return uri.str();
+    }
+    std::optional<std::string> wrap;
+    if (module && fs::is_directory(path)) wrap = path.filename().string();
+    RTENV_ASSIGN_OR_RETURN(auto uri, pack(field, path, wrap, /*use_index=*/true));
+    return uri.str();
+  }
+};
+
+Result<Resource> package_resource(const std::string& field, const std::string& value,
+                                  const NodeCache& cache) {
+  auto uri = pack::PackageUri::parse(value);
+  if (!uri) return uri.error().with_context("runtime_env." + field);
+  Resource r;
+  r.field = field;
+  r.uri = uri->str();
+  r.kind = cache.kind_of(r.uri);
+  return r;
+}
+
+// Python writes __pycache__ next to the modules it imports; kept there it would count as a
+// change to the package after every run. Send it to the node's cache instead (not when bytecode
+// writing is off: then nothing is written, and a prefix would only hide the interpreter's own
+// cached bytecode).
+void keep_bytecode_out(const NodeCache& cache, LaunchPlan* plan) {
+  for (const auto& op : plan->env) {
+    if (op.kind == EnvOp::Kind::kDefault && op.name == "PYTHONPYCACHEPREFIX") return;
+  }
+  EnvOp op;
+  op.kind = EnvOp::Kind::kDefault;
+  op.name = "PYTHONPYCACHEPREFIX";
+  op.value = (cache.home().root / "pycache").string();
+  op.unless_set = {"PYTHONDONTWRITEBYTECODE"};
+  plan->env.push_back(std::move(op));
+}
+
+std::vector<std::string> module_list(const Json& value) {
+  std::vector<std::string> out;
+  if (value.is_array()) {
+    for (const auto& v : value) {
+      if (v.is_string()) out.push_back(v.get<std::string>());
+    }
+  }
+  return out;
+}
+
+// A wheel's private target directory, for the env's own interpreter if it names one (pip/uv),
+// so the wheel fits the venv.
+Result<PythonEnvRequest> wheel_target(const std::string& field, const std::string& value,
+                                      const spec::RuntimeEnv& env, const NodeCache& cache,
+                                      fs::path* wheel_file) {
+  RTENV_ASSIGN_OR_RETURN(WheelUri wheel, WheelUri::parse(value));
+  auto packages = env.python_packages();
+  RTENV_ASSIGN_OR_RETURN(
+      Interpreter python,
+      find_interpreter(cache.home(), packages ? packages->python : std::nullopt));
+  RTENV_ASSIGN_OR_RETURN(Installer installer, find_installer(python, spec::Installer::kPip));
+  *wheel_file = cache.packages.dir_of(wheel.package) / wheel.file;
+  (void)field;
+  return PythonEnvRequest::make_wheel(wheel.str(), *wheel_file, std::move(python),
+                                      std::move(installer));
+}
+
+class WorkingDir : public Field {
+ public:
+  std::string name() const override { return "working_dir"; }
+  int priority() const override { return 1; }
+  Result<Json> prepare(const Json& value, const PrepareContext& ctx) const override {
+    RTENV_ASSIGN_OR_RETURN(std::string uri,
+                           Packer{ctx}.resolve("working_dir", value.get<std::string>(), false));
+    return Json(uri);
+  }
+  Result<void> resources(const Json& value, const spec::RuntimeEnv&, const NodeCache& cache,
+                         std::vector<Resource>* out) const override {
+    RTENV_ASSIGN_OR_RETURN(Resource r,
+                           package_resource("working_dir", value.get<std::string>(), cache));
+    out->push_back(std::move(r));
+    return ok_result();
+  }
+  Result<void> contribute(const Json& value, const spec::RuntimeEnv&, const NodeCache& cache,
+                          LaunchPlan* plan) const override {
+    auto uri = pack::PackageUri::parse(value.get<std::string>());
+    if (!uri) return uri.error().with_context("runtime_env.working_dir");
+    fs::path dir = cache.packages.dir_of(*uri);
+    plan->cwd = dir;
+    plan->prepend("PYTHONPATH", {dir.string()});
+    keep_bytecode_out(cache, plan);
+    return ok_result();
+  }
+};
+
+class PyModules : public Field {
+ public:
+  std::string name() const override { return "py_modules"; }
+  int priority() const override { return 2; }
+  Result<Json> prepare(const Json& value, const PrepareContext& ctx) const override {
+    Json list = Json::array();
+    auto modules = module_list(value);
+    for (size_t i = 0; i < modules.size(); ++i) {
+      RTENV_ASSIGN_OR_RETURN(std::string uri,
+                             Packer{ctx}.resolve(fmt::format("py_modules[{}]", i), modules[i],
+                                                 /*module=*/true));
+      list.push_back(uri);
+    }
+    return list;
+  }
+  Result<void> resources(const Json& value, const spec::RuntimeEnv& env, const NodeCache& cache,
+                         std::vector<Resource>* out) const override {
+    auto modules = module_list(value);
+    for (size_t i = 0; i < modules.size(); ++i) {
+      std::string field = fmt::format("py_modules[{}]", i);
+      if (!modules[i].ends_with(".whl")) {
+        RTENV_ASSIGN_OR_RETURN(Resource r, package_resource(field, modules[i], cache));
+        out->push_back(std::move(r));
+        continue;
+      }
+      // A wheel: its package (the file), then its install into a private target directory.
+      auto wheel = WheelUri::parse(modules[i]);
+      if (!wheel) return wheel.error().with_context("runtime_env." + field);
+      RTENV_ASSIGN_OR_RETURN(Resource file, package_resource(field, wheel->package.str(), cache));
+      out->push_back(std::move(file));
+      fs::path wheel_file;
+      auto target = wheel_target(field, modules[i], env, cache, &wheel_file);
+      if (!target) return target.error().with_context("runtime_env." + field);
+      Resource r;
+      r.field = field;
+      r.uri = target->uri();
+      r.kind = cache.kind_of(r.uri);
+      r.request = std::make_shared<PythonEnvRequest>(std::move(target).value());
+      out->push_back(std::move(r));
+    }
+    return ok_result();
+  }
+  Result<void> contribute(const Json& value, const spec::RuntimeEnv& env, const NodeCache& cache,
+                          LaunchPlan* plan) const override {
+    std::vector<std::string> paths;
+    auto modules = module_list(value);
+    for (size_t i = 0; i < modules.size(); ++i) {
+      std::string field = fmt::format("py_modules[{}]", i);
+      if (modules[i].ends_with(".whl")) {
+        fs::path wheel_file;
+        auto target = wheel_target(field, modules[i], env, cache, &wheel_file);
+        if (!target) return target.error().with_context("runtime_env." + field);
+        paths.push_back(cache.python.dir_of(target->key).string());
+        continue;
+      }
+      auto uri = pack::PackageUri::parse(modules[i]);
+      if (!uri) return uri.error().with_context("runtime_env." + field);
+      paths.push_back(cache.packages.dir_of(*uri).string());
+    }
+    plan->prepend("PYTHONPATH", std::move(paths));
+    // A wheel's file is a package too.
+    if (!modules.empty()) keep_bytecode_out(cache, plan);
+    return ok_result();
+  }
+};
+
+}  // namespace
+
+std::string WheelUri::str() const { return package.str() + "/" + file; }
+
+Result<WheelUri> WheelUri::parse(std::string_view uri) {
+  size_t slash = pack::PackageUri::kPrefix.size() + 64;
+  if (!pack::PackageUri::is_package_uri(uri) || uri.size() <= slash + 1 || uri[slash] != '/' ||
+      !uri.ends_with(".whl")) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "'{}' is not a wheel in the store (rtenv://sha256/<digest>/<name>.whl)", uri);
+  }
+  RTENV_ASSIGN_OR_RETURN(auto package, pack::PackageUri::parse(uri.substr(0, slash)));
+  std::string file(uri.substr(slash + 1));
+  if (file.find('/') != std::string::npos || file == ".whl") {
+    return make_error(ErrorCode::kInvalidArgument, "'{}': the wheel's name is not a file name",
+                      uri);
+  }
+  return WheelUri{package, file};
+}
+
+fs::path single_top_level_dir(const fs::path& dir) {
+  std::error_code ec;
+  auto it = fs::directory_iterator(dir, ec);
+  if (ec || it == fs::directory_iterator()) return dir;
+  fs::path only = it->path();
+  bool is_dir = it->is_directory(ec) && !it->is_symlink(ec);
+  if (it.increment(ec); ec || it != fs::directory_iterator()) return dir;
+  return is_dir ? only : dir;
+}
+
+namespace fields {
+std::shared_ptr<const Field> working_dir() { return std::make_shared<WorkingDir>(); }
+std::shared_ptr<const Field> py_modules() { return std::make_shared<PyModules>(); }
+}  // namespace fields
+
+}  // namespace rtenv::env

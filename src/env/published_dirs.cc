@@ -1,0 +1,69 @@
+#include "env/published_dirs.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cerrno>
+
+#include "util/fs.h"
+
+namespace rtenv::env {
+
+PublishedDirs::PublishedDirs(fs::path root, fs::path tmp, std::string ready_ext,
+                             std::vector<std::string> sidecars)
+    : root_(std::move(root)),
+      tmp_(std::move(tmp)),
+      ready_ext_(std::move(ready_ext)),
+      sidecars_(std::move(sidecars)) {}
+
+fs::path PublishedDirs::sidecar(std::string_view name, std::string_view ext) const {
+  return root_ / (std::string(name) + std::string(ext));
+}
+
+bool PublishedDirs::is_ready(std::string_view name) const {
+  struct stat st;
+  return ::stat(ready_mark(name).c_str(), &st) == 0 && ::stat(dir(name).c_str(), &st) == 0;
+}
+
+Result<bool> PublishedDirs::evict(
+    std::string_view name, const std::function<void(const fs::path& dir)>& before_remove) const {
+  RTENV_ASSIGN_OR_RETURN(FileLock lock,
+                         FileLock::try_acquire(lock_path(name), FileLock::Mode::kExclusive));
+  if (!lock.held()) return false;
+  if (before_remove) before_remove(dir(name));
+  std::vector<std::string> exts = {ready_ext_};
+  exts.insert(exts.end(), sidecars_.begin(), sidecars_.end());
+  for (const auto& ext : exts) {
+    if (::unlink(sidecar(name, ext).c_str()) != 0 && errno != ENOENT) {
+      return io_error("cannot remove", sidecar(name, ext), errno);
+    }
+  }
+  fs::path doomed = tmp_ / unique_name("evict-" + std::string(name.substr(0, 12)));
+  if (::rename(dir(name).c_str(), doomed.c_str()) != 0 && errno != ENOENT) {
+    return io_error("cannot remove", dir(name), errno);
+  }
+  RTENV_TRY(remove_tree(doomed));
+  return true;
+}
+
+size_t PublishedDirs::process_leases(std::string_view name) const {
+  return shared_lock_holders(lock_path(name));
+}
+
+int64_t PublishedDirs::last_leased_ms(std::string_view name) const {
+  return mtime_ms(lock_path(name));
+}
+
+std::vector<std::string> PublishedDirs::list_ready() const {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(root_, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (!name.ends_with(ready_ext_)) continue;
+    name.resize(name.size() - ready_ext_.size());
+    if (!name.empty() && name[0] != '.' && is_ready(name)) out.push_back(name);
+  }
+  return out;
+}
+
+}  // namespace rtenv::env

@@ -1,0 +1,120 @@
+#include "env/launch_plan.h"
+
+#include <gtest/gtest.h>
+
+namespace rtenv::env {
+namespace {
+
+using Vars = std::map<std::string, std::string>;
+
+TEST(LaunchPlanTest, SetExpandsFromTheCallerOnlyWhenAsked) {
+  LaunchPlan plan;
+  plan.set("A", "x-${HOME}-${NOPE}-$${HOME}", /*expand=*/true);
+  plan.set("B", "x-${HOME}");
+  Vars out = apply_environment(plan, {{"HOME", "/h"}});
+  EXPECT_EQ(out.at("A"), "x-/h--$/h");
+  EXPECT_EQ(out.at("B"), "x-${HOME}");
+  EXPECT_EQ(out.at("HOME"), "/h");
+}
+
+TEST(LaunchPlanTest, PrependsInPlanOrderBeforeTheBaseAndAppendsAfter) {
+  LaunchPlan plan;
+  plan.prepend("PATH", {"/venv/bin"});
+  plan.prepend("PATH", {"/plugin/bin", "/more"});
+  plan.append("PATH", {"/last"});
+  EXPECT_EQ(apply_environment(plan, {{"PATH", "/usr/bin"}}).at("PATH"),
+            "/venv/bin:/plugin/bin:/more:/usr/bin:/last");
+  // No caller value: only what the plan adds.
+  EXPECT_EQ(apply_environment(plan, {}).at("PATH"), "/venv/bin:/plugin/bin:/more:/last");
+}
+
+TEST(LaunchPlanTest, SetReplacesTheBaseWhateverItsPositionAmongPrepends) {
+  LaunchPlan plan;
+  plan.prepend("PATH", {"/venv/bin"});
+  plan.set("PATH", "/x:${PATH}", /*expand=*/true);
+  EXPECT_EQ(apply_environment(plan, {{"PATH", "/usr/bin"}}).at("PATH"), "/venv/bin:/x:/usr/bin");
+}
+
+TEST(LaunchPlanTest, UnsetRemovesAndEmptySetStays) {
+  LaunchPlan plan;
+  EnvOp unset;
+  unset.kind = EnvOp::Kind::kUnset;
+  unset.name = "GONE";
+  plan.env.push_back(unset);
+  plan.set("EMPTY", "");
+  Vars out = apply_environment(plan, {{"GONE", "1"}});
+  EXPECT_FALSE(out.contains("GONE"));
+  EXPECT_EQ(out.at("EMPTY"), "");
+  // An unset variable with prepends is just the prepends.
+  plan.prepend("GONE", {"/a"});
+  EXPECT_EQ(apply_environment(plan, {{"GONE", "1"}}).at("GONE"), "/a");
+}
+
+TEST(LaunchPlanTest, DefaultAppliesOnlyWhenNothingElseSetsIt) {
+  LaunchPlan plan;
+  EnvOp def;
+  def.kind = EnvOp::Kind::kDefault;
+  def.name = "PYTHONPYCACHEPREFIX";
+  def.value = "/cache";
+  def.unless_set = {"PYTHONDONTWRITEBYTECODE"};
+  plan.env.push_back(def);
+  EXPECT_EQ(apply_environment(plan, {}).at("PYTHONPYCACHEPREFIX"), "/cache");
+  EXPECT_EQ(apply_environment(plan, {{"PYTHONPYCACHEPREFIX", "/mine"}}).at("PYTHONPYCACHEPREFIX"),
+            "/mine");
+  EXPECT_FALSE(
+      apply_environment(plan, {{"PYTHONDONTWRITEBYTECODE", "1"}}).contains("PYTHONPYCACHEPREFIX"));
+  plan.set("PYTHONDONTWRITEBYTECODE", "1");
+  EXPECT_FALSE(apply_environment(plan, {}).contains("PYTHONPYCACHEPREFIX"));
+}
+
+TEST(LaunchPlanTest, SeparatorIsTheOps) {
+  LaunchPlan plan;
+  plan.append("FLAGS", {"-a", "-b"}, " ");
+  EXPECT_EQ(apply_environment(plan, {{"FLAGS", "-x"}}).at("FLAGS"), "-x -a -b");
+}
+
+TEST(LaunchPlanTest, JsonRoundTrip) {
+  LaunchPlan plan;
+  plan.set("A", "${B}", true);
+  plan.prepend("PATH", {"/p"});
+  plan.append("CLASSPATH", {"/a.jar"}, ";");
+  EnvOp def;
+  def.kind = EnvOp::Kind::kDefault;
+  def.name = "D";
+  def.value = "v";
+  def.unless_set = {"E"};
+  plan.env.push_back(def);
+  EnvOp unset;
+  unset.kind = EnvOp::Kind::kUnset;
+  unset.name = "U";
+  plan.env.push_back(unset);
+  plan.cwd = "/w";
+  plan.wrapper = {"env", "--"};
+  plan.py_executable = "/venv/bin/python";
+  plan.resources = {"rtenv://sha256/" + std::string(64, 'a')};
+  auto back = LaunchPlan::from_json(plan.to_json());
+  ASSERT_TRUE(back.ok()) << back.error().message();
+  EXPECT_EQ(*back, plan);
+  EXPECT_EQ(plan.to_json()["env"][0]["op"], "set");
+}
+
+TEST(LaunchPlanTest, MalformedJsonIsRefusedNamingWhat) {
+  for (const char* text : {
+           R"([])",
+           R"({"env": {}})",
+           R"({"env": [{"op": "frobnicate", "name": "A"}]})",
+           R"({"env": [{"op": "set", "name": ""}]})",
+           R"({"env": [{"op": "set", "name": "A"}]})",
+           R"({"env": [{"op": "prepend", "name": "A", "values": [1]}]})",
+           R"({"cwd": 3})",
+           R"({"wrapper": "sh"})",
+       }) {
+    auto r = LaunchPlan::from_json(nlohmann::json::parse(text));
+    ASSERT_FALSE(r.ok()) << text;
+    EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument) << text;
+    EXPECT_NE(r.error().message().find("launch plan"), std::string::npos) << r.error().message();
+  }
+}
+
+}  // namespace
+}  // namespace rtenv::env
