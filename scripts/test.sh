@@ -13,7 +13,7 @@ ctest --test-dir build --output-on-failure -j2
 
 echo "== unit tests under ASan + UBSan"
 # Only the unit tests run under the sanitizers: build just them.
-NINJA_TARGETS="$(printf 'rtenv_%s_tests ' util spec store pack env agent)" \
+NINJA_TARGETS="$(printf 'rtenv_%s_tests ' util spec config store pack env agent)" \
   BUILD_DIR=build-asan bash scripts/build.sh -DRTENV_WERROR=ON -DRTENV_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j2

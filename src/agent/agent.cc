@@ -62,17 +62,6 @@ std::string timings_json(const std::vector<Timing>& timings) {
   return j.dump();
 }
 
-Result<uint64_t> size_from(const nlohmann::json& j, const char* key) {
-  if (j.is_number_unsigned()) return j.get<uint64_t>();
-  if (!j.is_string()) {
-    return make_error(ErrorCode::kInvalidArgument, "config {}: expected a size such as \"10G\"",
-                      key);
-  }
-  auto size = parse_size(j.get<std::string>());
-  if (!size) return size.error().with_context(fmt::format("config {}", key));
-  return size;
-}
-
 // A crash during the atomic write of a package's .state leaves the temp file beside it in pkgs/
 // (".<digest>.state.tmp.<pid>.<counter>.<random>", see unique_name), where sweep_tmp does not
 // look. Removes those of processes that are gone.
@@ -104,43 +93,11 @@ bool holder_is_dead(const std::string& holder) {
   return colon != std::string::npos && holder.substr(colon + 1) != *now;
 }
 
-Result<AgentOptions> AgentOptions::from_config(const env::Home& home) {
-  AgentOptions o;
-  fs::path file = home.root / "config.json";
-  if (auto text = read_file(file)) {
-    nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
-      return make_error(ErrorCode::kInvalidArgument, "{}: not a JSON object", file.string());
-    }
-    if (j.contains("cache_limit")) {
-      RTENV_ASSIGN_OR_RETURN(o.cache_high_bytes, size_from(j["cache_limit"], "cache_limit"));
-      o.cache_low_bytes = o.cache_high_bytes / 10 * 8;
-    }
-    if (j.contains("cache_low")) {
-      RTENV_ASSIGN_OR_RETURN(o.cache_low_bytes, size_from(j["cache_low"], "cache_low"));
-    }
-    if (j.contains("kind_limits") && j["kind_limits"].is_object()) {
-      for (auto& [kind, v] : j["kind_limits"].items()) {
-        RTENV_ASSIGN_OR_RETURN(o.kind_high_bytes[kind], size_from(v, "kind_limits"));
-      }
-    }
-    if (j.contains("failure_ttl_seconds") && j["failure_ttl_seconds"].is_number()) {
-      o.failure_ttl_ms = static_cast<int64_t>(j["failure_ttl_seconds"].get<double>() * 1000);
-    }
-  }
-  if (const char* v = std::getenv("RTENV_CACHE_LIMIT"); v && *v) {
-    RTENV_ASSIGN_OR_RETURN(o.cache_high_bytes, size_from(v, "RTENV_CACHE_LIMIT"));
-    o.cache_low_bytes = o.cache_high_bytes / 10 * 8;
-  }
-  if (const char* v = std::getenv("RTENV_CACHE_LOW"); v && *v) {
-    RTENV_ASSIGN_OR_RETURN(o.cache_low_bytes, size_from(v, "RTENV_CACHE_LOW"));
-  }
-  if (const char* v = std::getenv("RTENV_FAILURE_TTL"); v && *v) {
-    o.failure_ttl_ms = static_cast<int64_t>(std::atof(v) * 1000);
-  }
-  if (o.cache_low_bytes > o.cache_high_bytes) o.cache_low_bytes = o.cache_high_bytes;
-  return o;
-}
+AgentOptions::AgentOptions(const config::Config& config)
+    : cache_high_bytes(config.cache_limit()),
+      cache_low_bytes(config.cache_low()),
+      kind_high_bytes(config.kind_limits()),
+      failure_ttl_ms(static_cast<int64_t>(config.failure_ttl_seconds() * 1000)) {}
 
 Agent::Agent(env::Home home, std::unique_ptr<store::BlobStore> store, AgentOptions options,
              std::shared_ptr<const env::Registry> registry, std::unique_ptr<StateDb> db)

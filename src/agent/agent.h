@@ -24,10 +24,18 @@
 namespace rtenv::agent {
 
 struct AgentOptions {
+  /// The built-in defaults below.
+  AgentOptions() = default;
+  /// From the configuration: cache_limit, cache_low, kind_limits, failure_ttl_seconds
+  /// (config.json, RTENV_CACHE_LIMIT, RTENV_CACHE_LOW, RTENV_FAILURE_TTL); checked when `config`
+  /// was built.
+  explicit AgentOptions(const config::Config& config);
+
   /// Evict unused resources when the cache exceeds `high` bytes, down to `low`.
   uint64_t cache_high_bytes = uint64_t{10} << 30;
   uint64_t cache_low_bytes = uint64_t{8} << 30;
-  /// The same per resource kind ("working_dir", "py_modules"); absent: no limit of its own.
+  /// The same per resource kind ("package", "python", "plugin:<field>"); absent: no limit of its
+  /// own.
   std::map<std::string, uint64_t> kind_high_bytes;
   /// How long a failed env's error is served again without retrying the install.
   int64_t failure_ttl_ms = 10'000;
@@ -35,10 +43,6 @@ struct AgentOptions {
   unsigned max_parallel_installs = 4;
   /// How often holders that are processes are checked for life.
   int64_t reap_interval_ms = 250;
-
-  /// Defaults overridden by $RTENV_HOME/config.json, then by RTENV_CACHE_LIMIT,
-  /// RTENV_CACHE_LOW and RTENV_FAILURE_TTL (seconds). Sizes take 500M, 10G, ....
-  static Result<AgentOptions> from_config(const env::Home& home);
 };
 
 /// A phase of an env's setup and how long it took.

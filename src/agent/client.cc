@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 #include <chrono>
+#include <cstdio>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <grpcpp/grpcpp.h>
 #include <nlohmann/json.hpp>
 
@@ -61,39 +63,135 @@ bool wait_connected(grpc::Channel& channel, std::chrono::milliseconds timeout) {
 AgentClient::AgentClient(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 AgentClient::~AgentClient() = default;
 
-Result<std::unique_ptr<AgentClient>> AgentClient::connect(const env::Home& home, bool start) {
-  auto impl = std::make_unique<Impl>();
-  std::string target = "unix:" + (home.root / "agent.sock").string();
+namespace {
+
+std::shared_ptr<grpc::Channel> open_channel(const env::Home& home) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 20);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 20);
-  impl->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
-  bool socket_exists = ::access((home.root / "agent.sock").c_str(), F_OK) == 0;
-  if (!socket_exists || !wait_connected(*impl->channel, std::chrono::milliseconds(500))) {
-    if (!start) {
-      return make_error(ErrorCode::kUnavailable,
-                        "no rtenv agent is running for {} (start one with "
-                        "`rtenv agent`)",
-                        home.root.string());
+  return grpc::CreateCustomChannel("unix:" + (home.root / "agent.sock").string(),
+                                   grpc::InsecureChannelCredentials(), args);
+}
+
+// Starts the agent and connects to it. Fails at once if the started process exits without an
+// agent answering (its own error, from the log, is the message).
+Result<std::shared_ptr<grpc::Channel>> start_and_connect(const env::Home& home) {
+  RTENV_ASSIGN_OR_RETURN(env::StartedAgent started, env::start_agent_process(home));
+  using Clock = std::chrono::steady_clock;
+  auto deadline = Clock::now() + std::chrono::seconds(10);
+  auto exited = [&] {
+    std::string tail = env::agent_log_tail(home, started);
+    return make_error(ErrorCode::kUnavailable, "the rtenv agent exited at once{}{}",
+                      tail.empty() ? "" : ":\n", tail.empty() ? " (no output)" : tail);
+  };
+  // The pid file is written once the agent listens.
+  while (::access((home.root / "agent.pid").c_str(), F_OK) != 0) {
+    if (!env::process_alive(started.pid)) {
+      // Another client's agent may have won the home's lock: its pid file comes next.
+      ::usleep(20'000);
+      if (::access((home.root / "agent.pid").c_str(), F_OK) == 0) break;
+      return exited();
     }
-    RTENV_TRY(env::start_agent_process(home));
-    // Wait for the socket, then connect on a fresh channel: the first one failed already and
-    // would retry only after its backoff.
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (::access((home.root / "agent.pid").c_str(), F_OK) != 0 &&
-           std::chrono::steady_clock::now() < deadline) {
-      ::usleep(2000);
-    }
-    impl->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
-    if (!wait_connected(*impl->channel, std::chrono::seconds(10))) {
+    if (Clock::now() > deadline) break;
+    ::usleep(2000);
+  }
+  // A fresh channel: a first one that failed would retry only after its backoff.
+  auto channel = open_channel(home);
+  while (!wait_connected(*channel, std::chrono::milliseconds(100))) {
+    if (!env::process_alive(started.pid) && !env::agent_process_running(home)) return exited();
+    if (Clock::now() > deadline) {
       return make_error(ErrorCode::kUnavailable,
                         "the rtenv agent did not start within 10 s; see {}",
                         (home.logs() / "agent.log").string());
     }
   }
-  impl->stub = pb::RuntimeEnvAgent::NewStub(impl->channel);
-  return std::unique_ptr<AgentClient>(new AgentClient(std::move(impl)));
+  return channel;
+}
+
+// Waits until the process `pid` is gone; false if it is still there at the deadline.
+bool wait_gone(int64_t pid, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (env::process_alive(static_cast<pid_t>(pid))) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    ::usleep(10'000);
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<AgentClient>> AgentClient::connect(const env::Home& home, bool start) {
+  ConnectOptions options;
+  options.start = start;
+  return connect(home, options);
+}
+
+Result<std::unique_ptr<AgentClient>> AgentClient::connect(const env::Home& home,
+                                                          const ConnectOptions& options) {
+  auto warn = [&](const std::string& message) {
+    if (options.warn) {
+      options.warn(message);
+    } else {
+      std::fprintf(stderr, "rtenv: warning: %s\n", message.c_str());
+    }
+  };
+  auto make = [](std::shared_ptr<grpc::Channel> channel) {
+    auto impl = std::make_unique<Impl>();
+    impl->channel = std::move(channel);
+    impl->stub = pb::RuntimeEnvAgent::NewStub(impl->channel);
+    return std::unique_ptr<AgentClient>(new AgentClient(std::move(impl)));
+  };
+  auto channel = open_channel(home);
+  bool socket_exists = ::access((home.root / "agent.sock").c_str(), F_OK) == 0;
+  if (!socket_exists || !wait_connected(*channel, std::chrono::milliseconds(500))) {
+    if (!options.start) {
+      return make_error(ErrorCode::kUnavailable,
+                        "no rtenv agent is running for {} (start one with "
+                        "`rtenv agent`)",
+                        home.root.string());
+    }
+    RTENV_ASSIGN_OR_RETURN(channel, start_and_connect(home));
+    return make(std::move(channel));
+  }
+  auto client = make(std::move(channel));
+  // An agent that is already running may have been started with another configuration than
+  // this caller's (a changed variable or config.json).
+  auto status = client->status();
+  if (!status) return status.error();
+  if (status->config_fingerprint == home.config().fingerprint()) return client;
+  std::vector<std::string> keys = differing_keys(*status, home);
+  std::string differing = keys.empty() ? "its version" : fmt::format("{}", fmt::join(keys, ", "));
+  if (!status->on_demand || !options.start) {
+    warn(fmt::format(
+        "the rtenv agent (pid {}) runs with another configuration than this shell's (differs in: "
+        "{}); it keeps its own until restarted (`rtenv agent stop`, then start it again)",
+        status->pid, differing));
+    return client;
+  }
+  if (options.note) {
+    options.note(fmt::format(
+        "the rtenv agent (pid {}) was started with another configuration (differs in: {}); "
+        "restarting it with this one",
+        status->pid, differing));
+  }
+  RTENV_TRY(client->shutdown());
+  client.reset();
+  if (!wait_gone(status->pid, std::chrono::seconds(30))) {
+    return make_error(ErrorCode::kUnavailable,
+                      "the rtenv agent (pid {}) was asked to restart with this configuration "
+                      "but is still finishing its installs after 30 s; try again",
+                      status->pid);
+  }
+  RTENV_ASSIGN_OR_RETURN(channel, start_and_connect(home));
+  return make(std::move(channel));
+}
+
+std::vector<std::string> AgentClient::differing_keys(const AgentStatus& status,
+                                                     const env::Home& home) {
+  auto theirs = nlohmann::json::parse(status.config_json, nullptr, /*allow_exceptions=*/false);
+  if (theirs.is_discarded()) theirs = nlohmann::json::object();
+  return config::Config::differing_keys(theirs, home.config().agent_values());
 }
 
 Result<CreateResult> AgentClient::get_or_create(
@@ -186,6 +284,30 @@ Result<void> AgentClient::ping() {
   grpc::Status s = impl_->stub->Ping(&ctx, pb::PingRequest(), &reply);
   if (!s.ok()) return unreachable(s);
   return ok_result();
+}
+
+Result<AgentStatus> AgentClient::status() {
+  pb::PingReply reply;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Status s = impl_->stub->Ping(&ctx, pb::PingRequest(), &reply);
+  if (!s.ok()) return unreachable(s);
+  AgentStatus out;
+  out.pid = reply.pid();
+  out.version = reply.version();
+  out.on_demand = reply.on_demand();
+  out.config_fingerprint = reply.config_fingerprint();
+  out.config_json = reply.config_json();
+  return out;
+}
+
+Result<int64_t> AgentClient::shutdown() {
+  pb::ShutdownReply reply;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Status s = impl_->stub->Shutdown(&ctx, pb::ShutdownRequest(), &reply);
+  if (!s.ok()) return unreachable(s);
+  return reply.pid();
 }
 
 }  // namespace rtenv::agent

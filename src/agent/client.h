@@ -16,13 +16,41 @@ class GetRuntimeEnvsInfoReply;
 class GarbageCollectReply;
 }  // namespace v1
 
+/// How AgentClient::connect goes about it.
+struct ConnectOptions {
+  /// Start the agent if none answers (and restart one started on demand whose configuration is
+  /// not the caller's).
+  bool start = true;
+  /// Told what connect did that a verbose caller shows (an agent restarted); may be empty.
+  std::function<void(const std::string&)> note;
+  /// Told of an agent kept with another configuration than the caller's; empty: printed to
+  /// stderr as "rtenv: warning: ...".
+  std::function<void(const std::string&)> warn;
+};
+
+/// What an agent says about itself (Ping).
+struct AgentStatus {
+  int64_t pid = 0;
+  std::string version;
+  bool on_demand = false;  ///< started by a client, with an idle exit
+  std::string config_fingerprint;
+  std::string config_json;  ///< config::Config::agent_values() of the agent
+};
+
 /// A connection to the agent of one $RTENV_HOME. Thread-compatible.
 class AgentClient {
  public:
-  /// Connects to the agent's socket; if nothing answers and `start` is true, starts the agent
-  /// (`<rtenv> agent --idle-exit <seconds>`, detached, logging to $RTENV_HOME/logs/agent.log;
-  /// the idle time is RTENV_AGENT_IDLE_EXIT, default 600 s) and waits up to 10 s for it.
-  /// kUnavailable if no agent can be reached.
+  /// Connects to the agent's socket; if nothing answers and `options.start` is true, starts the
+  /// agent (`<rtenv> agent --idle-exit <seconds>`, detached, logging to
+  /// $RTENV_HOME/logs/agent.log; the idle time is the config's agent_idle_exit_seconds) and
+  /// waits up to 10 s for it; if the process it started exits first, fails at once with what
+  /// the agent wrote. Then compares the agent's configuration (Ping) with `home.config()`: an
+  /// agent started on demand with another one is shut down and started again with the caller's
+  /// (options.note says so); one started by hand is kept, and options.warn names the keys that
+  /// differ. kUnavailable if no agent can be reached.
+  static Result<std::unique_ptr<AgentClient>> connect(const env::Home& home,
+                                                      const ConnectOptions& options);
+  /// connect() with options.start = `start`.
   static Result<std::unique_ptr<AgentClient>> connect(const env::Home& home, bool start);
   ~AgentClient();
 
@@ -36,6 +64,13 @@ class AgentClient {
   Result<v1::GarbageCollectReply> gc(bool dry_run);
   /// An empty round trip (for measuring the RPC itself).
   Result<void> ping();
+  /// The agent's pid, version and configuration.
+  Result<AgentStatus> status();
+  /// Asks the agent to stop (it refuses new calls, lets running ones finish, exits); returns its
+  /// pid. Does not wait for it to be gone.
+  Result<int64_t> shutdown();
+  /// The keys whose values differ between the agent's configuration and `home.config()`.
+  static std::vector<std::string> differing_keys(const AgentStatus& status, const env::Home& home);
 
  private:
   struct Impl;

@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <thread>
 
 #include <fmt/format.h>
@@ -43,7 +44,13 @@ void fill_error(const Error& e, pb::GetOrCreateRuntimeEnvReply* reply) {
 
 class Service final : public pb::RuntimeEnvAgent::Service {
  public:
-  Service(Agent& agent, std::string token) : agent_(agent), token_(std::move(token)) {}
+  Service(Agent& agent, std::string token, bool on_demand, std::atomic<bool>* shutdown)
+      : agent_(agent),
+        token_(std::move(token)),
+        on_demand_(on_demand),
+        shutdown_(shutdown),
+        config_json_(agent.home().config().agent_values().dump()),
+        fingerprint_(agent.home().config().fingerprint()) {}
 
   grpc::Status GetOrCreateRuntimeEnv(grpc::ServerContext* ctx,
                                      const pb::GetOrCreateRuntimeEnvRequest* req,
@@ -167,6 +174,17 @@ class Service final : public pb::RuntimeEnvAgent::Service {
     if (auto s = authorize(ctx); !s.ok()) return s;
     reply->set_pid(::getpid());
     reply->set_version("0.1.0");
+    reply->set_config_fingerprint(fingerprint_);
+    reply->set_config_json(config_json_);
+    reply->set_on_demand(on_demand_);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status Shutdown(grpc::ServerContext* ctx, const pb::ShutdownRequest*,
+                        pb::ShutdownReply* reply) override {
+    if (auto s = authorize(ctx); !s.ok()) return s;
+    reply->set_pid(::getpid());
+    *shutdown_ = true;
     return grpc::Status::OK;
   }
 
@@ -186,6 +204,10 @@ class Service final : public pb::RuntimeEnvAgent::Service {
 
   Agent& agent_;
   std::string token_;
+  bool on_demand_;
+  std::atomic<bool>* shutdown_;
+  std::string config_json_;
+  std::string fingerprint_;
 };
 
 }  // namespace
@@ -203,7 +225,8 @@ Result<void> serve(Agent& agent, const ServeOptions& options) {
                  "listening on TCP needs a bearer token (--token-file)");
   }
   ::unlink(options.socket.c_str());  // a stale socket from a crash; we hold the agent lock
-  Service service(agent, options.token);
+  std::atomic<bool> shutdown_requested{false};
+  Service service(agent, options.token, options.idle_exit_seconds > 0, &shutdown_requested);
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + options.socket.string(), grpc::InsecureServerCredentials());
   if (!options.tcp_address.empty()) {
@@ -230,6 +253,13 @@ Result<void> serve(Agent& agent, const ServeOptions& options) {
   std::thread watcher([&] {
     while (!g_stop) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (shutdown_requested) {
+        // New calls are refused from here on; running ones (installs) get the grace period.
+        std::fprintf(stderr, "rtenv agent %d: shutdown requested\n", ::getpid());
+        server->Shutdown(std::chrono::system_clock::now() +
+                         std::chrono::seconds(options.shutdown_grace_seconds));
+        return;
+      }
       if (options.idle_exit_seconds > 0 && agent.idle_ms() > options.idle_exit_seconds * 1000LL) {
         break;
       }

@@ -1,14 +1,19 @@
-// The commands that talk to the node agent: env create/release/list, gc.
+// The commands that talk to the node agent: env create/release/list, gc, agent stop/status.
 
+#include <unistd.h>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "agent.pb.h"
 #include "agent/client.h"
 #include "cli/commands.h"
+#include "env/agent_process.h"
 #include "env/zip_import.h"
 #include "util/fs.h"
 
@@ -27,10 +32,20 @@ std::string age(int64_t ms) {
   return fmt::format("{}h ago", s / 3600);
 }
 
-Result<std::unique_ptr<agent::AgentClient>> connect(env::Home* home_out) {
-  RTENV_ASSIGN_OR_RETURN(env::Home home, env::Home::from_environment());
+bool g_agent_verbose = false;
+
+Result<std::unique_ptr<agent::AgentClient>> connect(env::Home* home_out, bool start = true) {
+  RTENV_ASSIGN_OR_RETURN(env::Home home, open_home());
   *home_out = home;
-  return agent::AgentClient::connect(home, /*start=*/true);
+  agent::ConnectOptions options;
+  options.start = start;
+  if (!start) options.warn = [](const std::string&) {};  // stopping it anyway
+  if (g_agent_verbose) {
+    options.note = [](const std::string& line) {
+      std::fprintf(stderr, "rtenv: %s\n", line.c_str());
+    };
+  }
+  return agent::AgentClient::connect(home, options);
 }
 
 // `env create --no-install`: what a submitting side does before handing an env to an engine
@@ -183,6 +198,84 @@ int gc_command(bool dry_run) {
   std::printf("%s %s; cache now %s\n", dry_run ? "would free" : "freed",
               pack::format_bytes(r->bytes_freed()).c_str(),
               pack::format_bytes(r->cache_bytes()).c_str());
+  return 0;
+}
+
+void set_agent_verbose(bool verbose) { g_agent_verbose = verbose; }
+
+int agent_stop_command() {
+  env::Home home;
+  auto client = connect(&home, /*start=*/false);
+  if (!client) {
+    if (client.error().code() == ErrorCode::kUnavailable && !env::agent_process_running(home)) {
+      std::printf("no rtenv agent is running for %s\n", home.root.c_str());
+      return 0;
+    }
+    return fail(kExitSetup, client.error().message());
+  }
+  auto pid = (*client)->shutdown();
+  if (!pid) return fail(kExitSetup, pid.error().message());
+  client->reset();
+  // It lets running installs finish first: wait for that, within reason.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (env::process_alive(static_cast<pid_t>(*pid))) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return fail(kExitSetup, fmt::format("the rtenv agent (pid {}) is still finishing its "
+                                          "installs after 60 s; it exits when they are done",
+                                          *pid));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::printf("stopped the rtenv agent (pid %lld)\n", static_cast<long long>(*pid));
+  return 0;
+}
+
+int agent_status_command(bool json) {
+  env::Home home;
+  agent::ConnectOptions options;
+  options.start = false;
+  options.warn = [](const std::string&) {};  // said below
+  auto home_r = open_home();
+  if (!home_r) return fail(kExitSetup, home_r.error().message());
+  home = *home_r;
+  std::string socket = (home.root / "agent.sock").string();
+  auto client = agent::AgentClient::connect(home, options);
+  if (!client) {
+    if (json) {
+      std::printf("%s\n", nlohmann::json({{"running", false}, {"socket", socket}}).dump().c_str());
+    } else {
+      std::printf("no rtenv agent is running for %s\n", home.root.c_str());
+    }
+    return 1;
+  }
+  auto status = (*client)->status();
+  if (!status) return fail(kExitSetup, status.error().message());
+  bool matches = status->config_fingerprint == home.config().fingerprint();
+  std::vector<std::string> differing =
+      matches ? std::vector<std::string>{} : agent::AgentClient::differing_keys(*status, home);
+  if (json) {
+    nlohmann::json j = {{"running", true},
+                        {"pid", status->pid},
+                        {"version", status->version},
+                        {"socket", socket},
+                        {"on_demand", status->on_demand},
+                        {"config_matches", matches},
+                        {"config_fingerprint", status->config_fingerprint},
+                        {"differing_keys", differing}};
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("pid:       %lld\n", static_cast<long long>(status->pid));
+  std::printf("version:   %s\n", status->version.c_str());
+  std::printf("socket:    %s\n", socket.c_str());
+  std::printf("started:   %s\n", status->on_demand ? "on demand (exits when idle)"
+                                                   : "by hand or a service (no idle exit)");
+  if (matches) {
+    std::printf("config:    the same as this shell's\n");
+  } else {
+    std::printf("config:    differs from this shell's in: %s (`rtenv agent stop` to restart it)\n",
+                fmt::format("{}", fmt::join(differing, ", ")).c_str());
+  }
   return 0;
 }
 

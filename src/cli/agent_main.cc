@@ -20,6 +20,12 @@ int main(int argc, char** argv) {
       int code = app.exit(e);
       return code == 0 ? 0 : rtenv::cli::kExitUsage;
     }
+    // A configuration that cannot be read stops the agent at once, with the reason (which the
+    // client that started it reports).
+    auto config = rtenv::config::Config::from_environment();
+    if (!config) return rtenv::cli::fail(rtenv::cli::kExitUsage, config.error().message());
+    rtenv::cli::set_config(
+        std::make_shared<const rtenv::config::Config>(std::move(config).value()));
     return rtenv::cli::agent_command(args);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "rtenv-agent: internal error: %s\n", e.what());

@@ -12,10 +12,9 @@
 namespace rtenv::cli {
 
 int agent_command(const AgentArgs& args) {
-  auto home = env::Home::from_environment();
+  auto home = open_home();
   if (!home) return fail(kExitUsage, home.error().message());
-  auto options = agent::AgentOptions::from_config(*home);
-  if (!options) return fail(kExitUsage, options.error().message());
+  agent::AgentOptions options(home->config());
   auto store = open_any_store(home->store_url());
   if (!store) return fail(kExitSetup, "opening the store: " + store.error().message());
   agent::ServeOptions serve;
@@ -32,7 +31,7 @@ int agent_command(const AgentArgs& args) {
   }
   auto registry = env::Registry::standard(*home);
   if (!registry) return fail(kExitUsage, registry.error().message());
-  auto a = agent::Agent::open(*home, std::move(store).value(), *options, *registry);
+  auto a = agent::Agent::open(*home, std::move(store).value(), options, *registry);
   if (!a) return fail(kExitSetup, "starting the agent: " + a.error().message());
   std::fprintf(stderr, "rtenv agent %d serving %s on %s%s\n", ::getpid(), home->root.c_str(),
                serve.socket.c_str(),

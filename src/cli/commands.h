@@ -39,6 +39,10 @@ struct LockArgs {
 /// `rtenv lock`: prints the exact pins an env's pip/uv list resolves to.
 int lock_command(const LockArgs& args);
 
+/// `rtenv config show [--json]`: every setting, its effective value and its origin (the token
+/// masked).
+int config_show_command(bool json);
+
 }  // namespace rtenv::cli
 
 namespace rtenv::cli {
@@ -67,6 +71,13 @@ int env_release_command(const std::string& job_id);
 int env_list_command(bool json);
 /// `rtenv gc`: evict unused resources down to the cache's low watermark.
 int gc_command(bool dry_run);
+/// `rtenv agent stop`: asks the agent to stop and waits (bounded) until its process is gone.
+int agent_stop_command();
+/// `rtenv agent status [--json]`: the agent's pid, version, socket, whether it was started on
+/// demand and whether its configuration is this shell's. Exit 1 if no agent is running.
+int agent_status_command(bool json);
+/// Says what connecting to the agent did (a restart) on stderr when `verbose`.
+void set_agent_verbose(bool verbose);
 
 struct StoreServeArgs {
   std::string root;  ///< empty: $RTENV_HOME/store

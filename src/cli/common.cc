@@ -22,15 +22,34 @@ namespace fs = std::filesystem;
 
 namespace {
 std::vector<std::string> g_command_line;
+std::shared_ptr<const config::Config> g_config;
 }  // namespace
 
 void set_command_line(int argc, char** argv) { g_command_line.assign(argv, argv + argc); }
+
+void set_config(std::shared_ptr<const config::Config> config) { g_config = std::move(config); }
+
+const std::shared_ptr<const config::Config>& shared_config() {
+  if (!g_config) {
+    auto c = config::Config::from_environment();
+    g_config = std::make_shared<const config::Config>(
+        c ? std::move(c).value() : config::Config::defaults("/nonexistent/rtenv"));
+  }
+  return g_config;
+}
+
+Result<env::Home> open_home() { return env::Home::from_config(shared_config()); }
 
 Result<std::unique_ptr<store::BlobStore>> open_any_store(const std::string& url) {
 #ifdef RTENV_FRONT
   return store::open_store(url);
 #else
-  return store::open_store_any(url);
+  const config::Config& c = process_config();
+  store::StoreOptions options;
+  options.token = c.store_token().value_or("");
+  options.ca_bundle = c.ca_bundle().value_or("");
+  options.s3_endpoint = c.s3_endpoint().value_or("");
+  return store::open_store_any(url, options);
 #endif
 }
 
@@ -74,19 +93,12 @@ int fail(int exit_code, const std::string& message) {
 }
 
 Result<void> SizeLimits::apply(env::UploadOptions* options) const {
-  std::string max = max_package_size;
-  if (max.empty()) {
-    if (const char* e = std::getenv("RTENV_MAX_PACKAGE_SIZE"); e && *e) max = e;
-  }
-  if (!max.empty()) {
-    auto v = parse_size(max);
+  options->max_package_bytes = process_config().max_package_size();
+  options->warn_file_bytes = process_config().warn_file_size();
+  if (!max_package_size.empty()) {
+    auto v = parse_size(max_package_size);
     if (!v) return v.error().with_context("package size limit");
     options->max_package_bytes = *v;
-  }
-  if (const char* e = std::getenv("RTENV_WARN_FILE_SIZE"); e && *e) {
-    auto v = parse_size(e);
-    if (!v) return v.error().with_context("RTENV_WARN_FILE_SIZE");
-    options->warn_file_bytes = *v;
   }
   return ok_result();
 }

@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 
+#include "config/config.h"
+#include "env/home.h"
 #include "env/setup.h"
 #include "util/result.h"
 
@@ -24,8 +26,18 @@ void set_command_line(int argc, char** argv);
 /// Returns only on failure, with the exit status to use.
 int exec_full();
 
+/// Sets the configuration main() built, once, before any command runs (it includes the flags).
+void set_config(std::shared_ptr<const config::Config> config);
+/// The configuration main() set (if none was set: the process environment's, for callers that
+/// run without main, such as tests).
+const std::shared_ptr<const config::Config>& shared_config();
+inline const config::Config& process_config() { return *shared_config(); }
+/// The home of the process configuration, with that configuration (directories created).
+Result<env::Home> open_home();
+
 /// Opens the store at `url` with every backend this binary has (the lean front: local
-/// directories only; the others: also s3:// and http(s)://).
+/// directories only; the others: also s3:// and http(s)://), with the process configuration's
+/// token, CA bundle and S3 endpoint.
 Result<std::unique_ptr<store::BlobStore>> open_any_store(const std::string& url);
 /// True if this binary cannot open `url` itself and must hand the command to rtenv-full.
 bool store_needs_full(const std::string& url);
@@ -33,10 +45,10 @@ bool store_needs_full(const std::string& url);
 /// Prints "rtenv: <message>" to stderr and returns `exit_code`.
 int fail(int exit_code, const std::string& message);
 
-/// Options of the package limits, from flags or the environment (RTENV_MAX_PACKAGE_SIZE,
-/// RTENV_WARN_FILE_SIZE).
+/// Options of the package limits: --max-package-size, else the process configuration's
+/// max_package_size and warn_file_size (RTENV_MAX_PACKAGE_SIZE, RTENV_WARN_FILE_SIZE).
 struct SizeLimits {
-  std::string max_package_size;  ///< from --max-package-size
+  std::string max_package_size;  ///< from --max-package-size (also in the configuration)
   Result<void> apply(env::UploadOptions* options) const;
 };
 

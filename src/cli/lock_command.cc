@@ -14,7 +14,7 @@ int lock_command(const LockArgs& args) {
   if (!packages) {
     return fail(kExitUsage, "the runtime_env has no pip or uv field: nothing to lock");
   }
-  auto home = env::Home::from_environment();
+  auto home = open_home();
   if (!home) return fail(kExitSetup, home.error().message());
   ProgressLine line;
   env::LockOptions options;

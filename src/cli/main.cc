@@ -28,7 +28,7 @@ int real_main(int argc, char** argv) {
       "runtime_env; rtenv packs them by content, puts them on the machine and runs the job "
       "inside.\n\nState lives in $RTENV_HOME (default ~/.cache/rtenv); the store is "
       "$RTENV_STORE, else \"store\" in $RTENV_HOME/config.json, else the directory "
-      "$RTENV_HOME/store.",
+      "$RTENV_HOME/store. Every setting: `rtenv config show` (docs/config.md).",
       "rtenv"};
   app.set_version_flag("--version", kVersion);
   app.require_subcommand(1);
@@ -114,6 +114,32 @@ int real_main(int argc, char** argv) {
       "$RTENV_HOME/agent.sock (owner-only). Cache limits: $RTENV_HOME/config.json "
       "(cache_limit, cache_low, kind_limits), RTENV_CACHE_LIMIT, RTENV_CACHE_LOW.");
   add_agent_options(agent_cmd, &agent_args);
+  auto* agent_stop_cmd = agent_cmd->add_subcommand(
+      "stop",
+      "Stop this node's agent: it refuses new calls, lets running installs finish and exits "
+      "(waits until it is gone, at most 60 s)");
+  bool agent_status_json = false;
+  auto* agent_status_cmd = agent_cmd->add_subcommand(
+      "status",
+      "Is this node's agent running: pid, version, socket, started on demand or by hand, and "
+      "whether its configuration is this shell's (exit 1 if none runs)");
+  agent_status_cmd->add_flag("--json", agent_status_json, "Print one JSON object");
+
+  auto* config_cmd = app.add_subcommand("config", "rtenv's settings");
+  config_cmd->require_subcommand(1);
+  bool config_json = false;
+  auto* config_show_cmd = config_cmd->add_subcommand(
+      "show",
+      "Every setting, its effective value and where it came from: the default, "
+      "$RTENV_HOME/config.json, an RTENV_* variable or a flag (docs/config.md). The store token "
+      "is masked.");
+  config_show_cmd->add_flag("--json", config_json, "Print one JSON object");
+  std::string config_store, config_max_package_size;
+  config_show_cmd->add_option("--store", config_store,
+                              "Show the configuration a command given this --store would use");
+  config_show_cmd->add_option("--max-package-size", config_max_package_size,
+                              "Show the configuration a command given this --max-package-size "
+                              "would use");
 
   auto* env_cmd = app.add_subcommand("env", "Envs on this node (through the agent)");
   env_cmd->require_subcommand(1);
@@ -126,6 +152,8 @@ int real_main(int argc, char** argv) {
                          "Hold the env for this job until `rtenv env release --job` (default: "
                          "for this process only)");
   create_cmd->add_flag("--json", create.json, "Print one JSON object");
+  bool agent_verbose = false;
+  create_cmd->add_flag("--verbose,-v", agent_verbose, "Say what was done to reach the agent");
   create_cmd->add_flag("--no-install", create.no_install,
                        "Only resolve: pack local paths into the store and lock pip/uv, then print "
                        "the resolved env (for engines whose nodes install it later); no agent");
@@ -143,6 +171,7 @@ int real_main(int argc, char** argv) {
       "Evict unused resources, least recently used first, down to the low watermark "
       "(never one in use)");
   gc_cmd->add_flag("--dry-run", gc_dry_run, "Only say what would be evicted");
+  gc_cmd->add_flag("--verbose,-v", agent_verbose, "Say what was done to reach the agent");
 
   auto* store_cmd = app.add_subcommand("store", "The blob store");
   store_cmd->require_subcommand(1);
@@ -169,6 +198,25 @@ int real_main(int argc, char** argv) {
     int code = app.exit(e);
     return code == 0 ? 0 : kExitUsage;
   }
+  // One configuration for the whole command, flags included; one that cannot be read fails
+  // every command at once.
+  rtenv::config::Flags flags;
+  if (run_cmd->parsed()) {
+    if (!run.store_url.empty()) flags.store = run.store_url;
+    if (!run.limits.max_package_size.empty()) flags.max_package_size = run.limits.max_package_size;
+  } else if (pack_cmd->parsed()) {
+    if (!pack.store_url.empty()) flags.store = pack.store_url;
+    if (!pack.limits.max_package_size.empty()) {
+      flags.max_package_size = pack.limits.max_package_size;
+    }
+  } else if (config_show_cmd->parsed()) {
+    if (!config_store.empty()) flags.store = config_store;
+    if (!config_max_package_size.empty()) flags.max_package_size = config_max_package_size;
+  }
+  auto config = rtenv::config::Config::from_environment(flags);
+  if (!config) return fail(kExitUsage, config.error().message());
+  set_config(std::make_shared<const rtenv::config::Config>(std::move(config).value()));
+  if (config_show_cmd->parsed()) return config_show_command(config_json);
   if (run_cmd->parsed()) {
     run.command = run_cmd->remaining();
     if (has_dashes) {
@@ -196,11 +244,16 @@ int real_main(int argc, char** argv) {
   if (pack_cmd->parsed()) return pack_command(pack);
   if (lock_cmd->parsed()) return lock_command(lock);
 #ifdef RTENV_FRONT
+  (void)agent_stop_cmd;
+  (void)agent_status_cmd;
   if (agent_cmd->parsed() || create_cmd->parsed() || release_cmd->parsed() || list_cmd->parsed() ||
       gc_cmd->parsed() || serve_cmd->parsed()) {
     return exec_full();
   }
 #else
+  set_agent_verbose(agent_verbose);
+  if (agent_stop_cmd->parsed()) return agent_stop_command();
+  if (agent_status_cmd->parsed()) return agent_status_command(agent_status_json);
   if (agent_cmd->parsed()) {
     // The lean agent binary beside this one, if installed, serves with less memory.
     std::string lean =

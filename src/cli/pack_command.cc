@@ -13,7 +13,7 @@ namespace rtenv::cli {
 int pack_command(const PackArgs& args) {
   env::UploadOptions limits;
   if (auto r = args.limits.apply(&limits); !r) return fail(kExitUsage, r.error().message());
-  auto home = env::Home::from_environment();
+  auto home = open_home();
   if (!home) return fail(kExitSetup, home.error().message());
   std::string url = args.store_url.empty() ? home->store_url() : args.store_url;
   if (store_needs_full(url)) return exec_full();

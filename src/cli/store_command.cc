@@ -15,7 +15,8 @@ namespace rtenv::cli {
 
 namespace {
 
-// The token from --token-file, else RTENV_STORE_TOKEN; empty if neither.
+// The token from --token-file, else the config's store_token (RTENV_STORE_TOKEN); empty if
+// neither.
 Result<std::string> read_token(const std::string& token_file) {
   std::string token;
   if (!token_file.empty()) {
@@ -26,8 +27,8 @@ Result<std::string> read_token(const std::string& token_file) {
     if (token.empty()) {
       return make_error(ErrorCode::kInvalidArgument, "token file {} is empty", token_file);
     }
-  } else if (const char* t = std::getenv("RTENV_STORE_TOKEN"); t && *t) {
-    token = t;
+  } else if (auto t = process_config().store_token()) {
+    token = *t;
   }
   if (token.find_first_of("\r\n") != std::string::npos) {
     return make_error(ErrorCode::kInvalidArgument, "the token has a line break in it");
@@ -48,7 +49,7 @@ int store_serve_command(const StoreServeArgs& args) {
     std::error_code ec;
     options.root = fs::absolute(args.root, ec).lexically_normal();
   } else {
-    auto home = env::Home::from_environment();
+    auto home = open_home();
     if (!home) return fail(kExitUsage, home.error().message());
     options.root = home->store();
   }

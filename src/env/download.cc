@@ -29,8 +29,8 @@ size_t on_data(char* data, size_t size, size_t n, void* user) {
   return std::fwrite(data, 1, bytes, sink->file);
 }
 
-Result<void> attempt(const std::string& url, const std::filesystem::path& dest,
-                     uint64_t max_bytes) {
+Result<void> attempt(const std::string& url, const std::filesystem::path& dest, uint64_t max_bytes,
+                     const std::string& ca_bundle) {
   FILE* f = std::fopen(dest.c_str(), "wb");
   if (!f) return make_error(ErrorCode::kIo, "cannot create {}", dest.string());
   Sink sink{f, 0, max_bytes};
@@ -48,9 +48,7 @@ Result<void> attempt(const std::string& url, const std::filesystem::path& dest,
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  if (const char* ca = std::getenv("RTENV_CA_BUNDLE"); ca && *ca) {
-    curl_easy_setopt(curl, CURLOPT_CAINFO, ca);
-  }
+  if (!ca_bundle.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, ca_bundle.c_str());
   CURLcode rc = curl_easy_perform(curl);
   long status = 0;
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
@@ -93,13 +91,13 @@ std::string redact_url(const std::string& url) {
   return url.substr(0, host_start) + "***@" + url.substr(at + 1);
 }
 
-Result<void> download(const std::string& url, const std::filesystem::path& dest,
-                      uint64_t max_bytes) {
+Result<void> download(const std::string& url, const std::filesystem::path& dest, uint64_t max_bytes,
+                      const std::string& ca_bundle) {
   static const bool initialized = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
   (void)initialized;
   constexpr int kAttempts = 4;
   for (int i = 0;; ++i) {
-    auto r = attempt(url, dest, max_bytes);
+    auto r = attempt(url, dest, max_bytes, ca_bundle);
     if (r || !r.error().retryable() || i + 1 == kAttempts) {
       if (!r) std::remove(dest.c_str());
       if (!r && r.error().retryable()) {

@@ -2,8 +2,10 @@
 // $RTENV_HOME: where a node keeps all of rtenv's state. Moving it moves everything.
 
 #include <filesystem>
+#include <memory>
 #include <string>
 
+#include "config/config.h"
 #include "util/result.h"
 
 namespace rtenv::env {
@@ -22,6 +24,12 @@ namespace fs = std::filesystem;
 ///   uv-cache/, pip-cache/  the package caches all Python envs share
 struct Home {
   fs::path root;
+  /// The configuration this home was opened with (never null once opened by at() or
+  /// from_config()). Shared: copies of a Home share one Config.
+  std::shared_ptr<const config::Config> config_ptr;
+
+  /// The configuration of this home: every setting a node-side component needs.
+  const config::Config& config() const;
 
   fs::path store() const { return root / "store"; }
   fs::path pkgs() const { return root / "pkgs"; }
@@ -34,15 +42,19 @@ struct Home {
   fs::path uv_cache() const { return root / "uv-cache"; }
   fs::path pip_cache() const { return root / "pip-cache"; }
 
-  /// From RTENV_HOME or the default; creates the directories.
+  /// The home `config` names (config->home()), with that configuration; creates the
+  /// directories.
+  static Result<Home> from_config(std::shared_ptr<const config::Config> config);
+  /// from_config() of a Config built from the process environment (no flags).
   static Result<Home> from_environment();
+  /// The home at `root` with the built-in defaults (config::Config::defaults): nothing read.
   static Result<Home> at(const fs::path& root);
 
   /// The client-side file index of a packed directory (by its absolute path).
   fs::path index_for(const fs::path& root) const;
 
-  /// The store URL: RTENV_STORE if set, else "store" in $RTENV_HOME/config.json, else the local
-  /// store.
+  /// The store URL: config().store() (--store, RTENV_STORE, "store" in config.json, else the
+  /// local store).
   std::string store_url() const;
 };
 

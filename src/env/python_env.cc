@@ -340,7 +340,7 @@ Result<void> retarget_scripts(const fs::path& bin, const std::string& from, cons
 }  // namespace
 
 Result<Interpreter> find_interpreter(const Home& home, const std::optional<std::string>& wanted) {
-  std::string requested = wanted ? *wanted : env_or("RTENV_PYTHON", "python3");
+  std::string requested = wanted ? *wanted : home.config().python();
   auto path = find_program(requested);
   if (!path) {
     return make_error(ErrorCode::kNotFound,
@@ -387,16 +387,20 @@ Result<Interpreter> find_interpreter(const Home& home, const std::optional<std::
 }
 
 Result<Installer> find_installer(const Interpreter& python, spec::Installer field) {
-  std::string choice = env_or("RTENV_INSTALLER", "auto");
-  if (choice != "auto" && choice != "uv" && choice != "pip") {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "RTENV_INSTALLER must be auto, uv or pip, got '{}'", choice);
-  }
+  RTENV_ASSIGN_OR_RETURN(config::Config config, config::Config::from_environment());
+  return find_installer(config, python, field);
+}
+
+Result<Installer> find_installer(const config::Config& config, const Interpreter& python,
+                                 spec::Installer field) {
+  // Checked when the configuration was built: "auto", "uv" or "pip".
+  std::string choice = config.installer();
   std::optional<fs::path> uv;
-  if (const char* v = std::getenv("RTENV_UV"); v && *v) {
-    uv = find_program(v);
+  if (auto v = config.uv()) {
+    uv = find_program(*v);
     if (!uv) {
-      return make_error(ErrorCode::kNotFound, "RTENV_UV names {}, which is not an executable", v);
+      return make_error(ErrorCode::kNotFound, "uv (from {}) names {}, which is not an executable",
+                        config.origin("uv").describe(), *v);
     }
   } else if (fs::path beside = python.executable.parent_path() / "uv";
              ::access(beside.c_str(), X_OK) == 0) {
@@ -471,7 +475,8 @@ Result<spec::RuntimeEnv> lock_python(const spec::RuntimeEnv& env, const Home& ho
       named.python = python.executable.string();
       return named;
     }
-    RTENV_ASSIGN_OR_RETURN(Installer installer, find_installer(python, packages->installer));
+    RTENV_ASSIGN_OR_RETURN(Installer installer,
+                           find_installer(home.config(), python, packages->installer));
     return lock_packages(*packages, home, python, installer, options);
   }();
   if (!locked) return locked.error().with_context(fmt::format("runtime_env.{}", field));
@@ -674,7 +679,7 @@ Result<void> PythonEnvCache::build_or_fetch(const PythonEnvRequest& request, con
     if (progress) progress(line);
   };
   const std::string name = "pyenvs/" + request.key.hex();
-  SharedBuilds builds(*shared_store_, SharedBuilds::options_from_environment());
+  SharedBuilds builds(*shared_store_, SharedBuilds::options_from(home_.config()));
   auto claim = builds.claim(name + ".json", name + ".lease", deadline, report);
   if (!claim) {
     if (claim.error().code() == ErrorCode::kTimeout) return claim.error();

@@ -43,9 +43,12 @@ struct Installer {
   const char* name() const { return tool == Tool::kUv ? "uv" : "pip"; }
 };
 
-/// $RTENV_INSTALLER ("uv", "pip" or "auto", the default) decides; uv is $RTENV_UV, else the uv
-/// installed beside the interpreter, else `uv` on PATH. The `uv` field needs uv (kNotFound
-/// saying how to get it).
+/// The config's installer ("uv", "pip" or "auto", the default; RTENV_INSTALLER) decides; uv is
+/// the config's uv (RTENV_UV), else the uv installed beside the interpreter, else `uv` on PATH.
+/// The `uv` field needs uv (kNotFound saying how to get it).
+Result<Installer> find_installer(const config::Config& config, const Interpreter& python,
+                                 spec::Installer field);
+/// find_installer() with the configuration of the process environment.
 Result<Installer> find_installer(const Interpreter& python, spec::Installer field);
 
 /// Reports a line of an installer's progress.

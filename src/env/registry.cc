@@ -57,19 +57,10 @@ Result<std::shared_ptr<const Registry>> Registry::make(std::vector<PluginSpec> p
 }
 
 Result<std::shared_ptr<const Registry>> Registry::standard(const Home& home) {
+  // Checked when the configuration was built (config.json "plugins", or RTENV_PLUGINS).
   std::vector<PluginSpec> plugins;
-  if (const char* v = std::getenv("RTENV_PLUGINS"); v && *v) {
-    auto j = nlohmann::json::parse(v, nullptr, false);
-    if (j.is_discarded()) {
-      return Error(ErrorCode::kInvalidArgument, "RTENV_PLUGINS: not JSON (a list of plugins)");
-    }
-    RTENV_ASSIGN_OR_RETURN(plugins, parse_plugin_list(j, "RTENV_PLUGINS"));
-  } else if (auto text = read_file(home.root / "config.json")) {
-    auto j = nlohmann::json::parse(*text, nullptr, false);
-    if (j.is_object() && j.contains("plugins")) {
-      RTENV_ASSIGN_OR_RETURN(plugins,
-                             parse_plugin_list(j["plugins"], (home.root / "config.json").string()));
-    }
+  for (const auto& p : home.config().plugins()) {
+    plugins.push_back(PluginSpec{p.field, p.exec, static_cast<int>(p.priority)});
   }
   return make(std::move(plugins));
 }

@@ -18,7 +18,8 @@ class Registry {
   /// spec's validation (spec::register_plugin_field). kInvalidArgument for a plugin naming a
   /// built-in field or one named twice.
   static Result<std::shared_ptr<const Registry>> make(std::vector<PluginSpec> plugins);
-  /// make() with the plugins of the process's configuration (see plugins_from_environment).
+  /// make() with the plugins of `home`'s configuration (config.json "plugins" or RTENV_PLUGINS;
+  /// config::Config::plugins).
   static Result<std::shared_ptr<const Registry>> standard(const Home& home);
 
   /// The field called `name`, or nullptr.

@@ -90,12 +90,10 @@ void BuildLease::release() {
   state_.reset();
 }
 
-SharedBuilds::Options SharedBuilds::options_from_environment() {
+SharedBuilds::Options SharedBuilds::options_from(const config::Config& config) {
   Options o;
-  if (const char* s = std::getenv("RTENV_BUILD_LEASE_SECONDS"); s && *s) {
-    char* end = nullptr;
-    double seconds = std::strtod(s, &end);
-    if (end && *end == '\0' && seconds > 0) o.lease_ms = static_cast<int64_t>(seconds * 1000);
+  if (double seconds = config.build_lease_seconds(); seconds > 0) {
+    o.lease_ms = static_cast<int64_t>(seconds * 1000);
   }
   return o;
 }

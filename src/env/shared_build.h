@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "config/config.h"
 #include "store/blob_store.h"
 #include "util/result.h"
 
@@ -39,8 +40,9 @@ class SharedBuilds {
     int64_t poll_ms = 100;          ///< how often a waiting node looks for the record, at most
     int64_t lease_check_ms = 1000;  ///< how often it looks at the lease (expired?)
   };
-  /// Options from the environment: RTENV_BUILD_LEASE_SECONDS (default 60).
-  static Options options_from_environment();
+  /// Options from the configuration: build_lease_seconds (RTENV_BUILD_LEASE_SECONDS, default
+  /// 60).
+  static Options options_from(const config::Config& config);
 
   SharedBuilds(store::BlobStore& store, Options options);
 

@@ -152,9 +152,7 @@ Result<HttpResponse> http_perform(const HttpRequest& req, const RetryPolicy& pol
   curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp.body);
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, keep_header);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &resp.headers);
-  if (const char* ca = std::getenv("RTENV_CA_BUNDLE"); ca && *ca) {
-    curl_easy_setopt(curl, CURLOPT_CAINFO, ca);
-  }
+  if (!req.ca_bundle.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, req.ca_bundle.c_str());
   if (req.method == "HEAD") {
     curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
   } else if (req.method == "PUT") {

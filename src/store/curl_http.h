@@ -57,6 +57,8 @@ struct HttpRequest {
   /// false: a PUT or POST body goes at once, without libcurl's "Expect: 100-continue" (a round
   /// trip before each larger body). true: libcurl's default.
   bool expect_continue = false;
+  /// The CA certificates to trust (a PEM file); empty: the system's.
+  std::string ca_bundle;
 };
 
 struct HttpResponse {

@@ -38,9 +38,7 @@ bool is_http_store_url(std::string_view url) {
 }
 
 Result<std::unique_ptr<HttpStore>> HttpStore::open(std::string_view url) {
-  HttpStoreSettings settings;
-  if (const char* t = std::getenv(std::string(kTokenVariable).c_str())) settings.token = t;
-  return open(url, std::move(settings));
+  return open(url, HttpStoreSettings());
 }
 
 Result<std::unique_ptr<HttpStore>> HttpStore::open(std::string_view url,
@@ -88,6 +86,7 @@ Result<HttpResponse> HttpStore::send(const char* method, const std::string& path
   req.url = base_ + path;
   req.body = body;
   req.headers = std::move(headers);
+  req.ca_bundle = settings_.ca_bundle;
   if (!settings_.token.empty()) req.headers.push_back("Authorization: Bearer " + settings_.token);
   if (req.method == "PUT" || req.method == "POST") {
     req.headers.push_back("Content-Type: application/octet-stream");

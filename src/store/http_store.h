@@ -21,8 +21,11 @@
 namespace rtenv::store {
 
 struct HttpStoreSettings {
-  /// The bearer token; empty sends none. From RTENV_STORE_TOKEN by default (see open()).
+  /// The bearer token; empty sends none (the caller passes the config's store_token,
+  /// RTENV_STORE_TOKEN).
   std::string token;
+  /// The CA certificates to trust (a PEM file); empty: the system's.
+  std::string ca_bundle;
   RetryPolicy retry;
 };
 

@@ -5,13 +5,20 @@
 
 namespace rtenv::store {
 
-Result<std::unique_ptr<BlobStore>> open_store_any(std::string_view url) {
+Result<std::unique_ptr<BlobStore>> open_store_any(std::string_view url,
+                                                  const StoreOptions& options) {
   if (url.starts_with("s3://")) {
-    RTENV_ASSIGN_OR_RETURN(auto store, S3Store::open(url));
+    RTENV_ASSIGN_OR_RETURN(S3Settings settings, S3Settings::from_environment());
+    if (!options.s3_endpoint.empty()) settings.endpoint = options.s3_endpoint;
+    settings.ca_bundle = options.ca_bundle;
+    RTENV_ASSIGN_OR_RETURN(auto store, S3Store::open(url, std::move(settings)));
     return std::unique_ptr<BlobStore>(std::move(store));
   }
   if (is_http_store_url(url)) {
-    RTENV_ASSIGN_OR_RETURN(auto store, HttpStore::open(url));
+    HttpStoreSettings settings;
+    settings.token = options.token;
+    settings.ca_bundle = options.ca_bundle;
+    RTENV_ASSIGN_OR_RETURN(auto store, HttpStore::open(url, std::move(settings)));
     return std::unique_ptr<BlobStore>(std::move(store));
   }
   return open_store(url);

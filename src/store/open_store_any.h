@@ -4,16 +4,27 @@
 // which has no libcurl, calls open_store instead.
 
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "store/blob_store.h"
 
 namespace rtenv::store {
 
-/// Opens `url`: `s3://bucket[/prefix]` as an S3Store and `http(s)://host[:port][/base]` as an
-/// HttpStore (each with its settings from the environment; see their open()), anything else
-/// through open_store (a directory or file://; kUnsupported for another scheme). A network store
-/// makes no request here: a server that is down or refuses us shows on first use.
-Result<std::unique_ptr<BlobStore>> open_store_any(std::string_view url);
+/// What the caller's configuration says about network stores (config::Config's store_token,
+/// ca_bundle and s3_endpoint); every field empty: nothing of rtenv's own.
+struct StoreOptions {
+  std::string token;        ///< the blob server's bearer token (RTENV_STORE_TOKEN)
+  std::string ca_bundle;    ///< CA certificates for https (RTENV_CA_BUNDLE); empty: the system's
+  std::string s3_endpoint;  ///< over AWS_ENDPOINT_URL(_S3) (RTENV_S3_ENDPOINT); empty: those
+};
+
+/// Opens `url`: `s3://bucket[/prefix]` as an S3Store (credentials and region as the AWS CLI
+/// finds them, S3Settings::from_environment; endpoint and CA bundle from `options` when given)
+/// and `http(s)://host[:port][/base]` as an HttpStore (token and CA bundle from `options`),
+/// anything else through open_store (a directory or file://; kUnsupported for another scheme). A
+/// network store makes no request here: a server that is down or refuses us shows on first use.
+Result<std::unique_ptr<BlobStore>> open_store_any(std::string_view url,
+                                                  const StoreOptions& options = {});
 
 }  // namespace rtenv::store

@@ -246,7 +246,7 @@ Result<S3Settings> S3Settings::from_environment(const Lookup& env) {
   };
 
   S3Settings s;
-  if (auto e = first_of({"RTENV_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"})) {
+  if (auto e = first_of({"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"})) {
     s.endpoint = *e;
   }
   std::string profile = get("AWS_PROFILE").value_or("default");
@@ -446,6 +446,7 @@ Result<HttpResponse> S3Store::send(const Request& req) const {
   http.method = req.method;
   http.url = http_url(req.key, req.query);
   http.body = req.body;
+  http.ca_bundle = settings_.ca_bundle;
   // S3 requires the payload's hash; giving it also lets libcurl sign it without reading the body.
   http.headers.push_back("x-amz-content-sha256: " +
                          (req.body.empty() ? kEmptySha : Digest::of(req.body).hex()));

@@ -33,6 +33,8 @@ struct S3Settings {
   std::string endpoint;
   std::string region = "us-east-1";
   S3Credentials credentials;
+  /// The CA certificates to trust (a PEM file); empty: the system's.
+  std::string ca_bundle;
 
   /// Connection errors, timeouts, HTTP 5xx and throttling are retried: up to `max_attempts`
   /// tries in all, sleeping `initial_backoff` doubling up to `max_backoff` in between (each
@@ -60,7 +62,8 @@ struct S3Settings {
   using Lookup = std::function<std::optional<std::string>(const std::string& name)>;
 
   /// Reads the settings as the AWS CLI does, from `env` (default: this process's environment):
-  /// - endpoint: RTENV_S3_ENDPOINT, else AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL;
+  /// - endpoint: AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL (rtenv's own s3_endpoint,
+  ///   RTENV_S3_ENDPOINT, is the caller's to set over it: see store::StoreOptions);
   /// - region: AWS_REGION, else AWS_DEFAULT_REGION, else the profile's `region` in the config
   ///   file (AWS_CONFIG_FILE, default ~/.aws/config), else us-east-1;
   /// - credentials: AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN), else the
