@@ -74,7 +74,7 @@ int env_resolve(const spec::RuntimeEnv& env, const env::Home& home_value,
 }  // namespace
 
 int env_create_command(const EnvCreateArgs& args) {
-  auto home_or = env::Home::from_environment();
+  auto home_or = open_home();
   if (!home_or) return fail(kExitSetup, "setup failed: " + home_or.error().message());
   // Plugin fields are known to validation once the registry is built.
   auto registry = env::Registry::standard(*home_or);

@@ -132,7 +132,7 @@ int run_command(const RunArgs& args) {
     if (args.verbose) std::fprintf(stderr, "rtenv: %s\n", line.c_str());
   };
 
-  auto home = env::Home::from_environment();
+  auto home = open_home();
   if (!home) return fail(kExitSetup, "setup failed: " + home.error().message());
   // The fields this node handles, exec plugins included (validation knows their names then).
   auto registry = env::Registry::standard(*home);
@@ -180,9 +180,7 @@ int run_command(const RunArgs& args) {
   };
   // Resolving packages no one resolved before means this env is new here: the agent will be
   // needed, so it starts while the resolver runs rather than after.
-  const char* no_agent_env = std::getenv("RTENV_NO_AGENT");
-  bool agent_wanted = args.store_url.empty() &&
-                      !(no_agent_env && *no_agent_env && std::string(no_agent_env) != "0");
+  bool agent_wanted = args.store_url.empty() && !home->config().no_agent();
   upload.before_resolving = [&] {
     if (agent_wanted && !env::agent_process_running(*home)) (void)env::start_agent_process(*home);
   };
@@ -221,7 +219,9 @@ int run_command(const RunArgs& args) {
     ::setenv(kPackReported, "1", 1);
     return exec_full();  // the agent is reached over gRPC, which only rtenv-full loads
 #else
-    auto client = agent::AgentClient::connect(*home, /*start=*/true);
+    agent::ConnectOptions connect;
+    connect.note = say;
+    auto client = agent::AgentClient::connect(*home, connect);
     if (!client) {
       say("the agent is not available (" + client.error().message() + "); setting up here");
     } else {

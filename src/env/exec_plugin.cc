@@ -187,53 +187,6 @@ class PluginLease : public ResourceLease {
 
 }  // namespace
 
-Result<std::vector<PluginSpec>> parse_plugin_list(const json& list, const std::string& origin) {
-  if (!list.is_array()) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "{}: plugins must be a list of {{\"field\", \"exec\", \"priority\"}}",
-                      origin);
-  }
-  std::vector<PluginSpec> out;
-  for (size_t i = 0; i < list.size(); ++i) {
-    const json& e = list[i];
-    std::string where = fmt::format("{}: plugins[{}]", origin, i);
-    if (!e.is_object())
-      return make_error(ErrorCode::kInvalidArgument, "{}: expected an object", where);
-    for (const auto& [k, v] : e.items()) {
-      if (k != "field" && k != "exec" && k != "priority") {
-        return make_error(ErrorCode::kInvalidArgument,
-                          "{}: unknown key '{}' (expected field, exec, priority)", where, k);
-      }
-    }
-    PluginSpec p;
-    if (!e.contains("field") || !e["field"].is_string() || e["field"].get<std::string>().empty()) {
-      return make_error(ErrorCode::kInvalidArgument, "{}: \"field\" must be a non-empty string",
-                        where);
-    }
-    p.field = e["field"].get<std::string>();
-    if (spec::is_builtin_field(p.field)) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "{}: '{}' is a built-in field; a plugin needs a field name of its own",
-                        where, p.field);
-    }
-    if (!e.contains("exec") || !e["exec"].is_string() ||
-        !fs::path(e["exec"].get<std::string>()).is_absolute()) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "{}: \"exec\" must be the absolute path of the plugin program", where);
-    }
-    p.exec = e["exec"].get<std::string>();
-    if (e.contains("priority")) {
-      if (!e["priority"].is_number_integer()) {
-        return make_error(ErrorCode::kInvalidArgument, "{}: \"priority\" must be an integer",
-                          where);
-      }
-      p.priority = e["priority"].get<int>();
-    }
-    out.push_back(std::move(p));
-  }
-  return out;
-}
-
 // ---- the field ---------------------------------------------------------------------------
 
 Result<void> ExecPluginField::validate(const spec::Json& value, int64_t timeout_ms) const {

@@ -16,7 +16,8 @@
 
 namespace rtenv::env {
 
-/// A configured plugin: `{"field": F, "exec": "/abs/path", "priority": N}`.
+/// A configured plugin: `{"field": F, "exec": "/abs/path", "priority": N}` (config::Config
+/// parses and checks the list).
 struct PluginSpec {
   std::string field;
   fs::path exec;
@@ -24,11 +25,6 @@ struct PluginSpec {
 };
 
 inline constexpr const char* kPluginProtocol = "rtenv-plugin/1";
-
-/// Parses a plugins list (config.json "plugins" or RTENV_PLUGINS); `origin` names where it came
-/// from in errors. kInvalidArgument for a malformed entry.
-Result<std::vector<PluginSpec>> parse_plugin_list(const nlohmann::json& list,
-                                                  const std::string& origin);
 
 /// The field of an exec plugin: validate asks the program; a value is one resource
 /// `plugin://<field>/<key>`, key = SHA-256 of the field, the value's canonical JSON and the

@@ -1,6 +1,5 @@
 #include "env/node_cache.h"
 
-#include <cstdlib>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -10,9 +9,9 @@ namespace rtenv::env {
 namespace {
 
 bool shares_builds(const Home& home, const store::BlobStore& store) {
-  const char* setting = std::getenv("RTENV_SHARE_BUILDS");
-  if (setting && std::string_view(setting) == "1") return true;
-  if (setting && std::string_view(setting) == "0") return false;
+  std::string setting = home.config().share_builds();
+  if (setting == "1") return true;
+  if (setting == "0") return false;
   return store.url() != "file://" + home.store().string();
 }
 

@@ -19,7 +19,7 @@ namespace rtenv::env {
 class NodeCache {
  public:
   /// Python envs are shared through `store` when other nodes may use it too: when it is not
-  /// this home's own directory, or RTENV_SHARE_BUILDS says so ("1": always, "0": never).
+  /// this home's own directory, or the config's share_builds says so ("1": always, "0": never).
   NodeCache(const Home& home, store::BlobStore& store, std::shared_ptr<const Registry> registry);
 
   PackageCache packages;

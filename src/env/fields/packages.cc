@@ -160,7 +160,7 @@ Result<PythonEnvRequest> wheel_target(const std::string& field, const std::strin
   RTENV_ASSIGN_OR_RETURN(
       Interpreter python,
       find_interpreter(cache.home(), packages ? packages->python : std::nullopt));
-  RTENV_ASSIGN_OR_RETURN(Installer installer, find_installer(python, spec::Installer::kPip));
+  RTENV_ASSIGN_OR_RETURN(Installer installer, find_installer(cache.home().config(), python, spec::Installer::kPip));
   *wheel_file = cache.packages.dir_of(wheel.package) / wheel.file;
   (void)field;
   return PythonEnvRequest::make_wheel(wheel.str(), *wheel_file, std::move(python),

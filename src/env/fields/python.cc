@@ -58,7 +58,7 @@ class PythonPackagesField : public Field {
     auto request = [&]() -> Result<PythonEnvRequest> {
       if (!packages) return Error(ErrorCode::kInternal, "no Python packages");
       RTENV_ASSIGN_OR_RETURN(Interpreter python, find_interpreter(cache.home(), packages->python));
-      RTENV_ASSIGN_OR_RETURN(Installer installer, find_installer(python, packages->installer));
+      RTENV_ASSIGN_OR_RETURN(Installer installer, find_installer(cache.home().config(), python, packages->installer));
       return PythonEnvRequest::make(*packages, std::move(python), std::move(installer));
     }();
     if (!request) return request.error().with_context("runtime_env." + name());

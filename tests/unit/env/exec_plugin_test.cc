@@ -140,18 +140,19 @@ TEST_F(ExecPluginTest, AFieldNoPluginHandlesIsUnsupportedOnTheNode) {
   EXPECT_NE(r.error().message().find("runtime_env.other: no plugin"), std::string::npos);
 }
 
-TEST(PluginListTest, MalformedEntriesAreRefused) {
-  for (const char* text :
-       {R"({})", R"([1])", R"([{"field": "x"}])", R"([{"field": "x", "exec": "relative/path"}])",
-        R"([{"field": "x", "exec": "/p", "priority": "high"}])",
-        R"([{"field": "x", "exec": "/p", "extra": 1}])"}) {
-    auto r = parse_plugin_list(nlohmann::json::parse(text), "config.json");
-    EXPECT_FALSE(r.ok()) << text;
-  }
-  auto ok = parse_plugin_list(nlohmann::json::parse(R"([{"field": "x", "exec": "/p"}])"), "c");
-  ASSERT_TRUE(ok.ok());
-  EXPECT_EQ((*ok)[0].priority, 10);
-  EXPECT_FALSE(Registry::make({{"pip", "/p", 10}}).ok()) << "a built-in field";
+TEST(RegistryTest, APluginCannotTakeABuiltInFieldOrOneTwice) {
+  EXPECT_FALSE(Registry::make({{"pip", "/p", 10}}).ok());
+  EXPECT_FALSE(Registry::make({{"x", "/p", 10}, {"x", "/q", 10}}).ok());
+  auto r = Registry::make({{"zz", "/p", 1}, {"aa", "/q", 20}});
+  ASSERT_TRUE(r.ok()) << r.error().message();
+  // In ascending priority: the plugin at 1 before every built-in field but env_vars & co. (0).
+  std::vector<std::string> names;
+  for (const auto& f : (*r)->fields()) names.push_back(f->name());
+  EXPECT_EQ(names.front(), "config");
+  EXPECT_EQ(names[3], "zz");
+  EXPECT_EQ(names.back(), "aa");
+  spec::unregister_plugin_field("zz");
+  spec::unregister_plugin_field("aa");
 }
 
 }  // namespace
