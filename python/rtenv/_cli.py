@@ -160,7 +160,7 @@ def _create_args(spec: Mapping[str, Any], job: str) -> list[str]:
 def create(spec: Mapping[str, Any], job: str, *, env: Optional[Mapping[str, str]] = None) -> dict:
     """Makes the env ready on this node through its agent and holds it for `job`
     (`rtenv env create --job JOB --json`). Returns {"env_id", "installed", "runtime_env",
-    "resources", "holder", "context"}."""
+    "resources", "holder", "plan"} (the launch plan: docs/plugins.md)."""
     return _one_json(run(_create_args(spec, job), env=env), "rtenv env create")
 
 
