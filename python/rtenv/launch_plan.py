@@ -21,8 +21,8 @@ Applied to a caller's environment E, per variable V the plan names:
   when NAME is unset, if "expand" is true; `$$` and a lone `$` stay as they are); `unset` makes
   it absent;
 - front(V) = every `prepend` value for V in plan order, back(V) = every `append` value in order;
-- V = front + [base, if present and non-empty] + back joined with the separator, absent if all
-  three are empty or absent;
+- V = front + [base, if present and non-empty] + back joined with the separator; with nothing
+  to add, V = base (a `set` to "" stays set to "", and V is absent only if base is);
 - then each `default`: if V is absent after the above and no variable of "unless_set" is
   present in E or in the result, V = value.
 
@@ -59,8 +59,17 @@ def expand(value: str, environ: Mapping[str, str]) -> str:
     return _VAR.sub(lambda m: environ.get(m.group(1), ""), value)
 
 
+def _strings(value: Any, what: str) -> List[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("launch plan: %s: expected a list of strings, got %r" % (what, value))
+    return value
+
+
 def _ops(plan: Mapping[str, Any]) -> List[Mapping[str, Any]]:
-    ops = plan.get("env") or []
+    """The plan's operations, checked as the C++ side checks them (LaunchPlan::from_json)."""
+    if not isinstance(plan, Mapping):
+        raise ValueError("launch plan: expected a JSON object, got %s" % type(plan).__name__)
+    ops = plan.get("env", [])
     if not isinstance(ops, list):
         raise ValueError("launch plan: \"env\" must be a list of operations, got %s"
                          % type(ops).__name__)
@@ -70,6 +79,20 @@ def _ops(plan: Mapping[str, Any]) -> List[Mapping[str, Any]]:
                              % (i, ", ".join(_OPS), op))
         if not isinstance(op.get("name"), str) or not op["name"]:
             raise ValueError("launch plan: env[%d] has no variable name: %r" % (i, op))
+        kind, where = op["op"], "env[%d] %s" % (i, op["name"])
+        if kind in ("set", "default") and not isinstance(op.get("value"), str):
+            raise ValueError("launch plan: %s: \"value\" must be a string" % where)
+        if kind in ("prepend", "append"):
+            _strings(op.get("values", []), where + " values")
+            if not isinstance(op.get("separator", ":"), str):
+                raise ValueError("launch plan: %s: \"separator\" must be a string" % where)
+        if not isinstance(op.get("expand", False), bool):
+            raise ValueError("launch plan: %s: \"expand\" must be a bool" % where)
+        _strings(op.get("unless_set", []), where + " unless_set")
+    for key in ("cwd", "py_executable"):
+        if plan.get(key) is not None and not isinstance(plan[key], str):
+            raise ValueError("launch plan: %s: expected a string or null" % key)
+    _strings(plan.get("wrapper", []), "wrapper")
     return ops
 
 
@@ -91,13 +114,13 @@ def apply(plan: Mapping[str, Any], environ: Mapping[str, str]) -> Applied:
     for op in ops:
         name, kind = op["name"], op["op"]
         if kind == "set":
-            value = str(op.get("value", ""))
-            base[name] = expand(value, environ) if op.get("expand") else value
+            value = op["value"]
+            base[name] = expand(value, environ) if op.get("expand", False) else value
         elif kind == "unset":
             base[name] = None
         elif kind in ("prepend", "append"):
             (front if kind == "prepend" else back).setdefault(name, []).extend(
-                str(v) for v in op.get("values") or [])
+                op.get("values", []))
             separator[name] = op.get("separator", ":")
     env = dict(environ)
     for name in names(plan):
@@ -119,9 +142,9 @@ def apply(plan: Mapping[str, Any], environ: Mapping[str, str]) -> Applied:
             continue
         if any(m in environ or m in env for m in op.get("unless_set") or []):
             continue
-        env[name] = str(op.get("value", ""))
+        env[name] = op["value"]
     cwd = plan.get("cwd") or None
-    wrapper = [str(a) for a in plan.get("wrapper") or []]
+    wrapper = list(plan.get("wrapper", []))
     unset = sorted(n for n in environ if n not in env)
     return Applied(env, cwd, wrapper, unset)
 
@@ -154,9 +177,10 @@ def to_ray_context(plan: Mapping[str, Any], environ: Mapping[str, str], context:
             else:
                 context.env_vars[name] = value
         else:
+            # Removed by the plan: also from the worker's own environment, which may have it
+            # even if this process's does not.
             context.env_vars.pop(name, None)
-            if name in environ:
-                removed.append(name)
+            removed.append(name)
     if removed:
         prefix = ["unset"] + [shlex.quote(n) for n in removed] + ["&&"] + prefix
     if result.cwd:

@@ -115,12 +115,21 @@ def test_cwd_and_wrapper():
     assert result.cwd == "/w d" and result.argv_prefix == ["conda", "run", "-n", "x"]
     empty = lp.apply({}, {"A": "1"})
     assert empty == lp.Applied({"A": "1"}, None, [], [])
-    assert lp.apply({"cwd": None, "wrapper": None, "env": None}, {}).cwd is None
+    assert lp.apply({"cwd": None, "py_executable": None}, {}).cwd is None
+    # As the C++ side (LaunchPlan::from_json): lists are lists, not null.
+    for plan in ({"env": None}, {"wrapper": None}, {"wrapper": "sh"}, {"cwd": 3}):
+        with pytest.raises(ValueError, match="launch plan"):
+            lp.apply(plan, {})
 
 
 def test_malformed_plans_are_refused():
     for plan in ({"env": {"op": "set"}}, {"env": [{"op": "rename", "name": "A"}]},
-                 {"env": [{"op": "set", "value": "x"}]}, {"env": [{"op": "set", "name": ""}]}):
+                 {"env": [{"op": "set", "value": "x"}]}, {"env": [{"op": "set", "name": ""}]},
+                 {"env": [{"op": "set", "name": "A"}]}, {"env": [{"op": "set", "name": "A", "value": 5}]},
+                 {"env": [{"op": "set", "name": "A", "value": "x", "expand": "false"}]},
+                 {"env": [{"op": "prepend", "name": "A", "values": "abc"}]},
+                 {"env": [{"op": "prepend", "name": "A", "values": ["a"], "separator": None}]},
+                 {"env": [{"op": "default", "name": "A", "value": "x", "unless_set": "FOO"}]}):
         with pytest.raises(ValueError, match="launch plan"):
             lp.apply(plan, {})
 
@@ -171,7 +180,9 @@ def test_ray_context_gets_env_vars_cwd_and_interpreter():
     lp.to_ray_context(plan, {"BAR": "b", "PYTHONPATH": "/node"}, context)
     # What Ray's own fields put into the context counts as the caller's value.
     assert context.env_vars == {"FROM_RAY": "1", "MODE": "fast", "PYTHONPATH": "/w:/ray"}
-    assert context.command_prefix == ["unset", "BAR", "&&", "cd", "'/w dir'", "&&"]
+    # Every name the plan removes is unset in the worker, which may have it even if this
+    # process's environment does not.
+    assert context.command_prefix == ["unset", "BAR", "NEVER_SET", "&&", "cd", "'/w dir'", "&&"]
     assert context.py_executable == "/venv/bin/python"
 
 
@@ -188,3 +199,15 @@ def test_ray_context_keeps_dollars_literal_and_wraps_the_interpreter(tmp_path):
     out = subprocess.run(["bash", "-c", " ".join(cmd)], capture_output=True, text=True,
                          check=True, env={"PATH": "/usr/bin:/bin", "HOME": "/h"}).stdout
     assert out.strip() == "%s|a $HOME ${HOME} 'q'|yes" % tmp_path
+
+
+def test_shared_vectors_agree_with_the_cpp_applier():
+    """tests/data/launch_plan/apply.json: the C++ unit test checks the same cases."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "tests" / "data" / "launch_plan" / "apply.json"
+    cases = json.loads(path.read_text())
+    assert len(cases) >= 10
+    for case in cases:
+        assert lp.apply(case["plan"], case["environ"]).env == case["expect"], case["name"]

@@ -117,6 +117,8 @@ class Agent {
   const env::Home& home() const { return home_; }
   /// Milliseconds since the last call into the agent, or 0 while an install runs.
   int64_t idle_ms() const;
+  /// True while a call is being served (an install may be running).
+  bool busy() const { return busy_.load() > 0; }
 
  private:
   Agent(env::Home home, std::unique_ptr<store::BlobStore> store, AgentOptions options,

@@ -169,13 +169,29 @@ Result<std::unique_ptr<AgentClient>> AgentClient::connect(const env::Home& home,
         status->pid, differing));
     return client;
   }
+  // Only an idle agent is restarted: one installing for another client keeps going (and this
+  // caller uses it as it is), and of two clients that both see the difference only the first
+  // restarts it.
+  AgentClient::ShutdownIf condition;
+  condition.idle = true;
+  condition.pid = status->pid;
+  condition.unless_fingerprint = home.config().fingerprint();
+  auto stopped = client->shutdown(condition);
+  if (!stopped) {
+    if (stopped.error().code() != ErrorCode::kAlreadyExists) return stopped.error();
+    warn(
+        fmt::format("the rtenv agent (pid {}) runs with another configuration than this "
+                    "shell's (differs in: {}) and was not restarted ({}); this call uses it as "
+                    "it is",
+                    status->pid, differing, stopped.error().message()));
+    return client;
+  }
   if (options.note) {
     options.note(fmt::format(
         "the rtenv agent (pid {}) was started with another configuration (differs in: {}); "
-        "restarting it with this one",
+        "restarted it with this one",
         status->pid, differing));
   }
-  RTENV_TRY(client->shutdown());
   client.reset();
   if (!wait_gone(status->pid, std::chrono::seconds(30))) {
     return make_error(ErrorCode::kUnavailable,
@@ -301,12 +317,21 @@ Result<AgentStatus> AgentClient::status() {
   return out;
 }
 
-Result<int64_t> AgentClient::shutdown() {
+Result<int64_t> AgentClient::shutdown(const ShutdownIf& condition) {
+  pb::ShutdownRequest req;
+  req.set_only_if_idle(condition.idle);
+  req.set_pid(condition.pid);
+  req.set_unless_fingerprint(condition.unless_fingerprint);
   pb::ShutdownReply reply;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  grpc::Status s = impl_->stub->Shutdown(&ctx, pb::ShutdownRequest(), &reply);
+  grpc::Status s = impl_->stub->Shutdown(&ctx, req, &reply);
   if (!s.ok()) return unreachable(s);
+  // An older agent does not know the conditions and always stops.
+  if (!reply.stopping() && !reply.refused_because().empty()) {
+    return make_error(ErrorCode::kAlreadyExists, "the rtenv agent (pid {}) did not stop: {}",
+                      reply.pid(), reply.refused_because());
+  }
   return reply.pid();
 }
 

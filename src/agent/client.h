@@ -68,7 +68,16 @@ class AgentClient {
   Result<AgentStatus> status();
   /// Asks the agent to stop (it refuses new calls, lets running ones finish, exits); returns its
   /// pid. Does not wait for it to be gone.
-  Result<int64_t> shutdown();
+  /// How shutdown() goes about it; the defaults stop the agent whatever it is doing (running
+  /// installs finish first).
+  struct ShutdownIf {
+    bool idle = false;               ///< only if no install is running
+    int64_t pid = 0;                 ///< only if it is this agent (0: any)
+    std::string unless_fingerprint;  ///< not if it runs with this configuration already
+  };
+  /// Asks the agent to stop. Returns its pid, or kAlreadyExists (with its reason) if it refused.
+  Result<int64_t> shutdown(const ShutdownIf& condition);
+  Result<int64_t> shutdown() { return shutdown(ShutdownIf{}); }
   /// The keys whose values differ between the agent's configuration and `home.config()`.
   static std::vector<std::string> differing_keys(const AgentStatus& status, const env::Home& home);
 

@@ -180,11 +180,21 @@ class Service final : public pb::RuntimeEnvAgent::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Shutdown(grpc::ServerContext* ctx, const pb::ShutdownRequest*,
+  grpc::Status Shutdown(grpc::ServerContext* ctx, const pb::ShutdownRequest* req,
                         pb::ShutdownReply* reply) override {
     if (auto s = authorize(ctx); !s.ok()) return s;
     reply->set_pid(::getpid());
-    *shutdown_ = true;
+    std::string refused;
+    if (req->pid() != 0 && req->pid() != ::getpid()) {
+      refused = fmt::format("it is agent {}, not {}", ::getpid(), req->pid());
+    } else if (!req->unless_fingerprint().empty() && req->unless_fingerprint() == fingerprint_) {
+      refused = "it runs with that configuration already";
+    } else if (req->only_if_idle() && agent_.busy()) {
+      refused = "it is installing an env";
+    }
+    reply->set_stopping(refused.empty());
+    reply->set_refused_because(refused);
+    if (refused.empty()) *shutdown_ = true;
     return grpc::Status::OK;
   }
 
@@ -226,7 +236,7 @@ Result<void> serve(Agent& agent, const ServeOptions& options) {
   }
   ::unlink(options.socket.c_str());  // a stale socket from a crash; we hold the agent lock
   std::atomic<bool> shutdown_requested{false};
-  Service service(agent, options.token, options.idle_exit_seconds > 0, &shutdown_requested);
+  Service service(agent, options.token, options.on_demand, &shutdown_requested);
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + options.socket.string(), grpc::InsecureServerCredentials());
   if (!options.tcp_address.empty()) {

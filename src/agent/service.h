@@ -14,13 +14,15 @@ struct ServeOptions {
   std::string tcp_address;       ///< e.g. "127.0.0.1:7777"; empty: none
   std::string token;             ///< bearer token TCP callers must send; required with TCP
   int idle_exit_seconds = 0;     ///< exit after this long without calls; 0: never
+  /// Started by a client for itself (Ping says so; such an agent may be restarted by a client
+  /// with another configuration), not by hand or a service manager.
+  bool on_demand = false;
   /// How long a Shutdown call lets running calls (installs) finish before they are cancelled.
   int shutdown_grace_seconds = 600;
 };
 
-/// Serves `agent` until SIGTERM/SIGINT, a Shutdown call, or the idle time passes. An agent with
-/// an idle exit says in Ping that it was started on demand. Takes $RTENV_HOME/agent.lock for
-/// its lifetime: kAlreadyExists if another agent serves this home.
+/// Serves `agent` until SIGTERM/SIGINT, a Shutdown call, or the idle time passes. Takes
+/// $RTENV_HOME/agent.lock for its lifetime: kAlreadyExists if another agent serves this home.
 Result<void> serve(Agent& agent, const ServeOptions& options);
 
 }  // namespace rtenv::agent

@@ -82,7 +82,8 @@ int env_create_command(const EnvCreateArgs& args) {
   auto parsed = spec::RuntimeEnv::load(args.runtime_env);
   if (!parsed) return fail(kExitUsage, parsed.error().message());
   if (auto v = env::validate_fields(*parsed, **registry, *home_or); !v) {
-    return fail(kExitUsage, v.error().message());
+    bool invalid = v.error().code() == ErrorCode::kInvalidArgument;
+    return fail(invalid ? kExitUsage : kExitSetup, v.error().message());
   }
   if (args.no_install) return env_resolve(*parsed, *home_or, **registry, args.json);
   env::Home home;

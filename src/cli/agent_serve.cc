@@ -21,6 +21,7 @@ int agent_command(const AgentArgs& args) {
   serve.socket = home->root / "agent.sock";
   serve.tcp_address = args.tcp_address;
   serve.idle_exit_seconds = args.idle_exit_seconds;
+  serve.on_demand = args.on_demand;
   if (!args.token_file.empty()) {
     auto token = read_file(args.token_file);
     if (!token) return fail(kExitUsage, token.error().message());

@@ -51,6 +51,7 @@ struct AgentArgs {
   std::string tcp_address;
   std::string token_file;
   int idle_exit_seconds = 0;
+  bool on_demand = false;  ///< started by a client (env/agent_process), not by hand
 };
 /// `rtenv agent`: serve this node's agent in the foreground.
 int agent_command(const AgentArgs& args);

@@ -85,6 +85,8 @@ void add_agent_options(CLI::App* app, AgentArgs* args) {
                   "File holding the bearer token TCP callers must send");
   app->add_option("--idle-exit", args->idle_exit_seconds,
                   "Exit after this many seconds without calls (default 0: never)");
+  // Set by the client that starts the agent for itself; not for people.
+  app->add_flag("--on-demand", args->on_demand)->group("");
 }
 
 int fail(int exit_code, const std::string& message) {

@@ -151,7 +151,8 @@ int run_command(const RunArgs& args) {
     }
     env = std::move(parsed).value();
     if (auto v = env::validate_fields(env, **registry, *home); !v) {
-      return fail(kExitUsage, v.error().message());
+      bool invalid = v.error().code() == ErrorCode::kInvalidArgument;
+      return fail(invalid ? kExitUsage : kExitSetup, v.error().message());
     }
   }
 #ifdef RTENV_FRONT

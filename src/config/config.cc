@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <set>
 
@@ -216,7 +217,11 @@ Result<json> normalize(const KeyDef& def, const json& raw, bool from_text, const
       if (!v.is_number())
         return fail(fmt::format("expected a number of seconds, got {}", shown(v)));
       double d = v.get<double>();
+      if (!std::isfinite(d))
+        return fail(fmt::format("expected a number of seconds, got {}", shown(v)));
       if (d < 0) return fail(fmt::format("must not be negative, got {}", shown(v)));
+      // A week and more is "never" for every timing rtenv has; bigger values only overflow.
+      if (d > 1e9) return fail(fmt::format("must be at most 1000000000 s, got {}", shown(v)));
       if (whole) {
         if (d != static_cast<double>(static_cast<int64_t>(d))) {
           return fail(fmt::format("expected a whole number of seconds, got {}", shown(v)));
@@ -313,6 +318,10 @@ Result<json> normalize(const KeyDef& def, const json& raw, bool from_text, const
                            fmt::format("expected an integer, got {}", shown(p["priority"])));
           }
           priority = p["priority"].get<int64_t>();
+          if (priority < 0 || priority > 1'000'000) {
+            return invalid(at + ".priority", origin,
+                           fmt::format("expected 0 to 1000000, got {}", priority));
+          }
         }
         out.push_back({{"field", field}, {"exec", p["exec"]}, {"priority", priority}});
       }

@@ -58,8 +58,10 @@ Result<StartedAgent> start_agent_process(const Home& home) {
     if (::chdir("/") != 0) ::_exit(127);
     ::signal(SIGPIPE, SIG_DFL);
     ::setenv("RTENV_HOME", home.root.c_str(), 1);
-    if (use_lean) ::execl(lean.c_str(), lean.c_str(), "--idle-exit", idle.c_str(), nullptr);
-    ::execl(exe.c_str(), exe.c_str(), "agent", "--idle-exit", idle.c_str(), nullptr);
+    if (use_lean) {
+      ::execl(lean.c_str(), lean.c_str(), "--idle-exit", idle.c_str(), "--on-demand", nullptr);
+    }
+    ::execl(exe.c_str(), exe.c_str(), "agent", "--idle-exit", idle.c_str(), "--on-demand", nullptr);
     ::_exit(127);
   }
   ::close(fds[1]);

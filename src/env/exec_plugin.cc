@@ -22,7 +22,8 @@ using nlohmann::json;
 namespace {
 
 constexpr size_t kMaxReplyBytes = 1 << 20;
-constexpr int64_t kDeleteTimeoutMs = 60'000;
+// `delete` runs while the agent evicts (other calls wait): kept short.
+constexpr int64_t kDeleteTimeoutMs = 10'000;
 
 struct PluginRequest {
   json value;
@@ -52,8 +53,10 @@ Result<json> call(const PluginSpec& spec, const std::string& verb, json request,
   request["field"] = spec.field;
   ProcessSpec ps;
   ps.argv = {spec.exec.string(), verb};
-  ps.stdin_data = request.dump();
+  // Paths under a home whose name is not UTF-8 must not throw: replaced, not refused.
+  ps.stdin_data = request.dump(-1, ' ', false, json::error_handler_t::replace);
   ps.timeout_ms = timeout_ms;
+  ps.max_out = kMaxReplyBytes;
   std::string who = fmt::format("plugin {} ({})", spec.field, spec.exec.string());
   auto outcome = run_process(ps);
   if (!outcome) {
@@ -66,14 +69,14 @@ Result<json> call(const PluginSpec& spec, const std::string& verb, json request,
                       who, verb, (timeout_ms + 999) / 1000);
   }
   if (stderr_text) *stderr_text = outcome->err;
+  if (outcome->out_too_large) {
+    return make_error(ErrorCode::kTooLarge, "{} {}: its reply is over {} bytes; it was killed", who,
+                      verb, kMaxReplyBytes);
+  }
   if (!outcome->success()) {
     std::string tail = stderr_tail(outcome->err);
     return make_error(ErrorCode::kInvalidArgument, "{} {} failed ({}){}{}", who, verb,
                       outcome->describe(), tail.empty() ? "" : ": ", tail);
-  }
-  if (outcome->out.size() > kMaxReplyBytes) {
-    return make_error(ErrorCode::kCorrupt, "{} {}: its reply is over {} bytes", who, verb,
-                      kMaxReplyBytes);
   }
   json reply = json::parse(outcome->out, nullptr, /*allow_exceptions=*/false);
   if (reply.is_discarded() || !reply.is_object()) {
@@ -95,7 +98,7 @@ Result<std::string> key_of(const PluginSpec& spec, const json& value) {
   Sha256 h;
   h.update(spec.field);
   h.update(std::string_view("\0", 1));
-  h.update(value.dump());
+  h.update(spec::canonical_json(value));
   h.update(std::string_view("\0", 1));
   h.update(program.hex());
   return h.finish().hex();
@@ -124,10 +127,19 @@ Result<LaunchPlan> fragment_to_plan(const json& reply, const std::string& who) {
     }
   }
   auto where = [&](const std::string& k) { return fmt::format("{} context: {}", who, k); };
+  // A name the environment cannot hold would break every process started with it.
+  auto bad_name = [&](const std::string& key, const std::string& name) -> std::optional<Error> {
+    if (!name.empty() && name.find('=') == std::string::npos &&
+        name.find('\0') == std::string::npos) {
+      return std::nullopt;
+    }
+    return make_error(ErrorCode::kCorrupt, "{}: '{}' is not a variable name", where(key), name);
+  };
   if (reply.contains("env") && !reply["env"].is_null()) {
     if (!reply["env"].is_object())
       return make_error(ErrorCode::kCorrupt, "{}: expected an object", where("env"));
     for (const auto& [name, value] : reply["env"].items()) {
+      if (auto e = bad_name("env", name)) return *e;
       if (!value.is_string()) {
         return make_error(ErrorCode::kCorrupt, "{}: value of {} is not a string", where("env"),
                           name);
@@ -140,6 +152,7 @@ Result<LaunchPlan> fragment_to_plan(const json& reply, const std::string& who) {
     if (!reply[op].is_object())
       return make_error(ErrorCode::kCorrupt, "{}: expected an object", where(op));
     for (const auto& [name, values] : reply[op].items()) {
+      if (auto e = bad_name(op, name)) return *e;
       RTENV_ASSIGN_OR_RETURN(auto list, string_list(values, where(op) + "." + name));
       if (std::string(op) == "prepend") {
         plan.prepend(name, std::move(list));
@@ -151,6 +164,7 @@ Result<LaunchPlan> fragment_to_plan(const json& reply, const std::string& who) {
   if (reply.contains("unset") && !reply["unset"].is_null()) {
     RTENV_ASSIGN_OR_RETURN(auto names, string_list(reply["unset"], where("unset")));
     for (auto& n : names) {
+      if (auto e = bad_name("unset", n)) return *e;
       EnvOp op;
       op.kind = EnvOp::Kind::kUnset;
       op.name = std::move(n);
@@ -198,8 +212,9 @@ Result<void> ExecPluginField::validate(const spec::Json& value, int64_t timeout_
   if (reply.error().code() == ErrorCode::kInvalidArgument && !tail.empty()) {
     return make_error(ErrorCode::kInvalidArgument, "runtime_env.{}: {}", spec_.field, tail);
   }
-  return Error(ErrorCode::kInvalidArgument, reply.error().message())
-      .with_context("runtime_env." + spec_.field);
+  // A plugin that cannot run, hangs or answers garbage is a broken installation, not a bad
+  // value: its own code says so.
+  return reply.error().with_context("runtime_env." + spec_.field);
 }
 
 bool ExecPluginField::is_published(const spec::Json& value, const Home& home) const {
@@ -225,12 +240,21 @@ Result<void> ExecPluginField::resources(const spec::Json& value, const spec::Run
   return ok_result();
 }
 
-Result<void> ExecPluginField::contribute(const spec::Json& value, const spec::RuntimeEnv& env,
-                                         const NodeCache& cache, LaunchPlan* plan) const {
-  std::vector<Resource> rs;
-  RTENV_TRY(resources(value, env, cache, &rs));
-  auto* kind = static_cast<const ExecPluginKind*>(rs[0].kind);
-  auto part = kind->context_of(rs[0].uri);
+Result<void> ExecPluginField::contribute(const spec::Json&, const spec::RuntimeEnv&,
+                                         const NodeCache& cache, const std::vector<Resource>& mine,
+                                         LaunchPlan* plan) const {
+  // The resource as planned and leased: its key is not computed again (the program may have
+  // been replaced since).
+  if (mine.size() != 1) {
+    return make_error(ErrorCode::kInternal, "runtime_env.{}: expected one planned resource",
+                      spec_.field);
+  }
+  auto* kind = dynamic_cast<const ExecPluginKind*>(cache.kind_of(mine[0].uri));
+  if (!kind) {
+    return make_error(ErrorCode::kInternal, "runtime_env.{}: {} is not a plugin resource",
+                      spec_.field, mine[0].uri);
+  }
+  auto part = kind->context_of(mine[0].uri);
   if (!part) return part.error().with_context("runtime_env." + spec_.field);
   plan->env.insert(plan->env.end(), part->env.begin(), part->env.end());
   if (part->cwd) plan->cwd = part->cwd;

@@ -42,7 +42,8 @@ class ExecPluginField : public Field {
   Result<void> resources(const spec::Json& value, const spec::RuntimeEnv& env,
                          const NodeCache& cache, std::vector<Resource>* out) const override;
   Result<void> contribute(const spec::Json& value, const spec::RuntimeEnv& env,
-                          const NodeCache& cache, LaunchPlan* plan) const override;
+                          const NodeCache& cache, const std::vector<Resource>& mine,
+                          LaunchPlan* plan) const override;
 
  private:
   PluginSpec spec_;

@@ -71,8 +71,10 @@ class Field {
   virtual Result<void> resources(const spec::Json& value, const spec::RuntimeEnv& env,
                                  const NodeCache& cache, std::vector<Resource>* out) const;
   /// Node side, once the resources are ready: what a process needs to run inside them.
+  /// `mine`: the resources resources() named for this value, as planned (and leased).
   virtual Result<void> contribute(const spec::Json& value, const spec::RuntimeEnv& env,
-                                  const NodeCache& cache, LaunchPlan* plan) const;
+                                  const NodeCache& cache, const std::vector<Resource>& mine,
+                                  LaunchPlan* plan) const;
 };
 
 }  // namespace rtenv::env

@@ -41,11 +41,6 @@ Result<Home> Home::from_config(std::shared_ptr<const config::Config> config) {
   return open_home(root, std::move(config));
 }
 
-Result<Home> Home::from_environment() {
-  RTENV_ASSIGN_OR_RETURN(config::Config config, config::Config::from_environment());
-  return from_config(std::make_shared<const config::Config>(std::move(config)));
-}
-
 fs::path Home::index_for(const fs::path& root) const {
   return index() / (Digest::of(root.string()).hex() + ".idx");
 }

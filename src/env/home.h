@@ -45,8 +45,6 @@ struct Home {
   /// The home `config` names (config->home()), with that configuration; creates the
   /// directories.
   static Result<Home> from_config(std::shared_ptr<const config::Config> config);
-  /// from_config() of a Config built from the process environment (no flags).
-  static Result<Home> from_environment();
   /// The home at `root` with the built-in defaults (config::Config::defaults): nothing read.
   static Result<Home> at(const fs::path& root);
 

@@ -34,8 +34,9 @@ struct EnvOp {
 /// The launch plan. Applying it (apply_environment) to a caller's environment E, for each
 /// variable V it names: base = E[V], replaced by each kSet (expanded if asked) and removed by
 /// kUnset; the result is all kPrepend values in plan order, then base if non-empty, then all
-/// kAppend values, joined with the separator (absent if there is nothing). Then each kDefault
-/// sets V if V is still absent and none of its `unless_set` variables is set. docs/plugins.md
+/// kAppend values, joined with the separator; with nothing to add, V is base (a kSet to "" stays
+/// set to "", and V is absent only if base is). Then each kDefault sets V if V is still absent
+/// and none of its `unless_set` variables is set in E or the result. docs/plugins.md
 /// and python/rtenv/launch_plan.py implement the same rules.
 struct LaunchPlan {
   std::vector<EnvOp> env;

@@ -46,9 +46,12 @@ Result<bool> PublishedDirs::evict(
   RTENV_ASSIGN_OR_RETURN(FileLock lock,
                          FileLock::try_acquire(lock_path(name), FileLock::Mode::kExclusive));
   if (!lock.held()) return false;
+  // Unpublished first: whatever happens next, nobody uses the entry again.
+  if (::unlink(ready_mark(name).c_str()) != 0 && errno != ENOENT) {
+    return io_error("cannot remove", ready_mark(name), errno);
+  }
   if (before_remove) before_remove(dir(name));
-  std::vector<std::string> exts = {ready_ext_};
-  exts.insert(exts.end(), sidecars_.begin(), sidecars_.end());
+  std::vector<std::string> exts = sidecars_;
   for (const auto& ext : exts) {
     if (::unlink(sidecar(name, ext).c_str()) != 0 && errno != ENOENT) {
       return io_error("cannot remove", sidecar(name, ext), errno);

@@ -386,11 +386,6 @@ Result<Interpreter> find_interpreter(const Home& home, const std::optional<std::
                      j.value("implementation", "")};
 }
 
-Result<Installer> find_installer(const Interpreter& python, spec::Installer field) {
-  RTENV_ASSIGN_OR_RETURN(config::Config config, config::Config::from_environment());
-  return find_installer(config, python, field);
-}
-
 Result<Installer> find_installer(const config::Config& config, const Interpreter& python,
                                  spec::Installer field) {
   // Checked when the configuration was built: "auto", "uv" or "pip".

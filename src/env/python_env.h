@@ -48,8 +48,6 @@ struct Installer {
 /// The `uv` field needs uv (kNotFound saying how to get it).
 Result<Installer> find_installer(const config::Config& config, const Interpreter& python,
                                  spec::Installer field);
-/// find_installer() with the configuration of the process environment.
-Result<Installer> find_installer(const Interpreter& python, spec::Installer field);
 
 /// Reports a line of an installer's progress.
 using InstallProgress = std::function<void(const std::string& line)>;

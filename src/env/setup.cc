@@ -18,7 +18,7 @@ Result<void> Field::resources(const Json&, const RuntimeEnv&, const NodeCache&,
   return ok_result();
 }
 Result<void> Field::contribute(const Json&, const RuntimeEnv&, const NodeCache&,
-                               LaunchPlan*) const {
+                               const std::vector<Resource>&, LaunchPlan*) const {
   return ok_result();
 }
 
@@ -63,7 +63,9 @@ Result<Plan> plan(const RuntimeEnv& env, const NodeCache& cache) {
   RTENV_ASSIGN_OR_RETURN(auto fields, fields_of(env, cache.registry()));
   Plan out;
   for (const auto& [field, value] : fields) {
+    size_t first = out.resources.size();
     RTENV_TRY(field->resources(*value, env, cache, &out.resources));
+    for (size_t i = first; i < out.resources.size(); ++i) out.resources[i].owner = field->name();
   }
   for (const auto& r : out.resources) {
     if (!r.kind) {
@@ -77,7 +79,13 @@ Result<Plan> plan(const RuntimeEnv& env, const NodeCache& cache) {
 Result<LaunchPlan> launch_plan(const RuntimeEnv& env, const NodeCache& cache, const Plan& p) {
   RTENV_ASSIGN_OR_RETURN(auto fields, fields_of(env, cache.registry()));
   LaunchPlan out;
-  for (const auto& [field, value] : fields) RTENV_TRY(field->contribute(*value, env, cache, &out));
+  for (const auto& [field, value] : fields) {
+    std::vector<Resource> mine;
+    for (const auto& r : p.resources) {
+      if (r.owner == field->name()) mine.push_back(r);
+    }
+    RTENV_TRY(field->contribute(*value, env, cache, mine, &out));
+  }
   for (const auto& r : p.resources) out.resources.push_back(r.uri);
   return out;
 }

@@ -66,6 +66,7 @@ void split_lines(std::string& pending, std::string_view chunk,
 
 std::string ProcessOutcome::describe() const {
   if (timed_out) return "timed out";
+  if (out_too_large) return "killed: it wrote too much on stdout";
   if (term_signal != 0)
     return fmt::format("killed by signal {} ({})", term_signal, ::strsignal(term_signal));
   return fmt::format("exit status {}", exit_code);
@@ -203,6 +204,12 @@ Result<ProcessOutcome> run_process(const ProcessSpec& spec) {
       std::string_view chunk(buf, static_cast<size_t>(got));
       if (!is_err) {
         outcome.out.append(chunk);
+        if (spec.max_out > 0 && outcome.out.size() > spec.max_out) {
+          outcome.out_too_large = true;
+          outcome.out.resize(spec.max_out);
+          ::kill(-pid, SIGKILL);
+          fd.reset();
+        }
         return;
       }
       outcome.err.append(chunk);

@@ -26,6 +26,9 @@ struct ProcessSpec {
   int64_t timeout_ms = -1;
   /// Called with each line the process writes to stderr, without the newline, as it comes.
   std::function<void(std::string_view line)> on_stderr_line;
+  /// Bytes of stdout kept at most (0: all). A process that writes more is killed (its whole
+  /// group) and its outcome says out_too_large.
+  size_t max_out = 0;
   /// A descriptor the process inherits as fd 3: a lock it must hold as long as it runs, even
   /// if its caller dies first. -1: none.
   int inherit_fd = -1;
@@ -35,10 +38,13 @@ struct ProcessOutcome {
   int exit_code = 0;    ///< valid when term_signal == 0
   int term_signal = 0;  ///< the signal that ended it, or 0
   bool timed_out = false;
-  std::string out;  ///< all of stdout
-  std::string err;  ///< all of stderr (the last 1 MiB if it wrote more)
+  bool out_too_large = false;  ///< killed for writing more than ProcessSpec::max_out
+  std::string out;             ///< all of stdout
+  std::string err;             ///< all of stderr (the last 1 MiB if it wrote more)
 
-  bool success() const { return term_signal == 0 && exit_code == 0 && !timed_out; }
+  bool success() const {
+    return term_signal == 0 && exit_code == 0 && !timed_out && !out_too_large;
+  }
   /// "exit status 2", "killed by signal 9", "timed out".
   std::string describe() const;
 };

@@ -8,7 +8,7 @@ import json
 import time
 
 from agent_helpers import agent_factory, env_create, env_release  # noqa: F401 (fixtures)
-from conftest import assert_ok, wait_gone, write_tree
+from conftest import assert_ok, wait_for, wait_gone, write_tree
 
 
 def show(rtenv, *flags, env=None) -> dict:
@@ -94,7 +94,7 @@ def test_a_changed_cache_limit_reaches_the_next_gc(rtenv, tmp_path):
     p = rtenv("gc", "-v", env={"RTENV_CACHE_LIMIT": "1K"})
     assert_ok(p)
     assert any(line.startswith("evicted rtenv://") for line in p.stdout.splitlines()), p.stdout
-    assert "restarting it" in p.stderr, p.stderr
+    assert "restarted it with this one" in p.stderr, p.stderr
     assert wait_gone(first_pid)
     now = status(rtenv, env={"RTENV_CACHE_LIMIT": "1K"})
     assert now["config_matches"] and now["on_demand"] and now["pid"] != first_pid
@@ -113,6 +113,46 @@ def test_a_changed_installer_reaches_the_agent(rtenv):
     other = status(rtenv)
     assert not other["config_matches"]
     assert other["differing_keys"] == ["installer"]
+
+
+# A plugin whose create waits for a gate file: an install that runs as long as the test wants.
+GATED_PLUGIN = """#!/usr/bin/env python3
+import json, os, sys, time
+req = json.load(sys.stdin)
+if sys.argv[1] == "create":
+    gate = req["value"]["gate"]
+    open(gate + ".started", "w").close()
+    while not os.path.exists(gate):
+        time.sleep(0.02)
+print(json.dumps({"size_bytes": 0} if sys.argv[1] == "create" else {}))
+"""
+
+
+def test_a_busy_agent_is_not_restarted_for_another_configuration(rtenv, tmp_path):
+    plugin = tmp_path / "gated"
+    plugin.write_text(GATED_PLUGIN)
+    plugin.chmod(0o755)
+    plugins = json.dumps([{"field": "gated", "exec": str(plugin)}])
+    gate = tmp_path / "gate"
+    first = rtenv.popen({"gated": {"gate": str(gate)}}, "true", env={"RTENV_PLUGINS": plugins})
+    try:
+        wait_for(lambda: (tmp_path / "gate.started").exists(), 20, "the first install to start")
+        pid = status(rtenv, env={"RTENV_PLUGINS": plugins})["pid"]
+        # Another configuration arrives while the agent installs for the first run: the agent
+        # keeps going, the newcomer is told and uses it as it is.
+        p = rtenv("gc", env={"RTENV_PLUGINS": plugins, "RTENV_CACHE_LIMIT": "5G"})
+        assert_ok(p)
+        assert "not restarted" in p.stderr and "installing" in p.stderr, p.stderr
+        assert status(rtenv, env={"RTENV_PLUGINS": plugins})["pid"] == pid
+    finally:
+        gate.touch()
+    out, err = first.communicate(timeout=30)
+    assert first.returncode == 0, err
+    # Idle now: the next caller with the other configuration restarts it.
+    p = rtenv("gc", "-v", env={"RTENV_PLUGINS": plugins, "RTENV_CACHE_LIMIT": "5G"})
+    assert_ok(p)
+    assert "restarted it with this one" in p.stderr, p.stderr
+    assert wait_gone(pid)
 
 
 def test_an_agent_started_by_hand_is_kept_with_a_warning(rtenv, agent_factory):  # noqa: F811

@@ -13,7 +13,7 @@ class EnvVars : public Field {
   std::string name() const override { return "env_vars"; }
   int priority() const override { return 0; }
   Result<void> contribute(const spec::Json&, const spec::RuntimeEnv& env, const NodeCache&,
-                          LaunchPlan* plan) const override {
+                          const std::vector<Resource>&, LaunchPlan* plan) const override {
     // ${NAME} expands from the environment of the process being started, as Ray does.
     for (const auto& [name, value] : env.env_vars()) plan->set(name, value, /*expand=*/true);
     return ok_result();

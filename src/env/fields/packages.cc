@@ -160,7 +160,8 @@ Result<PythonEnvRequest> wheel_target(const std::string& field, const std::strin
   RTENV_ASSIGN_OR_RETURN(
       Interpreter python,
       find_interpreter(cache.home(), packages ? packages->python : std::nullopt));
-  RTENV_ASSIGN_OR_RETURN(Installer installer, find_installer(cache.home().config(), python, spec::Installer::kPip));
+  RTENV_ASSIGN_OR_RETURN(Installer installer,
+                         find_installer(cache.home().config(), python, spec::Installer::kPip));
   *wheel_file = cache.packages.dir_of(wheel.package) / wheel.file;
   (void)field;
   return PythonEnvRequest::make_wheel(wheel.str(), *wheel_file, std::move(python),
@@ -184,7 +185,7 @@ class WorkingDir : public Field {
     return ok_result();
   }
   Result<void> contribute(const Json& value, const spec::RuntimeEnv&, const NodeCache& cache,
-                          LaunchPlan* plan) const override {
+                          const std::vector<Resource>&, LaunchPlan* plan) const override {
     auto uri = pack::PackageUri::parse(value.get<std::string>());
     if (!uri) return uri.error().with_context("runtime_env.working_dir");
     fs::path dir = cache.packages.dir_of(*uri);
@@ -238,7 +239,7 @@ class PyModules : public Field {
     return ok_result();
   }
   Result<void> contribute(const Json& value, const spec::RuntimeEnv& env, const NodeCache& cache,
-                          LaunchPlan* plan) const override {
+                          const std::vector<Resource>&, LaunchPlan* plan) const override {
     std::vector<std::string> paths;
     auto modules = module_list(value);
     for (size_t i = 0; i < modules.size(); ++i) {

@@ -41,7 +41,7 @@ class PythonPackagesField : public Field {
   }
 
   Result<void> contribute(const Json&, const spec::RuntimeEnv& env, const NodeCache& cache,
-                          LaunchPlan* plan) const override {
+                          const std::vector<Resource>&, LaunchPlan* plan) const override {
     RTENV_ASSIGN_OR_RETURN(PythonEnvRequest request, make_request(env, cache));
     fs::path dir = cache.python.dir_of(request.key);
     // As `source bin/activate` would: the env's bin first on PATH (ahead of the env's own
@@ -58,7 +58,8 @@ class PythonPackagesField : public Field {
     auto request = [&]() -> Result<PythonEnvRequest> {
       if (!packages) return Error(ErrorCode::kInternal, "no Python packages");
       RTENV_ASSIGN_OR_RETURN(Interpreter python, find_interpreter(cache.home(), packages->python));
-      RTENV_ASSIGN_OR_RETURN(Installer installer, find_installer(cache.home().config(), python, packages->installer));
+      RTENV_ASSIGN_OR_RETURN(Installer installer,
+                             find_installer(cache.home().config(), python, packages->installer));
       return PythonEnvRequest::make(*packages, std::move(python), std::move(installer));
     }();
     if (!request) return request.error().with_context("runtime_env." + name());

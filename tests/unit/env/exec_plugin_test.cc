@@ -19,6 +19,8 @@ echo "$1" >> "$(dirname "$0")/calls.log"
 dir=$(printf '%s' "$req" | sed -n 's/.*"dir":"\([^"]*\)".*/\1/p')
 case "$req" in *'"mode":"fail"'*) echo "create: https://user:s3cret@example.invalid/x refused" >&2; exit 1 ;; esac
 case "$req" in *'"mode":"hang"'*) [ "$1" = create ] && sleep 30 ;; esac
+case "$req" in *'"mode":"chatty"'*) [ "$1" = create ] && exec yes ;; esac
+case "$req" in *'"mode":"badname"'*) [ "$1" = context ] && echo '{"env": {"A=B": "x"}}' && exit 0 ;; esac
 case "$1" in
   validate) case "$req" in *'"bad"'*) echo "greeting must be a string" >&2; exit 1 ;; esac
             echo '{}' ;;
@@ -128,6 +130,23 @@ TEST_F(ExecPluginTest, HangingCreateIsKilledAtTheDeadline) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kTimeout);
   EXPECT_NE(r.error().message().find("timed out"), std::string::npos) << r.error().message();
+}
+
+TEST_F(ExecPluginTest, AReplyThatNeverEndsIsCutAndTheProgramKilled) {
+  auto env = env_of(R"({"hello": {"mode": "chatty"}})");
+  auto r = activate(env, *cache_, nullptr, /*timeout_ms=*/20'000);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kTooLarge) << r.error().message();
+  EXPECT_TRUE(cache_->list_ready().empty());
+}
+
+TEST_F(ExecPluginTest, AContextWithANameNoEnvironmentCanHoldIsRefusedBeforePublishing) {
+  auto env = env_of(R"({"hello": {"mode": "badname"}})");
+  auto r = activate(env, *cache_);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("'A=B' is not a variable name"), std::string::npos)
+      << r.error().message();
+  EXPECT_TRUE(cache_->list_ready().empty()) << "nothing half-usable stays published";
 }
 
 TEST_F(ExecPluginTest, AFieldNoPluginHandlesIsUnsupportedOnTheNode) {

@@ -1,5 +1,7 @@
 #include "env/launch_plan.h"
 
+#include <fstream>
+
 #include <gtest/gtest.h>
 
 namespace rtenv::env {
@@ -113,6 +115,20 @@ TEST(LaunchPlanTest, MalformedJsonIsRefusedNamingWhat) {
     ASSERT_FALSE(r.ok()) << text;
     EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument) << text;
     EXPECT_NE(r.error().message().find("launch plan"), std::string::npos) << r.error().message();
+  }
+}
+
+// The same vectors python/tests/test_launch_plan.py checks: both appliers agree.
+TEST(LaunchPlanTest, SharedVectors) {
+  std::ifstream in(std::string(RTENV_TEST_DATA_DIR) + "/launch_plan/apply.json");
+  ASSERT_TRUE(in) << "tests/data/launch_plan/apply.json";
+  auto cases = nlohmann::json::parse(in);
+  ASSERT_GE(cases.size(), 10u);
+  for (const auto& c : cases) {
+    auto plan = LaunchPlan::from_json(c["plan"]);
+    ASSERT_TRUE(plan.ok()) << c["name"] << ": " << plan.error().message();
+    Vars environ = c["environ"].get<Vars>();
+    EXPECT_EQ(apply_environment(*plan, environ), c["expect"].get<Vars>()) << c["name"];
   }
 }
 
