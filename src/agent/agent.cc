@@ -104,7 +104,8 @@ Agent::Agent(env::Home home, std::unique_ptr<store::BlobStore> store, AgentOptio
     : home_(std::move(home)),
       store_(std::move(store)),
       options_(std::move(options)),
-      cache_(home_, *store_, std::move(registry)),
+      registry_(std::move(registry)),
+      cache_(home_, *store_, registry_->plugins()),
       db_(std::move(db)),
       free_slots_(std::max(1u, options_.max_parallel_installs)),
       last_activity_ms_(wall_ms()) {}
@@ -306,7 +307,7 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
   };
   auto locked = env::lock_python(env, home_, lock);
   if (!locked) return fail(locked.error());
-  auto planned = env::plan(*locked, cache_);
+  auto planned = env::plan(*locked, *registry_, cache_);
   if (!planned) return fail(planned.error());
 
   CreateResult out;
@@ -363,7 +364,7 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
          ms_since(t)});
     out.resource_uris.push_back(r.uri);
   }
-  auto launch = env::launch_plan(*locked, cache_, *planned);
+  auto launch = env::launch_plan(*locked, *registry_, cache_, *planned);
   if (!launch) return fail(launch.error());
   out.plan = std::move(launch).value();
   {

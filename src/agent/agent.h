@@ -135,6 +135,7 @@ class Agent {
   env::Home home_;
   std::unique_ptr<store::BlobStore> store_;
   AgentOptions options_;
+  std::shared_ptr<const env::Registry> registry_;
   env::NodeCache cache_;
 
   std::mutex mu_;  // guards db_, inflight_, failures_, installing_

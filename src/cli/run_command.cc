@@ -199,8 +199,8 @@ int run_command(const RunArgs& args) {
   if (!resolved) {
     return fail(kExitSetup, "setup failed: " + resolved.error().message());
   }
-  env::NodeCache cache(*home, **store, *registry);
-  auto planned = env::plan(*resolved, cache);
+  env::NodeCache cache(*home, **store, (*registry)->plugins());
+  auto planned = env::plan(*resolved, **registry, cache);
   if (!planned) return fail(kExitSetup, "setup failed: " + planned.error().message());
 
   // What is not on this node yet is installed by the node's agent (once, however many ask; with
@@ -238,7 +238,8 @@ int run_command(const RunArgs& args) {
   }
   int64_t timeout_s = resolved->config().setup_timeout_seconds;
   auto active = env::activate(
-      *resolved, cache, [&](const std::string& line) { progress.show("rtenv: " + line); },
+      *resolved, **registry, cache,
+      [&](const std::string& line) { progress.show("rtenv: " + line); },
       timeout_s > 0 ? timeout_s * 1000 : -1);
   progress.clear();
   if (!active) return fail(kExitSetup, "setup failed: " + active.error().message());

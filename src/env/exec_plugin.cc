@@ -5,10 +5,11 @@
 #include <unistd.h>
 #include <cerrno>
 #include <mutex>
+#include <set>
 
 #include <fmt/format.h>
 
-#include "env/node_cache.h"
+#include "spec/runtime_env.h"
 #include "util/clock.h"
 #include "util/digest.h"
 #include "util/fs.h"
@@ -25,12 +26,9 @@ constexpr size_t kMaxReplyBytes = 1 << 20;
 // `delete` runs while the agent evicts (other calls wait): kept short.
 constexpr int64_t kDeleteTimeoutMs = 10'000;
 
-struct PluginRequest {
-  json value;
-};
+}  // namespace
 
-// The last `n` lines of a program's stderr, credentials in URLs hidden.
-std::string stderr_tail(const std::string& err, size_t n = 20) {
+std::string plugin_stderr_tail(const std::string& err, size_t n) {
   std::string text = err;
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
   size_t start = text.size();
@@ -46,9 +44,8 @@ std::string stderr_tail(const std::string& err, size_t n = 20) {
   return redact_url_credentials(text.substr(start));
 }
 
-// Runs `<exec> <verb>` with `request` on stdin; its one JSON object reply.
-Result<json> call(const PluginSpec& spec, const std::string& verb, json request, int64_t timeout_ms,
-                  std::string* stderr_text = nullptr) {
+Result<json> call_plugin(const PluginSpec& spec, const std::string& verb, json request,
+                         int64_t timeout_ms, std::string* stderr_text) {
   request["protocol"] = kPluginProtocol;
   request["field"] = spec.field;
   ProcessSpec ps;
@@ -74,7 +71,7 @@ Result<json> call(const PluginSpec& spec, const std::string& verb, json request,
                       verb, kMaxReplyBytes);
   }
   if (!outcome->success()) {
-    std::string tail = stderr_tail(outcome->err);
+    std::string tail = plugin_stderr_tail(outcome->err);
     return make_error(ErrorCode::kInvalidArgument, "{} {} failed ({}){}{}", who, verb,
                       outcome->describe(), tail.empty() ? "" : ": ", tail);
   }
@@ -87,22 +84,23 @@ Result<json> call(const PluginSpec& spec, const std::string& verb, json request,
   return reply;
 }
 
-// The key of a value: the field, the value's canonical JSON and the program's content.
-Result<std::string> key_of(const PluginSpec& spec, const json& value) {
-  UniqueFd fd(::open(spec.exec.c_str(), O_RDONLY | O_CLOEXEC));
+Result<std::string> plugin_key(const PluginSpec& plugin, const json& value) {
+  UniqueFd fd(::open(plugin.exec.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {
-    return make_error(ErrorCode::kNotFound, "plugin {}: cannot read {}: {}", spec.field,
-                      spec.exec.string(), errno_text());
+    return make_error(ErrorCode::kNotFound, "plugin {}: cannot read {}: {}", plugin.field,
+                      plugin.exec.string(), errno_text());
   }
-  RTENV_ASSIGN_OR_RETURN(Digest program, hash_fd(fd.get(), spec.exec.string()));
+  RTENV_ASSIGN_OR_RETURN(Digest program, hash_fd(fd.get(), plugin.exec.string()));
   Sha256 h;
-  h.update(spec.field);
+  h.update(plugin.field);
   h.update(std::string_view("\0", 1));
   h.update(spec::canonical_json(value));
   h.update(std::string_view("\0", 1));
   h.update(program.hex());
   return h.finish().hex();
 }
+
+namespace {
 
 Result<std::vector<std::string>> string_list(const json& j, const std::string& what) {
   if (!j.is_array()) return make_error(ErrorCode::kCorrupt, "{}: expected a list of strings", what);
@@ -201,67 +199,6 @@ class PluginLease : public ResourceLease {
 
 }  // namespace
 
-// ---- the field ---------------------------------------------------------------------------
-
-Result<void> ExecPluginField::validate(const spec::Json& value, int64_t timeout_ms) const {
-  std::string stderr_text;
-  auto reply = call(spec_, "validate", {{"value", value}}, timeout_ms, &stderr_text);
-  if (reply) return ok_result();
-  // The plugin's own words say what is wrong with the value; without any, what happened.
-  std::string tail = stderr_tail(stderr_text);
-  if (reply.error().code() == ErrorCode::kInvalidArgument && !tail.empty()) {
-    return make_error(ErrorCode::kInvalidArgument, "runtime_env.{}: {}", spec_.field, tail);
-  }
-  // A plugin that cannot run, hangs or answers garbage is a broken installation, not a bad
-  // value: its own code says so.
-  return reply.error().with_context("runtime_env." + spec_.field);
-}
-
-bool ExecPluginField::is_published(const spec::Json& value, const Home& home) const {
-  auto key = key_of(spec_, value);
-  if (!key) return false;
-  return PublishedDirs(plugin_root(home, spec_.field), home.tmp(), ".ready").is_ready(*key);
-}
-
-Result<void> ExecPluginField::resources(const spec::Json& value, const spec::RuntimeEnv&,
-                                        const NodeCache& cache, std::vector<Resource>* out) const {
-  auto key = key_of(spec_, value);
-  if (!key) return key.error().with_context("runtime_env." + spec_.field);
-  Resource r;
-  r.field = spec_.field;
-  r.uri = "plugin://" + spec_.field + "/" + *key;
-  r.kind = cache.kind_of(r.uri);
-  if (!r.kind) {
-    return make_error(ErrorCode::kInternal, "runtime_env.{}: no resource kind for {}", spec_.field,
-                      r.uri);
-  }
-  r.request = std::make_shared<PluginRequest>(PluginRequest{value});
-  out->push_back(std::move(r));
-  return ok_result();
-}
-
-Result<void> ExecPluginField::contribute(const spec::Json&, const spec::RuntimeEnv&,
-                                         const NodeCache& cache, const std::vector<Resource>& mine,
-                                         LaunchPlan* plan) const {
-  // The resource as planned and leased: its key is not computed again (the program may have
-  // been replaced since).
-  if (mine.size() != 1) {
-    return make_error(ErrorCode::kInternal, "runtime_env.{}: expected one planned resource",
-                      spec_.field);
-  }
-  auto* kind = dynamic_cast<const ExecPluginKind*>(cache.kind_of(mine[0].uri));
-  if (!kind) {
-    return make_error(ErrorCode::kInternal, "runtime_env.{}: {} is not a plugin resource",
-                      spec_.field, mine[0].uri);
-  }
-  auto part = kind->context_of(mine[0].uri);
-  if (!part) return part.error().with_context("runtime_env." + spec_.field);
-  plan->env.insert(plan->env.end(), part->env.begin(), part->env.end());
-  if (part->cwd) plan->cwd = part->cwd;
-  plan->wrapper.insert(plan->wrapper.end(), part->wrapper.begin(), part->wrapper.end());
-  return ok_result();
-}
-
 // ---- the kind ----------------------------------------------------------------------------
 
 ExecPluginKind::ExecPluginKind(const Home& home, PluginSpec spec)
@@ -300,8 +237,8 @@ Result<bool> ExecPluginKind::ensure(const Resource& r, const InstallProgress& pr
   fs::path temp = dirs_.tmp() / unique_name("plugin-" + spec_.field);
   if (::mkdir(temp.c_str(), 0755) != 0) return io_error("cannot create", temp, errno);
   if (progress) progress(fmt::format("{} create", spec_.exec.string()));
-  auto created =
-      call(spec_, "create", {{"value", request.value}, {"dir", temp.string()}}, left_ms(deadline));
+  auto created = call_plugin(spec_, "create", {{"value", request.value}, {"dir", temp.string()}},
+                             left_ms(deadline));
   if (!created) {
     (void)remove_tree(temp);
     return created.error();
@@ -316,8 +253,8 @@ Result<bool> ExecPluginKind::ensure(const Resource& r, const InstallProgress& pr
     return e;
   };
   auto context =
-      call(spec_, "context", {{"value", request.value}, {"dir", dirs_.dir(key).string()}},
-           left_ms(deadline));
+      call_plugin(spec_, "context", {{"value", request.value}, {"dir", dirs_.dir(key).string()}},
+                  left_ms(deadline));
   if (!context) return fail(context.error());
   auto plan =
       fragment_to_plan(*context, fmt::format("plugin {} ({})", spec_.field, spec_.exec.string()));
@@ -358,7 +295,7 @@ Result<bool> ExecPluginKind::evict(const std::string& uri) {
   if (!owns(uri)) return false;
   return dirs_.evict(key_of(uri), [&](const fs::path& dir) {
     // The plugin may clean up what it keeps elsewhere; the directory goes either way.
-    (void)call(spec_, "delete", {{"dir", dir.string()}}, kDeleteTimeoutMs);
+    (void)call_plugin(spec_, "delete", {{"dir", dir.string()}}, kDeleteTimeoutMs);
   });
 }
 

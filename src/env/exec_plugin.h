@@ -1,6 +1,7 @@
 #pragma once
 // Exec plugins: runtime_env fields implemented by a program that speaks `rtenv-plugin/1`
-// (docs/plugins.md). To the rest of rtenv a plugin is a Field plus a ResourceKind like any other.
+// (docs/plugins.md). Here: the protocol and the plugin's resource kind; its Field is
+// fields/plugin.cc. To the rest of rtenv a plugin is a Field plus a ResourceKind like any other.
 
 #include <cstdint>
 #include <filesystem>
@@ -9,9 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "env/field.h"
 #include "env/home.h"
 #include "env/kind.h"
+#include "env/launch_plan.h"
 #include "env/published_dirs.h"
 
 namespace rtenv::env {
@@ -26,28 +27,24 @@ struct PluginSpec {
 
 inline constexpr const char* kPluginProtocol = "rtenv-plugin/1";
 
-/// The field of an exec plugin: validate asks the program; a value is one resource
-/// `plugin://<field>/<key>`, key = SHA-256 of the field, the value's canonical JSON and the
-/// program's content; its launch-plan contribution is the `context` answer kept beside it.
-class ExecPluginField : public Field {
- public:
-  explicit ExecPluginField(PluginSpec spec) : spec_(std::move(spec)) {}
-
-  std::string name() const override { return spec_.field; }
-  int priority() const override { return spec_.priority; }
-  Result<void> validate(const spec::Json& value, int64_t timeout_ms) const override;
-  /// True if `value`'s resource is published in `home` already: this program created it, so
-  /// the value was valid (validate_fields skips asking again on the warm path).
-  bool is_published(const spec::Json& value, const Home& home) const;
-  Result<void> resources(const spec::Json& value, const spec::RuntimeEnv& env,
-                         const NodeCache& cache, std::vector<Resource>* out) const override;
-  Result<void> contribute(const spec::Json& value, const spec::RuntimeEnv& env,
-                          const NodeCache& cache, const std::vector<Resource>& mine,
-                          LaunchPlan* plan) const override;
-
- private:
-  PluginSpec spec_;
+/// What an exec plugin resource is made from (Resource::request of its kind): the field's value.
+struct PluginRequest {
+  nlohmann::json value;
 };
+
+/// Runs `<exec> <verb>` with `request` (protocol and field added) on stdin, within `timeout_ms`
+/// (negative: none; the whole process group is killed past it), and returns its reply: one JSON
+/// object on stdout, at most 1 MiB. Errors: kTimeout, kInvalidArgument for a non-zero exit (with
+/// the stderr tail, credentials redacted), kCorrupt for a reply that is not a JSON object,
+/// kTooLarge, or the error of starting it. `stderr_text` (if set) gets all of its stderr.
+Result<nlohmann::json> call_plugin(const PluginSpec& spec, const std::string& verb,
+                                   nlohmann::json request, int64_t timeout_ms,
+                                   std::string* stderr_text = nullptr);
+/// The last `n` lines of a program's stderr, credentials in URLs hidden.
+std::string plugin_stderr_tail(const std::string& err, size_t n = 20);
+/// The key of a value's resource: SHA-256 of the field, the value's canonical JSON and the
+/// program's content (a changed program makes new resources).
+Result<std::string> plugin_key(const PluginSpec& spec, const nlohmann::json& value);
 
 /// The directory of a plugin field's resources in `home`: $RTENV_HOME/plugins/<field>.
 fs::path plugin_root(const Home& home, const std::string& field);

@@ -62,8 +62,9 @@ class Field {
   virtual int priority() const = 0;
 
   /// Checks beyond the spec's own validation (which checks every built-in field's shape): exec
-  /// plugins ask their program. kInvalidArgument naming the field.
-  virtual Result<void> validate(const spec::Json& value, int64_t timeout_ms) const;
+  /// plugins ask their program. kInvalidArgument naming the field for an invalid value.
+  virtual Result<void> validate(const spec::Json& value, const Home& home,
+                                int64_t timeout_ms) const;
   /// Submitting side: the value made node-independent (local paths packed into the store,
   /// package lists locked). The default keeps it as is.
   virtual Result<spec::Json> prepare(const spec::Json& value, const PrepareContext& ctx) const;

@@ -149,12 +149,12 @@ class PythonKind : public ResourceKind {
 }  // namespace
 
 NodeCache::NodeCache(const Home& home, store::BlobStore& store,
-                     std::shared_ptr<const Registry> registry)
-    : packages(home, store), python(home), registry_(std::move(registry)) {
+                     const std::vector<PluginSpec>& plugins)
+    : packages(home, store), python(home) {
   if (shares_builds(home, store)) python.share_builds(&store);
   kinds_.push_back(std::make_unique<PackageKind>(packages));
   kinds_.push_back(std::make_unique<PythonKind>(python));
-  for (const auto& p : registry_->plugins()) {
+  for (const auto& p : plugins) {
     kinds_.push_back(std::make_unique<ExecPluginKind>(home, p));
   }
 }

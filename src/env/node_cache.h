@@ -7,25 +7,24 @@
 #include <string>
 #include <vector>
 
+#include "env/exec_plugin.h"
 #include "env/kind.h"
 #include "env/package_cache.h"
 #include "env/python_env.h"
-#include "env/registry.h"
 
 namespace rtenv::env {
 
-/// The resource kinds of a node: packages, virtualenvs and one per exec plugin of `registry`.
+/// The resource kinds of a node: packages, virtualenvs and one per exec plugin.
 /// Thread-compatible, like the caches it holds.
 class NodeCache {
  public:
   /// Python envs are shared through `store` when other nodes may use it too: when it is not
   /// this home's own directory, or the config's share_builds says so ("1": always, "0": never).
-  NodeCache(const Home& home, store::BlobStore& store, std::shared_ptr<const Registry> registry);
+  NodeCache(const Home& home, store::BlobStore& store, const std::vector<PluginSpec>& plugins);
 
   PackageCache packages;
   PythonEnvCache python;
 
-  const Registry& registry() const { return *registry_; }
   const Home& home() const { return packages.home(); }
   /// The kind of the resource `uri` names, or nullptr.
   ResourceKind* kind_of(std::string_view uri) const;
@@ -50,7 +49,6 @@ class NodeCache {
   std::vector<std::pair<std::string, std::string>> list_ready() const;
 
  private:
-  std::shared_ptr<const Registry> registry_;
   std::vector<std::unique_ptr<ResourceKind>> kinds_;
 };
 

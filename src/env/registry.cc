@@ -45,7 +45,7 @@ Result<std::shared_ptr<const Registry>> Registry::make(std::vector<PluginSpec> p
     if (r->find(p.field)) {
       return make_error(ErrorCode::kInvalidArgument, "two plugins for the field '{}'", p.field);
     }
-    r->fields_.push_back(std::make_shared<ExecPluginField>(p));
+    r->fields_.push_back(fields::exec_plugin(p));
     spec::register_plugin_field(p.field);
   }
   std::stable_sort(r->fields_.begin(), r->fields_.end(), [](const auto& a, const auto& b) {

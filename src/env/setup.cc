@@ -11,7 +11,7 @@ using spec::RuntimeEnv;
 
 // ---- Field's defaults ----------------------------------------------------------------------
 
-Result<void> Field::validate(const Json&, int64_t) const { return ok_result(); }
+Result<void> Field::validate(const Json&, const Home&, int64_t) const { return ok_result(); }
 Result<Json> Field::prepare(const Json& value, const PrepareContext&) const { return value; }
 Result<void> Field::resources(const Json&, const RuntimeEnv&, const NodeCache&,
                               std::vector<Resource>*) const {
@@ -59,8 +59,8 @@ bool needs_zip_support(const RuntimeEnv& env) {
   return false;
 }
 
-Result<Plan> plan(const RuntimeEnv& env, const NodeCache& cache) {
-  RTENV_ASSIGN_OR_RETURN(auto fields, fields_of(env, cache.registry()));
+Result<Plan> plan(const RuntimeEnv& env, const Registry& registry, const NodeCache& cache) {
+  RTENV_ASSIGN_OR_RETURN(auto fields, fields_of(env, registry));
   Plan out;
   for (const auto& [field, value] : fields) {
     size_t first = out.resources.size();
@@ -76,8 +76,9 @@ Result<Plan> plan(const RuntimeEnv& env, const NodeCache& cache) {
   return out;
 }
 
-Result<LaunchPlan> launch_plan(const RuntimeEnv& env, const NodeCache& cache, const Plan& p) {
-  RTENV_ASSIGN_OR_RETURN(auto fields, fields_of(env, cache.registry()));
+Result<LaunchPlan> launch_plan(const RuntimeEnv& env, const Registry& registry,
+                               const NodeCache& cache, const Plan& p) {
+  RTENV_ASSIGN_OR_RETURN(auto fields, fields_of(env, registry));
   LaunchPlan out;
   for (const auto& [field, value] : fields) {
     std::vector<Resource> mine;
@@ -96,10 +97,7 @@ Result<void> validate_fields(const RuntimeEnv& env, const Registry& registry, co
   for (const auto& name : env.plugin_fields()) {
     const Field* f = registry.find(name);
     if (!f) continue;  // plan() says no plugin handles it
-    if (auto* p = dynamic_cast<const ExecPluginField*>(f); p && p->is_published(j[name], home)) {
-      continue;
-    }
-    RTENV_TRY(f->validate(j[name], timeout_s > 0 ? timeout_s * 1000 : -1));
+    RTENV_TRY(f->validate(j[name], home, timeout_s > 0 ? timeout_s * 1000 : -1));
   }
   return ok_result();
 }
@@ -129,9 +127,9 @@ size_t ActiveEnv::release() {
   return restored;
 }
 
-Result<ActiveEnv> activate(const RuntimeEnv& env, NodeCache& cache, const InstallProgress& progress,
-                           int64_t timeout_ms) {
-  RTENV_ASSIGN_OR_RETURN(Plan p, plan(env, cache));
+Result<ActiveEnv> activate(const RuntimeEnv& env, const Registry& registry, NodeCache& cache,
+                           const InstallProgress& progress, int64_t timeout_ms) {
+  RTENV_ASSIGN_OR_RETURN(Plan p, plan(env, registry, cache));
   ActiveEnv active;
   for (const auto& r : p.resources) {
     auto lease = r.kind->acquire(r, progress, timeout_ms);
@@ -139,7 +137,7 @@ Result<ActiveEnv> activate(const RuntimeEnv& env, NodeCache& cache, const Instal
       return lease.error().with_context(fmt::format("runtime_env.{} ({})", r.field, r.uri));
     active.leases.push_back(std::move(lease).value());
   }
-  RTENV_ASSIGN_OR_RETURN(active.plan, launch_plan(env, cache, p));
+  RTENV_ASSIGN_OR_RETURN(active.plan, launch_plan(env, registry, cache, p));
   return active;
 }
 

@@ -28,13 +28,13 @@ struct Plan {
 /// interpreter may be probed once). kUnsupported for fields without an installer yet ("not
 /// supported yet: conda ...") or a plugin field no plugin of this node handles;
 /// kInvalidArgument for a field that is not a package URI or a Python list that is not locked.
-Result<Plan> plan(const spec::RuntimeEnv& env, const NodeCache& cache);
+Result<Plan> plan(const spec::RuntimeEnv& env, const Registry& registry, const NodeCache& cache);
 
 /// What a process needs to run inside the env, once its resources are ready: each field's
 /// contribution in priority order, and the resources' URIs. `${NAME}` in env_vars stays for the
 /// applier to expand from the environment of the process being started.
-Result<LaunchPlan> launch_plan(const spec::RuntimeEnv& env, const NodeCache& cache,
-                               const Plan& plan);
+Result<LaunchPlan> launch_plan(const spec::RuntimeEnv& env, const Registry& registry,
+                               const NodeCache& cache, const Plan& plan);
 
 /// Asks each plugin field's program whether its value is valid (built-in fields are checked by
 /// the spec's own validation), unless the value's resource is published in `home` already (it
@@ -65,7 +65,7 @@ bool needs_zip_support(const spec::RuntimeEnv& env);
 
 /// Plans a URI-only env, makes what is missing on this node, leases every resource and builds
 /// the launch plan. `timeout_ms` bounds helper processes (negative: none).
-Result<ActiveEnv> activate(const spec::RuntimeEnv& env, NodeCache& cache,
+Result<ActiveEnv> activate(const spec::RuntimeEnv& env, const Registry& registry, NodeCache& cache,
                            const InstallProgress& progress = nullptr, int64_t timeout_ms = -1);
 
 }  // namespace rtenv::env

@@ -4,6 +4,7 @@
 #include <memory>
 #include <vector>
 
+#include "env/exec_plugin.h"
 #include "env/field.h"
 
 namespace rtenv::env::fields {
@@ -15,6 +16,10 @@ std::shared_ptr<const Field> working_dir();
 std::shared_ptr<const Field> py_modules();
 std::shared_ptr<const Field> pip();
 std::shared_ptr<const Field> uv();
+/// The field of an exec plugin: validate asks the program (unless the value's resource is
+/// published on the node already); a value is one resource of the plugin's kind
+/// (ExecPluginKind); its launch-plan contribution is the `context` answer kept beside it.
+std::shared_ptr<const Field> exec_plugin(PluginSpec spec);
 /// A field that is validated but has no installer in this version: setup fails with "not
 /// supported yet: <name> (<what>)".
 std::shared_ptr<const Field> not_supported_yet(const char* name, const char* what);

@@ -41,7 +41,7 @@ class ExecPluginTest : public ::testing::Test {
     auto registry = Registry::make({{"hello", tmp_ / "plugin/hello", 10}});
     ASSERT_TRUE(registry.ok()) << registry.error().message();
     registry_ = *registry;
-    cache_ = std::make_unique<NodeCache>(home_, *store_, registry_);
+    cache_ = std::make_unique<NodeCache>(home_, *store_, registry_->plugins());
   }
   void TearDown() override { spec::unregister_plugin_field("hello"); }
 
@@ -69,7 +69,7 @@ class ExecPluginTest : public ::testing::Test {
 
 TEST_F(ExecPluginTest, CreatesOncePublishesAndContributes) {
   auto env = env_of(R"({"hello": {"greeting": "hi"}})");
-  auto active = activate(env, *cache_);
+  auto active = activate(env, *registry_, *cache_);
   ASSERT_TRUE(active.ok()) << active.error().message();
   ASSERT_EQ(active->plan.resources.size(), 1u);
   const std::string uri = active->plan.resources[0];
@@ -84,7 +84,7 @@ TEST_F(ExecPluginTest, CreatesOncePublishesAndContributes) {
 
   // Again: nothing created, the kept context used.
   active->release();
-  auto again = activate(env, *cache_);
+  auto again = activate(env, *registry_, *cache_);
   ASSERT_TRUE(again.ok()) << again.error().message();
   EXPECT_EQ(calls("create"), 1u);
   EXPECT_EQ(calls("context"), 1u);
@@ -116,7 +116,7 @@ TEST_F(ExecPluginTest, ValidateFailureNamesTheField) {
 
 TEST_F(ExecPluginTest, CreateFailureCarriesStderrRedactedAndLeavesNothing) {
   auto env = env_of(R"({"hello": {"mode": "fail"}})");
-  auto r = activate(env, *cache_);
+  auto r = activate(env, *registry_, *cache_);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message().find("refused"), std::string::npos) << r.error().message();
   EXPECT_EQ(r.error().message().find("s3cret"), std::string::npos) << r.error().message();
@@ -126,7 +126,7 @@ TEST_F(ExecPluginTest, CreateFailureCarriesStderrRedactedAndLeavesNothing) {
 
 TEST_F(ExecPluginTest, HangingCreateIsKilledAtTheDeadline) {
   auto env = env_of(R"({"hello": {"mode": "hang"}})");
-  auto r = activate(env, *cache_, nullptr, /*timeout_ms=*/300);
+  auto r = activate(env, *registry_, *cache_, nullptr, /*timeout_ms=*/300);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kTimeout);
   EXPECT_NE(r.error().message().find("timed out"), std::string::npos) << r.error().message();
@@ -134,7 +134,7 @@ TEST_F(ExecPluginTest, HangingCreateIsKilledAtTheDeadline) {
 
 TEST_F(ExecPluginTest, AReplyThatNeverEndsIsCutAndTheProgramKilled) {
   auto env = env_of(R"({"hello": {"mode": "chatty"}})");
-  auto r = activate(env, *cache_, nullptr, /*timeout_ms=*/20'000);
+  auto r = activate(env, *registry_, *cache_, nullptr, /*timeout_ms=*/20'000);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kTooLarge) << r.error().message();
   EXPECT_TRUE(cache_->list_ready().empty());
@@ -142,7 +142,7 @@ TEST_F(ExecPluginTest, AReplyThatNeverEndsIsCutAndTheProgramKilled) {
 
 TEST_F(ExecPluginTest, AContextWithANameNoEnvironmentCanHoldIsRefusedBeforePublishing) {
   auto env = env_of(R"({"hello": {"mode": "badname"}})");
-  auto r = activate(env, *cache_);
+  auto r = activate(env, *registry_, *cache_);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message().find("'A=B' is not a variable name"), std::string::npos)
       << r.error().message();
@@ -153,7 +153,7 @@ TEST_F(ExecPluginTest, AFieldNoPluginHandlesIsUnsupportedOnTheNode) {
   spec::register_plugin_field("other");
   auto env = env_of(R"({"other": 1})");
   spec::unregister_plugin_field("other");
-  auto r = plan(env, *cache_);
+  auto r = plan(env, *registry_, *cache_);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kUnsupported);
   EXPECT_NE(r.error().message().find("runtime_env.other: no plugin"), std::string::npos);
