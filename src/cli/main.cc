@@ -42,7 +42,9 @@ int real_main(int argc, char** argv) {
       "N), 2 for an invalid runtime_env or usage, 3 if setting the env up failed, 126/127 if the "
       "command cannot be run. pip/uv packages are installed into a virtualenv whose bin/ comes "
       "first on PATH (base interpreter: $RTENV_PYTHON or python3; installer: uv if found, else "
-      "pip; $RTENV_INSTALLER, $RTENV_UV).\n\nUsage: rtenv run [OPTIONS] [--] COMMAND [ARGS...]  "
+      "pip; $RTENV_INSTALLER, $RTENV_UV). Fields of exec plugins (config \"plugins\", "
+      "RTENV_PLUGINS; docs/plugins.md) work the same way.\n\nUsage: rtenv run [OPTIONS] [--] "
+      "COMMAND [ARGS...]  "
       "(everything "
       "from COMMAND on is passed to the command untouched)");
   run_cmd->add_option("--runtime-env,-e", run.runtime_env,
