@@ -9,7 +9,7 @@ apt_packages=(
   libarchive-dev libsqlite3-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev clang-format libcpp-httplib-dev iproute2
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  python3 python3-venv
+  python3 python3-venv openjdk-17-jdk-headless
 )
 
 missing=()

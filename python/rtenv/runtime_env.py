@@ -408,18 +408,22 @@ def _status(path: str) -> Tuple[Optional[os.stat_result], Optional[int]]:
 
 
 class _PathRule:
-    def __init__(self, local_suffixes, local_description, remote_suffixes, remote_description):
+    def __init__(self, local_suffixes, local_description, remote_suffixes, remote_description,
+                 packaged_file_suffix="", packaged_file_name=""):
         self.local_suffixes = local_suffixes
         self.local_description = local_description
         self.remote_suffixes = remote_suffixes
         self.remote_description = remote_description
+        # A file in the store (a wheel, a jar): its one-file package plus "/<name><suffix>".
+        self.packaged_file_suffix = packaged_file_suffix
+        self.packaged_file_name = packaged_file_name
 
 
 _WORKING_DIR_RULE = _PathRule((".zip",), "a directory or a .zip file", (".zip",), "a .zip file")
 _PY_MODULE_RULE = _PathRule((".py", ".whl"), "a directory, a .py file or a .whl file",
-                            (".zip", ".whl"), "a .zip or .whl file")
+                            (".zip", ".whl"), "a .zip or .whl file", ".whl", "a wheel")
 _JAVA_JAR_RULE = _PathRule((".jar", ".zip"), "a directory, a .jar file or a .zip file",
-                           (".jar", ".zip"), "a .jar or .zip file")
+                           (".jar", ".zip"), "a .jar or .zip file", ".jar", "a jar")
 
 _RTENV_URI = re.compile(r"rtenv://sha256/[0-9a-f]{64}\Z")
 
@@ -554,17 +558,20 @@ class _Validator:
             raise _error("%s: empty path" % path)
         if is_uri(s):
             if s.startswith("rtenv://"):
-                wheels = ".whl" in rule.remote_suffixes
+                suffix = rule.packaged_file_suffix.encode()
                 data = _utf8(s)
                 slash = data.find(b"/", len(b"rtenv://sha256/"))
-                wheel = (wheels and slash >= 0 and data.endswith(b".whl")
-                         and data.find(b"/", slash + 1) < 0 and len(data) > slash + 5
-                         and _RTENV_URI.match(data[:slash].decode("utf-8", "replace")) is not None)
-                if not _RTENV_URI.match(s) and not wheel:
+                packaged = (bool(suffix) and slash >= 0 and data.endswith(suffix)
+                            and data.find(b"/", slash + 1) < 0
+                            and len(data) > slash + 1 + len(suffix)
+                            and _RTENV_URI.match(data[:slash].decode("utf-8", "replace"))
+                            is not None)
+                if not _RTENV_URI.match(s) and not packaged:
                     raise _error(
                         "%s: invalid rtenv package URI %s (expected rtenv://sha256/<64 lowercase "
-                        "hex digits>%s)" % (path, s, ", or that followed by /<name>.whl for a wheel"
-                                            if wheels else ""))
+                        "hex digits>%s)" % (path, s, ", or that followed by /<name>%s for %s"
+                                            % (rule.packaged_file_suffix, rule.packaged_file_name)
+                                            if suffix else ""))
                 return s
             if not any(_ends_with_ci(_uri_path_part(s), suf) for suf in rule.remote_suffixes):
                 raise _error("%s: remote URI %s must name %s" % (path, s, rule.remote_description))

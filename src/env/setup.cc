@@ -56,6 +56,9 @@ bool needs_zip_support(const RuntimeEnv& env) {
   for (const auto& m : env.py_modules()) {
     if (needs(m)) return true;
   }
+  for (const auto& j : env.java_jars()) {
+    if (needs(j)) return true;
+  }
   return false;
 }
 

@@ -82,6 +82,10 @@ struct PathRule {
   std::string local_description;                      ///< "a directory or a .zip file"
   std::vector<std::string_view> remote_suffixes;
   std::string remote_description;  ///< "a .zip file"
+  /// A file in the store is its one-file package plus "/<name><suffix>" (".whl", ".jar"); empty:
+  /// none, and what it is called in messages.
+  std::string_view packaged_file_suffix = {};
+  std::string_view packaged_file_name = {};
 };
 
 const PathRule& working_dir_rule() {
@@ -89,17 +93,15 @@ const PathRule& working_dir_rule() {
   return rule;
 }
 const PathRule& py_module_rule() {
-  static const PathRule rule{{".py", ".whl"},
-                             "a directory, a .py file or a .whl file",
-                             {".zip", ".whl"},
-                             "a .zip or .whl file"};
+  static const PathRule rule{{".py", ".whl"},  "a directory, a .py file or a .whl file",
+                             {".zip", ".whl"}, "a .zip or .whl file",
+                             ".whl",           "a wheel"};
   return rule;
 }
 const PathRule& java_jar_rule() {
-  static const PathRule rule{{".jar", ".zip"},
-                             "a directory, a .jar file or a .zip file",
-                             {".jar", ".zip"},
-                             "a .jar or .zip file"};
+  static const PathRule rule{{".jar", ".zip"}, "a directory, a .jar file or a .zip file",
+                             {".jar", ".zip"}, "a .jar or .zip file",
+                             ".jar",           "a jar"};
   return rule;
 }
 
@@ -253,18 +255,21 @@ class Validator {
     if (s.empty()) return invalid(fmt::format("{}: empty path", path));
     if (is_uri(s)) {
       if (s.rfind("rtenv://", 0) == 0) {
-        // A wheel in the store is its one-file package plus the file's name.
-        const bool wheels = std::find(rule.remote_suffixes.begin(), rule.remote_suffixes.end(),
-                                      ".whl") != rule.remote_suffixes.end();
+        // A file in the store (a wheel, a jar) is its one-file package plus the file's name.
+        const std::string_view suffix = rule.packaged_file_suffix;
         size_t slash = s.find('/', std::string_view("rtenv://sha256/").size());
-        bool wheel = wheels && slash != std::string::npos && s.ends_with(".whl") &&
-                     s.find('/', slash + 1) == std::string::npos && s.size() > slash + 5 &&
-                     is_valid_rtenv_uri(std::string_view(s).substr(0, slash));
-        if (!is_valid_rtenv_uri(s) && !wheel) {
+        bool file = !suffix.empty() && slash != std::string::npos && s.ends_with(suffix) &&
+                    s.find('/', slash + 1) == std::string::npos &&
+                    s.size() > slash + 1 + suffix.size() &&
+                    is_valid_rtenv_uri(std::string_view(s).substr(0, slash));
+        if (!is_valid_rtenv_uri(s) && !file) {
           return invalid(fmt::format(
               "{}: invalid rtenv package URI {} (expected rtenv://sha256/<64 lowercase hex "
               "digits>{})",
-              path, s, wheels ? ", or that followed by /<name>.whl for a wheel" : ""));
+              path, s,
+              suffix.empty() ? std::string()
+                             : fmt::format(", or that followed by /<name>{} for {}", suffix,
+                                           rule.packaged_file_name)));
         }
         return v;
       }

@@ -279,7 +279,6 @@ def test_missing_local_working_dir_names_path(rtenv, tmp_path):
     [
         ("conda", {"dependencies": ["python"]}),
         ("py_executable", PY),
-        ("java_jars", ["https://example.invalid/lib.jar"]),
         ("image_uri", "docker.io/library/python:3.11"),
         ("container", {"image": "python:3.11"}),
     ],

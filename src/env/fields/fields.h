@@ -16,6 +16,7 @@ std::shared_ptr<const Field> working_dir();
 std::shared_ptr<const Field> py_modules();
 std::shared_ptr<const Field> pip();
 std::shared_ptr<const Field> uv();
+std::shared_ptr<const Field> java_jars();
 /// The field of an exec plugin: validate asks the program (unless the value's resource is
 /// published on the node already); a value is one resource of the plugin's kind
 /// (ExecPluginKind); its launch-plan contribution is the `context` answer kept beside it.
@@ -27,16 +28,6 @@ std::shared_ptr<const Field> not_supported_yet(const char* name, const char* wha
 }  // namespace rtenv::env::fields
 
 namespace rtenv::env {
-
-/// A py_modules wheel in the store: "rtenv://sha256/<package>/<name>.whl", the package holding
-/// the wheel file under its own name.
-struct WheelUri {
-  pack::PackageUri package;
-  std::string file;
-
-  std::string str() const;
-  static Result<WheelUri> parse(std::string_view uri);
-};
 
 /// If `dir` holds exactly one entry and it is a directory, returns that directory (remote zips
 /// made with `zip -r x.zip project/` carry such a wrapper); otherwise `dir`.

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "env/fields/fields.h"
+#include "env/fields/packing.h"
 #include "env/node_cache.h"
 #include "util/fs.h"
 
@@ -13,66 +14,15 @@ using spec::Json;
 
 namespace {
 
-std::string short_uri(const pack::PackageUri& uri) {
-  return std::string(pack::PackageUri::kPrefix) + uri.root().hex().substr(0, 12) + "…";
-}
-
-// Packing one field's paths, with the env's excludes.
+// A py_modules or working_dir value made node-independent.
 struct Packer {
-  const PrepareContext& ctx;
-
-  void report(const std::string& line) const {
-    if (ctx.options.report) ctx.options.report(line);
-  }
-
-  Result<pack::PackageUri> pack(const std::string& field, const fs::path& path,
-                                std::optional<std::string> wrap, bool use_index) const {
-    pack::PackOptions po;
-    po.excludes = ctx.env.excludes();
-    po.max_package_bytes = ctx.options.max_package_bytes;
-    po.warn_file_bytes = ctx.options.warn_file_bytes;
-    po.wrap_in_dir = std::move(wrap);
-    po.skip_dirs = {ctx.home.root};
-    if (use_index) po.index_file = ctx.home.index_for(path);
-    pack::PackProgressFn progress;
-    if (ctx.options.progress) {
-      progress = [&](const pack::PackProgress& p) { ctx.options.progress(field, p); };
-    }
-    auto r = pack::pack_path(path, ctx.store, po, progress);
-    if (!r) return r.error().with_context("runtime_env." + field);
-    for (const auto& w : r->stats.warnings) report(fmt::format("warning: {}", w));
-    const auto& s = r->stats;
-    report(fmt::format("{} {} -> {}: {} files, {}; {} read, {} of {} blobs uploaded ({:.0f} ms)",
-                       field, path.string(), short_uri(r->uri), s.files,
-                       pack::format_bytes(s.file_bytes), pack::format_bytes(s.bytes_hashed),
-                       s.blobs_uploaded, s.blobs, s.total_ms));
-    return r->uri;
-  }
-
-  // A .zip, local or remote: unpacked into a staging directory, then packed like a directory.
-  Result<pack::PackageUri> pack_zip(const std::string& field, const std::string& source,
-                                    bool remote) const {
-    if (!ctx.options.unpack_zip) {
-      return make_error(ErrorCode::kUnsupported,
-                        "runtime_env.{}: this rtenv binary cannot unpack zips ({})", field, source);
-    }
-    fs::path staging = ctx.home.tmp() / unique_name("zip");
-    if (auto r = ctx.options.unpack_zip(source, staging); !r) {
-      (void)remove_tree(staging);
-      return r.error().with_context("runtime_env." + field);
-    }
-    // Remote working_dir zips are usually made as `zip -r x.zip project/`: strip that wrapper.
-    fs::path root = remote && field == "working_dir" ? single_top_level_dir(staging) : staging;
-    auto uri = pack(field, root, std::nullopt, /*use_index=*/false);
-    (void)remove_tree(staging);
-    return uri;
-  }
+  PathPacker packer;
 
   Result<std::string> resolve(const std::string& field, const std::string& value,
                               bool module) const {
     if (pack::PackageUri::is_package_uri(value)) {
       if (module && value.ends_with(".whl")) {
-        auto wheel = WheelUri::parse(value);
+        auto wheel = FileUri::parse(value, ".whl");
         if (!wheel) return wheel.error().with_context("runtime_env." + field);
         return wheel->str();
       }
@@ -93,22 +43,22 @@ struct Packer {
                           "and give its local path",
                           field, value);
       }
-      RTENV_ASSIGN_OR_RETURN(auto uri, pack_zip(field, value, /*remote=*/true));
+      RTENV_ASSIGN_OR_RETURN(auto uri, packer.pack_zip(field, value, /*remote=*/true));
       return uri.str();
     }
     fs::path path(value);
     if (module && value.ends_with(".whl") && fs::is_regular_file(path)) {
       // The wheel file travels as a one-file package; the node installs it.
-      RTENV_ASSIGN_OR_RETURN(auto uri, pack(field, path, std::nullopt, /*use_index=*/true));
-      return WheelUri{uri, path.filename().string()}.str();
+      RTENV_ASSIGN_OR_RETURN(auto uri, packer.pack(field, path, std::nullopt, /*use_index=*/true));
+      return FileUri{uri, path.filename().string()}.str();
     }
     if (value.ends_with(".zip") && fs::is_regular_file(path)) {
-      RTENV_ASSIGN_OR_RETURN(auto uri, pack_zip(field, value, /*remote=*/false));
+      RTENV_ASSIGN_OR_RETURN(auto uri, packer.pack_zip(field, value, /*remote=*/false));
       return uri.str();
     }
     std::optional<std::string> wrap;
     if (module && fs::is_directory(path)) wrap = path.filename().string();
-    RTENV_ASSIGN_OR_RETURN(auto uri, pack(field, path, wrap, /*use_index=*/true));
+    RTENV_ASSIGN_OR_RETURN(auto uri, packer.pack(field, path, wrap, /*use_index=*/true));
     return uri.str();
   }
 };
@@ -155,7 +105,7 @@ std::vector<std::string> module_list(const Json& value) {
 Result<PythonEnvRequest> wheel_target(const std::string& field, const std::string& value,
                                       const spec::RuntimeEnv& env, const NodeCache& cache,
                                       fs::path* wheel_file) {
-  RTENV_ASSIGN_OR_RETURN(WheelUri wheel, WheelUri::parse(value));
+  RTENV_ASSIGN_OR_RETURN(FileUri wheel, FileUri::parse(value, ".whl"));
   auto packages = env.python_packages();
   RTENV_ASSIGN_OR_RETURN(
       Interpreter python,
@@ -173,8 +123,8 @@ class WorkingDir : public Field {
   std::string name() const override { return "working_dir"; }
   int priority() const override { return 1; }
   Result<Json> prepare(const Json& value, const PrepareContext& ctx) const override {
-    RTENV_ASSIGN_OR_RETURN(std::string uri,
-                           Packer{ctx}.resolve("working_dir", value.get<std::string>(), false));
+    RTENV_ASSIGN_OR_RETURN(std::string uri, Packer{PathPacker{ctx}}.resolve(
+                                                "working_dir", value.get<std::string>(), false));
     return Json(uri);
   }
   Result<void> resources(const Json& value, const spec::RuntimeEnv&, const NodeCache& cache,
@@ -204,9 +154,9 @@ class PyModules : public Field {
     Json list = Json::array();
     auto modules = module_list(value);
     for (size_t i = 0; i < modules.size(); ++i) {
-      RTENV_ASSIGN_OR_RETURN(std::string uri,
-                             Packer{ctx}.resolve(fmt::format("py_modules[{}]", i), modules[i],
-                                                 /*module=*/true));
+      RTENV_ASSIGN_OR_RETURN(std::string uri, Packer{PathPacker{ctx}}.resolve(
+                                                  fmt::format("py_modules[{}]", i), modules[i],
+                                                  /*module=*/true));
       list.push_back(uri);
     }
     return list;
@@ -222,7 +172,7 @@ class PyModules : public Field {
         continue;
       }
       // A wheel: its package (the file), then its install into a private target directory.
-      auto wheel = WheelUri::parse(modules[i]);
+      auto wheel = FileUri::parse(modules[i], ".whl");
       if (!wheel) return wheel.error().with_context("runtime_env." + field);
       RTENV_ASSIGN_OR_RETURN(Resource file, package_resource(field, wheel->package.str(), cache));
       out->push_back(std::move(file));
@@ -263,34 +213,6 @@ class PyModules : public Field {
 };
 
 }  // namespace
-
-std::string WheelUri::str() const { return package.str() + "/" + file; }
-
-Result<WheelUri> WheelUri::parse(std::string_view uri) {
-  size_t slash = pack::PackageUri::kPrefix.size() + 64;
-  if (!pack::PackageUri::is_package_uri(uri) || uri.size() <= slash + 1 || uri[slash] != '/' ||
-      !uri.ends_with(".whl")) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "'{}' is not a wheel in the store (rtenv://sha256/<digest>/<name>.whl)", uri);
-  }
-  RTENV_ASSIGN_OR_RETURN(auto package, pack::PackageUri::parse(uri.substr(0, slash)));
-  std::string file(uri.substr(slash + 1));
-  if (file.find('/') != std::string::npos || file == ".whl") {
-    return make_error(ErrorCode::kInvalidArgument, "'{}': the wheel's name is not a file name",
-                      uri);
-  }
-  return WheelUri{package, file};
-}
-
-fs::path single_top_level_dir(const fs::path& dir) {
-  std::error_code ec;
-  auto it = fs::directory_iterator(dir, ec);
-  if (ec || it == fs::directory_iterator()) return dir;
-  fs::path only = it->path();
-  bool is_dir = it->is_directory(ec) && !it->is_symlink(ec);
-  if (it.increment(ec); ec || it != fs::directory_iterator()) return dir;
-  return is_dir ? only : dir;
-}
 
 namespace fields {
 std::shared_ptr<const Field> working_dir() { return std::make_shared<WorkingDir>(); }

@@ -1,0 +1,47 @@
+#pragma once
+// What the fields that carry local paths share on the submitting side: packing a path (a
+// directory, a file, a .zip) into the store, and naming one file inside a package.
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "env/field.h"
+#include "pack/manifest.h"
+
+namespace rtenv::env {
+
+/// One file of a package in the store: "rtenv://sha256/<package>/<name>", the package holding
+/// the file under its own name (a py_modules wheel, a java_jars jar).
+struct FileUri {
+  pack::PackageUri package;
+  std::string file;
+
+  std::string str() const;
+  /// kInvalidArgument unless `uri` is a package URI, a '/', and a file name ending in `suffix`.
+  static Result<FileUri> parse(std::string_view uri, std::string_view suffix);
+};
+
+/// Packs one field's local paths into the store, with the env's `excludes`, reporting what it
+/// read and uploaded through the context's options.
+class PathPacker {
+ public:
+  explicit PathPacker(const PrepareContext& ctx) : ctx_(ctx) {}
+
+  /// Packs `path` (a directory or one file; wrapped in a directory `wrap` if set); `use_index`
+  /// keeps a file index so unchanged files are not read again. Errors name the field.
+  Result<pack::PackageUri> pack(const std::string& field, const fs::path& path,
+                                std::optional<std::string> wrap, bool use_index) const;
+  /// Unpacks a .zip (a local path, or a file://, http:// or https:// URL) into a staging
+  /// directory and packs that; for a `remote` working_dir zip, a single top-level directory is
+  /// stripped. kUnsupported in a binary without zip support.
+  Result<pack::PackageUri> pack_zip(const std::string& field, const std::string& source,
+                                    bool remote) const;
+
+ private:
+  void report(const std::string& line) const;
+
+  const PrepareContext& ctx_;
+};
+
+}  // namespace rtenv::env
