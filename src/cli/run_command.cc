@@ -156,7 +156,7 @@ int run_command(const RunArgs& args) {
     }
   }
 #ifdef RTENV_FRONT
-  if (env::needs_zip_support(env))
+  if (env::needs_zip_support(env, **registry))
     return exec_full();  // zips need libarchive and libcurl (and
                          // it packs them itself)
 #endif

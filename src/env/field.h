@@ -65,6 +65,9 @@ class Field {
   /// plugins ask their program. kInvalidArgument naming the field for an invalid value.
   virtual Result<void> validate(const spec::Json& value, const Home& home,
                                 int64_t timeout_ms) const;
+  /// True if preparing `value` needs UploadOptions::unpack_zip (a .zip, or a zip URL to
+  /// download): the lean binary hands such envs to the one that has archive support.
+  virtual bool needs_zip_support(const spec::Json& value) const;
   /// Submitting side: the value made node-independent (local paths packed into the store,
   /// package lists locked). The default keeps it as is.
   virtual Result<spec::Json> prepare(const spec::Json& value, const PrepareContext& ctx) const;

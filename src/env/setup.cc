@@ -12,6 +12,7 @@ using spec::RuntimeEnv;
 // ---- Field's defaults ----------------------------------------------------------------------
 
 Result<void> Field::validate(const Json&, const Home&, int64_t) const { return ok_result(); }
+bool Field::needs_zip_support(const Json&) const { return false; }
 Result<Json> Field::prepare(const Json& value, const PrepareContext&) const { return value; }
 Result<void> Field::resources(const Json&, const RuntimeEnv&, const NodeCache&,
                               std::vector<Resource>*) const {
@@ -47,17 +48,11 @@ Result<std::vector<std::pair<const Field*, const Json*>>> fields_of(const Runtim
 
 }  // namespace
 
-bool needs_zip_support(const RuntimeEnv& env) {
-  auto needs = [](const std::string& v) {
-    if (pack::PackageUri::is_package_uri(v)) return false;
-    return spec::is_uri(v) || v.ends_with(".zip");
-  };
-  if (auto wd = env.working_dir(); wd && needs(*wd)) return true;
-  for (const auto& m : env.py_modules()) {
-    if (needs(m)) return true;
-  }
-  for (const auto& j : env.java_jars()) {
-    if (needs(j)) return true;
+bool needs_zip_support(const RuntimeEnv& env, const Registry& registry) {
+  auto fields = fields_of(env, registry);
+  if (!fields) return false;  // plan() reports the field no plugin handles
+  for (const auto& [field, value] : *fields) {
+    if (field->needs_zip_support(*value)) return true;
   }
   return false;
 }

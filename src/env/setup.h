@@ -60,8 +60,8 @@ Result<spec::RuntimeEnv> upload_local(const spec::RuntimeEnv& env, const Home& h
                                       store::BlobStore& store, const Registry& registry,
                                       const UploadOptions& options);
 
-/// True if packing `env` needs UploadOptions::unpack_zip (a .zip, or a zip URL to download).
-bool needs_zip_support(const spec::RuntimeEnv& env);
+/// True if preparing `env` needs UploadOptions::unpack_zip (Field::needs_zip_support).
+bool needs_zip_support(const spec::RuntimeEnv& env, const Registry& registry);
 
 /// Plans a URI-only env, makes what is missing on this node, leases every resource and builds
 /// the launch plan. `timeout_ms` bounds helper processes (negative: none).

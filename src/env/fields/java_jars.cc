@@ -82,6 +82,13 @@ class JavaJars : public Field {
   std::string name() const override { return "java_jars"; }
   int priority() const override { return 4; }
 
+  bool needs_zip_support(const Json& value) const override {
+    for (const auto& e : entries(value)) {
+      if (is_zip_or_remote(e)) return true;
+    }
+    return false;
+  }
+
   Result<Json> prepare(const Json& value, const PrepareContext& ctx) const override {
     PathPacker packer(ctx);
     Json list = Json::array();

@@ -122,6 +122,9 @@ class WorkingDir : public Field {
  public:
   std::string name() const override { return "working_dir"; }
   int priority() const override { return 1; }
+  bool needs_zip_support(const Json& value) const override {
+    return value.is_string() && is_zip_or_remote(value.get<std::string>());
+  }
   Result<Json> prepare(const Json& value, const PrepareContext& ctx) const override {
     RTENV_ASSIGN_OR_RETURN(std::string uri, Packer{PathPacker{ctx}}.resolve(
                                                 "working_dir", value.get<std::string>(), false));
@@ -150,6 +153,12 @@ class PyModules : public Field {
  public:
   std::string name() const override { return "py_modules"; }
   int priority() const override { return 2; }
+  bool needs_zip_support(const Json& value) const override {
+    for (const auto& m : module_list(value)) {
+      if (is_zip_or_remote(m)) return true;
+    }
+    return false;
+  }
   Result<Json> prepare(const Json& value, const PrepareContext& ctx) const override {
     Json list = Json::array();
     auto modules = module_list(value);

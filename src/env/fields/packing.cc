@@ -16,6 +16,11 @@ std::string short_uri(const pack::PackageUri& uri) {
 
 }  // namespace
 
+bool is_zip_or_remote(const std::string& value) {
+  if (pack::PackageUri::is_package_uri(value)) return false;
+  return spec::is_uri(value) || value.ends_with(".zip");
+}
+
 void PathPacker::report(const std::string& line) const {
   if (ctx_.options.report) ctx_.options.report(line);
 }

@@ -22,6 +22,9 @@ struct FileUri {
   static Result<FileUri> parse(std::string_view uri, std::string_view suffix);
 };
 
+/// True if a path value needs zip support to be packed: a local .zip or a remote URI (zips).
+bool is_zip_or_remote(const std::string& value);
+
 /// Packs one field's local paths into the store, with the env's `excludes`, reporting what it
 /// read and uploaded through the context's options.
 class PathPacker {
