@@ -150,7 +150,12 @@ int run_command(const RunArgs& args) {
                                           : args.runtime_env + ": " + parsed.error().message());
     }
     env = std::move(parsed).value();
-    if (auto v = env::validate_fields(env, **registry, *home); !v) {
+    // The front that handed this run over validated the plugin fields already.
+    const char* handed_over = std::getenv(kPackReported);
+    bool validated = handed_over && *handed_over;
+    if (auto v =
+            validated ? Result<void>(ok_result()) : env::validate_fields(env, **registry, *home);
+        !v) {
       bool invalid = v.error().code() == ErrorCode::kInvalidArgument;
       return fail(invalid ? kExitUsage : kExitSetup, v.error().message());
     }

@@ -237,6 +237,11 @@ def test_create_runs_once_for_sequential_and_concurrent_runs(rtenv, agent_factor
         assert p.stdout == "hello-tool ran\n"
     assert plugin.count("create") == 1, plugin.calls()
     assert plugin.count("context") == 1, "the context is kept beside the resource and reused"
+    # The second run found the resource published: it asked the plugin nothing at all.
+    assert plugin.count("validate") == 1, plugin.calls()
+    calls_before = len(plugin.calls())
+    assert_ok(rtenv.run(a, "hello-tool", cwd=tmp_path, timeout=60))
+    assert len(plugin.calls()) == calls_before, "a warm run started a plugin process"
     create = plugin.calls("create")[0]
     assert create["req"]["value"] == {"tag": "a"}
     assert create["dir_entries"] == [], "create must be given an empty directory"
