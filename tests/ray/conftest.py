@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ sys.path.insert(0, str(HERE))
 
 from pyindex import PackageIndex, build_failing_sdist, build_wheel, find_uv  # noqa: E402
 from ray_testlib import BROKEN_MESSAGE, JOB_ENV_VARS, PY  # noqa: E402
-from raycluster import RayCluster, marked_pids, node_resource  # noqa: E402
+from raycluster import RayCluster, driver_connected, node_resource  # noqa: E402
 
 DEFAULT_BIN = REPO / "build" / "src" / "cli" / "rtenv"
 UV = find_uv(PY)
@@ -99,8 +98,6 @@ class Cluster:
 
 @pytest.fixture(scope="session")
 def cluster(rtenv_bin, index):
-    import ray
-
     import rtenv.ray
 
     root = Path(tempfile.mkdtemp(prefix="rtray-", dir="/tmp"))  # short: Ray's socket paths
@@ -111,18 +108,7 @@ def cluster(rtenv_bin, index):
     rc = RayCluster(root, rtenv_bin=rtenv_bin, nodes={"head": 2, "w1": 2}, uv=str(wrapper),
                     extra_env={"UV_HTTP_RETRIES": "0", "RTENV_FAILURE_TTL": "2"})
     started = time.monotonic()
-    rc.start()
-    try:
-        job_env = rtenv.ray.runtime_env(env_vars=JOB_ENV_VARS)
-        ray.init(address=rc.address, runtime_env=job_env, logging_level="WARNING",
-                 log_to_driver=False)
+    job_env = rtenv.ray.runtime_env(env_vars=JOB_ENV_VARS)
+    with driver_connected(rc, root, job_env):
         print(f"cluster up in {time.monotonic() - started:.1f} s", file=sys.stderr)
         yield Cluster(rc, job_env, index)
-    finally:
-        try:
-            ray.shutdown()
-        finally:
-            rc.stop()
-            left = marked_pids(str(root))
-            shutil.rmtree(root, ignore_errors=True)
-            assert not left, f"processes of the test cluster left running: {left}"

@@ -15,8 +15,10 @@ touching anyone else's Ray.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -232,3 +234,25 @@ def _terminate(pids: list[int], timeout: float) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+@contextlib.contextmanager
+def driver_connected(rc: "RayCluster", root: Path, job_env: Mapping):
+    """Starts `rc`, connects this process as its driver with `job_env`, and yields; afterwards
+    disconnects, stops the cluster, removes `root`, and fails if any process of the cluster is
+    left running."""
+    import ray
+
+    rc.start()
+    try:
+        ray.init(address=rc.address, runtime_env=dict(job_env), logging_level="WARNING",
+                 log_to_driver=False)
+        yield rc
+    finally:
+        try:
+            ray.shutdown()
+        finally:
+            rc.stop()
+            left = marked_pids(str(root))
+            shutil.rmtree(root, ignore_errors=True)
+            assert not left, f"processes of the test cluster left running: {left}"

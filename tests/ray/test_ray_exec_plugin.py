@@ -8,10 +8,7 @@ environment and the driver's, before the nodes start), so it does not disturb th
 from __future__ import annotations
 
 import json
-import os
 import tempfile
-import shutil
-import sys
 import textwrap
 from pathlib import Path
 
@@ -20,7 +17,7 @@ import ray
 
 import rtenv.ray
 from ray_testlib import PY
-from raycluster import RayCluster, marked_pids, node_resource
+from raycluster import RayCluster, driver_connected, node_resource
 
 # The plugin (protocol rtenv-plugin/1, docs/plugins.md): validate refuses a value without a
 # string "greeting"; create writes the greeting and a `hello-rtenv` command into its directory;
@@ -92,19 +89,8 @@ def plugin_cluster(rtenv_bin):
 
     rc = RayCluster(root, rtenv_bin=rtenv_bin, nodes={"head": 2, "w1": 2},
                     extra_env={"RTENV_PLUGINS": plugins})
-    rc.start()
-    try:
-        ray.init(address=rc.address, runtime_env=rtenv.ray.runtime_env(env_vars={"JOB_A": "a"}),
-                 logging_level="WARNING", log_to_driver=False)
+    with driver_connected(rc, root, rtenv.ray.runtime_env(env_vars={"JOB_A": "a"})):
         yield rc
-    finally:
-        try:
-            ray.shutdown()
-        finally:
-            rc.stop()
-            left = marked_pids(str(root))
-            shutil.rmtree(root, ignore_errors=True)
-            assert not left, f"processes of the test cluster left running: {left}"
 
 
 def calls(rc: RayCluster, node: str) -> list[str]:
