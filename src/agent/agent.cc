@@ -342,7 +342,9 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
     }
     auto t = std::chrono::steady_clock::now();
     std::string what = fmt::format("{} {}", r.field, r.uri);
-    const char* verb = r.kind->name() == "package" ? "materializing" : "installing";
+    // Packages are written from the store; every other kind runs an installer or a plugin.
+    const bool materializes = r.kind->name() == "package";
+    const char* verb = materializes ? "materializing" : "installing";
     auto report = [&](const std::string& line) {
       if (progress) progress(fmt::format("{} {}: {}", verb, what, line));
     };
@@ -357,11 +359,8 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
       std::lock_guard lock(mu_);
       RTENV_TRY(db_->set_resource_size(r.uri, bytes));
     }
-    out.timings.push_back(
-        {(*built ? std::string(verb == std::string("installing") ? "install " : "materialize ")
-                 : "cached ") +
-             what,
-         ms_since(t)});
+    const char* done = !*built ? "cached " : materializes ? "materialize " : "install ";
+    out.timings.push_back({done + what, ms_since(t)});
     out.resource_uris.push_back(r.uri);
   }
   auto launch = env::launch_plan(*locked, *registry_, cache_, *planned);

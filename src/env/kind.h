@@ -25,8 +25,9 @@ using InstallProgress = std::function<void(const std::string& line)>;
 /// A resource an env needs on a node, and how to make it.
 struct Resource {
   std::string field;  ///< where the env asks for it, for messages: "working_dir", "py_modules[0]"
-  std::string owner;  ///< the top-level field whose value needs it: "py_modules"
   std::string uri;  ///< its name on the node: "rtenv://sha256/…", "pyenv://…", "plugin://f/…"
+  // Set by env::plan, from the field that named it and from the URI:
+  std::string owner;  ///< the top-level field whose value needs it: "py_modules"
   ResourceKind* kind = nullptr;
   /// What the kind needs beyond the URI to make it (its own type; see each kind).
   std::shared_ptr<const void> request;

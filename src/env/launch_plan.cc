@@ -56,24 +56,27 @@ void LaunchPlan::set(std::string name, std::string value, bool expand) {
   env.push_back(std::move(op));
 }
 
-void LaunchPlan::prepend(std::string name, std::vector<std::string> values, std::string sep) {
+namespace {
+
+void add_list_op(std::vector<EnvOp>* env, EnvOp::Kind kind, std::string name,
+                 std::vector<std::string> values, std::string separator) {
   if (values.empty()) return;
   EnvOp op;
-  op.kind = EnvOp::Kind::kPrepend;
+  op.kind = kind;
   op.name = std::move(name);
   op.values = std::move(values);
-  op.separator = std::move(sep);
-  env.push_back(std::move(op));
+  op.separator = std::move(separator);
+  env->push_back(std::move(op));
+}
+
+}  // namespace
+
+void LaunchPlan::prepend(std::string name, std::vector<std::string> values, std::string sep) {
+  add_list_op(&env, EnvOp::Kind::kPrepend, std::move(name), std::move(values), std::move(sep));
 }
 
 void LaunchPlan::append(std::string name, std::vector<std::string> values, std::string sep) {
-  if (values.empty()) return;
-  EnvOp op;
-  op.kind = EnvOp::Kind::kAppend;
-  op.name = std::move(name);
-  op.values = std::move(values);
-  op.separator = std::move(sep);
-  env.push_back(std::move(op));
+  add_list_op(&env, EnvOp::Kind::kAppend, std::move(name), std::move(values), std::move(sep));
 }
 
 json LaunchPlan::to_json() const {

@@ -63,12 +63,14 @@ Result<Plan> plan(const RuntimeEnv& env, const Registry& registry, const NodeCac
   for (const auto& [field, value] : fields) {
     size_t first = out.resources.size();
     RTENV_TRY(field->resources(*value, env, cache, &out.resources));
-    for (size_t i = first; i < out.resources.size(); ++i) out.resources[i].owner = field->name();
-  }
-  for (const auto& r : out.resources) {
-    if (!r.kind) {
-      return make_error(ErrorCode::kInternal, "runtime_env.{}: no resource kind for {}", r.field,
-                        r.uri);
+    for (size_t i = first; i < out.resources.size(); ++i) {
+      Resource& r = out.resources[i];
+      r.owner = field->name();
+      r.kind = cache.kind_of(r.uri);
+      if (!r.kind) {
+        return make_error(ErrorCode::kInternal, "runtime_env.{}: no resource kind for {}", r.field,
+                          r.uri);
+      }
     }
   }
   return out;

@@ -101,7 +101,7 @@ class JavaJars : public Field {
     return list;
   }
 
-  Result<void> resources(const Json& value, const spec::RuntimeEnv&, const NodeCache& cache,
+  Result<void> resources(const Json& value, const spec::RuntimeEnv&, const NodeCache&,
                          std::vector<Resource>* out) const override {
     auto values = entries(value);
     for (size_t i = 0; i < values.size(); ++i) {
@@ -110,7 +110,6 @@ class JavaJars : public Field {
       Resource r;
       r.field = field;
       r.uri = e.package.str();
-      r.kind = cache.kind_of(r.uri);
       out->push_back(std::move(r));
     }
     return ok_result();

@@ -63,14 +63,12 @@ struct Packer {
   }
 };
 
-Result<Resource> package_resource(const std::string& field, const std::string& value,
-                                  const NodeCache& cache) {
+Result<Resource> package_resource(const std::string& field, const std::string& value) {
   auto uri = pack::PackageUri::parse(value);
   if (!uri) return uri.error().with_context("runtime_env." + field);
   Resource r;
   r.field = field;
   r.uri = uri->str();
-  r.kind = cache.kind_of(r.uri);
   return r;
 }
 
@@ -102,9 +100,8 @@ std::vector<std::string> module_list(const Json& value) {
 
 // A wheel's private target directory, for the env's own interpreter if it names one (pip/uv),
 // so the wheel fits the venv.
-Result<PythonEnvRequest> wheel_target(const std::string& field, const std::string& value,
-                                      const spec::RuntimeEnv& env, const NodeCache& cache,
-                                      fs::path* wheel_file) {
+Result<PythonEnvRequest> wheel_target(const std::string& value, const spec::RuntimeEnv& env,
+                                      const NodeCache& cache) {
   RTENV_ASSIGN_OR_RETURN(FileUri wheel, FileUri::parse(value, ".whl"));
   auto packages = env.python_packages();
   RTENV_ASSIGN_OR_RETURN(
@@ -112,10 +109,9 @@ Result<PythonEnvRequest> wheel_target(const std::string& field, const std::strin
       find_interpreter(cache.home(), packages ? packages->python : std::nullopt));
   RTENV_ASSIGN_OR_RETURN(Installer installer,
                          find_installer(cache.home().config(), python, spec::Installer::kPip));
-  *wheel_file = cache.packages.dir_of(wheel.package) / wheel.file;
-  (void)field;
-  return PythonEnvRequest::make_wheel(wheel.str(), *wheel_file, std::move(python),
-                                      std::move(installer));
+  return PythonEnvRequest::make_wheel(wheel.str(),
+                                      cache.packages.dir_of(wheel.package) / wheel.file,
+                                      std::move(python), std::move(installer));
 }
 
 class WorkingDir : public Field {
@@ -130,10 +126,9 @@ class WorkingDir : public Field {
                                                 "working_dir", value.get<std::string>(), false));
     return Json(uri);
   }
-  Result<void> resources(const Json& value, const spec::RuntimeEnv&, const NodeCache& cache,
+  Result<void> resources(const Json& value, const spec::RuntimeEnv&, const NodeCache&,
                          std::vector<Resource>* out) const override {
-    RTENV_ASSIGN_OR_RETURN(Resource r,
-                           package_resource("working_dir", value.get<std::string>(), cache));
+    RTENV_ASSIGN_OR_RETURN(Resource r, package_resource("working_dir", value.get<std::string>()));
     out->push_back(std::move(r));
     return ok_result();
   }
@@ -176,47 +171,37 @@ class PyModules : public Field {
     for (size_t i = 0; i < modules.size(); ++i) {
       std::string field = fmt::format("py_modules[{}]", i);
       if (!modules[i].ends_with(".whl")) {
-        RTENV_ASSIGN_OR_RETURN(Resource r, package_resource(field, modules[i], cache));
+        RTENV_ASSIGN_OR_RETURN(Resource r, package_resource(field, modules[i]));
         out->push_back(std::move(r));
         continue;
       }
       // A wheel: its package (the file), then its install into a private target directory.
       auto wheel = FileUri::parse(modules[i], ".whl");
       if (!wheel) return wheel.error().with_context("runtime_env." + field);
-      RTENV_ASSIGN_OR_RETURN(Resource file, package_resource(field, wheel->package.str(), cache));
+      RTENV_ASSIGN_OR_RETURN(Resource file, package_resource(field, wheel->package.str()));
       out->push_back(std::move(file));
-      fs::path wheel_file;
-      auto target = wheel_target(field, modules[i], env, cache, &wheel_file);
+      auto target = wheel_target(modules[i], env, cache);
       if (!target) return target.error().with_context("runtime_env." + field);
       Resource r;
       r.field = field;
       r.uri = target->uri();
-      r.kind = cache.kind_of(r.uri);
       r.request = std::make_shared<PythonEnvRequest>(std::move(target).value());
       out->push_back(std::move(r));
     }
     return ok_result();
   }
-  Result<void> contribute(const Json& value, const spec::RuntimeEnv& env, const NodeCache& cache,
-                          const std::vector<Resource>&, LaunchPlan* plan) const override {
+  Result<void> contribute(const Json&, const spec::RuntimeEnv&, const NodeCache& cache,
+                          const std::vector<Resource>& mine, LaunchPlan* plan) const override {
+    // A module's last resource is what goes on PYTHONPATH: its package, or for a wheel the
+    // directory it is installed into (named after the wheel file's package).
     std::vector<std::string> paths;
-    auto modules = module_list(value);
-    for (size_t i = 0; i < modules.size(); ++i) {
-      std::string field = fmt::format("py_modules[{}]", i);
-      if (modules[i].ends_with(".whl")) {
-        fs::path wheel_file;
-        auto target = wheel_target(field, modules[i], env, cache, &wheel_file);
-        if (!target) return target.error().with_context("runtime_env." + field);
-        paths.push_back(cache.python.dir_of(target->key).string());
-        continue;
-      }
-      auto uri = pack::PackageUri::parse(modules[i]);
-      if (!uri) return uri.error().with_context("runtime_env." + field);
-      paths.push_back(cache.packages.dir_of(*uri).string());
+    for (size_t i = 0; i < mine.size(); ++i) {
+      if (i + 1 < mine.size() && mine[i + 1].field == mine[i].field) continue;
+      paths.push_back(mine[i].kind->dir_of(mine[i].uri).string());
     }
     plan->prepend("PYTHONPATH", std::move(paths));
     // A wheel's file is a package too.
-    if (!modules.empty()) keep_bytecode_out(cache, plan);
+    if (!mine.empty()) keep_bytecode_out(cache, plan);
     return ok_result();
   }
 };

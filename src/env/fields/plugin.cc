@@ -55,17 +55,12 @@ bool ExecPlugin::is_published(const spec::Json& value, const Home& home) const {
 }
 
 Result<void> ExecPlugin::resources(const spec::Json& value, const spec::RuntimeEnv&,
-                                   const NodeCache& cache, std::vector<Resource>* out) const {
+                                   const NodeCache&, std::vector<Resource>* out) const {
   auto key = plugin_key(spec_, value);
   if (!key) return key.error().with_context("runtime_env." + spec_.field);
   Resource r;
   r.field = spec_.field;
   r.uri = "plugin://" + spec_.field + "/" + *key;
-  r.kind = cache.kind_of(r.uri);
-  if (!r.kind) {
-    return make_error(ErrorCode::kInternal, "runtime_env.{}: no resource kind for {}", spec_.field,
-                      r.uri);
-  }
   r.request = std::make_shared<PluginRequest>(PluginRequest{value});
   out->push_back(std::move(r));
   return ok_result();

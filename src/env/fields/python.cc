@@ -34,16 +34,18 @@ class PythonPackagesField : public Field {
     Resource r;
     r.field = name();
     r.uri = request.uri();
-    r.kind = cache.kind_of(r.uri);
     r.request = std::make_shared<PythonEnvRequest>(std::move(request));
     out->push_back(std::move(r));
     return ok_result();
   }
 
-  Result<void> contribute(const Json&, const spec::RuntimeEnv& env, const NodeCache& cache,
-                          const std::vector<Resource>&, LaunchPlan* plan) const override {
-    RTENV_ASSIGN_OR_RETURN(PythonEnvRequest request, make_request(env, cache));
-    fs::path dir = cache.python.dir_of(request.key);
+  Result<void> contribute(const Json&, const spec::RuntimeEnv&, const NodeCache&,
+                          const std::vector<Resource>& mine, LaunchPlan* plan) const override {
+    // The venv as planned: resolving the interpreter and installer again is not needed.
+    if (mine.size() != 1) {
+      return make_error(ErrorCode::kInternal, "runtime_env.{}: expected one planned venv", name());
+    }
+    fs::path dir = mine[0].kind->dir_of(mine[0].uri);
     // As `source bin/activate` would: the env's bin first on PATH (ahead of the env's own
     // env_vars.PATH, if it sets one), VIRTUAL_ENV naming it.
     plan->prepend("PATH", {(dir / "bin").string()});
