@@ -12,6 +12,7 @@
 #include "util/digest.h"
 #include "util/fs.h"
 #include "util/size.h"
+#include "util/suggest.h"
 
 namespace rtenv::config {
 
@@ -104,33 +105,9 @@ const KeyDef& def_of(std::string_view key) {
   throw std::logic_error("unknown config key " + std::string(key));
 }
 
-size_t edit_distance(std::string_view a, std::string_view b) {
-  const size_t n = a.size(), m = b.size();
-  std::vector<size_t> prev(m + 1), cur(m + 1);
-  for (size_t j = 0; j <= m; ++j) prev[j] = j;
-  for (size_t i = 1; i <= n; ++i) {
-    cur[0] = i;
-    for (size_t j = 1; j <= m; ++j) {
-      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
-    }
-    std::swap(prev, cur);
-  }
-  return prev[m];
-}
-
-// "; did you mean 'x'?" for the closest of `known` within 2 edits (and closer than the length of
-// what was typed: "ab" is not a typo of "uv"), else "; known: a, b, c".
+// "; did you mean 'x'?" for the closest of `known`, else " (known: a, b, c)".
 std::string suggestion(std::string_view typed, const std::vector<std::string>& known) {
-  std::string best;
-  size_t best_distance = 3;
-  for (const auto& k : known) {
-    size_t d = edit_distance(typed, k);
-    if (d < best_distance) best = k, best_distance = d;
-  }
-  if (!best.empty() && best_distance < typed.size()) {
-    return fmt::format("; did you mean '{}'?", best);
-  }
+  if (auto best = closest_match(typed, known)) return fmt::format("; did you mean '{}'?", *best);
   return fmt::format(" (known: {})", fmt::join(known, ", "));
 }
 
@@ -168,8 +145,6 @@ Result<json> parse_json(const std::string& text, const std::string& where) {
   }
 }
 
-Result<uint64_t> parse_size_text(const std::string& text) { return parse_size(text); }
-
 // A value from a variable (text) or the file (JSON), normalized for its type.
 Result<json> normalize(const KeyDef& def, const json& raw, bool from_text, const Origin& origin) {
   auto fail = [&](std::string_view problem) { return invalid(def.key, origin, problem); };
@@ -196,7 +171,7 @@ Result<json> normalize(const KeyDef& def, const json& raw, bool from_text, const
       if (!raw.is_string()) {
         return fail(fmt::format("expected a size such as \"10G\", got {}", shown(raw)));
       }
-      auto size = parse_size_text(raw.get<std::string>());
+      auto size = parse_size(raw.get<std::string>());
       if (!size) return fail(size.error().message());
       return json(*size);
     }
@@ -254,7 +229,7 @@ Result<json> normalize(const KeyDef& def, const json& raw, bool from_text, const
           return invalid(fmt::format("kind_limits.{}", kind), origin,
                          fmt::format("expected a size such as \"10G\", got {}", shown(size)));
         }
-        auto bytes = parse_size_text(size.get<std::string>());
+        auto bytes = parse_size(size.get<std::string>());
         if (!bytes)
           return invalid(fmt::format("kind_limits.{}", kind), origin, bytes.error().message());
         out[kind] = *bytes;

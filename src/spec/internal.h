@@ -32,9 +32,6 @@ std::string valid_utf8(std::string_view text);
 /// `error` with its message passed through valid_utf8.
 Error sanitized(const Error& error);
 
-/// Edit distance (optimal string alignment: insert, delete, substitute, swap neighbours).
-size_t edit_distance(std::string_view a, std::string_view b);
-
 /// Converts YAML text (its first document) to JSON, typing plain scalars by the YAML 1.2 core
 /// schema; quoted and block scalars stay strings. Errors (kInvalidArgument) have no field prefix,
 /// e.g. "invalid YAML at line 2, column 1: end of sequence flow not found".

@@ -12,6 +12,7 @@
 
 #include "spec/internal.h"
 #include "util/fs.h"
+#include "util/suggest.h"
 
 namespace rtenv::spec::internal {
 namespace {
@@ -146,17 +147,10 @@ class Validator {
   static Result<void> check_known_fields(const Json& value) {
     for (const auto& [name, field] : value.items()) {
       if (is_builtin_field(name) || is_plugin_field(name)) continue;
-      std::string best;
-      size_t best_distance = kMaxSuggestionDistance + 1;
       std::vector<std::string> candidates = builtin_fields();
       for (auto& p : plugin_field_names()) candidates.push_back(std::move(p));
-      for (const std::string& known : candidates) {
-        size_t d = edit_distance(name, known);
-        if (d < best_distance) best = known, best_distance = d;
-      }
-      // A suggestion must keep part of what was typed: "ab" is not a typo of "uv".
-      if (!best.empty() && best_distance < name.size()) {
-        return invalid(fmt::format("{}.{}: unknown field; did you mean '{}'?", kRoot, name, best));
+      if (auto best = closest_match(name, candidates, kMaxSuggestionDistance)) {
+        return invalid(fmt::format("{}.{}: unknown field; did you mean '{}'?", kRoot, name, *best));
       }
       return invalid(fmt::format("{}.{}: unknown field; known fields are {}", kRoot, name,
                                  join_comma(builtin_fields())));
@@ -607,23 +601,6 @@ std::string valid_utf8(std::string_view text) {
 }
 
 Error sanitized(const Error& error) { return Error(error.code(), valid_utf8(error.message())); }
-
-size_t edit_distance(std::string_view a, std::string_view b) {
-  const size_t n = a.size(), m = b.size();
-  std::vector<std::vector<size_t>> d(n + 1, std::vector<size_t>(m + 1));
-  for (size_t i = 0; i <= n; ++i) d[i][0] = i;
-  for (size_t j = 0; j <= m; ++j) d[0][j] = j;
-  for (size_t i = 1; i <= n; ++i) {
-    for (size_t j = 1; j <= m; ++j) {
-      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) {
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-      }
-    }
-  }
-  return d[n][m];
-}
 
 Result<Json> validate_and_normalize(const Json& value, const ParseOptions& options) {
   try {
