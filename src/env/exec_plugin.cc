@@ -13,6 +13,7 @@
 #include "util/clock.h"
 #include "util/digest.h"
 #include "util/fs.h"
+#include "util/lines.h"
 #include "util/process.h"
 #include "util/redact.h"
 
@@ -29,19 +30,15 @@ constexpr int64_t kDeleteTimeoutMs = 10'000;
 }  // namespace
 
 std::string plugin_stderr_tail(const std::string& err, size_t n) {
-  std::string text = err;
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
-  size_t start = text.size();
-  for (size_t lines = 0; start > 0 && lines < n;) {
-    start = text.rfind('\n', start - 1);
-    if (start == std::string::npos) {
-      start = 0;
-      break;
-    }
-    ++lines;
-    if (lines == n) ++start;
+  std::vector<std::string> lines;
+  for (std::string_view rest = err; !rest.empty();)
+    lines.push_back(printable_line(next_line(&rest)));
+  while (!lines.empty() && lines.back().empty()) lines.pop_back();
+  std::string out;
+  for (size_t i = lines.size() > n ? lines.size() - n : 0; i < lines.size(); ++i) {
+    out += lines[i] + (i + 1 < lines.size() ? "\n" : "");
   }
-  return redact_url_credentials(text.substr(start));
+  return out;
 }
 
 Result<json> call_plugin(const PluginSpec& spec, const std::string& verb, json request,

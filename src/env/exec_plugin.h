@@ -40,7 +40,8 @@ struct PluginRequest {
 Result<nlohmann::json> call_plugin(const PluginSpec& spec, const std::string& verb,
                                    nlohmann::json request, int64_t timeout_ms,
                                    std::string* stderr_text = nullptr);
-/// The last `n` lines of a program's stderr, credentials in URLs hidden.
+/// The last `n` lines of a program's stderr, each made printable (printable_line: no terminal
+/// escapes, credentials in URLs hidden).
 std::string plugin_stderr_tail(const std::string& err, size_t n = 20);
 /// The key of a value's resource: SHA-256 of the field, the value's canonical JSON and the
 /// program's content (a changed program makes new resources).

@@ -14,6 +14,7 @@
 #include "env/shared_build.h"
 #include "pack/packer.h"
 #include "util/clock.h"
+#include "util/lines.h"
 #include "util/process.h"
 #include "util/redact.h"
 
@@ -48,24 +49,9 @@ bool is_option_line(const std::string& line) { return line.starts_with("-"); }
 // redacted.
 std::string relevant_lines(const std::string& text) {
   std::vector<std::string> lines;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t nl = text.find('\n', start);
-    if (nl == std::string::npos) nl = text.size();
-    std::string line = text.substr(start, nl - start);
-    start = nl + 1;
-    std::string clean;
-    for (size_t i = 0; i < line.size(); ++i) {
-      if (line[i] == '\x1b') {  // ESC [ ... letter
-        while (i < line.size() && !std::isalpha(static_cast<unsigned char>(line[i]))) ++i;
-        continue;
-      }
-      if (line[i] != '\r') clean += line[i];
-    }
-    while (!clean.empty() && std::isspace(static_cast<unsigned char>(clean.back()))) {
-      clean.pop_back();
-    }
-    if (!clean.empty()) lines.push_back(redact_url_credentials(clean));
+  for (std::string_view rest = text; !rest.empty();) {
+    std::string clean = printable_line(next_line(&rest));
+    if (!clean.empty()) lines.push_back(std::move(clean));
   }
   static const char* kMarkers[] = {"error",  "ERROR",       "×",         "Because",
                                    "hint:",  "No matching", "Could not", "Failed",

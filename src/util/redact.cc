@@ -1,5 +1,7 @@
 #include "util/redact.h"
 
+#include <cctype>
+
 namespace rtenv {
 
 std::string redact_url_credentials(std::string_view text) {
@@ -33,6 +35,19 @@ std::string redact_url_credentials(std::string_view text) {
     }
     i = end;
   }
+}
+
+std::string printable_line(std::string_view line) {
+  std::string clean;
+  for (size_t i = 0; i < line.size(); ++i) {
+    if (line[i] == '\x1b') {  // ESC [ ... letter
+      while (i < line.size() && !std::isalpha(static_cast<unsigned char>(line[i]))) ++i;
+      continue;
+    }
+    if (line[i] != '\r') clean += line[i];
+  }
+  while (!clean.empty() && std::isspace(static_cast<unsigned char>(clean.back()))) clean.pop_back();
+  return redact_url_credentials(clean);
 }
 
 }  // namespace rtenv

@@ -10,4 +10,9 @@ namespace rtenv {
 /// "https://user:****@host/x" and "https://token@host" becomes "https://****@host".
 std::string redact_url_credentials(std::string_view text);
 
+/// One line of another program's output made safe to show: terminal escape sequences
+/// (ESC ... letter) and carriage returns removed, trailing whitespace trimmed, URL credentials
+/// hidden.
+std::string printable_line(std::string_view line);
+
 }  // namespace rtenv

@@ -17,7 +17,7 @@ constexpr const char* kPlugin = R"SH(#!/bin/sh
 req=$(cat)
 echo "$1" >> "$(dirname "$0")/calls.log"
 dir=$(printf '%s' "$req" | sed -n 's/.*"dir":"\([^"]*\)".*/\1/p')
-case "$req" in *'"mode":"fail"'*) echo "create: https://user:s3cret@example.invalid/x refused" >&2; exit 1 ;; esac
+case "$req" in *'"mode":"fail"'*) printf 'create: \033[31mhttps://user:s3cret@example.invalid/x refused\033[0m\r\n' >&2; exit 1 ;; esac
 case "$req" in *'"mode":"hang"'*) [ "$1" = create ] && sleep 30 ;; esac
 case "$req" in *'"mode":"chatty"'*) [ "$1" = create ] && exec yes ;; esac
 case "$req" in *'"mode":"badname"'*) [ "$1" = context ] && echo '{"env": {"A=B": "x"}}' && exit 0 ;; esac
@@ -120,6 +120,8 @@ TEST_F(ExecPluginTest, CreateFailureCarriesStderrRedactedAndLeavesNothing) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.error().message().find("refused"), std::string::npos) << r.error().message();
   EXPECT_EQ(r.error().message().find("s3cret"), std::string::npos) << r.error().message();
+  EXPECT_EQ(r.error().message().find('\x1b'), std::string::npos) << "terminal escapes shown";
+  EXPECT_EQ(r.error().message().find('\r'), std::string::npos);
   EXPECT_TRUE(fs::is_empty(home_.tmp()));
   EXPECT_TRUE(cache_->list_ready().empty());
 }

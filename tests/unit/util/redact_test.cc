@@ -22,5 +22,12 @@ TEST(RedactUrlCredentials, LeavesOtherTextAlone) {
   EXPECT_EQ(redact_url_credentials("trailing://"), "trailing://");
 }
 
+TEST(PrintableLine, DropsTerminalEscapesAndCarriageReturnsAndHidesCredentials) {
+  EXPECT_EQ(printable_line("\x1b[31merror:\x1b[0m https://u:pw@h/x  \r"),
+            "error: https://u:****@h/x");
+  EXPECT_EQ(printable_line("plain"), "plain");
+  EXPECT_EQ(printable_line("   "), "");
+}
+
 }  // namespace
 }  // namespace rtenv
