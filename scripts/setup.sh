@@ -59,6 +59,13 @@ if ! "$py" -c 'import jsonschema' 2>/dev/null; then
   "$py" -m pip install -q 'jsonschema==4.26.0'
 fi
 
+# py-rattler: the conda implementation the `conda` field drives in a helper process (docs/conda.md).
+# Pinned: the version the conda tests and benchmarks were written and measured with.
+if ! "$py" -c 'import rattler' 2>/dev/null; then
+  echo "setup: installing py-rattler (conda solver and installer)"
+  "$py" -m pip install -q 'py-rattler==0.28.0'
+fi
+
 # Ray: the engine the Python package's plugin is tested and benchmarked against. Pinned: the
 # version tests/ray and bench/ray were written and measured with.
 if ! "$py" -c 'import ray, aiohttp; assert ray.__version__ == "2.60.0"' 2>/dev/null; then
