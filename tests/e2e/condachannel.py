@@ -233,7 +233,8 @@ def python_pkg(cache_dir: Path) -> Pkg:
             f"{_DEBIAN_PYTHON} (with {_DEBIAN_STDLIB}) is missing; the conda tests pack it as "
             f"their python package: apt-get install python3.11 (scripts/setup.sh installs it)")
     version = subprocess.run(
-        [str(_DEBIAN_PYTHON), "-I", "-S", "-c", "import platform; print(platform.python_version())"],
+        [str(_DEBIAN_PYTHON), "-I", "-S", "-c",
+         "import platform; print(platform.python_version())"],
         check=True, capture_output=True, text=True).stdout.strip()
     digest = hashlib.sha256(f"format {_PYTHON_PKG_FORMAT} version {version}\n".encode())
     digest.update(_DEBIAN_PYTHON.read_bytes())
