@@ -181,19 +181,6 @@ int64_t left_ms(int64_t deadline) {
   return deadline < 0 ? -1 : std::max<int64_t>(1, deadline - steady_ms());
 }
 
-class PluginLease : public ResourceLease {
- public:
-  explicit PluginLease(FileLock lock) : lock_(std::move(lock)) {}
-  int lock_fd() const override { return lock_.fd(); }
-  bool release() override {
-    lock_.release();
-    return false;
-  }
-
- private:
-  FileLock lock_;
-};
-
 }  // namespace
 
 // ---- the kind ----------------------------------------------------------------------------
@@ -211,77 +198,46 @@ bool ExecPluginKind::owns(std::string_view uri) const { return uri.starts_with(p
 Result<bool> ExecPluginKind::ensure(const Resource& r, const InstallProgress& progress,
                                     int64_t timeout_ms) {
   const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
-  const auto& request = *std::static_pointer_cast<const PluginRequest>(r.request);
-  std::string key = key_of(r.uri);
-  std::error_code ec;
-  fs::create_directories(dirs_.root(), ec);
-  if (ec) return io_error("cannot create", dirs_.root(), ec.value());
-  fs::path lock_path = dirs_.lock_path(key);
-  RTENV_ASSIGN_OR_RETURN(FileLock lock,
-                         FileLock::try_acquire(lock_path, FileLock::Mode::kExclusive));
-  if (!lock.held()) {
-    // In use (shared) or being created (exclusive): wait for the creator, if any.
-    RTENV_ASSIGN_OR_RETURN(lock, lock_until(lock_path, FileLock::Mode::kShared, deadline, r.uri));
-    if (dirs_.is_ready(key)) return false;
-    lock.release();  // its creator failed: create it
-    RTENV_ASSIGN_OR_RETURN(lock,
-                           lock_until(lock_path, FileLock::Mode::kExclusive, deadline, r.uri));
-  }
-  if (dirs_.is_ready(key)) return false;
-  // Whatever a failed creator left is not trusted.
-  (void)::unlink(dirs_.ready_mark(key).c_str());
-  (void)remove_tree(dirs_.dir(key));
-  fs::path temp = dirs_.tmp() / unique_name("plugin-" + spec_.field);
-  if (::mkdir(temp.c_str(), 0755) != 0) return io_error("cannot create", temp, errno);
-  if (progress) progress(fmt::format("{} create", spec_.exec.string()));
-  auto created = call_plugin(spec_, "create", {{"value", request.value}, {"dir", temp.string()}},
-                             left_ms(deadline));
-  if (!created) {
-    (void)remove_tree(temp);
-    return created.error();
-  }
-  if (::rename(temp.c_str(), dirs_.dir(key).c_str()) != 0) {
-    int err = errno;
-    (void)remove_tree(temp);
-    return io_error("cannot publish", dirs_.dir(key), err);
-  }
-  auto fail = [&](const Error& e) -> Result<bool> {
-    (void)remove_tree(dirs_.dir(key));
-    return e;
+  return dirs_.make_once(key_of(r.uri), deadline, r.uri, maker(r, progress, deadline));
+}
+
+PublishedDirs::Make ExecPluginKind::maker(const Resource& r, const InstallProgress& progress,
+                                          int64_t deadline) const {
+  return [this, &r, &progress, deadline](const fs::path& dir) -> Result<void> {
+    const auto& request = *std::static_pointer_cast<const PluginRequest>(r.request);
+    // Created aside and renamed into place: a plugin's `create` may leave anything behind.
+    fs::path temp = dirs_.tmp() / unique_name("plugin-" + spec_.field);
+    if (::mkdir(temp.c_str(), 0755) != 0) return io_error("cannot create", temp, errno);
+    if (progress) progress(fmt::format("{} create", spec_.exec.string()));
+    auto created = call_plugin(spec_, "create", {{"value", request.value}, {"dir", temp.string()}},
+                               left_ms(deadline));
+    if (!created) {
+      (void)remove_tree(temp);
+      return created.error();
+    }
+    if (::rename(temp.c_str(), dir.c_str()) != 0) {
+      int err = errno;
+      (void)remove_tree(temp);
+      return io_error("cannot publish", dir, err);
+    }
+    auto context = call_plugin(spec_, "context", {{"value", request.value}, {"dir", dir.string()}},
+                               left_ms(deadline));
+    if (!context) return context.error();
+    auto plan =
+        fragment_to_plan(*context, fmt::format("plugin {} ({})", spec_.field, spec_.exec.string()));
+    if (!plan) return plan.error();
+    return write_file_atomic(dirs_.sidecar(key_of(r.uri), ".context.json"),
+                             plan->to_json().dump());
   };
-  auto context =
-      call_plugin(spec_, "context", {{"value", request.value}, {"dir", dirs_.dir(key).string()}},
-                  left_ms(deadline));
-  if (!context) return fail(context.error());
-  auto plan =
-      fragment_to_plan(*context, fmt::format("plugin {} ({})", spec_.field, spec_.exec.string()));
-  if (!plan) return fail(plan.error());
-  if (auto w = write_file_atomic(dirs_.sidecar(key, ".context.json"), plan->to_json().dump()); !w) {
-    return fail(w.error());
-  }
-  if (auto w = write_file_atomic(dirs_.ready_mark(key), ""); !w) return fail(w.error());
-  return true;
 }
 
 Result<std::unique_ptr<ResourceLease>> ExecPluginKind::acquire(const Resource& r,
                                                                const InstallProgress& progress,
                                                                int64_t timeout_ms) {
   const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
-  std::string key = key_of(r.uri);
-  for (int attempt = 0; attempt < 4; ++attempt) {
-    if (fs::exists(dirs_.root())) {
-      RTENV_ASSIGN_OR_RETURN(FileLock lock, lock_until(dirs_.lock_path(key),
-                                                       FileLock::Mode::kShared, deadline, r.uri));
-      if (dirs_.is_ready(key)) {
-        lock.touch();  // the "last used" stamp eviction reads
-        return std::unique_ptr<ResourceLease>(new PluginLease(std::move(lock)));
-      }
-    }
-    RTENV_TRY(ensure(r, progress, left_ms(deadline)));
-  }
-  return make_error(ErrorCode::kUnavailable,
-                    "{} was removed each time it was created; is another process evicting it?",
-                    r.uri);
+  RTENV_ASSIGN_OR_RETURN(FileLock lock, dirs_.lease(key_of(r.uri), deadline, r.uri,
+                                                    maker(r, progress, deadline)));
+  return std::unique_ptr<ResourceLease>(new DirLease(std::move(lock)));
 }
 
 bool ExecPluginKind::is_ready(const std::string& uri) const {
@@ -315,16 +271,7 @@ std::vector<std::string> ExecPluginKind::list_ready() const {
 }
 
 Result<LaunchPlan> ExecPluginKind::context_of(const std::string& uri) const {
-  std::string key = key_of(uri);
-  auto text = read_file(dirs_.sidecar(key, ".context.json"));
-  if (!text) {
-    return make_error(ErrorCode::kNotFound, "{} is not on this node (its context is missing)", uri);
-  }
-  json j = json::parse(*text, nullptr, false);
-  if (j.is_discarded()) {
-    return make_error(ErrorCode::kCorrupt, "{}: its kept context is not JSON", uri);
-  }
-  return LaunchPlan::from_json(j);
+  return LaunchPlan::load(dirs_.sidecar(key_of(uri), ".context.json"), uri);
 }
 
 }  // namespace rtenv::env

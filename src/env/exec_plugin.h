@@ -76,6 +76,10 @@ class ExecPluginKind : public ResourceKind {
 
  private:
   std::string key_of(const std::string& uri) const { return uri.substr(prefix().size()); }
+  /// Creates the resource `r` asks for: `create` into a temp dir renamed into place, then
+  /// `context`, kept beside it.
+  PublishedDirs::Make maker(const Resource& r, const InstallProgress& progress,
+                            int64_t deadline) const;
 
   PluginSpec spec_;
   PublishedDirs dirs_;

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "util/fs.h"
+
 namespace rtenv::env {
 
 using nlohmann::json;
@@ -107,6 +109,27 @@ json LaunchPlan::to_json() const {
           {"wrapper", wrapper},
           {"py_executable", py_executable ? json(py_executable->string()) : json(nullptr)},
           {"resources", resources}};
+}
+
+void LaunchPlan::add(const LaunchPlan& part) {
+  env.insert(env.end(), part.env.begin(), part.env.end());
+  if (part.cwd) cwd = part.cwd;
+  wrapper.insert(wrapper.end(), part.wrapper.begin(), part.wrapper.end());
+}
+
+Result<LaunchPlan> LaunchPlan::load(const fs::path& file, const std::string& uri) {
+  auto text = read_file(file);
+  if (!text) {
+    return make_error(ErrorCode::kNotFound, "{} is not on this node ({} is missing)", uri,
+                      file.string());
+  }
+  json j = json::parse(*text, nullptr, false);
+  if (j.is_discarded()) {
+    return make_error(ErrorCode::kCorrupt, "{}: {} is not JSON", uri, file.string());
+  }
+  auto plan = from_json(j);
+  if (!plan) return make_error(ErrorCode::kCorrupt, "{}: {}", uri, plan.error().message());
+  return plan;
 }
 
 Result<LaunchPlan> LaunchPlan::from_json(const json& j) {

@@ -49,11 +49,18 @@ struct LaunchPlan {
   void prepend(std::string name, std::vector<std::string> values, std::string separator = ":");
   void append(std::string name, std::vector<std::string> values, std::string separator = ":");
 
+  /// Appends a part of a plan (a plugin's context, an activation): its operations after this
+  /// plan's, its wrapper after this one's, its cwd if it has one.
+  void add(const LaunchPlan& part);
+
   /// The JSON form (docs/plugins.md): {"env": [...], "cwd", "wrapper", "py_executable",
   /// "resources"}.
   nlohmann::json to_json() const;
   /// Parses the JSON form; kInvalidArgument naming what is wrong.
   static Result<LaunchPlan> from_json(const nlohmann::json& j);
+  /// Reads the JSON form kept in `file` beside the resource `uri` (kNotFound if absent, kCorrupt
+  /// if it does not parse).
+  static Result<LaunchPlan> load(const fs::path& file, const std::string& uri);
 
   bool operator==(const LaunchPlan&) const = default;
 };

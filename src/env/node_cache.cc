@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "env/fields/fields.h"
+
 namespace rtenv::env {
 
 namespace {
@@ -154,6 +156,7 @@ NodeCache::NodeCache(const Home& home, store::BlobStore& store,
   if (shares_builds(home, store)) python.share_builds(&store);
   kinds_.push_back(std::make_unique<PackageKind>(packages));
   kinds_.push_back(std::make_unique<PythonKind>(python));
+  kinds_.push_back(fields::conda_kind(home, store));
   for (const auto& p : plugins) {
     kinds_.push_back(std::make_unique<ExecPluginKind>(home, p));
   }

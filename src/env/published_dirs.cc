@@ -36,6 +36,53 @@ fs::path PublishedDirs::sidecar(std::string_view name, std::string_view ext) con
   return root_ / (std::string(name) + std::string(ext));
 }
 
+Result<bool> PublishedDirs::make_once(std::string_view name, int64_t deadline,
+                                      const std::string& what, const Make& make) const {
+  if (is_ready(name)) return false;
+  std::error_code ec;
+  fs::create_directories(root_, ec);
+  if (ec) return io_error("cannot create", root_, ec.value());
+  fs::path lock_file = lock_path(name);
+  RTENV_ASSIGN_OR_RETURN(FileLock lock, FileLock::try_acquire(lock_file, FileLock::Mode::kExclusive));
+  if (!lock.held()) {
+    // In use (shared) or being made (exclusive): wait for the maker, if any.
+    RTENV_ASSIGN_OR_RETURN(lock, lock_until(lock_file, FileLock::Mode::kShared, deadline, what));
+    if (is_ready(name)) return false;
+    lock.release();  // its maker failed: make it
+    RTENV_ASSIGN_OR_RETURN(lock, lock_until(lock_file, FileLock::Mode::kExclusive, deadline, what));
+  }
+  if (is_ready(name)) return false;
+  // Whatever a failed maker left is not trusted.
+  (void)::unlink(ready_mark(name).c_str());
+  for (const auto& ext : sidecars_) (void)::unlink(sidecar(name, ext).c_str());
+  RTENV_TRY(remove_tree(dir(name)));
+  auto made = make(dir(name));
+  if (made) made = write_file_atomic(ready_mark(name), "");
+  if (!made) {
+    for (const auto& ext : sidecars_) (void)::unlink(sidecar(name, ext).c_str());
+    (void)remove_tree(dir(name));
+    return made.error();
+  }
+  return true;
+}
+
+Result<FileLock> PublishedDirs::lease(std::string_view name, int64_t deadline,
+                                      const std::string& what, const Make& make) const {
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    if (is_ready(name)) {
+      RTENV_ASSIGN_OR_RETURN(FileLock lock,
+                             lock_until(lock_path(name), FileLock::Mode::kShared, deadline, what));
+      if (is_ready(name)) {
+        lock.touch();  // the "last used" stamp eviction reads
+        return lock;
+      }
+    }
+    RTENV_TRY(make_once(name, deadline, what, make));
+  }
+  return make_error(ErrorCode::kUnavailable,
+                    "{} was removed each time it was made; is another process evicting it?", what);
+}
+
 bool PublishedDirs::is_ready(std::string_view name) const {
   struct stat st;
   return ::stat(ready_mark(name).c_str(), &st) == 0 && ::stat(dir(name).c_str(), &st) == 0;

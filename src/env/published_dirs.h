@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "env/kind.h"
 #include "util/fs.h"
 #include "util/result.h"
 
@@ -39,6 +40,22 @@ class PublishedDirs {
   const fs::path& root() const { return root_; }
   const fs::path& tmp() const { return tmp_; }
 
+  /// What builds an entry: fills `dir` (the entry's own directory, absent when called; build in
+  /// place, or elsewhere and rename it there) and may write sidecars. Runs under the exclusive
+  /// lock; the ready mark is written after it succeeds. On error, whatever it left is removed.
+  using Make = std::function<Result<void>(const fs::path& dir)>;
+  /// Makes the entry once across processes: returns false at once if it is published; else
+  /// takes the exclusive lock (waiting for a concurrent maker until `deadline`, steady ms;
+  /// negative: no limit), removes what a failed maker left, runs `make` and publishes. True if
+  /// this call made it. `what` names the entry in timeouts.
+  Result<bool> make_once(std::string_view name, int64_t deadline, const std::string& what,
+                         const Make& make) const;
+  /// A shared lease on the published entry (its lock held shared, its mtime stamped as "last
+  /// used"), making it with make_once first when it is not published (or was evicted
+  /// meanwhile). kUnavailable if it keeps disappearing.
+  Result<FileLock> lease(std::string_view name, int64_t deadline, const std::string& what,
+                         const Make& make) const;
+
   /// True if the entry is published: its ready mark and its directory exist.
   bool is_ready(std::string_view name) const;
   /// Deletes the entry if no process holds its lock; false if one does. kIo if it cannot.
@@ -56,6 +73,21 @@ class PublishedDirs {
   fs::path root_, tmp_;
   std::string ready_ext_;
   std::vector<std::string> sidecars_;
+};
+
+/// A lease that is a shared lock on a published entry (PublishedDirs::lease): the kind of
+/// resource whose content nobody checks on release.
+class DirLease : public ResourceLease {
+ public:
+  explicit DirLease(FileLock lock) : lock_(std::move(lock)) {}
+  int lock_fd() const override { return lock_.fd(); }
+  bool release() override {
+    lock_.release();
+    return false;
+  }
+
+ private:
+  FileLock lock_;
 };
 
 }  // namespace rtenv::env

@@ -22,7 +22,7 @@ std::vector<std::shared_ptr<const Field>> builtin_fields() {
       fields::py_modules(),
       fields::pip(),
       fields::uv(),
-      fields::not_supported_yet("conda", "conda environments"),
+      fields::conda(),
       fields::not_supported_yet("py_executable", "custom Python interpreters"),
       fields::java_jars(),
       fields::not_supported_yet("image_uri", "container images"),

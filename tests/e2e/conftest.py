@@ -147,6 +147,12 @@ def rtenv(rtenv_bin, tmp_path) -> Rtenv:
     assert not (fake_home / ".cache").exists(), "rtenv wrote under $HOME/.cache despite RTENV_HOME"
 
 
+@pytest.fixture(scope="session")
+def python_cache(tmp_path_factory) -> Path:
+    """Where condachannel.python_pkg keeps the packed interpreter: built once per session."""
+    return tmp_path_factory.mktemp("python-pkg")
+
+
 def stop_agent(home: Path) -> None:
     """Stops the agent `rtenv run` may have started on demand for `home` (it would otherwise
     idle on until its idle timeout)."""

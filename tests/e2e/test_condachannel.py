@@ -64,11 +64,6 @@ def channel(tmp_path_factory) -> Path:
     return standard_channel(tmp_path_factory.mktemp("channel"))
 
 
-@pytest.fixture(scope="session")
-def python_cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("python-pkg")
-
-
 @pytest.fixture(scope="module")
 def python_channel(tmp_path_factory, python_cache) -> Path:
     return standard_channel(tmp_path_factory.mktemp("channel-python"), with_python=True,

@@ -17,6 +17,11 @@ std::shared_ptr<const Field> py_modules();
 std::shared_ptr<const Field> pip();
 std::shared_ptr<const Field> uv();
 std::shared_ptr<const Field> java_jars();
+/// conda envs: an existing env by name or directory, or a dict solved into a lock on the
+/// submitting side and installed per node (its kind: conda_kind).
+std::shared_ptr<const Field> conda();
+/// The node's conda envs, one per lock (conda://<key>), read from `store`.
+std::unique_ptr<ResourceKind> conda_kind(const Home& home, store::BlobStore& store);
 /// The field of an exec plugin: validate asks the program (unless the value's resource is
 /// published on the node already); a value is one resource of the plugin's kind
 /// (ExecPluginKind); its launch-plan contribution is the `context` answer kept beside it.

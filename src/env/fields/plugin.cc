@@ -82,9 +82,7 @@ Result<void> ExecPlugin::contribute(const spec::Json&, const spec::RuntimeEnv&,
   }
   auto part = kind->context_of(mine[0].uri);
   if (!part) return part.error().with_context("runtime_env." + spec_.field);
-  plan->env.insert(plan->env.end(), part->env.begin(), part->env.end());
-  if (part->cwd) plan->cwd = part->cwd;
-  plan->wrapper.insert(plan->wrapper.end(), part->wrapper.begin(), part->wrapper.end());
+  plan->add(*part);
   return ok_result();
 }
 

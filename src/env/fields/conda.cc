@@ -1,0 +1,513 @@
+// conda: conda environments (docs/conda.md). An env named by name or directory is used as it is,
+// never created or deleted. A dict (an environment.yml is read into one by the spec) is solved
+// once on the submitting side into a lock (exact package URLs and hashes for the platform), kept
+// in the store; the lock is the env's identity. Each node installs one env per lock, with
+// py-rattler driven in a helper process (conda_helper.py), and runs commands with it activated.
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "env/exec_plugin.h"
+#include "env/fields/conda_helper.h"
+#include "env/fields/fields.h"
+#include "env/node_cache.h"
+#include "env/published_dirs.h"
+#include "env/python_env.h"
+#include "util/clock.h"
+#include "util/lines.h"
+#include "util/process.h"
+#include "util/redact.h"
+
+namespace rtenv::env {
+
+using spec::Json;
+
+namespace {
+
+constexpr std::string_view kUriPrefix = "conda://";
+// The key of a solved env's value: {"rtenv_lock": "sha256:<hex>", "platform": "linux-64"}.
+constexpr const char* kLockKey = "rtenv_lock";
+constexpr int64_t kActivateTimeoutMs = 30'000;
+
+// The conda platform of this machine (conda's "subdir").
+std::string node_platform() {
+#if defined(__x86_64__)
+  return "linux-64";
+#elif defined(__aarch64__)
+  return "linux-aarch64";
+#else
+  return "unknown";
+#endif
+}
+
+int64_t left_ms(int64_t deadline) {
+  return deadline < 0 ? -1 : std::max<int64_t>(1, deadline - steady_ms());
+}
+
+// Runs the helper (`<python> -c <conda_helper.py> <verb>`) with `request` and returns its reply.
+Result<Json> call_helper(const Home& home, const std::string& verb, const Json& request,
+                         int64_t timeout_ms, const InstallProgress& progress) {
+  RTENV_ASSIGN_OR_RETURN(Interpreter python, find_interpreter(home));
+  const std::string py = python.executable.string();
+  ProcessSpec spec;
+  spec.argv = {py, "-c", fields::kCondaHelper, verb};
+  spec.stdin_data = request.dump();
+  spec.timeout_ms = timeout_ms;
+  spec.max_out = size_t{16} << 20;
+  if (progress) {
+    spec.on_stderr_line = [&](std::string_view line) { progress(printable_line(line)); };
+  }
+  RTENV_ASSIGN_OR_RETURN(ProcessOutcome outcome, run_process(spec));
+  if (outcome.timed_out) {
+    return make_error(ErrorCode::kTimeout, "conda {} timed out (config.setup_timeout_seconds)",
+                      verb);
+  }
+  Json reply = Json::parse(outcome.out, nullptr, false);
+  if (reply.is_object() && reply.contains("error") && reply["error"].is_string() &&
+      reply.contains("message") && reply["message"].is_string()) {
+    std::string kind = reply["error"].get<std::string>();
+    std::string message = plugin_stderr_tail(reply["message"].get<std::string>(), 40);
+    if (kind == "missing") {
+      return make_error(ErrorCode::kNotFound,
+                        "conda needs py-rattler: {}; install it with `{} -m pip install "
+                        "py-rattler==0.28.0`, or set RTENV_PYTHON to a Python that has it",
+                        message, py);
+    }
+    if (kind == "unsatisfiable") {
+      return make_error(ErrorCode::kInvalidArgument, "cannot solve the conda env: {}", message);
+    }
+    if (kind == "channel") {
+      return make_error(ErrorCode::kInvalidArgument, "cannot read a conda channel: {}", message);
+    }
+    if (kind == "install") {
+      return make_error(ErrorCode::kInvalidArgument, "conda install failed: {}", message);
+    }
+    return make_error(ErrorCode::kInternal, "conda {}: {}", verb, message);
+  }
+  if (!outcome.success() || !reply.is_object()) {
+    return make_error(ErrorCode::kInternal, "conda {} ({}) {}: {}", verb, py, outcome.describe(),
+                      plugin_stderr_tail(outcome.err));
+  }
+  return reply;
+}
+
+// What `conda activate` would do to a process's environment, as launch-plan operations: the env's
+// bin/ first on PATH, CONDA_PREFIX, CONDA_DEFAULT_ENV, and what its etc/conda/activate.d/*.sh
+// scripts export (they run in a clean bash; values are kept as they come out).
+Result<LaunchPlan> activation_of(const fs::path& prefix, const std::string& name) {
+  static const char* kScript =
+      "export CONDA_PREFIX=\"$1\" CONDA_DEFAULT_ENV=\"$2\" CONDA_SHLVL=1 PATH=\"$1/bin:$PATH\"\n"
+      "for f in \"$1\"/etc/conda/activate.d/*.sh; do [ -f \"$f\" ] && . \"$f\"; done\n"
+      "exec \"$3\" -0\n";
+  // The caller's PATH, where activation keeps it.
+  static const std::string kCallerPath = "/rtenv-caller-path";
+  // Started by absolute path: the shell's PATH is the marker.
+  auto bash = find_program("bash");
+  auto env = find_program("env");
+  if (!bash || !env) {
+    return make_error(ErrorCode::kNotFound, "activating conda env {}: {} is not on PATH",
+                      prefix.string(), bash ? "env" : "bash");
+  }
+  ProcessSpec spec;
+  spec.argv = {env->string(), "-i",    "PATH=" + kCallerPath, bash->string(), "--norc",
+               "--noprofile", "-c",    kScript,               "rtenv-activate", prefix.string(),
+               name,          env->string()};
+  spec.timeout_ms = kActivateTimeoutMs;
+  spec.max_out = size_t{1} << 20;
+  RTENV_ASSIGN_OR_RETURN(ProcessOutcome outcome, run_process(spec));
+  if (!outcome.success()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "activating conda env {}: its activation scripts failed ({}): {}",
+                      prefix.string(), outcome.describe(), plugin_stderr_tail(outcome.err));
+  }
+  LaunchPlan plan;
+  std::string_view rest = outcome.out;
+  while (!rest.empty()) {
+    size_t end = rest.find('\0');
+    std::string_view entry = rest.substr(0, end);
+    rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
+    size_t eq = entry.find('=');
+    if (eq == std::string_view::npos || eq == 0) continue;
+    std::string key(entry.substr(0, eq));
+    std::string value(entry.substr(eq + 1));
+    if (key == "PWD" || key == "OLDPWD" || key == "SHLVL" || key == "_") continue;
+    if (key != "PATH") {
+      plan.set(key, value);
+      continue;
+    }
+    std::vector<std::string> before, after;
+    bool seen = false;
+    for (std::string_view p = value; ;) {
+      size_t colon = p.find(':');
+      std::string part(p.substr(0, colon));
+      if (part == kCallerPath) {
+        seen = true;
+      } else if (!part.empty()) {
+        (seen ? after : before).push_back(part);
+      }
+      if (colon == std::string_view::npos) break;
+      p = p.substr(colon + 1);
+    }
+    if (!seen) {
+      plan.set("PATH", value);  // a script replaced PATH outright
+      continue;
+    }
+    if (!before.empty()) plan.prepend("PATH", std::move(before));
+    if (!after.empty()) plan.append("PATH", std::move(after));
+  }
+  return plan;
+}
+
+bool is_conda_env(const fs::path& dir) {
+  struct stat st;
+  return ::stat((dir / "conda-meta").c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+std::optional<std::string> env_var(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return std::nullopt;
+  return std::string(v);
+}
+
+// An existing env given by name (found where conda keeps envs) or by directory.
+Result<fs::path> find_existing_env(const std::string& name) {
+  if (name.starts_with("/")) {
+    if (is_conda_env(name)) return fs::path(name);
+    return make_error(ErrorCode::kNotFound,
+                      "runtime_env.conda: {} is not a conda env on this node (no conda-meta/ "
+                      "in it)",
+                      name);
+  }
+  std::vector<fs::path> roots;
+  if (auto paths = env_var("CONDA_ENVS_PATH")) {
+    for (std::string_view rest = *paths; !rest.empty();) {
+      size_t colon = rest.find(':');
+      if (colon > 0) roots.emplace_back(std::string(rest.substr(0, colon)));
+      rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+    }
+  }
+  std::vector<fs::path> bases;
+  if (auto exe = env_var("CONDA_EXE")) bases.push_back(fs::path(*exe).parent_path().parent_path());
+  if (auto root = env_var("CONDA_ROOT")) bases.emplace_back(*root);
+  if (auto home = env_var("HOME")) {
+    for (const char* d : {"miniforge3", "miniconda3", "anaconda3", "mambaforge"}) {
+      bases.push_back(fs::path(*home) / d);
+    }
+    roots.push_back(fs::path(*home) / ".conda" / "envs");
+  }
+  bases.emplace_back("/opt/conda");
+  for (const auto& b : bases) {
+    if (name == "base" && is_conda_env(b)) return b;
+    roots.push_back(b / "envs");
+  }
+  std::string looked;
+  for (const auto& r : roots) {
+    if (is_conda_env(r / name)) return r / name;
+    looked += (looked.empty() ? "" : ", ") + r.string();
+  }
+  return make_error(ErrorCode::kNotFound,
+                    "runtime_env.conda: the conda env '{}' does not exist on this node (looked in "
+                    "{}; CONDA_ENVS_PATH adds places); a named env is used as it is, never "
+                    "created: create it on every node, or give the env as a dict or an "
+                    "environment.yml for rtenv to build",
+                    name, looked);
+}
+
+// A solved env: its lock in the store, and the platform it was solved for.
+struct CondaRequest {
+  Digest lock;
+  std::string platform;
+};
+
+Result<CondaRequest> parse_locked(const Json& value) {
+  auto bad = [](const std::string& why) {
+    return make_error(ErrorCode::kInvalidArgument, "runtime_env.conda.{}: {}", kLockKey, why);
+  };
+  const Json& lock = value[kLockKey];
+  if (!lock.is_string() || !lock.get<std::string>().starts_with("sha256:")) {
+    return bad("expected \"sha256:<hex>\" (the lock rtenv made when it solved the env)");
+  }
+  auto digest = Digest::from_hex(lock.get<std::string>().substr(7));
+  if (!digest) return bad("expected \"sha256:<hex>\": " + digest.error().message());
+  auto platform = value.find("platform");
+  if (platform == value.end() || !platform->is_string()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "runtime_env.conda.platform: expected the conda platform the lock is for");
+  }
+  return CondaRequest{*digest, platform->get<std::string>()};
+}
+
+std::string key_of(const CondaRequest& r) {
+  return Digest::of(fmt::format("rtenv-conda 1\n{}\n{}", r.lock.hex(), r.platform)).hex();
+}
+
+// ---- the kind ----------------------------------------------------------------------------
+
+/// Conda envs installed by this node: $RTENV_HOME/conda/envs/<key>/ (installed in place: conda
+/// packages carry their prefix in files), with <key>.lock, <key>.conda-lock.yml (the lock it was
+/// installed from), <key>.context.json (its activation) and <key>.ready. Packages are unpacked
+/// once into $RTENV_HOME/conda/pkgs/, which every env links from.
+class CondaEnvKind : public ResourceKind {
+ public:
+  CondaEnvKind(const Home& home, store::BlobStore& store)
+      : home_(home),
+        store_(store),
+        dirs_(home.root / "conda" / "envs", home.tmp(), ".ready",
+              {".context.json", ".conda-lock.yml"}) {}
+
+  std::string name() const override { return "conda"; }
+  bool owns(std::string_view uri) const override { return uri.starts_with(kUriPrefix); }
+
+  Result<bool> ensure(const Resource& r, const InstallProgress& progress,
+                      int64_t timeout_ms) override {
+    const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
+    return dirs_.make_once(key(r.uri), deadline, r.uri, maker(r, progress, deadline));
+  }
+  Result<std::unique_ptr<ResourceLease>> acquire(const Resource& r,
+                                                 const InstallProgress& progress,
+                                                 int64_t timeout_ms) override {
+    const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
+    RTENV_ASSIGN_OR_RETURN(FileLock lock,
+                           dirs_.lease(key(r.uri), deadline, r.uri, maker(r, progress, deadline)));
+    return std::unique_ptr<ResourceLease>(new DirLease(std::move(lock)));
+  }
+  bool is_ready(const std::string& uri) const override {
+    return owns(uri) && dirs_.is_ready(key(uri));
+  }
+  Result<bool> evict(const std::string& uri) override {
+    return owns(uri) ? dirs_.evict(key(uri)) : Result<bool>(false);
+  }
+  size_t process_leases(const std::string& uri) const override {
+    return owns(uri) ? dirs_.process_leases(key(uri)) : 0;
+  }
+  int64_t last_leased_ms(const std::string& uri) const override {
+    return owns(uri) ? dirs_.last_leased_ms(key(uri)) : 0;
+  }
+  fs::path dir_of(const std::string& uri) const override {
+    return owns(uri) ? dirs_.dir(key(uri)) : fs::path();
+  }
+  std::vector<std::string> list_ready() const override {
+    std::vector<std::string> out;
+    for (const auto& k : dirs_.list_ready()) out.push_back(std::string(kUriPrefix) + k);
+    return out;
+  }
+
+  /// The activation kept beside a ready env.
+  Result<LaunchPlan> activation(const std::string& uri) const {
+    return LaunchPlan::load(dirs_.sidecar(key(uri), ".context.json"), uri);
+  }
+
+ private:
+  static std::string key(std::string_view uri) {
+    return std::string(uri.substr(kUriPrefix.size()));
+  }
+
+  PublishedDirs::Make maker(const Resource& r, const InstallProgress& progress,
+                            int64_t deadline) const {
+    return [this, &r, &progress, deadline](const fs::path& dir) -> Result<void> {
+      const auto& request = *std::static_pointer_cast<const CondaRequest>(r.request);
+      if (request.platform != node_platform()) {
+        return make_error(ErrorCode::kUnsupported,
+                          "the conda env was solved for {}, and this node is {}; submit it from "
+                          "a machine of the cluster's platform",
+                          request.platform, node_platform());
+      }
+      auto text = store_.get(request.lock);
+      if (!text) return text.error().with_context("reading the conda lock from the store");
+      fs::path lock_file = dirs_.sidecar(key(r.uri), ".conda-lock.yml");
+      RTENV_TRY(write_file_atomic(lock_file, *text));
+      Json install = {{"lock_path", lock_file.string()},
+                      {"prefix", dir.string()},
+                      {"package_cache", (home_.root / "conda" / "pkgs").string()},
+                      {"platform", request.platform}};
+      RTENV_ASSIGN_OR_RETURN(Json done,
+                             call_helper(home_, "install", install, left_ms(deadline), progress));
+      if (progress) progress(fmt::format("{} conda packages installed", done.value("packages", 0)));
+      RTENV_ASSIGN_OR_RETURN(LaunchPlan plan, activation_of(dir, dir.filename().string()));
+      return write_file_atomic(dirs_.sidecar(key(r.uri), ".context.json"), plan.to_json().dump());
+    };
+  }
+
+  Home home_;
+  store::BlobStore& store_;
+  PublishedDirs dirs_;
+};
+
+// ---- the field ---------------------------------------------------------------------------
+
+// The dict's conda specs and channels; a pip section is refused for now.
+struct EnvDict {
+  std::vector<std::string> channels;
+  std::vector<std::string> specs;
+};
+
+Result<EnvDict> parse_dict(const Json& value) {
+  EnvDict out;
+  auto strings = [](const Json& list, const std::string& path,
+                    std::vector<std::string>* into) -> Result<void> {
+    if (!list.is_array()) {
+      return make_error(ErrorCode::kInvalidArgument, "{}: expected a list", path);
+    }
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (!list[i].is_string()) {
+        return make_error(ErrorCode::kInvalidArgument, "{}[{}]: expected a string", path, i);
+      }
+      into->push_back(list[i].get<std::string>());
+    }
+    return ok_result();
+  };
+  if (auto c = value.find("channels"); c != value.end()) {
+    RTENV_TRY(strings(*c, "runtime_env.conda.channels", &out.channels));
+  }
+  // As conda and pixi do when none is named.
+  if (out.channels.empty()) out.channels.push_back("conda-forge");
+  auto deps = value.find("dependencies");
+  if (deps == value.end() || !deps->is_array() || deps->empty()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "runtime_env.conda.dependencies: expected a non-empty list of packages "
+                      "(\"python=3.11\", \"numpy\")");
+  }
+  for (size_t i = 0; i < deps->size(); ++i) {
+    const Json& d = (*deps)[i];
+    if (d.is_string()) {
+      out.specs.push_back(d.get<std::string>());
+    } else if (d.is_object() && d.size() == 1 && d.contains("pip")) {
+      if (!d["pip"].empty()) {
+        return make_error(ErrorCode::kUnsupported,
+                          "runtime_env.conda.dependencies[{}]: not supported yet: a pip section "
+                          "inside a conda env; install those packages as conda packages, or "
+                          "use the pip field without conda",
+                          i);
+      }
+    } else {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "runtime_env.conda.dependencies[{}]: expected a package spec string or "
+                        "{{\"pip\": [...]}}",
+                        i);
+    }
+  }
+  return out;
+}
+
+class CondaField : public Field {
+ public:
+  std::string name() const override { return "conda"; }
+  int priority() const override { return 3; }
+
+  Result<Json> prepare(const Json& value, const PrepareContext& ctx) const override {
+    // A name or a directory: an env that exists on each node, used as it is.
+    if (!value.is_object()) return value;
+    if (value.contains(kLockKey)) {
+      RTENV_TRY(parse_locked(value));
+      return value;
+    }
+    RTENV_ASSIGN_OR_RETURN(EnvDict dict, parse_dict(value));
+    const std::string platform = node_platform();
+    const Home& home = ctx.home;
+    fs::path cached = home.locks() / ("conda-" +
+                                      Digest::of(fmt::format("rtenv-conda-lock 1\n{}\n{}",
+                                                             spec::canonical_json(value), platform))
+                                          .hex() +
+                                      ".json");
+    auto locked = [&](const Digest& lock) {
+      return Json{{kLockKey, "sha256:" + lock.hex()}, {"platform", platform}};
+    };
+    if (!ctx.options.refresh_lock) {
+      if (auto text = read_file(cached)) {
+        Json j = Json::parse(*text, nullptr, false);
+        if (j.is_object() && j.contains("lock") && j["lock"].is_string()) {
+          if (auto d = Digest::from_hex(j["lock"].get<std::string>())) {
+            auto missing = ctx.store.missing({*d});
+            if (missing && !missing->at(0)) return locked(*d);
+          }
+        }
+      }
+    }
+    if (ctx.options.before_resolving) ctx.options.before_resolving();
+    int64_t timeout_s = ctx.env.config().setup_timeout_seconds;
+    fs::path lock_file = home.tmp() / unique_name("conda-lock");
+    std::error_code ec;
+    fs::create_directories(home.tmp(), ec);
+    Json request = {{"channels", dict.channels},
+                    {"specs", dict.specs},
+                    {"platform", platform},
+                    {"repodata_cache", (home.root / "conda" / "repodata").string()},
+                    {"lock_path", lock_file.string()}};
+    auto solved = call_helper(home, "solve", request, timeout_s > 0 ? timeout_s * 1000 : -1,
+                              ctx.options.install_progress);
+    auto text = solved ? read_file(lock_file) : Result<std::string>(solved.error());
+    (void)::unlink(lock_file.c_str());
+    if (!text) return text.error().with_context("runtime_env.conda");
+    Digest lock = Digest::of(*text);
+    RTENV_TRY(ctx.store.put(lock, *text));
+    std::string summary;
+    for (const auto& p : (*solved)["packages"]) {
+      summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", p.value("name", "?"),
+                             p.value("version", "?"));
+    }
+    if (ctx.options.report) {
+      ctx.options.report(fmt::format("conda: solved {} packages: {}", (*solved)["packages"].size(),
+                                     summary));
+    }
+    RTENV_TRY(write_file_atomic(cached, Json{{"lock", lock.hex()}}.dump()));
+    return locked(lock);
+  }
+
+  Result<void> resources(const Json& value, const spec::RuntimeEnv&, const NodeCache&,
+                         std::vector<Resource>* out) const override {
+    if (!value.is_object()) return ok_result();  // an existing env: nothing to make
+    if (!value.contains(kLockKey)) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "runtime_env.conda: the env was not solved before it reached this node "
+                        "(expected \"{}\"); submit it with rtenv, which solves it",
+                        kLockKey);
+    }
+    RTENV_ASSIGN_OR_RETURN(CondaRequest request, parse_locked(value));
+    Resource r;
+    r.field = "conda";
+    r.uri = std::string(kUriPrefix) + key_of(request);
+    r.request = std::make_shared<CondaRequest>(std::move(request));
+    out->push_back(std::move(r));
+    return ok_result();
+  }
+
+  Result<void> contribute(const Json& value, const spec::RuntimeEnv&, const NodeCache& cache,
+                          const std::vector<Resource>& mine, LaunchPlan* plan) const override {
+    fs::path prefix;
+    if (value.is_string()) {
+      const std::string& name = value.get_ref<const std::string&>();
+      RTENV_ASSIGN_OR_RETURN(prefix, find_existing_env(name));
+      RTENV_ASSIGN_OR_RETURN(LaunchPlan part, activation_of(prefix, name));
+      plan->add(part);
+    } else {
+      const auto* kind = mine.size() == 1
+                             ? dynamic_cast<const CondaEnvKind*>(cache.kind_of(mine[0].uri))
+                             : nullptr;
+      if (!kind) return make_error(ErrorCode::kInternal, "runtime_env.conda: no planned env");
+      RTENV_ASSIGN_OR_RETURN(LaunchPlan part, kind->activation(mine[0].uri));
+      plan->add(part);
+      prefix = kind->dir_of(mine[0].uri);
+    }
+    // Engines that start Python start the env's own, when it has one.
+    struct stat st;
+    if (::stat((prefix / "bin" / "python").c_str(), &st) == 0) {
+      plan->py_executable = prefix / "bin" / "python";
+    }
+    return ok_result();
+  }
+};
+
+}  // namespace
+
+namespace fields {
+std::shared_ptr<const Field> conda() { return std::make_shared<CondaField>(); }
+std::unique_ptr<ResourceKind> conda_kind(const Home& home, store::BlobStore& store) {
+  return std::make_unique<CondaEnvKind>(home, store);
+}
+}  // namespace fields
+
+}  // namespace rtenv::env
