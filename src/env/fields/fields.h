@@ -16,6 +16,9 @@ std::shared_ptr<const Field> working_dir();
 std::shared_ptr<const Field> py_modules();
 std::shared_ptr<const Field> pip();
 std::shared_ptr<const Field> uv();
+/// The process's interpreter: the base of the pip/uv venv, or alone a bin/ of python launchers
+/// (PythonEnvRequest::make_launcher) first on PATH and the plan's py_executable.
+std::shared_ptr<const Field> py_executable();
 std::shared_ptr<const Field> java_jars();
 /// The field of an exec plugin: validate asks the program (unless the value's resource is
 /// published on the node already); a value is one resource of the plugin's kind
