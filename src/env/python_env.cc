@@ -327,12 +327,20 @@ Result<void> retarget_scripts(const fs::path& bin, const std::string& from, cons
 
 Result<Interpreter> find_interpreter(const Home& home, const std::optional<std::string>& wanted) {
   std::string requested = wanted ? *wanted : home.config().python();
+  // What to do about it: the env names its interpreter, or the node's setting does.
+  const char* fix = wanted ? "give the path of a Python interpreter on this node, or its name on "
+                             "PATH"
+                           : "install Python 3 or set RTENV_PYTHON to an interpreter";
   auto path = find_program(requested);
   if (!path) {
-    return make_error(ErrorCode::kNotFound,
-                      "no Python interpreter: {} was not found{}; install Python 3 or set "
-                      "RTENV_PYTHON to an interpreter",
-                      requested, requested.find('/') == std::string::npos ? " on PATH" : "");
+    bool is_path = requested.find('/') != std::string::npos;
+    struct stat st;
+    if (is_path && ::stat(requested.c_str(), &st) == 0) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "the Python interpreter {} is not an executable file; {}", requested, fix);
+    }
+    return make_error(ErrorCode::kNotFound, "no Python interpreter: {} was not found{}; {}",
+                      requested, is_path ? "" : " on PATH", fix);
   }
   struct stat st;
   if (::stat(path->c_str(), &st) != 0) return io_error("cannot stat", *path, errno);
@@ -356,15 +364,14 @@ Result<Interpreter> find_interpreter(const Home& home, const std::optional<std::
     std::string why =
         outcome ? outcome->describe() + relevant_lines(outcome->err) : outcome.error().message();
     return make_error(ErrorCode::kInvalidArgument,
-                      "the Python interpreter {} does not run ({}); set RTENV_PYTHON to a working "
-                      "one",
-                      path->string(), why);
+                      "the Python interpreter {} does not run ({}); {}", path->string(), why,
+                      wanted ? "give a working one" : "set RTENV_PYTHON to a working one");
   }
   json j = json::parse(outcome->out, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
     return make_error(ErrorCode::kInvalidArgument,
-                      "{} is not a Python 3 interpreter (it printed {:?}); set RTENV_PYTHON",
-                      path->string(), outcome->out.substr(0, 200));
+                      "{} is not a Python 3 interpreter (it printed {:?}); {}", path->string(),
+                      outcome->out.substr(0, 200), fix);
   }
   j["identity"] = identity;
   (void)write_file_atomic(cached, j.dump());  // a cache: failing to write it costs a probe
@@ -448,7 +455,7 @@ Result<spec::RuntimeEnv> lock_python(const spec::RuntimeEnv& env, const Home& ho
   if (!packages || (packages->locked && packages->python)) return env;
   const char* field = packages->installer == spec::Installer::kPip ? "pip" : "uv";
   auto locked = [&]() -> Result<spec::PythonPackages> {
-    RTENV_ASSIGN_OR_RETURN(Interpreter python, find_interpreter(home, packages->python));
+    RTENV_ASSIGN_OR_RETURN(Interpreter python, find_env_interpreter(env, home));
     if (packages->locked) {
       // Pinned by the user: only the interpreter is named, so that every process (this one,
       // the agent, another node) builds the same venv.
@@ -460,8 +467,72 @@ Result<spec::RuntimeEnv> lock_python(const spec::RuntimeEnv& env, const Home& ho
                            find_installer(home.config(), python, packages->installer));
     return lock_packages(*packages, home, python, installer, options);
   }();
-  if (!locked) return locked.error().with_context(fmt::format("runtime_env.{}", field));
+  if (!locked) {
+    // find_env_interpreter's errors name their field already.
+    if (locked.error().message().starts_with("runtime_env.")) return locked.error();
+    return locked.error().with_context(fmt::format("runtime_env.{}", field));
+  }
   return env.with_field(field, locked->to_json());
+}
+
+Result<PyExecutable> PyExecutable::parse(const std::string& value) {
+  if (value.empty()) {
+    return Error(ErrorCode::kUnsupported,
+                 "runtime_env.py_executable: empty; give an interpreter path or name");
+  }
+  bool absolute = value.front() == '/';
+  bool spaces = std::any_of(value.begin(), value.end(),
+                            [](char c) { return std::isspace(static_cast<unsigned char>(c)); });
+  std::error_code ec;
+  if (spaces && !(absolute && fs::exists(value, ec))) {
+    return make_error(ErrorCode::kUnsupported,
+                      "runtime_env.py_executable: not supported: py_executable with arguments "
+                      "({:?}); give an interpreter path or name (a wrapper script can add the "
+                      "arguments)",
+                      value);
+  }
+  if (absolute) return PyExecutable{Form::kPath, fs::path(value).lexically_normal().string()};
+  if (value.find('/') == std::string::npos) return PyExecutable{Form::kName, value};
+  return PyExecutable{Form::kInWorkingDir, fs::path(value).lexically_normal().string()};
+}
+
+Result<Interpreter> find_env_interpreter(const spec::RuntimeEnv& env, const Home& home) {
+  auto packages = env.python_packages();
+  std::optional<std::string> python = packages ? packages->python : std::nullopt;
+  auto exe = env.py_executable();
+  if (!exe) {
+    auto found = find_interpreter(home, python);
+    if (!found && python) {
+      return found.error().with_context(fmt::format(
+          "runtime_env.{}.python", packages->installer == spec::Installer::kPip ? "pip" : "uv"));
+    }
+    return found;
+  }
+  RTENV_ASSIGN_OR_RETURN(PyExecutable named, PyExecutable::parse(*exe));
+  if (named.form == PyExecutable::Form::kInWorkingDir) {
+    return make_error(ErrorCode::kUnsupported,
+                      "runtime_env.py_executable: {} is relative to working_dir, which is not "
+                      "supported together with pip, uv or py_modules wheels (their packages are "
+                      "installed for the interpreter before working_dir is on the node); give an "
+                      "absolute path or a name on PATH",
+                      named.value);
+  }
+  auto interpreter = find_interpreter(home, named.value);
+  if (!interpreter) return interpreter.error().with_context("runtime_env.py_executable");
+  if (python && *python != named.value) {
+    const char* field = packages->installer == spec::Installer::kPip ? "pip" : "uv";
+    auto other = find_interpreter(home, python);
+    if (!other) return other.error().with_context(fmt::format("runtime_env.{}.python", field));
+    if (other->executable != interpreter->executable) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "runtime_env.py_executable: {} runs {}, and runtime_env.{}.python {} runs "
+                        "{}: the env's packages are installed for one interpreter; give the same "
+                        "one in both, or leave {}.python out",
+                        named.value, interpreter->executable.string(), field, *python,
+                        other->executable.string(), field);
+    }
+  }
+  return interpreter;
 }
 
 Result<PythonEnvRequest> PythonEnvRequest::make(const spec::PythonPackages& locked,
@@ -476,8 +547,12 @@ Result<PythonEnvRequest> PythonEnvRequest::make(const spec::PythonPackages& lock
                    {"python_version", python.version},
                    {"platform", python.platform},
                    {"implementation", python.implementation}};
-  PythonEnvRequest out{locked, std::move(python), std::move(installer),
-                       Digest::of("rtenv-pyenv 1\n" + identity.dump()), std::nullopt};
+  PythonEnvRequest out{locked,
+                       std::move(python),
+                       std::move(installer),
+                       Digest::of("rtenv-pyenv 1\n" + identity.dump()),
+                       std::nullopt,
+                       std::nullopt};
   return out;
 }
 
@@ -492,8 +567,40 @@ PythonEnvRequest PythonEnvRequest::make_wheel(const std::string& wheel_uri, fs::
                        std::move(python),
                        std::move(installer),
                        Digest::of("rtenv-wheel 1\n" + identity.dump()),
-                       std::move(wheel_file)};
+                       std::move(wheel_file),
+                       std::nullopt};
   return out;
+}
+
+PythonEnvRequest PythonEnvRequest::make_launcher(fs::path py_executable) {
+  json identity = {{"launcher", py_executable.string()}};
+  PythonEnvRequest out{{},           {},
+                       {},           Digest::of("rtenv-launcher 1\n" + identity.dump()),
+                       std::nullopt, std::move(py_executable)};
+  return out;
+}
+
+Result<void> PythonEnvCache::build_launcher(const PythonEnvRequest& request) {
+  const fs::path dir = dir_of(request.key);
+  RTENV_TRY(remove_tree(dir));
+  RTENV_TRY(make_dirs(dir / "bin"));
+  // A script that execs the interpreter rather than a symlink to it: the interpreter sees the
+  // path it was named by (a venv's python finds its pyvenv.cfg, a wrapper script runs).
+  std::string quoted = "'";
+  for (char c : request.launcher->string()) {
+    if (c == '\'') {
+      quoted += "'\\''";
+    } else {
+      quoted += c;
+    }
+  }
+  quoted += "'";
+  const std::string script = "#!/bin/sh\nexec " + quoted + " \"$@\"\n";
+  for (const char* name : {"python", "python3"}) {
+    RTENV_TRY(write_file_atomic(dir / "bin" / name, script, 0755));
+  }
+  json ready = {{"launcher", request.launcher->string()}};
+  return write_file_atomic(sidecar(request.key, ".ready"), ready.dump(1));
 }
 
 Result<void> PythonEnvCache::build_wheel_target(const PythonEnvRequest& request,
@@ -532,6 +639,7 @@ Result<void> PythonEnvCache::build_wheel_target(const PythonEnvRequest& request,
 Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLock& lock,
                                    const InstallProgress& progress, int64_t timeout_ms) {
   if (request.wheel) return build_wheel_target(request, lock, progress, timeout_ms);
+  if (request.launcher) return build_launcher(request);
   const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
   const fs::path dir = dir_of(request.key);
   const fs::path py = python_of(dir);
@@ -652,8 +760,9 @@ const std::vector<std::string> kUnpublished = {
 
 Result<void> PythonEnvCache::build_or_fetch(const PythonEnvRequest& request, const FileLock& lock,
                                             const InstallProgress& progress, int64_t deadline) {
-  // Wheel targets are cheap; other layouts than CPython's are not relocated here.
-  if (!shared_store_ || request.wheel || request.python.implementation != "cpython") {
+  // Wheel targets and launchers are cheap; other layouts than CPython's are not relocated here.
+  if (!shared_store_ || request.wheel || request.launcher ||
+      request.python.implementation != "cpython") {
     return build(request, lock, progress, remaining(deadline));
   }
   auto report = [&](const std::string& line) {

@@ -1,7 +1,8 @@
 #pragma once
-// Python environments: the `pip` and `uv` fields. A requirement list is resolved once to exact
-// pins (a lock); each distinct locked set gets its own virtualenv on the node, built with uv
-// (or pip) from a package cache all envs share.
+// Python environments: the `pip` and `uv` fields (and `py_executable`, which names their base
+// interpreter or, alone, the process's). A requirement list is resolved once to exact pins (a
+// lock); each distinct locked set gets its own virtualenv on the node, built with uv (or pip)
+// from a package cache all envs share.
 
 #include <cstdint>
 #include <filesystem>
@@ -31,9 +32,32 @@ struct Interpreter {
 
 /// The base interpreter of Python envs: `wanted` (a path or a name on PATH) if given, else
 /// $RTENV_PYTHON, else `python3` on PATH. kNotFound (with what to set) if there is none;
-/// kInvalidArgument if it does not run.
+/// kInvalidArgument if it is not executable or does not run. The messages name the file.
 Result<Interpreter> find_interpreter(const Home& home,
                                      const std::optional<std::string>& wanted = std::nullopt);
+
+/// A `py_executable` value: how it names the process's interpreter.
+struct PyExecutable {
+  enum class Form {
+    kPath,          ///< an absolute path
+    kName,          ///< a command name, found on PATH
+    kInWorkingDir,  ///< a relative path with a '/', inside the node's copy of working_dir
+  };
+  Form form = Form::kName;
+  std::string value;
+
+  /// Classifies `value`. kUnsupported for a command prefix with arguments ("uv run --with x":
+  /// whitespace in anything but an existing absolute path), and for an empty value.
+  static Result<PyExecutable> parse(const std::string& value);
+};
+
+/// The base interpreter of an env's Python envs (its pip/uv virtualenv, its py_modules wheels):
+/// `pip`'s or `uv`'s `python`, else `py_executable`, else the node's default. When both
+/// `python` and `py_executable` are given they must run the same interpreter (kInvalidArgument
+/// naming both otherwise); a `py_executable` relative to working_dir cannot be a base
+/// (kUnsupported: that file exists on the node only once working_dir is materialized).
+/// Errors carry the field ("runtime_env.py_executable: ...").
+Result<Interpreter> find_env_interpreter(const spec::RuntimeEnv& env, const Home& home);
 
 /// What installs packages: uv when available, else pip (the base interpreter's).
 struct Installer {
@@ -84,6 +108,11 @@ struct PythonEnvRequest {
   /// Set for a py_modules wheel: the .whl file on the node, installed (without its
   /// dependencies) into a private target directory instead of a virtualenv.
   std::optional<fs::path> wheel;
+  /// Set for a `py_executable` without packages: the interpreter (an absolute path on the node,
+  /// possibly a wrapper script or another venv's python) that the env's bin/python and
+  /// bin/python3 start with `exec`, so that it runs exactly as named. No virtualenv, no
+  /// packages; `python` and `installer` are unused.
+  std::optional<fs::path> launcher;
 
   static Result<PythonEnvRequest> make(const spec::PythonPackages& locked, Interpreter python,
                                        Installer installer);
@@ -91,6 +120,8 @@ struct PythonEnvRequest {
   /// and the interpreter.
   static PythonEnvRequest make_wheel(const std::string& wheel_uri, fs::path wheel_file,
                                      Interpreter python, Installer installer);
+  /// The bin/ of python launchers for `py_executable` (an absolute path), keyed by that path.
+  static PythonEnvRequest make_launcher(fs::path py_executable);
   /// "pyenv://<key>": how references and listings name it.
   std::string uri() const { return std::string(kUriPrefix) + key.hex(); }
   static constexpr std::string_view kUriPrefix = "pyenv://";
@@ -164,6 +195,7 @@ class PythonEnvCache {
                                const InstallProgress& progress);
   Result<void> build_wheel_target(const PythonEnvRequest& request, const FileLock& lock,
                                   const InstallProgress& progress, int64_t timeout_ms);
+  Result<void> build_launcher(const PythonEnvRequest& request);
 
   Home home_;
   PublishedDirs dirs_;

@@ -23,7 +23,7 @@ std::vector<std::shared_ptr<const Field>> builtin_fields() {
       fields::pip(),
       fields::uv(),
       fields::conda(),
-      fields::not_supported_yet("py_executable", "custom Python interpreters"),
+      fields::py_executable(),
       fields::java_jars(),
       fields::not_supported_yet("image_uri", "container images"),
       fields::not_supported_yet("container", "container images"),

@@ -278,7 +278,6 @@ def test_missing_local_working_dir_names_path(rtenv, tmp_path):
     "field,value",
     [
         ("conda", {"dependencies": ["python"]}),
-        ("py_executable", PY),
         ("image_uri", "docker.io/library/python:3.11"),
         ("container", {"image": "python:3.11"}),
     ],

@@ -16,6 +16,9 @@ std::shared_ptr<const Field> working_dir();
 std::shared_ptr<const Field> py_modules();
 std::shared_ptr<const Field> pip();
 std::shared_ptr<const Field> uv();
+/// The process's interpreter: the base of the pip/uv venv, or alone a bin/ of python launchers
+/// (PythonEnvRequest::make_launcher) first on PATH and the plan's py_executable.
+std::shared_ptr<const Field> py_executable();
 std::shared_ptr<const Field> java_jars();
 /// conda envs: an existing env by name or directory, or a dict solved into a lock on the
 /// submitting side and installed per node (its kind: conda_kind).

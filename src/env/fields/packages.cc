@@ -98,15 +98,12 @@ std::vector<std::string> module_list(const Json& value) {
   return out;
 }
 
-// A wheel's private target directory, for the env's own interpreter if it names one (pip/uv),
-// so the wheel fits the venv.
+// A wheel's private target directory, for the env's own interpreter if it names one (pip/uv's
+// `python`, py_executable), so the wheel fits the venv or the process's interpreter.
 Result<PythonEnvRequest> wheel_target(const std::string& value, const spec::RuntimeEnv& env,
                                       const NodeCache& cache) {
   RTENV_ASSIGN_OR_RETURN(FileUri wheel, FileUri::parse(value, ".whl"));
-  auto packages = env.python_packages();
-  RTENV_ASSIGN_OR_RETURN(
-      Interpreter python,
-      find_interpreter(cache.home(), packages ? packages->python : std::nullopt));
+  RTENV_ASSIGN_OR_RETURN(Interpreter python, find_env_interpreter(env, cache.home()));
   RTENV_ASSIGN_OR_RETURN(Installer installer,
                          find_installer(cache.home().config(), python, spec::Installer::kPip));
   return PythonEnvRequest::make_wheel(wheel.str(),
@@ -181,7 +178,11 @@ class PyModules : public Field {
       RTENV_ASSIGN_OR_RETURN(Resource file, package_resource(field, wheel->package.str()));
       out->push_back(std::move(file));
       auto target = wheel_target(modules[i], env, cache);
-      if (!target) return target.error().with_context("runtime_env." + field);
+      if (!target) {
+        // An error of the env's interpreter names its own field.
+        if (target.error().message().starts_with("runtime_env.")) return target.error();
+        return target.error().with_context("runtime_env." + field);
+      }
       Resource r;
       r.field = field;
       r.uri = target->uri();

@@ -59,12 +59,15 @@ class PythonPackagesField : public Field {
     auto packages = env.python_packages();
     auto request = [&]() -> Result<PythonEnvRequest> {
       if (!packages) return Error(ErrorCode::kInternal, "no Python packages");
-      RTENV_ASSIGN_OR_RETURN(Interpreter python, find_interpreter(cache.home(), packages->python));
+      // `python`, else py_executable: the venv is built on the process's interpreter.
+      RTENV_ASSIGN_OR_RETURN(Interpreter python, find_env_interpreter(env, cache.home()));
       RTENV_ASSIGN_OR_RETURN(Installer installer,
                              find_installer(cache.home().config(), python, packages->installer));
       return PythonEnvRequest::make(*packages, std::move(python), std::move(installer));
     }();
-    if (!request) return request.error().with_context("runtime_env." + name());
+    if (!request && !request.error().message().starts_with("runtime_env.")) {
+      return request.error().with_context("runtime_env." + name());
+    }
     return request;
   }
 

@@ -6,6 +6,7 @@
 
 #include "testing/temp_dir.h"
 #include "util/fs.h"
+#include "util/process.h"
 
 namespace rtenv::env {
 namespace {
@@ -204,6 +205,64 @@ TEST_F(PythonEnvTest, AnInstallPastTheDeadlineTimesOut) {
   EXPECT_EQ(built.error().code(), ErrorCode::kTimeout);
   EXPECT_NE(built.error().message().find("timed out"), std::string::npos);
   EXPECT_FALSE(fs::exists(cache.dir_of(req.key)));
+}
+
+TEST(PyExecutableTest, ClassifiesPathsNamesAndFilesOfWorkingDir) {
+  auto path = PyExecutable::parse("/usr/bin/../bin/python3");
+  ASSERT_TRUE(path.ok());
+  EXPECT_EQ(path->form, PyExecutable::Form::kPath);
+  EXPECT_EQ(path->value, "/usr/bin/python3");
+  auto name = PyExecutable::parse("python3.11");
+  ASSERT_TRUE(name.ok());
+  EXPECT_EQ(name->form, PyExecutable::Form::kName);
+  EXPECT_EQ(name->value, "python3.11");
+  auto relative = PyExecutable::parse("./.venv/bin/python");
+  ASSERT_TRUE(relative.ok());
+  EXPECT_EQ(relative->form, PyExecutable::Form::kInWorkingDir);
+  EXPECT_EQ(relative->value, ".venv/bin/python");
+}
+
+TEST(PyExecutableTest, ACommandWithArgumentsIsRefused) {
+  for (const char* value : {"uv run --with x", "python3 -X dev", "/no/such/python -u"}) {
+    auto r = PyExecutable::parse(value);
+    ASSERT_FALSE(r.ok()) << value;
+    EXPECT_EQ(r.error().code(), ErrorCode::kUnsupported);
+    EXPECT_NE(r.error().message().find("not supported: py_executable with arguments"),
+              std::string::npos)
+        << r.error().message();
+    EXPECT_NE(r.error().message().find("give an interpreter path or name"), std::string::npos);
+  }
+  // An existing file whose path has a space is a path, not a command.
+  testing::TempDir dir;
+  dir.write("my python", "#!/bin/sh\n", 0755);
+  auto spaced = PyExecutable::parse((dir / "my python").string());
+  ASSERT_TRUE(spaced.ok()) << spaced.error().message();
+  EXPECT_EQ(spaced->form, PyExecutable::Form::kPath);
+}
+
+TEST_F(PythonEnvTest, ALauncherExecsTheInterpreterAsNamed) {
+  // A path a shell would split or expand, to see the quoting hold.
+  dir_.write("it's $here/py", "#!/bin/sh\necho \"$0 $*\"\n", 0755);
+  fs::path target = dir_ / "it's $here" / "py";
+  auto req = PythonEnvRequest::make_launcher(target);
+  EXPECT_EQ(req.key, PythonEnvRequest::make_launcher(target).key);
+  EXPECT_NE(req.key, PythonEnvRequest::make_launcher("/usr/bin/python3").key);
+  PythonEnvCache cache(home_);
+  auto built = cache.ensure(req, nullptr, -1);
+  ASSERT_TRUE(built.ok()) << built.error().message();
+  EXPECT_TRUE(*built);
+  EXPECT_FALSE(*cache.ensure(req, nullptr, -1));
+  fs::path dir = cache.dir_of(req.key);
+  EXPECT_FALSE(fs::exists(dir / "pyvenv.cfg"));  // not a venv: the interpreter runs as it is
+  for (const char* name : {"python", "python3"}) {
+    ProcessSpec p;
+    p.argv = {(dir / "bin" / name).string(), "a b", "c"};
+    auto out = run_process(p);
+    ASSERT_TRUE(out.ok()) << out.error().message();
+    EXPECT_EQ(out->out, target.string() + " a b c\n") << name;
+  }
+  EXPECT_TRUE(*cache.evict(req.key));
+  EXPECT_FALSE(fs::exists(dir));
 }
 
 }  // namespace
