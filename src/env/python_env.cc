@@ -172,16 +172,14 @@ Result<std::vector<std::string>> resolve_with_uv(const spec::PythonPackages& loo
                                                  const Installer& installer,
                                                  const LockOptions& options) {
   ProcessSpec p;
-  p.argv = {installer.uv.string(),
-            "pip",
-            "compile",
-            "-",
-            "--python",
-            python.executable.string(),
-            "--generate-hashes",
-            "--no-header",
-            "--no-annotate",
-            "--quiet"};
+  p.argv = {installer.uv.string(), "pip",          "compile",       "-",
+            "--generate-hashes",   "--no-header",  "--no-annotate", "--quiet"};
+  if (options.target) {
+    p.argv.insert(p.argv.end(), {"--python-version", options.target->python_version,
+                                 "--python-platform", options.target->platform});
+  } else {
+    p.argv.insert(p.argv.end(), {"--python", python.executable.string()});
+  }
   p.env["UV_CACHE_DIR"] = home.uv_cache().string();
   p.stdin_data = requirements_text(loose.packages);
   p.timeout_ms = options.timeout_ms;
@@ -413,8 +411,18 @@ Result<spec::PythonPackages> lock_packages(const spec::PythonPackages& loose, co
                                            const LockOptions& options) {
   if (loose.locked) return loose;
   std::string key_text =
-      fmt::format("rtenv-lock 1\n{}\n{}\n{}\n{}\n{}", loose.to_json().dump(),
-                  python.executable.string(), python.version, python.platform, installer.name());
+      options.target
+          ? fmt::format("rtenv-lock-target 1\n{}\n{}\n{}", loose.to_json().dump(),
+                        options.target->python_version, options.target->platform)
+          : fmt::format("rtenv-lock 1\n{}\n{}\n{}\n{}\n{}", loose.to_json().dump(),
+                        python.executable.string(), python.version, python.platform,
+                        installer.name());
+  if (options.target && installer.tool != Installer::Tool::kUv) {
+    return make_error(ErrorCode::kNotFound,
+                      "resolving Python packages for Python {} ({}) needs uv, which was not "
+                      "found: install it (pip install uv) or set RTENV_UV",
+                      options.target->python_version, options.target->platform);
+  }
   fs::path cached = home.locks() / (Digest::of(key_text).hex() + ".json");
   std::vector<std::string> pins;
   bool found = false;
@@ -445,7 +453,9 @@ Result<spec::PythonPackages> lock_packages(const spec::PythonPackages& loose, co
   }
   out.packages.insert(out.packages.end(), pins.begin(), pins.end());
   out.locked = true;
-  out.python = python.executable.string();  // the interpreter the pins were resolved for
+  // The interpreter the pins were resolved for (one that is not here yet is the caller's to
+  // name).
+  if (!options.target) out.python = python.executable.string();
   return out;
 }
 

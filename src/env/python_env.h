@@ -83,6 +83,14 @@ struct LockOptions {
   /// Called once just before a resolver starts (the list was not resolved before): the slow
   /// path, which a caller may use to start other work meanwhile.
   std::function<void()> before_resolving;
+  /// Resolve for an interpreter that is not on this machine yet (a conda env's, before the env
+  /// is installed), given by its version ("3.11.2") and uv's name of its platform
+  /// ("x86_64-unknown-linux-gnu"), instead of for `python`. uv only.
+  struct Target {
+    std::string python_version;
+    std::string platform;
+  };
+  std::optional<Target> target;
 };
 
 /// Resolves `loose` to exact pins with hashes (`uv pip compile --generate-hashes`, or

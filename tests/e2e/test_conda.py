@@ -13,14 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_ok, assert_setup_failed, wait_for
-from condachannel import (Pkg, bench_channel, build_channel, channel_url, standard_channel)
+from conftest import PY, assert_ok, assert_setup_failed, wait_for
+from condachannel import Pkg, bench_channel, build_channel, channel_url, standard_channel
+from pyindex import PackageIndex, build_wheel, find_uv
 
 try:
     import rattler
 except ImportError as e:  # scripts/setup.sh installs it
     pytest.fail(f"py-rattler is not importable ({e}); scripts/setup.sh installs it", pytrace=False)
 
+UV = find_uv(PY)
 SHOW = ('libb; echo "CONDA_PREFIX=$CONDA_PREFIX"; echo "ACTPKG_HOME=$ACTPKG_HOME"; '
         'echo "CONDA_DEFAULT_ENV=$CONDA_DEFAULT_ENV"')
 
@@ -208,11 +210,38 @@ def test_a_named_env_that_does_not_exist_exits_3_saying_so(rtenv, tmp_path):
     assert_setup_failed(p, str(tmp_path), "not a conda env")
 
 
-def test_a_pip_section_is_refused_with_what_to_do(rtenv, channel):
+def test_a_pip_section_is_locked_with_the_env_and_installed_into_its_python(
+        rtenv, python_channel, tmp_path):
+    dists = tmp_path / "dists"
+    with PackageIndex() as index:
+        index.add(build_wheel(dists, "pipdep", "1.0"))
+        index.add(build_wheel(dists, "pipdep", "2.0"))
+        index.add(build_wheel(dists, "pipapp", "1.0", deps=["pipdep<2"]))
+        spec = {"conda": {"channels": [channel_url(python_channel)],
+                          "dependencies": ["python", "greet",
+                                           {"pip": [f"--index-url {index.url}", "pipapp"]}]}}
+        rtenv.env.update(RTENV_UV=UV, UV_HTTP_RETRIES="0")
+        env = create(rtenv, spec)
+    # Locked on the submitting side: exact pins with hashes, for the env's python.
+    pip = env["runtime_env"]["conda"]["pip"]
+    pins = [l for l in pip if not l.startswith("-")]
+    assert any(l.startswith("pipapp==1.0") and "--hash=sha256:" in l for l in pins), pip
+    assert any(l.startswith("pipdep==1.0") for l in pins), pip
+    # Installed into the env's own interpreter, beside its conda packages (the index is gone:
+    # what is installed came with the env).
+    p = rtenv.run(spec, "python", "-c",
+                  "import sys, greet, pipapp, pipdep; greet.hello(); "
+                  "print(pipapp.__version__, pipdep.__version__); "
+                  "print(pipdep.__file__.startswith(sys.prefix))", timeout=120)
+    assert_ok(p)
+    assert p.stdout.splitlines() == ["hello from greet 1.0", "1.0 1.0", "True"], p.stdout
+
+
+def test_a_pip_section_needs_python_in_the_env(rtenv, channel):
     spec = {"conda": {"channels": [channel_url(channel)],
                       "dependencies": ["libb", {"pip": ["requests==2.31.0"]}]}}
-    p = rtenv.run(spec, "true")
-    assert_setup_failed(p, "pip section", "not supported yet")
+    p = rtenv.run(spec, "true", timeout=120)
+    assert_setup_failed(p, "pip section needs python")
 
 
 def test_an_evicted_env_is_installed_again(rtenv, tmp_path):

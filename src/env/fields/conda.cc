@@ -217,10 +217,12 @@ Result<fs::path> find_existing_env(const std::string& name) {
                     name, looked);
 }
 
-// A solved env: its lock in the store, and the platform it was solved for.
+// A solved env: its lock in the store, the platform it was solved for, and the locked pip
+// section (requirement lines with hashes, installed into the env after its conda packages).
 struct CondaRequest {
   Digest lock;
   std::string platform;
+  std::vector<std::string> pip;
 };
 
 Result<CondaRequest> parse_locked(const Json& value) {
@@ -238,11 +240,34 @@ Result<CondaRequest> parse_locked(const Json& value) {
     return make_error(ErrorCode::kInvalidArgument,
                       "runtime_env.conda.platform: expected the conda platform the lock is for");
   }
-  return CondaRequest{*digest, platform->get<std::string>()};
+  CondaRequest out{*digest, platform->get<std::string>(), {}};
+  if (auto pip = value.find("pip"); pip != value.end()) {
+    if (!pip->is_array()) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "runtime_env.conda.pip: expected the locked pip section (a list)");
+    }
+    for (const auto& line : *pip) {
+      if (!line.is_string()) {
+        return make_error(ErrorCode::kInvalidArgument,
+                          "runtime_env.conda.pip: expected a list of strings");
+      }
+      out.pip.push_back(line.get<std::string>());
+    }
+  }
+  return out;
 }
 
 std::string key_of(const CondaRequest& r) {
-  return Digest::of(fmt::format("rtenv-conda 1\n{}\n{}", r.lock.hex(), r.platform)).hex();
+  std::string pip;
+  for (const auto& line : r.pip) pip += line + "\n";
+  return Digest::of(fmt::format("rtenv-conda 1\n{}\n{}\n{}", r.lock.hex(), r.platform, pip))
+      .hex();
+}
+
+// uv's name of a conda platform, for resolving a pip section before the env exists.
+std::string uv_platform(const std::string& conda_platform) {
+  if (conda_platform == "linux-aarch64") return "aarch64-unknown-linux-gnu";
+  return "x86_64-unknown-linux-gnu";
 }
 
 // ---- the kind ----------------------------------------------------------------------------
@@ -327,9 +352,44 @@ class CondaEnvKind : public ResourceKind {
       RTENV_ASSIGN_OR_RETURN(Json done,
                              call_helper(home_, "install", install, left_ms(deadline), progress));
       if (progress) progress(fmt::format("{} conda packages installed", done.value("packages", 0)));
+      if (!request.pip.empty()) RTENV_TRY(install_pip(dir, request.pip, progress, deadline));
       RTENV_ASSIGN_OR_RETURN(LaunchPlan plan, activation_of(dir, dir.filename().string()));
       return write_file_atomic(dirs_.sidecar(key(r.uri), ".context.json"), plan.to_json().dump());
     };
+  }
+
+  // The locked pip section, into the env's own interpreter (its hashes checked by uv).
+  Result<void> install_pip(const fs::path& prefix, const std::vector<std::string>& lines,
+                           const InstallProgress& progress, int64_t deadline) const {
+    fs::path python = prefix / "bin" / "python";
+    struct stat st;
+    if (::stat(python.c_str(), &st) != 0) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "the conda env has a pip section but no python (add \"python\" to its "
+                        "dependencies)");
+    }
+    RTENV_ASSIGN_OR_RETURN(Interpreter base, find_interpreter(home_));
+    RTENV_ASSIGN_OR_RETURN(Installer uv,
+                           find_installer(home_.config(), base, spec::Installer::kUv));
+    std::string requirements;
+    for (const auto& line : lines) requirements += line + "\n";
+    ProcessSpec spec;
+    spec.argv = {uv.uv.string(), "pip",     "install", "--python", python.string(),
+                 "--no-deps",    "--quiet", "-r",      "-"};
+    spec.env["UV_CACHE_DIR"] = home_.uv_cache().string();
+    spec.stdin_data = std::move(requirements);
+    spec.timeout_ms = left_ms(deadline);
+    if (progress) {
+      spec.on_stderr_line = [&](std::string_view line) { progress(printable_line(line)); };
+    }
+    if (progress) progress("installing the pip section (uv pip install)");
+    RTENV_ASSIGN_OR_RETURN(ProcessOutcome outcome, run_process(spec));
+    if (!outcome.success()) {
+      return make_error(outcome.timed_out ? ErrorCode::kTimeout : ErrorCode::kInvalidArgument,
+                        "installing the conda env's pip section failed ({}): {}",
+                        outcome.describe(), plugin_stderr_tail(outcome.err));
+    }
+    return ok_result();
   }
 
   Home home_;
@@ -339,10 +399,11 @@ class CondaEnvKind : public ResourceKind {
 
 // ---- the field ---------------------------------------------------------------------------
 
-// The dict's conda specs and channels; a pip section is refused for now.
+// The dict's channels, conda specs and pip section.
 struct EnvDict {
   std::vector<std::string> channels;
   std::vector<std::string> specs;
+  std::vector<std::string> pip;  ///< the pip section's requirement lines
 };
 
 Result<EnvDict> parse_dict(const Json& value) {
@@ -376,13 +437,8 @@ Result<EnvDict> parse_dict(const Json& value) {
     if (d.is_string()) {
       out.specs.push_back(d.get<std::string>());
     } else if (d.is_object() && d.size() == 1 && d.contains("pip")) {
-      if (!d["pip"].empty()) {
-        return make_error(ErrorCode::kUnsupported,
-                          "runtime_env.conda.dependencies[{}]: not supported yet: a pip section "
-                          "inside a conda env; install those packages as conda packages, or "
-                          "use the pip field without conda",
-                          i);
-      }
+      RTENV_TRY(strings(d["pip"], fmt::format("runtime_env.conda.dependencies[{}].pip", i),
+                        &out.pip));
     } else {
       return make_error(ErrorCode::kInvalidArgument,
                         "runtime_env.conda.dependencies[{}]: expected a package spec string or "
@@ -408,27 +464,18 @@ class CondaField : public Field {
     RTENV_ASSIGN_OR_RETURN(EnvDict dict, parse_dict(value));
     const std::string platform = node_platform();
     const Home& home = ctx.home;
-    fs::path cached = home.locks() / ("conda-" +
-                                      Digest::of(fmt::format("rtenv-conda-lock 1\n{}\n{}",
-                                                             spec::canonical_json(value), platform))
-                                          .hex() +
-                                      ".json");
-    auto locked = [&](const Digest& lock) {
-      return Json{{kLockKey, "sha256:" + lock.hex()}, {"platform", platform}};
-    };
+    // The same dict is not solved again: its lock (and locked pip section) is kept.
+    fs::path cached =
+        home.locks() / fmt::format("conda-{}.json",
+                                   Digest::of(fmt::format("rtenv-conda-lock 1\n{}\n{}",
+                                                          spec::canonical_json(value), platform))
+                                       .hex());
     if (!ctx.options.refresh_lock) {
-      if (auto text = read_file(cached)) {
-        Json j = Json::parse(*text, nullptr, false);
-        if (j.is_object() && j.contains("lock") && j["lock"].is_string()) {
-          if (auto d = Digest::from_hex(j["lock"].get<std::string>())) {
-            auto missing = ctx.store.missing({*d});
-            if (missing && !missing->at(0)) return locked(*d);
-          }
-        }
-      }
+      if (auto kept = read_kept(cached, platform, ctx.store)) return *kept;
     }
     if (ctx.options.before_resolving) ctx.options.before_resolving();
     int64_t timeout_s = ctx.env.config().setup_timeout_seconds;
+    const int64_t timeout_ms = timeout_s > 0 ? timeout_s * 1000 : -1;
     fs::path lock_file = home.tmp() / unique_name("conda-lock");
     std::error_code ec;
     fs::create_directories(home.tmp(), ec);
@@ -437,26 +484,78 @@ class CondaField : public Field {
                     {"platform", platform},
                     {"repodata_cache", (home.root / "conda" / "repodata").string()},
                     {"lock_path", lock_file.string()}};
-    auto solved = call_helper(home, "solve", request, timeout_s > 0 ? timeout_s * 1000 : -1,
-                              ctx.options.install_progress);
+    auto solved = call_helper(home, "solve", request, timeout_ms, ctx.options.install_progress);
     auto text = solved ? read_file(lock_file) : Result<std::string>(solved.error());
     (void)::unlink(lock_file.c_str());
     if (!text) return text.error().with_context("runtime_env.conda");
     Digest lock = Digest::of(*text);
     RTENV_TRY(ctx.store.put(lock, *text));
     std::string summary;
+    std::optional<std::string> python_version;
     for (const auto& p : (*solved)["packages"]) {
       summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", p.value("name", "?"),
                              p.value("version", "?"));
+      if (p.value("name", "") == "python") python_version = p.value("version", "");
     }
     if (ctx.options.report) {
       ctx.options.report(fmt::format("conda: solved {} packages: {}", (*solved)["packages"].size(),
                                      summary));
     }
-    RTENV_TRY(write_file_atomic(cached, Json{{"lock", lock.hex()}}.dump()));
-    return locked(lock);
+    Json out = {{kLockKey, "sha256:" + lock.hex()}, {"platform", platform}};
+    if (!dict.pip.empty()) {
+      RTENV_ASSIGN_OR_RETURN(out["pip"], lock_pip(dict.pip, python_version, platform, ctx,
+                                                  timeout_ms));
+    }
+    RTENV_TRY(write_file_atomic(cached, out.dump()));
+    return out;
   }
 
+ private:
+  // The kept result of solving a dict, if its lock is still in the store.
+  static std::optional<Json> read_kept(const fs::path& cached, const std::string& platform,
+                                       store::BlobStore& store) {
+    auto text = read_file(cached);
+    if (!text) return std::nullopt;
+    Json j = Json::parse(*text, nullptr, false);
+    if (!j.is_object() || !j.contains(kLockKey) || j.value("platform", "") != platform) {
+      return std::nullopt;
+    }
+    auto request = parse_locked(j);
+    if (!request) return std::nullopt;
+    auto missing = store.missing({request->lock});
+    if (!missing || missing->at(0)) return std::nullopt;
+    return j;
+  }
+
+  // The pip section resolved to exact pins with hashes, for the env's Python (which is not
+  // installed yet: uv resolves for its version and platform).
+  static Result<Json> lock_pip(const std::vector<std::string>& pip,
+                               const std::optional<std::string>& python_version,
+                               const std::string& platform, const PrepareContext& ctx,
+                               int64_t timeout_ms) {
+    if (!python_version || python_version->empty()) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "runtime_env.conda: a pip section needs python in the env: add "
+                        "\"python\" (or \"python=3.11\") to its dependencies");
+    }
+    RTENV_ASSIGN_OR_RETURN(Interpreter base, find_interpreter(ctx.home));
+    RTENV_ASSIGN_OR_RETURN(Installer uv,
+                           find_installer(ctx.home.config(), base, spec::Installer::kUv));
+    spec::PythonPackages loose;
+    loose.installer = spec::Installer::kUv;
+    loose.packages = pip;
+    LockOptions options;
+    options.timeout_ms = timeout_ms;
+    options.refresh = ctx.options.refresh_lock;
+    options.progress = ctx.options.install_progress;
+    options.target = LockOptions::Target{*python_version, uv_platform(platform)};
+    auto locked = lock_packages(loose, ctx.home, base, uv, options);
+    if (!locked) return locked.error().with_context("runtime_env.conda: the pip section");
+    return Json(locked->packages);
+  }
+
+
+ public:
   Result<void> resources(const Json& value, const spec::RuntimeEnv&, const NodeCache&,
                          std::vector<Resource>* out) const override {
     if (!value.is_object()) return ok_result();  // an existing env: nothing to make
