@@ -57,9 +57,8 @@ Result<FileUri> PathPacker::pack_remote_file(const std::string& field, const std
   std::string name = url->file_name();
   if (!name.ends_with(suffix) || name.size() == suffix.size()) {
     return make_error(ErrorCode::kInvalidArgument,
-                      "{}: {}: the URL's path must end in a file "
-                      "name ending in {}",
-                      where, url->shown(), suffix);
+                      "{}: {}: the URL's path must end in a file name ending in {}", where,
+                      url->shown(), suffix);
   }
   if (!ctx.options.fetch) {
     return make_error(ErrorCode::kUnsupported, "{}: this rtenv binary cannot fetch URLs ({})",
