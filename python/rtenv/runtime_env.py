@@ -428,6 +428,34 @@ _JAVA_JAR_RULE = _PathRule((".jar", ".zip"), "a directory, a .jar file or a .zip
 _RTENV_URI = re.compile(r"rtenv://sha256/[0-9a-f]{64}\Z")
 
 
+_URL_AUTHORITY_END = re.compile(r"[/?# \t\r\n\"'<>,;]")
+
+
+def _redact_url_credentials(text: str) -> str:
+    """`text` with the credentials of every URL hidden, as rtenv's messages show them:
+    "https://user:pw@host/x" -> "https://user:****@host/x", "https://token@host" ->
+    "https://****@host"."""
+    out, i = [], 0
+    while True:
+        scheme_end = text.find("://", i)
+        if scheme_end < 0:
+            out.append(text[i:])
+            return "".join(out)
+        start = scheme_end + 3
+        out.append(text[i:start])
+        m = _URL_AUTHORITY_END.search(text, start)
+        end = m.start() if m else len(text)
+        authority = text[start:end]
+        at = authority.rfind("@")
+        if at < 0:
+            out.append(authority)
+        else:
+            user, colon, _ = authority[:at].partition(":")
+            out.append(user + ":****" if colon else "****")
+            out.append(authority[at:])
+        i = end
+
+
 def _uri_path_part(uri: str) -> str:
     scheme_end = uri.find("://")
     start = 0 if scheme_end < 0 else scheme_end + 3
@@ -574,7 +602,8 @@ class _Validator:
                                             if suffix else ""))
                 return s
             if not any(_ends_with_ci(_uri_path_part(s), suf) for suf in rule.remote_suffixes):
-                raise _error("%s: remote URI %s must name %s" % (path, s, rule.remote_description))
+                raise _error("%s: remote URI %s must name %s"
+                             % (path, _redact_url_credentials(s), rule.remote_description))
             return s
         if self.level == TASK:
             raise _error("%s: local path %s is not allowed in a task or actor env: task and actor "

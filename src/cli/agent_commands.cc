@@ -14,7 +14,7 @@
 #include "agent/client.h"
 #include "cli/commands.h"
 #include "env/agent_process.h"
-#include "env/zip_import.h"
+#include "env/remote_fetch.h"
 #include "util/fs.h"
 
 namespace rtenv::cli {
@@ -58,7 +58,7 @@ int env_resolve(const spec::RuntimeEnv& env, const env::Home& home_value,
   if (!store)
     return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
   env::UploadOptions upload;
-  upload.unpack_zip = env::zip_importer(*home, upload.max_package_bytes, nullptr);
+  env::add_remote_sources(*home, &upload);
   auto resolved = env::upload_local(env, *home, **store, registry, upload);
   if (!resolved) return fail(kExitSetup, "setup failed: " + resolved.error().message());
   if (json) {
@@ -93,7 +93,7 @@ int env_create_command(const EnvCreateArgs& args) {
   if (!store)
     return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
   env::UploadOptions upload;
-  upload.unpack_zip = env::zip_importer(home, upload.max_package_bytes, nullptr);
+  env::add_remote_sources(home, &upload);
   auto resolved = env::upload_local(*parsed, home, **store, **registry, upload);
   if (!resolved) return fail(kExitSetup, "setup failed: " + resolved.error().message());
   std::string holder =

@@ -13,7 +13,7 @@
 #include "cli/commands.h"
 #ifndef RTENV_FRONT
 #include "agent/client.h"
-#include "env/zip_import.h"
+#include "env/remote_fetch.h"
 #endif
 #include "env/agent_process.h"
 #include "env/package_cache.h"
@@ -197,7 +197,7 @@ int run_command(const RunArgs& args) {
     }
   };
 #ifndef RTENV_FRONT
-  upload.unpack_zip = env::zip_importer(*home, upload.max_package_bytes, upload.report);
+  env::add_remote_sources(*home, &upload);
 #endif
   auto resolved = env::upload_local(env, *home, **store, **registry, upload);
   progress.clear();

@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 
 #include "pack/packer.h"
+#include "util/redact.h"
 
 namespace rtenv::env {
 namespace {
@@ -54,7 +55,7 @@ Result<void> attempt(const std::string& url, const std::filesystem::path& dest, 
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
   curl_easy_cleanup(curl);
   bool write_failed = std::fclose(f) != 0;
-  std::string shown = redact_url(url);
+  std::string shown = redact_url_credentials(url);
   if (sink.too_large) {
     return make_error(ErrorCode::kTooLarge, "{} is larger than the package limit of {}", shown,
                       pack::format_bytes(max_bytes));
@@ -73,6 +74,7 @@ Result<void> attempt(const std::string& url, const std::filesystem::path& dest, 
     ErrorCode code = status == 404   ? ErrorCode::kNotFound
                      : status >= 500 ? ErrorCode::kUnavailable
                                      : ErrorCode::kInvalidArgument;
+    if (status == 404) return make_error(code, "cannot download {}: not found (HTTP 404)", shown);
     return make_error(code, "cannot download {}: the server answered HTTP {}", shown, status);
   }
   if (write_failed) return make_error(ErrorCode::kIo, "cannot write {}", dest.string());
@@ -80,16 +82,6 @@ Result<void> attempt(const std::string& url, const std::filesystem::path& dest, 
 }
 
 }  // namespace
-
-std::string redact_url(const std::string& url) {
-  size_t scheme = url.find("://");
-  if (scheme == std::string::npos) return url;
-  size_t host_start = scheme + 3;
-  size_t at = url.find('@', host_start);
-  size_t slash = url.find('/', host_start);
-  if (at == std::string::npos || (slash != std::string::npos && at > slash)) return url;
-  return url.substr(0, host_start) + "***@" + url.substr(at + 1);
-}
 
 Result<void> download(const std::string& url, const std::filesystem::path& dest, uint64_t max_bytes,
                       const std::string& ca_bundle) {

@@ -30,9 +30,15 @@ struct UploadOptions {
   SetupReporter report;  ///< summaries and warnings
   /// Live progress while hashing; `what` names the field ("working_dir").
   std::function<void(const std::string& what, const pack::PackProgress&)> progress;
-  /// Unpacks a .zip (a local path, or a file://, http:// or https:// URL) into the new directory
-  /// `dest`. Set by binaries that carry the archive and download code (env/zip_import.h); unset,
-  /// a zip is refused with kUnsupported.
+  /// Fetches a URL (http://, https://, s3:// or file://, with an optional "#sha256=<hex>"
+  /// fragment that is checked) to a local file: downloads it to the new file `dest` and returns
+  /// that, or returns a file:// URL's own file. Set by binaries with network support
+  /// (env/remote_fetch.h); unset, a URL that must be fetched is refused with kUnsupported.
+  using Fetch = std::function<Result<fs::path>(const std::string& url, const fs::path& dest)>;
+  Fetch fetch;
+  /// Unpacks a .zip (a local path, or a URL `fetch` takes) into the new directory `dest`. Set
+  /// with `fetch` by binaries that carry the archive and download code (env/remote_fetch.h);
+  /// unset, a zip is refused with kUnsupported.
   std::function<Result<void>(const std::string& source, const fs::path& dest)> unpack_zip;
   /// Lines of the resolver's progress while `pip`/`uv` is locked.
   InstallProgress install_progress;
@@ -65,8 +71,8 @@ class Field {
   /// plugins ask their program. kInvalidArgument naming the field for an invalid value.
   virtual Result<void> validate(const spec::Json& value, const Home& home,
                                 int64_t timeout_ms) const;
-  /// True if preparing `value` needs UploadOptions::unpack_zip (a .zip, or a zip URL to
-  /// download): the lean binary hands such envs to the one that has archive support.
+  /// True if preparing `value` needs UploadOptions::unpack_zip or ::fetch (a .zip, or any URL to
+  /// download): the lean binary hands such envs to the one that has archive and network support.
   virtual bool needs_zip_support(const spec::Json& value) const;
   /// Submitting side: the value made node-independent (local paths packed into the store,
   /// package lists locked). The default keeps it as is.

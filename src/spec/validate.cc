@@ -12,6 +12,7 @@
 
 #include "spec/internal.h"
 #include "util/fs.h"
+#include "util/redact.h"
 #include "util/suggest.h"
 
 namespace rtenv::spec::internal {
@@ -268,8 +269,8 @@ class Validator {
         return v;
       }
       if (!ends_with_any_ci(uri_path_part(s), rule.remote_suffixes)) {
-        return invalid(
-            fmt::format("{}: remote URI {} must name {}", path, s, rule.remote_description));
+        return invalid(fmt::format("{}: remote URI {} must name {}", path,
+                                   redact_url_credentials(s), rule.remote_description));
       }
       return v;
     }

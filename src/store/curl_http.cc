@@ -1,7 +1,10 @@
 #include "store/curl_http.h"
 
+#include <fcntl.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -59,9 +62,28 @@ int seek_body(void* user, curl_off_t offset, int origin) {
   return CURL_SEEKFUNC_OK;
 }
 
-size_t append_body(char* data, size_t size, size_t n, void* user) {
-  static_cast<std::string*>(user)->append(data, size * n);
-  return size * n;
+// Where an answer's body goes: memory, or the request's sink once the answer is a success.
+struct BodyTarget {
+  CURL* curl;
+  std::string* body;
+  BodySink* sink;
+  std::optional<Error> sink_error;
+};
+
+size_t take_body(char* data, size_t size, size_t n, void* user) {
+  auto* target = static_cast<BodyTarget*>(user);
+  std::string_view chunk(data, size * n);
+  long status = 0;
+  if (target->sink) curl_easy_getinfo(target->curl, CURLINFO_RESPONSE_CODE, &status);
+  if (status < 200 || status >= 300) {
+    target->body->append(chunk);
+    return chunk.size();
+  }
+  if (auto r = target->sink->write(chunk); !r) {
+    target->sink_error = std::move(r).error();
+    return 0;  // aborts the transfer
+  }
+  return chunk.size();
 }
 
 std::string_view trim(std::string_view s) {
@@ -98,6 +120,49 @@ std::string describe(const HttpRequest& req) {
 
 }  // namespace
 
+FileSink::FileSink(std::string path, uint64_t max_bytes, std::string what)
+    : path_(std::move(path)), max_bytes_(max_bytes), what_(std::move(what)) {}
+
+FileSink::~FileSink() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Result<void> FileSink::restart() {
+  if (fd_ < 0) fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0 || ::ftruncate(fd_, 0) != 0 || ::lseek(fd_, 0, SEEK_SET) != 0) {
+    return make_error(ErrorCode::kIo, "cannot write {}: {}", path_, std::strerror(errno));
+  }
+  written_ = 0;
+  return ok_result();
+}
+
+Result<void> FileSink::write(std::string_view chunk) {
+  if (chunk.size() > max_bytes_ - std::min(written_, max_bytes_)) {
+    return make_error(ErrorCode::kTooLarge, "{} is larger than the limit of {} bytes", what_,
+                      max_bytes_);
+  }
+  while (!chunk.empty()) {
+    ssize_t n = ::write(fd_, chunk.data(), chunk.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      return make_error(ErrorCode::kIo, "cannot write {}: {}", path_, std::strerror(errno));
+    }
+    chunk.remove_prefix(static_cast<size_t>(n));
+    written_ += static_cast<uint64_t>(n);
+  }
+  return ok_result();
+}
+
+Result<uint64_t> FileSink::finish() {
+  if (fd_ < 0) RTENV_TRY(restart());  // an empty body: never written to
+  int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) {
+    return make_error(ErrorCode::kIo, "cannot write {}: {}", path_, std::strerror(errno));
+  }
+  return written_;
+}
+
 std::string HttpResponse::header(std::string_view name) const {
   auto it = headers.find(name);
   return it == headers.end() ? std::string() : it->second;
@@ -132,6 +197,9 @@ Result<HttpResponse> http_perform(const HttpRequest& req, const RetryPolicy& pol
   }
   std::unique_ptr<curl_slist, SlistDeleter> headers(raw);
 
+  if (req.body_sink) RTENV_TRY(req.body_sink->restart());
+  BodyTarget target{curl, &resp.body, req.body_sink, std::nullopt};
+
   UploadSource source{req.body};
   curl_easy_setopt(curl, CURLOPT_URL, req.url.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers.get());
@@ -148,8 +216,8 @@ Result<HttpResponse> http_perform(const HttpRequest& req, const RetryPolicy& pol
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, policy.low_speed_bytes);
   curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, static_cast<long>(policy.low_speed_time.count()));
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, append_body);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &resp.body);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, take_body);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &target);
   curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, keep_header);
   curl_easy_setopt(curl, CURLOPT_HEADERDATA, &resp.headers);
   if (!req.ca_bundle.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, req.ca_bundle.c_str());
@@ -176,6 +244,7 @@ Result<HttpResponse> http_perform(const HttpRequest& req, const RetryPolicy& pol
   // The handle outlives this call: it must not keep pointers into this frame.
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
+  if (target.sink_error) return std::move(*target.sink_error);
   if (rc != CURLE_OK) {
     std::string why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
     bool retryable =

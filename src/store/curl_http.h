@@ -6,6 +6,7 @@
 // library (rtenv_store_net), never in the lean rtenv front.
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <optional>
@@ -44,6 +45,41 @@ struct AwsSigV4 {
   std::string secret_access_key;
 };
 
+/// Where a download's body goes instead of memory (HttpRequest::body_sink). Only the body of a
+/// successful (2xx) answer is given to it; other answers' bodies (an error's XML) stay in
+/// HttpResponse::body.
+class BodySink {
+ public:
+  virtual ~BodySink() = default;
+  /// Called before every attempt: discard what an earlier attempt wrote.
+  virtual Result<void> restart() = 0;
+  /// The next chunk of the body. An error stops the transfer and becomes the request's error
+  /// (retried only if it is retryable).
+  virtual Result<void> write(std::string_view chunk) = 0;
+};
+
+/// A BodySink that writes to a file, created (or emptied) at each attempt, and refuses a body
+/// larger than `max_bytes` (kTooLarge, naming `what`). The file is the caller's to remove.
+class FileSink final : public BodySink {
+ public:
+  FileSink(std::string path, uint64_t max_bytes, std::string what);
+  ~FileSink() override;
+  FileSink(const FileSink&) = delete;
+  FileSink& operator=(const FileSink&) = delete;
+
+  Result<void> restart() override;
+  Result<void> write(std::string_view chunk) override;
+  /// Closes the file (kIo if the data could not be written); the bytes written so far.
+  Result<uint64_t> finish();
+
+ private:
+  std::string path_;
+  uint64_t max_bytes_;
+  std::string what_;
+  int fd_ = -1;
+  uint64_t written_ = 0;
+};
+
 /// One HTTP request. `body` is sent for PUT and POST and must outlive the call.
 struct HttpRequest {
   std::string method;  ///< GET, HEAD, PUT, POST or DELETE
@@ -59,6 +95,9 @@ struct HttpRequest {
   bool expect_continue = false;
   /// The CA certificates to trust (a PEM file); empty: the system's.
   std::string ca_bundle;
+  /// For a GET too large to hold: the successful answer's body goes here, not to
+  /// HttpResponse::body. Not owned; must outlive the call.
+  BodySink* body_sink = nullptr;
 };
 
 struct HttpResponse {

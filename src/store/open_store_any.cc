@@ -5,12 +5,17 @@
 
 namespace rtenv::store {
 
+Result<S3Settings> s3_settings_for(const StoreOptions& options) {
+  RTENV_ASSIGN_OR_RETURN(S3Settings settings, S3Settings::from_environment());
+  if (!options.s3_endpoint.empty()) settings.endpoint = options.s3_endpoint;
+  settings.ca_bundle = options.ca_bundle;
+  return settings;
+}
+
 Result<std::unique_ptr<BlobStore>> open_store_any(std::string_view url,
                                                   const StoreOptions& options) {
   if (url.starts_with("s3://")) {
-    RTENV_ASSIGN_OR_RETURN(S3Settings settings, S3Settings::from_environment());
-    if (!options.s3_endpoint.empty()) settings.endpoint = options.s3_endpoint;
-    settings.ca_bundle = options.ca_bundle;
+    RTENV_ASSIGN_OR_RETURN(S3Settings settings, s3_settings_for(options));
     RTENV_ASSIGN_OR_RETURN(auto store, S3Store::open(url, std::move(settings)));
     return std::unique_ptr<BlobStore>(std::move(store));
   }

@@ -440,13 +440,14 @@ std::string S3Store::http_url(std::string_view key, std::string_view query) cons
   return out;
 }
 
-Result<HttpResponse> S3Store::send(const Request& req) const {
+Result<HttpResponse> S3Store::send(const Request& req, BodySink* sink) const {
   static const std::string kEmptySha = Digest::of("").hex();
   HttpRequest http;
   http.method = req.method;
   http.url = http_url(req.key, req.query);
   http.body = req.body;
   http.ca_bundle = settings_.ca_bundle;
+  http.body_sink = sink;
   // S3 requires the payload's hash; giving it also lets libcurl sign it without reading the body.
   http.headers.push_back("x-amz-content-sha256: " +
                          (req.body.empty() ? kEmptySha : Digest::of(req.body).hex()));
@@ -713,6 +714,43 @@ Result<void> S3Store::list(const std::function<void(const Digest&, uint64_t)>& f
     }
     token = *next;
   }
+}
+
+Result<S3ObjectUrl> S3ObjectUrl::parse(std::string_view url) {
+  std::string_view rest = url.substr(std::min(url.size(), kScheme.size()));
+  size_t slash = rest.find('/');
+  if (!url.starts_with(kScheme) || slash == 0 || slash == std::string_view::npos ||
+      slash + 1 == rest.size()) {
+    return make_error(ErrorCode::kInvalidArgument, "{}: expected s3://<bucket>/<key>",
+                      redact_url_credentials(url));
+  }
+  return S3ObjectUrl{std::string(rest.substr(0, slash)), std::string(rest.substr(slash + 1))};
+}
+
+Result<uint64_t> S3Store::get_object_to_file(std::string_view key, const fs::path& dest,
+                                             uint64_t max_bytes) const {
+  std::string shown = fmt::format("s3://{}/{}", bucket_, key);
+  FileSink sink(dest.string(), max_bytes, shown);
+  auto fetched = [&]() -> Result<uint64_t> {
+    Request get("GET", std::string(key));
+    RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(get, &sink));
+    RTENV_ASSIGN_OR_RETURN(uint64_t size, sink.finish());
+    if (resp.status == 200) return size;
+    if (resp.status == 404 && xml_text(resp.body, "Code") == "NoSuchBucket") {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "{}: bucket {} does not exist (or is in another account)", shown, bucket_);
+    }
+    if (resp.status == 404) {
+      return make_error(ErrorCode::kNotFound, "{}: not found (HTTP 404)", shown);
+    }
+    return failure(get, resp);
+  }();
+  if (!fetched) {
+    (void)sink.finish();
+    std::error_code ec;
+    fs::remove(dest, ec);
+  }
+  return fetched;
 }
 
 Result<std::string> S3Store::record_key(std::string_view name) const {

@@ -74,6 +74,20 @@ struct S3Settings {
   static Result<S3Settings> from_environment(const Lookup& env = {});
 };
 
+/// Settings for the configuration's `options` (endpoint and CA bundle when given) over what
+/// S3Settings::from_environment finds: how open_store_any opens an s3:// store, and how any
+/// other object of S3 is fetched.
+Result<S3Settings> s3_settings_for(const StoreOptions& options);
+
+/// An object named "s3://bucket/key" (a package a runtime_env names by URL).
+struct S3ObjectUrl {
+  std::string bucket;
+  std::string key;  ///< not empty, no leading '/'
+
+  /// kInvalidArgument unless `url` is s3://<bucket>/<key>.
+  static Result<S3ObjectUrl> parse(std::string_view url);
+};
+
 /// Blobs as objects `<prefix>/<first two hex digits>/<64 hex digits>` in a bucket (the layout
 /// of LocalStore), each stored as blob_codec encodes it: zstd where that pays. Every read is
 /// verified against its digest.
@@ -108,6 +122,15 @@ class S3Store final : public BlobStore {
   Result<void> list(const std::function<void(const Digest&, uint64_t)>& fn) override;
   unsigned parallel_reads() const override { return settings_.parallel_requests; }
 
+  /// Downloads the object `key` of this store's bucket (a whole key, not one under the blob
+  /// prefix; the bytes as stored, not blob-decoded) into the file `dest`, streamed, each request
+  /// retried as the store's are. Returns its size. Errors name "s3://<bucket>/<key>":
+  /// kNotFound "...: not found (HTTP 404)" for no such object, kInvalidArgument for no such
+  /// bucket or a refusal, kTooLarge past `max_bytes`, kUnavailable once the attempts ran out.
+  /// `dest` is removed on error.
+  Result<uint64_t> get_object_to_file(std::string_view key, const fs::path& dest,
+                                      uint64_t max_bytes) const;
+
   /// Records are objects "<prefix>/records/<name>", stored as is; create_record is a PUT with
   /// `If-None-Match: *` (S3's conditional write: 412 if the object exists).
   Result<void> create_record(std::string_view name, std::string_view data) override;
@@ -128,7 +151,7 @@ class S3Store final : public BlobStore {
   std::string http_url(std::string_view key, std::string_view query) const;
   /// One signed request, retried as `settings_` says (http_send). Errors only when no answer
   /// came (or only retryable ones did); any other HTTP status is the caller's to judge.
-  Result<HttpResponse> send(const Request& request) const;
+  Result<HttpResponse> send(const Request& request, BodySink* sink = nullptr) const;
   /// The error for a failed (non-2xx) answer, with S3's own code and message where it sent one.
   Error failure(const Request& request, const HttpResponse& response) const;
   Result<bool> exists(const Digest& digest) const;

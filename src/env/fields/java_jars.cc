@@ -6,6 +6,7 @@
 #include "env/fields/fields.h"
 #include "env/fields/packing.h"
 #include "env/node_cache.h"
+#include "env/remote_url.h"
 
 namespace rtenv::env {
 
@@ -38,11 +39,14 @@ Result<std::string> resolve(const PathPacker& packer, const std::string& field,
   }
   if (spec::is_uri(value)) {
     std::string scheme = value.substr(0, value.find("://"));
-    if ((scheme != "http" && scheme != "https" && scheme != "file") || !value.ends_with(".zip")) {
+    auto url = RemoteUrl::parse(value);
+    if (!url) return url.error().with_context("runtime_env." + field);
+    if (!is_fetchable_scheme(scheme) || !url->file_name().ends_with(".zip")) {
       return make_error(ErrorCode::kUnsupported,
                         "runtime_env.{}: not supported yet: {} ({}); use a local path, an "
-                        "http(s):// or file:// .zip of jars, or an rtenv package URI",
-                        field, value.ends_with(".jar") ? "jar URLs" : scheme + " URIs", value);
+                        "http(s)://, s3:// or file:// .zip of jars, or an rtenv package URI",
+                        field, url->file_name().ends_with(".jar") ? "jar URLs" : scheme + " URIs",
+                        url->shown());
     }
     RTENV_ASSIGN_OR_RETURN(auto uri, packer.pack_zip(field, value, /*remote=*/false));
     return uri.str();

@@ -6,7 +6,9 @@
 #include "env/fields/fields.h"
 #include "env/fields/packing.h"
 #include "env/node_cache.h"
+#include "env/remote_url.h"
 #include "util/fs.h"
+#include "util/redact.h"
 
 namespace rtenv::env {
 
@@ -31,17 +33,18 @@ struct Packer {
     }
     if (spec::is_uri(value)) {
       std::string scheme = value.substr(0, value.find("://"));
-      if (scheme != "http" && scheme != "https" && scheme != "file") {
+      if (!is_fetchable_scheme(scheme)) {
         return make_error(ErrorCode::kUnsupported,
                           "runtime_env.{}: not supported yet: {} URIs ({}); use a local path, "
-                          "an http(s):// or file:// .zip, or an rtenv package URI",
-                          field, scheme, value);
+                          "an http(s)://, s3:// or file:// URL, or an rtenv package URI",
+                          field, scheme, redact_url_credentials(value));
       }
-      if (value.ends_with(".whl")) {
-        return make_error(ErrorCode::kUnsupported,
-                          "runtime_env.{}: not supported yet: wheel URLs ({}); download the wheel "
-                          "and give its local path",
-                          field, value);
+      auto url = RemoteUrl::parse(value);
+      if (!url) return url.error().with_context("runtime_env." + field);
+      if (module && url->file_name().ends_with(".whl")) {
+        // Fetched once, then a wheel like a local one: every node gets it from the store.
+        RTENV_ASSIGN_OR_RETURN(FileUri wheel, packer.pack_remote_file(field, value, ".whl"));
+        return wheel.str();
       }
       RTENV_ASSIGN_OR_RETURN(auto uri, packer.pack_zip(field, value, /*remote=*/true));
       return uri.str();

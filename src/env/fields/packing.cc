@@ -2,7 +2,12 @@
 
 #include <fmt/format.h>
 
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
 #include "env/fields/fields.h"
+#include "env/remote_url.h"
 #include "pack/packer.h"
 #include "util/fs.h"
 
@@ -19,6 +24,89 @@ std::string short_uri(const pack::PackageUri& uri) {
 bool is_zip_or_remote(const std::string& value) {
   if (pack::PackageUri::is_package_uri(value)) return false;
   return spec::is_uri(value) || value.ends_with(".zip");
+}
+
+bool is_fetchable_scheme(std::string_view scheme) {
+  return scheme == "http" || scheme == "https" || scheme == "s3" || scheme == "file";
+}
+
+namespace {
+
+// A wheel or a jar is a zip archive: a server's error page saved under its name is not.
+Result<void> check_is_zip(const fs::path& path, const std::string& shown) {
+  char magic[4] = {};
+  FILE* f = std::fopen(path.c_str(), "rb");
+  size_t n = f ? std::fread(magic, 1, sizeof magic, f) : 0;
+  if (f) std::fclose(f);
+  if (n != sizeof magic || std::string_view(magic, 4) != std::string_view("PK\x03\x04", 4)) {
+    return make_error(ErrorCode::kCorrupt, "{}: the file fetched is not a zip archive", shown);
+  }
+  return ok_result();
+}
+
+std::string url_record(const std::string& url) { return "urls/" + Digest::of(url).hex(); }
+
+}  // namespace
+
+Result<FileUri> PathPacker::pack_remote_file(const std::string& field, const std::string& text,
+                                             std::string_view suffix) const {
+  const PrepareContext& ctx = ctx_;
+  std::string where = "runtime_env." + field;
+  auto url = RemoteUrl::parse(text);
+  if (!url) return url.error().with_context(where);
+  std::string name = url->file_name();
+  if (!name.ends_with(suffix) || name.size() == suffix.size()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "{}: {}: the URL's path must end in a file name ending in {}", where,
+                      url->shown(), suffix);
+  }
+  if (!ctx.options.fetch) {
+    return make_error(ErrorCode::kUnsupported, "{}: this rtenv binary cannot fetch URLs ({})",
+                      where, url->shown());
+  }
+  bool remote = url->scheme != "file";
+  // Fetched before, by this machine or another using the store: the package is still there.
+  std::string record = url_record(text);
+  if (remote) {
+    if (auto known = ctx.store.get_record(record)) {
+      auto uri = nlohmann::json::parse(*known, nullptr, false).value("uri", std::string());
+      auto file = FileUri::parse(uri, suffix);
+      if (file && file->file == name) {
+        RTENV_ASSIGN_OR_RETURN(auto missing, ctx.store.missing({file->package.root()}));
+        if (!missing.front()) {
+          report(fmt::format("{} {}: fetched before, as {}", field, url->shown(), uri));
+          return *file;
+        }
+      }
+    } else if (known.error().code() != ErrorCode::kNotFound) {
+      return known.error().with_context(where);
+    }
+  }
+  fs::path staging = ctx.home.tmp() / unique_name("fetch");
+  std::error_code ec;
+  fs::create_directories(staging, ec);
+  if (ec) {
+    return make_error(ErrorCode::kIo, "{}: cannot create {}: {}", where, staging.string(),
+                      ec.message());
+  }
+  auto packed = [&]() -> Result<FileUri> {
+    auto file = ctx.options.fetch(text, staging / name);
+    if (!file) return file.error().with_context(where);
+    if (auto zip = check_is_zip(*file, url->shown()); !zip) return zip.error().with_context(where);
+    // pack() names the field in its errors.
+    RTENV_ASSIGN_OR_RETURN(auto uri, pack(field, *file, std::nullopt, /*use_index=*/!remote));
+    return FileUri{uri, file->filename().string()};
+  }();
+  (void)remove_tree(staging);
+  if (!packed) return packed.error();
+  if (remote) {
+    nlohmann::json value = {{"uri", packed->str()}, {"url", url->shown()}};
+    if (auto r = ctx.store.put_record(record, value.dump()); !r) {
+      report(fmt::format("warning: {}: cannot remember that {} was fetched: {}", field,
+                         url->shown(), r.error().message()));
+    }
+  }
+  return packed;
 }
 
 void PathPacker::report(const std::string& line) const {

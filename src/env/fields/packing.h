@@ -22,8 +22,12 @@ struct FileUri {
   static Result<FileUri> parse(std::string_view uri, std::string_view suffix);
 };
 
-/// True if a path value needs zip support to be packed: a local .zip or a remote URI (zips).
+/// True if a path value needs zip or network support to be packed: a local .zip or a remote URI
+/// (a zip or a wheel to fetch).
 bool is_zip_or_remote(const std::string& value);
+
+/// True for the URL schemes setup fetches (UploadOptions::fetch): http, https, s3, file.
+bool is_fetchable_scheme(std::string_view scheme);
 
 /// Packs one field's local paths into the store, with the env's `excludes`, reporting what it
 /// read and uploaded through the context's options.
@@ -35,7 +39,17 @@ class PathPacker {
   /// keeps a file index so unchanged files are not read again. Errors name the field.
   Result<pack::PackageUri> pack(const std::string& field, const fs::path& path,
                                 std::optional<std::string> wrap, bool use_index) const;
-  /// Unpacks a .zip (a local path, or a file://, http:// or https:// URL) into a staging
+  /// Fetches the file `url` names (a wheel) and packs it as a one-file package holding it under
+  /// the URL's file name, which must end in `suffix`. Remote URLs are fetched once per store: a
+  /// record "urls/<SHA-256 of the URL>" in the store remembers the package, and later calls
+  /// (from any machine using the store) whose package is still there fetch nothing. A URL's
+  /// content is taken never to change, as Ray takes remote URIs: a new version needs a new URL
+  /// (or a new #sha256= fragment). file:// URLs are packed in place each time, like local paths.
+  /// kUnsupported in a binary without network support; errors name the field and the URL
+  /// (credentials hidden).
+  Result<FileUri> pack_remote_file(const std::string& field, const std::string& url,
+                                   std::string_view suffix) const;
+  /// Unpacks a .zip (a local path, or a URL UploadOptions::fetch takes) into a staging
   /// directory and packs that; for a `remote` working_dir zip, a single top-level directory is
   /// stripped. kUnsupported in a binary without zip support.
   Result<pack::PackageUri> pack_zip(const std::string& field, const std::string& source,

@@ -26,6 +26,7 @@
 
 #include "store/blob_codec.h"
 #include "testing/temp_dir.h"
+#include "util/fs.h"
 #include "util/parallel.h"
 #include "util/process.h"
 
@@ -473,6 +474,36 @@ TEST(S3StoreNamesTest, OpenStoreAnyDispatchesOnTheScheme) {
   EXPECT_EQ(open_store_any("gs://bucket").error().code(), ErrorCode::kUnsupported);
 }
 
+TEST(S3StoreNamesTest, ObjectUrls) {
+  auto o = S3ObjectUrl::parse("s3://bucket/wheels/x-1.0-py3-none-any.whl");
+  ASSERT_TRUE(o.ok()) << o.error().message();
+  EXPECT_EQ(o->bucket, "bucket");
+  EXPECT_EQ(o->key, "wheels/x-1.0-py3-none-any.whl");
+  for (const char* bad : {"s3://bucket", "s3://bucket/", "s3:///key", "https://h/x.whl", "s3:/"}) {
+    auto r = S3ObjectUrl::parse(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument) << bad;
+  }
+}
+
+TEST(S3StoreNamesTest, SettingsForOptionsOverTheEnvironment) {
+  ::setenv("AWS_ACCESS_KEY_ID", "id", 1);
+  ::setenv("AWS_SECRET_ACCESS_KEY", "secret", 1);
+  ::setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:1", 1);
+  auto plain = s3_settings_for({});
+  ASSERT_TRUE(plain.ok()) << plain.error().message();
+  EXPECT_EQ(plain->endpoint, "http://127.0.0.1:1");
+  StoreOptions options;
+  options.s3_endpoint = "http://127.0.0.1:2";
+  options.ca_bundle = "/etc/ca.pem";
+  auto given = s3_settings_for(options);
+  ASSERT_TRUE(given.ok());
+  EXPECT_EQ(given->endpoint, "http://127.0.0.1:2");
+  EXPECT_EQ(given->ca_bundle, "/etc/ca.pem");
+  EXPECT_EQ(given->credentials.access_key_id, "id");
+  ::unsetenv("AWS_ENDPOINT_URL_S3");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Against moto_server.
 
@@ -682,6 +713,43 @@ TEST_F(S3StoreTest, GetToFileWritesTheModeAndNeverReplaces) {
   size_t entries = 0;
   for ([[maybe_unused]] auto& e : fs::directory_iterator(tmp.path())) ++entries;
   EXPECT_EQ(entries, 3u) << "no temp file left behind";
+}
+
+TEST_F(S3StoreTest, GetObjectToFileStreamsAnyObjectOfTheBucket) {
+  // An object that is not a blob (a wheel someone uploaded), larger than one chunk of libcurl's.
+  std::string data = noise(3 << 20, 7);
+  std::string key = "wheels/demo-1.0-py3-none-any.whl";
+  RawKey raw;
+  ASSERT_EQ(raw_request("PUT", server_->endpoint() + "/" + bucket_ + "/" + key, data, &raw).status,
+            200);
+  auto bucket = S3Store::open("s3://" + bucket_);
+  ASSERT_TRUE(bucket.ok()) << bucket.error().message();
+  testing::TempDir tmp;
+  auto size = (*bucket)->get_object_to_file(key, tmp / "w.whl", data.size());
+  ASSERT_TRUE(size.ok()) << size.error().message();
+  EXPECT_EQ(*size, data.size());
+  EXPECT_EQ(*read_file(tmp / "w.whl"), data);
+
+  // Over the limit: refused while streaming, nothing left.
+  auto big = (*bucket)->get_object_to_file(key, tmp / "big.whl", data.size() - 1);
+  ASSERT_FALSE(big.ok());
+  EXPECT_EQ(big.error().code(), ErrorCode::kTooLarge);
+  EXPECT_NE(big.error().message().find("s3://" + bucket_ + "/" + key), std::string::npos)
+      << big.error().message();
+  EXPECT_FALSE(fs::exists(tmp / "big.whl"));
+
+  auto absent = (*bucket)->get_object_to_file("wheels/none.whl", tmp / "none.whl", 100);
+  ASSERT_FALSE(absent.ok());
+  EXPECT_EQ(absent.error().code(), ErrorCode::kNotFound);
+  EXPECT_EQ(absent.error().message(), "s3://" + bucket_ + "/wheels/none.whl: not found (HTTP 404)");
+  EXPECT_FALSE(fs::exists(tmp / "none.whl"));
+
+  auto no_bucket = std::move(S3Store::open("s3://no-such-bucket-here")).value();
+  auto gone = no_bucket->get_object_to_file(key, tmp / "g.whl", 100);
+  ASSERT_FALSE(gone.ok());
+  EXPECT_EQ(gone.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(gone.error().message().find("does not exist"), std::string::npos)
+      << gone.error().message();
 }
 
 TEST_F(S3StoreTest, RemoveAndList) {
@@ -962,6 +1030,25 @@ TEST(S3StoreRetryTest, ServerErrorsAreRetriedAndRefusalsAreNot) {
     ASSERT_FALSE(m.ok());
     EXPECT_NE(m.error().message().find("AccessDenied"), std::string::npos) << m.error().message();
   }
+}
+
+TEST(S3StoreRetryTest, AnObjectGetIsRetriedAndLeavesNoFile) {
+  auto settings = test_settings();
+  settings.max_attempts = 3;
+  settings.initial_backoff = 5ms;
+  settings.max_backoff = 20ms;
+  ScriptedServer busy(503, "<Error><Code>SlowDown</Code><Message>Later.</Message></Error>");
+  settings.endpoint = busy.endpoint();
+  auto bucket = std::move(S3Store::open("s3://bucket", settings)).value();
+  testing::TempDir tmp;
+  auto got = bucket->get_object_to_file("a/x.whl", tmp / "x.whl", 1 << 20);
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.error().code(), ErrorCode::kUnavailable);
+  EXPECT_NE(got.error().message().find("gave up after 3 attempts"), std::string::npos)
+      << got.error().message();
+  EXPECT_EQ(busy.requests(), 3);
+  EXPECT_TRUE(busy.last_request().starts_with("GET /bucket/a/x.whl ")) << busy.last_request();
+  EXPECT_FALSE(fs::exists(tmp / "x.whl"));
 }
 
 TEST(S3StoreRetryTest, APutIsOneConditionalRequest) {
