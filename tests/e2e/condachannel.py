@@ -287,8 +287,9 @@ def hello():
 
 
 def standard_channel(root: Path, with_python: bool = False,
-                     python_cache: Path | None = None) -> Path:
-    """Build the channel the conda tests use under `root` and return `root`:
+                     python_cache: Path | None = None, extra: list[Pkg] = ()) -> Path:
+    """Build the channel the conda tests use under `root`, with the packages `extra` beside the
+    standard ones, and return `root`:
 
     - `liba` 1.0 and 2.0: `share/liba/VERSION` holds the version (no newline).
     - `libb` 1.0 (depends on `liba`): `bin/libb` prints "libb uses liba <VERSION>", reading
@@ -312,7 +313,7 @@ def standard_channel(root: Path, with_python: bool = False,
         pkgs.append(python_pkg(python_cache))
         pkgs.append(noarch_python_pkg("greet", "1.0", _GREET_SOURCE.format(version="1.0"),
                                       entry_points=["greet = greet:hello"]))
-    return build_channel(root, pkgs)
+    return build_channel(root, pkgs + list(extra))
 
 
 def bench_pkgs(count: int = 5, size: int = 256 * 1024, files_per_pkg: int = 8) -> list[Pkg]:

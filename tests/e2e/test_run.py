@@ -277,7 +277,6 @@ def test_missing_local_working_dir_names_path(rtenv, tmp_path):
 @pytest.mark.parametrize(
     "field,value",
     [
-        ("conda", {"dependencies": ["python"]}),
         ("image_uri", "docker.io/library/python:3.11"),
         ("container", {"image": "python:3.11"}),
     ],

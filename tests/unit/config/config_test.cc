@@ -222,11 +222,13 @@ TEST_F(ConfigTest, PluginsAreValidatedAndTheVariableReplacesTheFileList) {
 }
 
 TEST_F(ConfigTest, KindLimitsKnowTheKinds) {
-  write_config(R"({"kind_limits": {"package": "1G", "python": 1000, "plugin:hello": "5M"},
+  write_config(R"({"kind_limits": {"package": "1G", "python": 1000, "conda": "2K",
+                                   "plugin:hello": "5M"},
                    "plugins": [{"field": "hello", "exec": "/bin/hello"}]})");
   auto c = load();
   ASSERT_TRUE(c) << c.error().message();
   EXPECT_EQ(c->kind_limits().at("python"), 1000u);
+  EXPECT_EQ(c->kind_limits().at("conda"), 2048u);
   EXPECT_EQ(c->kind_limits().at("plugin:hello"), uint64_t{5} << 20);
 
   write_config(R"({"kind_limits": {"pakage": "1G"}})");
