@@ -18,7 +18,6 @@ import json
 import os
 import sys
 import urllib.parse
-import urllib.request
 
 
 def reply(obj, status=0):
@@ -90,7 +89,7 @@ def check_local_packages(records):
         url = urllib.parse.urlparse(r.url)
         if url.scheme != "file" or r.sha256 is None:
             continue
-        path = urllib.request.url2pathname(url.path)
+        path = urllib.parse.unquote(url.path)
         try:
             got = sha256_of(path)
         except OSError as e:
