@@ -20,19 +20,21 @@ the next:
          the interpreter's shutdown).
   rtenv cold
          a fresh RTENV_HOME (and $HOME), RTENV_PYTHON=the peer's interpreter: `rtenv run -e SPEC
-         -- true` solves the env into a lock (a helper process on the submitting side), starts the
-         node agent on demand, which installs the lock (a second helper process) and activates
-         the env. Then, in that RTENV_HOME:
+         -- true` starts the node agent on demand and has it solve the env into a lock (the
+         agent's conda helper process, started then), then install the lock with the same
+         helper and activate the env. Then, in that RTENV_HOME:
          cache hit  the same run again (env installed), alternated with `true` alone.
   rtenv cold env, node up
          one RTENV_HOME for all repetitions whose agent was started (`rtenv agent`, not timed)
          before the first one and stays up, with one untimed run first (so the interpreter is
-         known, as on any node after its first env); before each timed run, conda/envs,
+         known and the agent's conda helper started, as on any node after its first conda env;
+         an idle helper leaves after 5 minutes); before each timed run, conda/envs,
          conda/pkgs, conda/repodata and locks/ are emptied: no lock, no env, no cached package or
          repodata, as a node that is up meets an env it has never seen.
   helper steps (not a row of the comparison: where rtenv's time goes)
-         rtenv's conda helper (src/env/fields/conda_helper.py) run directly as rtenv runs it,
-         `python -c HELPER solve` then `python -c HELPER install`, with fresh caches;
+         rtenv's conda helper (src/env/fields/conda_helper.py) run directly, a fresh process for
+         one `solve` request and another for one `install` (what a node's first conda env pays
+         for the helper's start), with fresh caches;
          `python -c pass`, and `python -c "import rattler"` (with the helper's other imports);
          and the peer's code timing its import, solve and install from inside.
 
@@ -207,14 +209,18 @@ class Direct:
             f"{self.s.data['py.import.wall'][-1]:.0f} ms")
 
     def helper_call(self, verb: str, req: dict, env: dict) -> Sample:
-        cmd = [self.py, "-c", self.helper, verb]
+        """One request to a fresh helper (its start and imports included), as rtenv's first
+        request in a process pays them: the request line on stdin, then end of input."""
+        cmd = [self.py, "-c", self.helper, "60"]
         cpu0 = children_cpu_ms()
         t0 = time.perf_counter()
-        p = subprocess.run(cmd, env=env, input=json.dumps(req), capture_output=True, text=True)
+        p = subprocess.run(cmd, env=env, input=json.dumps({"verb": verb, "request": req}) + "\n",
+                           capture_output=True, text=True)
         wall = (time.perf_counter() - t0) * 1000
         cpu = children_cpu_ms() - cpu0
-        if p.returncode != 0:
-            raise RunFailed(f"helper {verb}", ["python", "-c", "<conda_helper.py>", verb],
+        answer = p.stdout.splitlines()[0] if p.stdout else ""
+        if p.returncode != 0 or not answer or "error" in json.loads(answer):
+            raise RunFailed(f"helper {verb}", ["python", "-c", "<conda_helper.py>", "60"],
                             p.returncode, p.stdout, p.stderr)
         return Sample(wall, cpu)
 
@@ -451,10 +457,10 @@ def render(args, s: Samples, m: dict, load: dict, measured_rtenv: bool, channel:
             if s.has(f"split.{step}.wall"):
                 L.append(f"| in one process (the peer's code, timed inside): {what} | "
                          f"{s.cell(f'split.{step}.wall')} | | |")
-        row("helper `solve` (`python -c conda_helper.py solve`)", "helper.solve",
-            "start + import + solve + write the lock; rtenv runs it in `rtenv run`")
-        row("helper `install` (`python -c conda_helper.py install`)", "helper.install",
-            "start + import + read the lock + sha256 of the packages + install; in the agent")
+        row("a fresh helper's `solve` (`python -c conda_helper.py`, one request)", "helper.solve",
+            "start + import + solve + write the lock: what the agent's first conda env pays")
+        row("a fresh helper's `install`", "helper.install",
+            "start + import + read the lock + sha256 of the packages + install")
         for key, what in (("cold", "rtenv cold"), ("up", "rtenv cold env, node up")):
             if s.has(f"{key}.agent.install"):
                 v = s.data[f"{key}.agent.install"]
@@ -463,11 +469,11 @@ def render(args, s: Samples, m: dict, load: dict, measured_rtenv: bool, channel:
                          f"helper + activation + sizing |")
         if s.has("up.agent.install") and s.has("up.wall"):
             up = s.med("up.wall")
-            solve = s.med("helper.solve.wall")
             inst = statistics.median(s.data["up.agent.install"])
-            L.append(f"| rtenv cold env, node up, minus helper `solve` and the agent's `install "
-                     f"conda` phase (medians) | {up - solve - inst:.0f} | | rtenv's own work: "
-                     f"the front, its exec of rtenv-full, the agent call, the command |")
+            L.append(f"| rtenv cold env, node up, minus the agent's `install conda` phase "
+                     f"(medians) | {up - inst:.0f} | | the solve in the agent's warm helper, and "
+                     f"rtenv's own work: the front, its exec of rtenv-full, the agent calls, "
+                     f"the command |")
         L.append("")
 
     def verdict(ok: bool) -> str:

@@ -405,6 +405,27 @@ void Agent::forget_holder_locked(const std::string& env_id, const std::string& h
   }
 }
 
+Result<std::string> Agent::prepare_field(const std::string& field,
+                                         const std::string& serialized_env) {
+  const env::Field* f = registry_->find(field);
+  if (!f || !f->prepares_in_agent()) {
+    return make_error(ErrorCode::kInvalidArgument,
+                      "the agent prepares only fields whose helpers it keeps warm, not '{}'",
+                      printable_line(field));
+  }
+  spec::ParseOptions po;
+  po.level = spec::Level::kTask;  // no local paths: those are the client's to pack
+  RTENV_ASSIGN_OR_RETURN(RuntimeEnv env, RuntimeEnv::from_json_text(serialized_env, po));
+  const spec::Json& j = env.to_json();
+  if (!j.contains(field)) {
+    return make_error(ErrorCode::kInvalidArgument, "the env has no '{}' to prepare", field);
+  }
+  env::UploadOptions options;
+  env::PrepareContext ctx{home_, *store_, options, env};
+  RTENV_ASSIGN_OR_RETURN(spec::Json value, f->prepare(j[field], ctx));
+  return value.dump();
+}
+
 Result<uint32_t> Agent::release_holder(const std::string& holder) {
   note_activity();
   std::lock_guard lock(mu_);

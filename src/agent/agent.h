@@ -99,6 +99,10 @@ class Agent {
   Result<bool> release(const std::string& serialized_env, const std::string& holder);
   /// Gives every reference of `holder` back; returns how many.
   Result<uint32_t> release_holder(const std::string& holder);
+  /// `field`'s value in `serialized_env` prepared here, for a client on this node: only for
+  /// fields that ask for it (Field::prepares_in_agent: their helper stays warm in the agent);
+  /// kInvalidArgument for any other. Returns the prepared value as JSON.
+  Result<std::string> prepare_field(const std::string& field, const std::string& serialized_env);
 
   struct Info {
     std::vector<EnvRow> envs;

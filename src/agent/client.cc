@@ -262,6 +262,22 @@ Result<bool> AgentClient::release(const std::string& serialized_env, const std::
   return reply.released();
 }
 
+Result<std::string> AgentClient::prepare_field(const std::string& field,
+                                               const std::string& serialized_env) {
+  pb::PrepareFieldRequest req;
+  req.set_field(field);
+  req.set_serialized_runtime_env(serialized_env);
+  pb::PrepareFieldReply reply;
+  grpc::ClientContext ctx;  // bounded by the env's setup timeout, which the agent applies
+  grpc::Status s = impl_->stub->PrepareField(&ctx, req, &reply);
+  if (!s.ok()) return unreachable(s);
+  if (!reply.ok()) {
+    return Error(error_code_from_proto(reply.error_code(), ErrorCode::kInvalidArgument),
+                 reply.error_message());
+  }
+  return reply.value();
+}
+
 Result<uint32_t> AgentClient::release_holder(const std::string& holder) {
   pb::ReleaseHolderRequest req;
   req.set_holder(holder);

@@ -60,6 +60,9 @@ class AgentClient {
                                      const std::function<void(const std::string&)>& progress);
   Result<bool> release(const std::string& serialized_env, const std::string& holder);
   Result<uint32_t> release_holder(const std::string& holder);
+  /// The value of `field` prepared by the agent (Field::prepares_in_agent), from an env holding
+  /// that field and the env's config; the field's own errors as they are.
+  Result<std::string> prepare_field(const std::string& field, const std::string& serialized_env);
   Result<v1::GetRuntimeEnvsInfoReply> info();
   Result<v1::GarbageCollectReply> gc(bool dry_run);
   /// An empty round trip (for measuring the RPC itself).

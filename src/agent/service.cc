@@ -106,6 +106,20 @@ class Service final : public pb::RuntimeEnvAgent::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status PrepareField(grpc::ServerContext* ctx, const pb::PrepareFieldRequest* req,
+                            pb::PrepareFieldReply* reply) override {
+    if (auto s = authorize(ctx); !s.ok()) return s;
+    auto r = agent_.prepare_field(req->field(), req->serialized_runtime_env());
+    reply->set_ok(r.ok());
+    if (r) {
+      reply->set_value(*r);
+    } else {
+      reply->set_error_message(r.error().message());
+      reply->set_error_code(static_cast<pb::ErrorCode>(to_proto(r.error().code())));
+    }
+    return grpc::Status::OK;
+  }
+
   grpc::Status ReleaseHolder(grpc::ServerContext* ctx, const pb::ReleaseHolderRequest* req,
                              pb::ReleaseHolderReply* reply) override {
     if (auto s = authorize(ctx); !s.ok()) return s;

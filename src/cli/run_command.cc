@@ -198,9 +198,61 @@ int run_command(const RunArgs& args) {
   };
 #ifndef RTENV_FRONT
   env::add_remote_sources(*home, &upload);
+  std::unique_ptr<agent::AgentClient> agent_client;
+  std::optional<Error> agent_unavailable;
+  // The node's agent, connected (and started) once, when this run first needs it.
+  auto connect_agent = [&]() -> bool {
+    if (agent_client) return true;
+    if (agent_unavailable) return false;
+    agent::ConnectOptions connect;
+    connect.note = say;
+    auto client = agent::AgentClient::connect(*home, connect);
+    if (!client) {
+      agent_unavailable = client.error();
+      say("the agent is not available (" + client.error().message() + "); setting up here");
+      return false;
+    }
+    agent_client = std::move(client).value();
+    return true;
+  };
+#else
+  const void* agent_client = nullptr;
+  bool prepare_handed_over = false;
 #endif
+  // A field whose helper the agent keeps warm (conda's solver) is prepared there.
+  if (agent_wanted) {
+    upload.prepare_in_agent = [&](const std::string& field, const spec::Json& value,
+                                  const spec::RuntimeEnv& whole) -> Result<spec::Json> {
+#ifdef RTENV_FRONT
+      (void)field, (void)value, (void)whole;
+      prepare_handed_over = true;  // the agent is reached over gRPC, which only rtenv-full loads
+      return Error(ErrorCode::kUnavailable, "handed to rtenv-full");
+#else
+      spec::Json part = {{field, value}};
+      if (whole.to_json().contains("config")) part["config"] = whole.to_json()["config"];
+      if (!connect_agent()) {
+        env::UploadOptions here = upload;
+        here.prepare_in_agent = nullptr;
+        return (*registry)->find(field)->prepare(value, {*home, **store, here, whole});
+      }
+      progress.show("rtenv: resolving " + field + " (in the agent)");
+      RTENV_ASSIGN_OR_RETURN(std::string text, agent_client->prepare_field(field, part.dump()));
+      spec::Json prepared = spec::Json::parse(text, nullptr, false);
+      if (prepared.is_discarded()) {
+        return make_error(ErrorCode::kCorrupt, "the agent's prepared {} is not JSON", field);
+      }
+      return prepared;
+#endif
+    };
+  }
   auto resolved = env::upload_local(env, *home, **store, **registry, upload);
   progress.clear();
+#ifdef RTENV_FRONT
+  if (prepare_handed_over) {
+    ::setenv(kPackReported, "1", 1);
+    return exec_full();
+  }
+#endif
   if (!resolved) {
     return fail(kExitSetup, "setup failed: " + resolved.error().message());
   }
@@ -214,30 +266,19 @@ int run_command(const RunArgs& args) {
   // installs it itself.
   bool all_ready = true;
   for (const auto& r : planned->resources) all_ready &= cache.is_ready(r);
-#ifndef RTENV_FRONT
-  std::unique_ptr<agent::AgentClient> agent_client;
-#else
-  const void* agent_client = nullptr;
-#endif
   std::string holder, serialized = resolved->canonical();
   if (!all_ready && agent_wanted) {
 #ifdef RTENV_FRONT
     ::setenv(kPackReported, "1", 1);
     return exec_full();  // the agent is reached over gRPC, which only rtenv-full loads
 #else
-    agent::ConnectOptions connect;
-    connect.note = say;
-    auto client = agent::AgentClient::connect(*home, connect);
-    if (!client) {
-      say("the agent is not available (" + client.error().message() + "); setting up here");
-    } else {
+    if (connect_agent()) {
       holder = agent::process_holder(::getpid());
-      auto created = (*client)->get_or_create(
+      auto created = agent_client->get_or_create(
           serialized, "", holder, [&](const std::string& m) { progress.show("rtenv: " + m); });
       progress.clear();
       if (!created) return fail(kExitSetup, "setup failed: " + created.error().message());
       for (const auto& t : created->timings) say(fmt::format("{} ({:.1f} ms)", t.phase, t.ms));
-      agent_client = std::move(client).value();
     }
 #endif
   }
@@ -255,6 +296,9 @@ int run_command(const RunArgs& args) {
                     : agent_client ? "installed by the agent"
                                    : "installed by this process"));
   }
+
+  // Helpers this process started while setting up (conda's) do not wait out the command.
+  env::Registry::stop_helpers();
 
   // Signals arriving from now on go to the command. They stay blocked until the command's pid
   // is known (spawn unblocks them), so none is lost while it starts.
@@ -286,7 +330,7 @@ int run_command(const RunArgs& args) {
 
   size_t restored = active->release();
 #ifndef RTENV_FRONT
-  if (agent_client) (void)agent_client->release(serialized, holder);
+  if (agent_client && !holder.empty()) (void)agent_client->release(serialized, holder);
 #endif
   if (restored) say(fmt::format("restored {} package(s) the command had changed", restored));
   if (WIFEXITED(status)) return WEXITSTATUS(status);

@@ -46,6 +46,12 @@ struct UploadOptions {
   bool refresh_lock = false;
   /// Called once just before a resolver starts (the slow path), e.g. to start the agent.
   std::function<void()> before_resolving;
+  /// Prepares a field's value (one with Field::prepares_in_agent) in the node's agent, whose
+  /// helper stays warm between envs; `env` is the env the value is part of. Set by commands that
+  /// use the agent anyway; unset, such fields prepare in this process.
+  std::function<Result<spec::Json>(const std::string& field, const spec::Json& value,
+                                   const spec::RuntimeEnv& env)>
+      prepare_in_agent;
 };
 
 /// What a field's prepare step may use.
@@ -74,6 +80,9 @@ class Field {
   /// True if preparing `value` needs UploadOptions::unpack_zip or ::fetch (a .zip, or any URL to
   /// download): the lean binary hands such envs to the one that has archive and network support.
   virtual bool needs_zip_support(const spec::Json& value) const;
+  /// True if prepare()'s slow path runs a helper program worth keeping warm in the node's agent
+  /// (conda's solver): it then hands that path to UploadOptions::prepare_in_agent when set.
+  virtual bool prepares_in_agent() const { return false; }
   /// Submitting side: the value made node-independent (local paths packed into the store,
   /// package lists locked). The default keeps it as is.
   virtual Result<spec::Json> prepare(const spec::Json& value, const PrepareContext& ctx) const;

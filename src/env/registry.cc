@@ -65,6 +65,8 @@ Result<std::shared_ptr<const Registry>> Registry::standard(const Home& home) {
   return make(std::move(plugins));
 }
 
+void Registry::stop_helpers() { fields::stop_helpers(); }
+
 const Field* Registry::find(std::string_view name) const {
   for (const auto& f : fields_) {
     if (f->name() == name) return f.get();

@@ -28,6 +28,11 @@ class Registry {
   const std::vector<std::shared_ptr<const Field>>& fields() const { return fields_; }
   const std::vector<PluginSpec>& plugins() const { return plugins_; }
 
+  /// Stops the helper programs fields keep running between requests in this process (conda's
+  /// solver and installer, which leave by themselves only after minutes idle): a command's own
+  /// process calls it before it starts the command.
+  static void stop_helpers();
+
  private:
   std::vector<std::shared_ptr<const Field>> fields_;
   std::vector<PluginSpec> plugins_;

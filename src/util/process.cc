@@ -97,7 +97,17 @@ std::optional<fs::path> find_program(const std::string& name,
   }
 }
 
-Result<ProcessOutcome> run_process(const ProcessSpec& spec) {
+namespace {
+
+// A started process and our ends of its pipes.
+struct Spawned {
+  fs::path program;
+  pid_t pid = -1;
+  UniqueFd in_w, out_r, err_r;
+};
+
+// Starts `spec` in its own process group with pipes on fds 0-2 (and spec.inherit_fd as fd 3).
+Result<Spawned> spawn_piped(const ProcessSpec& spec) {
   if (spec.argv.empty()) return Error(ErrorCode::kInvalidArgument, "no program to run");
   auto program = find_program(spec.argv[0]);
   if (!program) {
@@ -145,10 +155,23 @@ Result<ProcessOutcome> run_process(const ProcessSpec& spec) {
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return io_error("cannot start", *program, rc);
-  in_r.reset();
-  out_w.reset();
-  err_w.reset();
-  inherited.reset();
+  Spawned started;
+  started.program = *program;
+  started.pid = pid;
+  started.in_w = std::move(in_w);
+  started.out_r = std::move(out_r);
+  started.err_r = std::move(err_r);
+  return started;
+}
+
+}  // namespace
+
+Result<ProcessOutcome> run_process(const ProcessSpec& spec) {
+  RTENV_ASSIGN_OR_RETURN(Spawned spawned, spawn_piped(spec));
+  const fs::path& program = spawned.program;
+  const pid_t pid = spawned.pid;
+  UniqueFd in_w = std::move(spawned.in_w), out_r = std::move(spawned.out_r),
+           err_r = std::move(spawned.err_r);
 
   ProcessOutcome outcome;
   std::string pending;
@@ -235,7 +258,7 @@ Result<ProcessOutcome> run_process(const ProcessSpec& spec) {
     // The pipes closed; the process is about to exit (or closed them itself: keep the deadline).
     pid_t r = ::waitpid(pid, &status, kill_at >= 0 ? WNOHANG : 0);
     if (r == pid) break;
-    if (r < 0 && errno != EINTR) return io_error("cannot wait for", *program, errno);
+    if (r < 0 && errno != EINTR) return io_error("cannot wait for", program, errno);
     if (r == 0) {
       if (steady_ms() >= kill_at) {
         kill_group();
@@ -249,6 +272,112 @@ Result<ProcessOutcome> run_process(const ProcessSpec& spec) {
   // Whatever the group left running (a daemonized grandchild) goes with the deadline too.
   if (outcome.timed_out) ::kill(-pid, SIGKILL);
   return outcome;
+}
+
+// ---- LineProcess ------------------------------------------------------------------------------
+
+Result<std::unique_ptr<LineProcess>> LineProcess::start(const ProcessSpec& spec) {
+  RTENV_ASSIGN_OR_RETURN(Spawned spawned, spawn_piped(spec));
+  std::unique_ptr<LineProcess> p(new LineProcess());
+  p->program_ = spawned.program;
+  p->pid_ = spawned.pid;
+  p->in_ = std::move(spawned.in_w);
+  p->out_ = std::move(spawned.out_r);
+  p->err_ = std::move(spawned.err_r);
+  return p;
+}
+
+LineProcess::~LineProcess() { stop(); }
+
+void LineProcess::stop() {
+  if (pid_ < 0) return;
+  in_.reset();  // end of input: it leaves by itself
+  int status = 0;
+  for (int i = 0; i < 50; ++i) {
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      break;
+    }
+    ::usleep(2000);
+  }
+  if (pid_ >= 0) {
+    ::kill(-pid_, SIGKILL);
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    pid_ = -1;
+  }
+  out_.reset();
+  err_.reset();
+}
+
+bool LineProcess::alive() {
+  if (pid_ < 0) return false;
+  int status = 0;
+  if (::waitpid(pid_, &status, WNOHANG) != pid_) return true;
+  pid_ = -1;
+  return false;
+}
+
+Result<std::string> LineProcess::call(std::string_view request, int64_t timeout_ms,
+                                      size_t max_answer,
+                                      const std::function<void(std::string_view)>& on_stderr_line) {
+  if (pid_ < 0) return make_error(ErrorCode::kUnavailable, "{} is not running", program_.string());
+  const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
+  std::string err_tail, pending_err;
+  auto gone = [&](const std::string& how) {
+    stop();
+    std::string tail = err_tail.size() > 4096 ? err_tail.substr(err_tail.size() - 4096) : err_tail;
+    return make_error(ErrorCode::kUnavailable, "{} {}{}{}", program_.string(), how,
+                      tail.empty() ? "" : ": ", tail);
+  };
+  std::string line(request);
+  line += '\n';
+  for (size_t off = 0; off < line.size();) {
+    ssize_t put = ::write(in_.get(), line.data() + off, line.size() - off);
+    if (put < 0 && errno == EINTR) continue;
+    if (put <= 0) return gone("exited before it read the request");
+    off += static_cast<size_t>(put);
+  }
+  std::string answer;
+  char buf[65536];
+  while (true) {
+    size_t nl = answer.find('\n');
+    if (nl != std::string::npos) {
+      answer.resize(nl);
+      if (!pending_err.empty() && on_stderr_line) on_stderr_line(pending_err);
+      return answer;
+    }
+    if (answer.size() > max_answer) {
+      stop();
+      return make_error(ErrorCode::kTooLarge, "{} answered more than {} bytes", program_.string(),
+                        max_answer);
+    }
+    int64_t wait = deadline < 0 ? 1000 : deadline - steady_ms();
+    if (wait <= 0) {
+      stop();
+      return make_error(ErrorCode::kTimeout, "{} did not answer in time", program_.string());
+    }
+    pollfd fds[2] = {{out_.get(), POLLIN, 0}, {err_.get(), POLLIN, 0}};
+    int ready = ::poll(fds, err_.valid() ? 2 : 1, static_cast<int>(std::min<int64_t>(wait, 1000)));
+    if (ready < 0 && errno != EINTR) return gone("could not be read");
+    if (ready <= 0) continue;
+    if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t got = ::read(err_.get(), buf, sizeof buf);
+      if (got > 0) {
+        std::string_view chunk(buf, static_cast<size_t>(got));
+        err_tail.append(chunk);
+        if (err_tail.size() > 2 * kMaxErr) err_tail.erase(0, err_tail.size() - kMaxErr);
+        split_lines(pending_err, chunk, on_stderr_line);
+      } else if (got == 0) {
+        err_.reset();
+      }
+    }
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      ssize_t got = ::read(out_.get(), buf, sizeof buf);
+      if (got == 0) return gone("exited without answering");
+      if (got > 0) answer.append(buf, static_cast<size_t>(got));
+    }
+  }
 }
 
 }  // namespace rtenv

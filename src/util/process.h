@@ -2,15 +2,19 @@
 // Running a helper program (an installer) to completion: output captured, a deadline enforced on
 // the whole process group. No domain knowledge.
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "util/fs.h"
 #include "util/result.h"
 
 namespace rtenv {
@@ -58,5 +62,35 @@ Result<ProcessOutcome> run_process(const ProcessSpec& spec);
 /// `path` (a PATH value; default: this process's $PATH). nullopt if there is none.
 std::optional<std::filesystem::path> find_program(
     const std::string& name, const std::optional<std::string>& path = std::nullopt);
+
+/// A helper program kept running to answer requests one at a time: a request is one line on its
+/// stdin, its answer one line on its stdout; what it writes to stderr meanwhile goes to the
+/// request's `on_stderr_line`. It runs in its own process group. Not thread-safe: its owner
+/// serializes the calls.
+class LineProcess {
+ public:
+  /// Starts `spec.argv` with `spec.env` (stdin, timeout and output limits are per call).
+  static Result<std::unique_ptr<LineProcess>> start(const ProcessSpec& spec);
+  /// Closes its stdin, gives it a moment to leave, then kills its group.
+  ~LineProcess();
+  LineProcess(const LineProcess&) = delete;
+  LineProcess& operator=(const LineProcess&) = delete;
+
+  /// False once it has exited (it may leave by itself, e.g. when idle): start another.
+  bool alive();
+  /// Sends `request` (one line, no newline in it) and returns its answer line. kTimeout past
+  /// `timeout_ms` (negative: none), kTooLarge past `max_answer` bytes, kUnavailable if it exited
+  /// (with the end of its stderr); after any error it is stopped.
+  Result<std::string> call(std::string_view request, int64_t timeout_ms, size_t max_answer,
+                           const std::function<void(std::string_view)>& on_stderr_line = {});
+
+ private:
+  LineProcess() = default;
+  void stop();
+
+  std::filesystem::path program_;
+  pid_t pid_ = -1;
+  UniqueFd in_, out_, err_;
+};
 
 }  // namespace rtenv

@@ -258,3 +258,50 @@ def test_an_evicted_env_is_installed_again(rtenv, tmp_path):
     again = create(rtenv, spec)
     assert again["installed"] is True
     assert again["resources"] == first["resources"]
+
+
+def helpers_of(pid: int) -> list[int]:
+    """The conda helper processes `pid` started (children running conda_helper.py)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmdline = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and b"rtenv's conda helper" in cmdline:
+            out.append(int(d.name))
+    return out
+
+
+def test_the_agent_solves_and_installs_with_one_helper_it_keeps_warm(rtenv, channel):
+    assert_ok(rtenv.run(conda(channel, "libb", "liba=1.0"), "libb", timeout=120))
+    agent = int((rtenv.home / "agent.pid").read_text())
+    first = helpers_of(agent)
+    assert len(first) == 1, first
+    # Another env: solved and installed by the same helper process (its start paid once).
+    p = rtenv.run(conda(channel, "libb", "liba=2.0"), "libb", timeout=120)
+    assert_ok(p)
+    assert p.stdout.strip() == "libb uses liba 2.0"
+    assert helpers_of(agent) == first
+
+
+def test_without_the_agent_a_run_solves_and_installs_itself(rtenv, channel):
+    p = rtenv.run(conda(channel, "libb"), "libb", env={"RTENV_NO_AGENT": "1"}, flags=("-v",),
+                  timeout=120)
+    assert_ok(p)
+    assert p.stdout.strip() == "libb uses liba 2.0"
+    assert "installed by this process" in p.stderr, p.stderr
+    assert not (rtenv.home / "agent.pid").exists()
+    # The helper it started for that is gone before the command starts.
+    p = rtenv.popen(conda(channel, "actpkg"), "sh", "-c", "echo started; sleep 5",
+                    env={"RTENV_NO_AGENT": "1"})
+    try:
+        assert p.stdout.readline().strip() == "started"
+        assert helpers_of(p.pid) == []
+    finally:
+        p.kill()
+        p.wait()

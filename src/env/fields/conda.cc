@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <mutex>
 
 #include <fmt/format.h>
 
@@ -48,29 +49,73 @@ int64_t left_ms(int64_t deadline) {
   return deadline < 0 ? -1 : std::max<int64_t>(1, deadline - steady_ms());
 }
 
-// Runs the helper (`<python> -c <conda_helper.py> <verb>`) with `request` and returns its reply.
-Result<Json> call_helper(const Home& home, const std::string& verb, const Json& request,
-                         int64_t timeout_ms, const InstallProgress& progress) {
-  RTENV_ASSIGN_OR_RETURN(Interpreter python, find_interpreter(home));
-  const std::string py = python.executable.string();
-  ProcessSpec spec;
-  spec.argv = {py, "-c", fields::kCondaHelper, verb};
-  spec.stdin_data = request.dump();
-  spec.timeout_ms = timeout_ms;
-  spec.max_out = size_t{16} << 20;
-  if (progress) {
-    spec.on_stderr_line = [&](std::string_view line) { progress(printable_line(line)); };
+// The conda helper of this process (`<python> -c <conda_helper.py> <idle seconds>`): started on
+// first use and kept, so the interpreter's start and rattler's imports are paid once per process,
+// not once per env (the agent keeps it between envs; it leaves by itself when idle). One request
+// at a time. Thread-safe.
+class CondaHelper {
+ public:
+  /// Stops the helper, if one runs (the next call starts another).
+  void stop() {
+    std::lock_guard lock(mu_);
+    process_.reset();
   }
-  RTENV_ASSIGN_OR_RETURN(ProcessOutcome outcome, run_process(spec));
-  if (outcome.timed_out) {
-    return make_error(ErrorCode::kTimeout, "conda {} timed out (config.setup_timeout_seconds)",
-                      verb);
+
+  static CondaHelper& instance() {
+    static CondaHelper helper;
+    return helper;
   }
-  Json reply = Json::parse(outcome.out, nullptr, false);
-  if (reply.is_object() && reply.contains("error") && reply["error"].is_string() &&
-      reply.contains("message") && reply["message"].is_string()) {
-    std::string kind = reply["error"].get<std::string>();
-    std::string message = plugin_stderr_tail(reply["message"].get<std::string>(), 40);
+
+  /// `verb` with `request`; the helper's own errors become errors of the matching code.
+  Result<Json> call(const Home& home, const std::string& verb, const Json& request,
+                    int64_t timeout_ms, const InstallProgress& progress) {
+    RTENV_ASSIGN_OR_RETURN(Interpreter python, find_interpreter(home));
+    const std::string py = python.executable.string();
+    std::lock_guard lock(mu_);
+    // One that is about to leave on its own (idle) is not sent a request it may never read.
+    const bool stale = steady_ms() - last_used_ms_ > (kIdleSeconds - 10) * 1000;
+    if (!process_ || py != python_ || stale || !process_->alive()) {
+      process_.reset();
+      ProcessSpec spec;
+      spec.argv = {py, "-c", fields::kCondaHelper, std::to_string(kIdleSeconds)};
+      RTENV_ASSIGN_OR_RETURN(process_, LineProcess::start(spec));
+      python_ = py;
+    }
+    last_used_ms_ = steady_ms();
+    auto on_stderr = [&](std::string_view line) {
+      if (progress) progress(printable_line(line));
+    };
+    auto line = process_->call(Json{{"verb", verb}, {"request", request}}.dump(), timeout_ms,
+                               kMaxAnswer, on_stderr);
+    last_used_ms_ = steady_ms();
+    if (!line) {
+      process_.reset();
+      if (line.error().code() == ErrorCode::kTimeout) {
+        return make_error(ErrorCode::kTimeout, "conda {} timed out (config.setup_timeout_seconds)",
+                          verb);
+      }
+      return make_error(line.error().code() == ErrorCode::kTooLarge ? ErrorCode::kTooLarge
+                                                                     : ErrorCode::kInternal,
+                        "conda {}: {}", verb, plugin_stderr_tail(line.error().message()));
+    }
+    Json reply = Json::parse(*line, nullptr, false);
+    if (!reply.is_object()) {
+      process_.reset();
+      return make_error(ErrorCode::kInternal, "conda {} ({}): its answer is not a JSON object",
+                        verb, py);
+    }
+    if (reply.contains("error")) return helper_error(verb, py, reply);
+    return reply;
+  }
+
+ private:
+  // An idle helper leaves by itself after this long (the agent's stays warm between envs).
+  static constexpr int64_t kIdleSeconds = 300;
+  static constexpr size_t kMaxAnswer = size_t{16} << 20;
+
+  static Error helper_error(const std::string& verb, const std::string& py, const Json& reply) {
+    std::string kind = reply["error"].is_string() ? reply["error"].get<std::string>() : "";
+    std::string message = plugin_stderr_tail(reply.value("message", std::string()), 40);
     if (kind == "missing") {
       return make_error(ErrorCode::kNotFound,
                         "conda needs py-rattler: {}; install it with `{} -m pip install "
@@ -88,11 +133,16 @@ Result<Json> call_helper(const Home& home, const std::string& verb, const Json& 
     }
     return make_error(ErrorCode::kInternal, "conda {}: {}", verb, message);
   }
-  if (!outcome.success() || !reply.is_object()) {
-    return make_error(ErrorCode::kInternal, "conda {} ({}) {}: {}", verb, py, outcome.describe(),
-                      plugin_stderr_tail(outcome.err));
-  }
-  return reply;
+
+  std::mutex mu_;
+  std::unique_ptr<LineProcess> process_;
+  std::string python_;
+  int64_t last_used_ms_ = 0;
+};
+
+Result<Json> call_helper(const Home& home, const std::string& verb, const Json& request,
+                         int64_t timeout_ms, const InstallProgress& progress) {
+  return CondaHelper::instance().call(home, verb, request, timeout_ms, progress);
 }
 
 // What `conda activate` would do to a process's environment, as launch-plan operations: the env's
@@ -453,6 +503,7 @@ class CondaField : public Field {
  public:
   std::string name() const override { return "conda"; }
   int priority() const override { return 3; }
+  bool prepares_in_agent() const override { return true; }
 
   Result<Json> prepare(const Json& value, const PrepareContext& ctx) const override {
     // A name or a directory: an env that exists on each node, used as it is.
@@ -474,6 +525,8 @@ class CondaField : public Field {
       if (auto kept = read_kept(cached, platform, ctx.store)) return *kept;
     }
     if (ctx.options.before_resolving) ctx.options.before_resolving();
+    // Solved in the node's agent when this process uses it anyway: its helper is warm there.
+    if (ctx.options.prepare_in_agent) return ctx.options.prepare_in_agent(name(), value, ctx.env);
     int64_t timeout_s = ctx.env.config().setup_timeout_seconds;
     const int64_t timeout_ms = timeout_s > 0 ? timeout_s * 1000 : -1;
     fs::path lock_file = home.tmp() / unique_name("conda-lock");
@@ -603,6 +656,7 @@ class CondaField : public Field {
 }  // namespace
 
 namespace fields {
+void stop_helpers() { CondaHelper::instance().stop(); }
 std::shared_ptr<const Field> conda() { return std::make_shared<CondaField>(); }
 std::unique_ptr<ResourceKind> conda_kind(const Home& home, store::BlobStore& store) {
   return std::make_unique<CondaEnvKind>(home, store);

@@ -1,7 +1,8 @@
-# rtenv's conda helper: solves and installs conda environments with py-rattler, run by the
-# `conda` field (src/env/fields/conda.cc) as `python3 -c <this file> <verb>`. It reads one JSON
-# request on stdin and writes one JSON reply on stdout, then leaves with os._exit (an interpreter
-# shutdown after a rattler error can crash once the reply is written).
+# rtenv's conda helper: solves and installs conda environments with py-rattler. The `conda` field
+# (src/env/fields/conda.cc) starts it as `python3 -c <this file> <idle seconds>` and keeps it
+# running: each request is one JSON line on stdin, {"verb": V, "request": R}, and each answer one
+# JSON line on stdout. It leaves with os._exit (an interpreter shutdown after a rattler error can
+# crash) when stdin closes or after <idle seconds> without a request.
 #
 #   solve:   {"channels": [url], "specs": [str], "platform": "linux-64", "repodata_cache": dir,
 #             "lock_path": file}
@@ -10,32 +11,36 @@
 #   install: {"lock_path": file, "prefix": dir, "package_cache": dir, "platform": "linux-64"}
 #            -> {"packages": n}; every package's sha256 is checked against the lock first
 #            (rattler does not check file:// packages).
-# Errors: {"error": "unsatisfiable" | "channel" | "install" | "request", "message": str}, exit 1.
+# Errors: {"error": "missing" | "unsatisfiable" | "channel" | "install" | "request" | "internal",
+#          "message": str}.
 
 import asyncio
 import hashlib
 import json
 import os
+import select
 import sys
+import traceback
 import urllib.parse
 
 
-def reply(obj, status=0):
-    sys.stdout.write(json.dumps(obj))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+class Failure(Exception):
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
 
 
 def fail(kind, message):
-    reply({"error": kind, "message": message}, 1)
+    raise Failure(kind, message)
 
 
 try:
     import rattler
     from rattler import Gateway, LockFile
+
+    MISSING = None
 except ImportError as e:
-    fail("missing", f"py-rattler is not importable by {sys.executable} ({e})")
+    MISSING = f"py-rattler is not importable by {sys.executable} ({e})"
 
 
 def solve(req):
@@ -124,17 +129,41 @@ def install(req):
     return {"packages": len(records)}
 
 
-def main():
-    verb = sys.argv[1] if len(sys.argv) > 1 else ""
+VERBS = {"solve": solve, "install": install}
+
+
+def answer(line):
     try:
-        req = json.loads(sys.stdin.read())
-    except ValueError as e:
-        fail("request", f"the request is not JSON ({e})")
-    if verb == "solve":
-        reply(solve(req))
-    elif verb == "install":
-        reply(install(req))
-    fail("request", f"unknown verb {verb!r}")
+        message = json.loads(line)
+        verb, request = message["verb"], message["request"]
+    except (ValueError, KeyError, TypeError) as e:
+        return {"error": "request", "message": f"not a request ({e})"}
+    if MISSING:
+        return {"error": "missing", "message": MISSING}
+    if verb not in VERBS:
+        return {"error": "request", "message": f"unknown verb {verb!r}"}
+    try:
+        return VERBS[verb](request)
+    except Failure as e:
+        return {"error": e.kind, "message": str(e)}
+    except (KeyError, TypeError) as e:
+        return {"error": "request", "message": f"{verb}: bad request ({type(e).__name__}: {e})"}
+    except Exception:  # a bug here or in rattler: its traceback, for the one who reads the error
+        return {"error": "internal", "message": traceback.format_exc()}
+
+
+def main():
+    idle = float(sys.argv[1]) if len(sys.argv) > 1 else 300.0
+    while True:
+        ready, _, _ = select.select([sys.stdin], [], [], idle)
+        line = sys.stdin.readline() if ready else ""
+        if not line:  # stdin closed, or idle for too long
+            break
+        sys.stdout.write(json.dumps(answer(line)) + "\n")
+        sys.stdout.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 main()

@@ -23,6 +23,8 @@ std::shared_ptr<const Field> java_jars();
 /// conda envs: an existing env by name or directory, or a dict solved into a lock on the
 /// submitting side and installed per node (its kind: conda_kind).
 std::shared_ptr<const Field> conda();
+/// Stops conda's helper process, if this process runs one (Registry::stop_helpers).
+void stop_helpers();
 /// The node's conda envs, one per lock (conda://<key>), read from `store`.
 std::unique_ptr<ResourceKind> conda_kind(const Home& home, store::BlobStore& store);
 /// The field of an exec plugin: validate asks the program (unless the value's resource is

@@ -1,5 +1,6 @@
 #include "util/process.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include <gtest/gtest.h>
@@ -119,6 +120,67 @@ TEST(RunProcess, ADeadlineHoldsEvenWhenADaemonEscapesTheGroup) {
   ASSERT_TRUE(r.ok());
   EXPECT_TRUE(r->timed_out);
   EXPECT_LT(took, std::chrono::seconds(8));
+}
+
+
+TEST(LineProcess, AnswersRequestsOneLineEachInTheSameProcess) {
+  ProcessSpec spec;
+  spec.argv = {"sh", "-c", "while read l; do echo \"err $l\" >&2; echo \"$$ got $l\"; done"};
+  auto p = LineProcess::start(spec);
+  ASSERT_TRUE(p) << p.error().message();
+  std::vector<std::string> err;
+  auto a = (*p)->call("one", 5000, 1024, [&](std::string_view l) { err.emplace_back(l); });
+  ASSERT_TRUE(a) << a.error().message();
+  auto b = (*p)->call("two", 5000, 1024, [&](std::string_view l) { err.emplace_back(l); });
+  ASSERT_TRUE(b) << b.error().message();
+  std::string pid = a->substr(0, a->find(' '));
+  EXPECT_EQ(*a, pid + " got one");
+  EXPECT_EQ(*b, pid + " got two");  // the same process answered both
+  EXPECT_TRUE((*p)->alive());
+  // Its stderr reached the caller of the request that caused it (at the latest by the answer of
+  // the next one: the two pipes are read as they come).
+  auto c = (*p)->call("three", 5000, 1024, [&](std::string_view l) { err.emplace_back(l); });
+  ASSERT_TRUE(c);
+  EXPECT_NE(std::find(err.begin(), err.end(), "err one"), err.end());
+  EXPECT_NE(std::find(err.begin(), err.end(), "err two"), err.end());
+}
+
+TEST(LineProcess, OneThatExitsIsUnavailableWithItsStderr) {
+  ProcessSpec spec;
+  spec.argv = {"sh", "-c", "read l; echo \"cannot do $l\" >&2; exit 3"};
+  auto p = LineProcess::start(spec);
+  ASSERT_TRUE(p);
+  auto a = (*p)->call("that", 5000, 1024);
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.error().code(), ErrorCode::kUnavailable);
+  EXPECT_NE(a.error().message().find("cannot do that"), std::string::npos) << a.error().message();
+  EXPECT_FALSE((*p)->alive());
+  auto again = (*p)->call("more", 5000, 1024);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code(), ErrorCode::kUnavailable);
+}
+
+TEST(LineProcess, ADeadlineStopsIt) {
+  ProcessSpec spec;
+  spec.argv = {"sh", "-c", "read l; sleep 30"};
+  auto p = LineProcess::start(spec);
+  ASSERT_TRUE(p);
+  auto t0 = std::chrono::steady_clock::now();
+  auto a = (*p)->call("x", 200, 1024);
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.error().code(), ErrorCode::kTimeout);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  EXPECT_FALSE((*p)->alive());
+}
+
+TEST(LineProcess, AnAnswerPastTheLimitIsRefused) {
+  ProcessSpec spec;
+  spec.argv = {"sh", "-c", "read l; head -c 100000 /dev/zero | tr '\\0' x; echo"};
+  auto p = LineProcess::start(spec);
+  ASSERT_TRUE(p);
+  auto a = (*p)->call("x", 5000, 1000);
+  ASSERT_FALSE(a);
+  EXPECT_EQ(a.error().code(), ErrorCode::kTooLarge);
 }
 
 }  // namespace
