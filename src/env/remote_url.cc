@@ -2,20 +2,10 @@
 
 #include <fmt/format.h>
 
+#include "util/digest.h"
 #include "util/redact.h"
 
 namespace rtenv::env {
-
-namespace {
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-}  // namespace
 
 Result<RemoteUrl> RemoteUrl::parse(std::string_view text) {
   RemoteUrl out;
@@ -50,8 +40,8 @@ std::string RemoteUrl::file_name() const {
   std::string name;
   for (size_t i = 0; i < raw.size(); ++i) {
     int hi = 0, lo = 0;
-    if (raw[i] == '%' && i + 2 < raw.size() && (hi = hex_value(raw[i + 1])) >= 0 &&
-        (lo = hex_value(raw[i + 2])) >= 0) {
+    if (raw[i] == '%' && i + 2 < raw.size() && (hi = hex_digit_value(raw[i + 1])) >= 0 &&
+        (lo = hex_digit_value(raw[i + 2])) >= 0) {
       name.push_back(static_cast<char>(hi * 16 + lo));
       i += 2;
     } else {

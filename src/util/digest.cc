@@ -16,14 +16,14 @@ const EVP_MD* sha256_md() {
   return md;
 }
 
-int hex_value(char c) {
+}  // namespace
+
+int hex_digit_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
-
-}  // namespace
 
 Result<Digest> Digest::from_hex(std::string_view hex) {
   if (hex.size() != 2 * kSize) {
@@ -33,7 +33,7 @@ Result<Digest> Digest::from_hex(std::string_view hex) {
   }
   Bytes bytes;
   for (size_t i = 0; i < kSize; ++i) {
-    int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+    int hi = hex_digit_value(hex[2 * i]), lo = hex_digit_value(hex[2 * i + 1]);
     if (hi < 0 || lo < 0) {
       return make_error(ErrorCode::kInvalidArgument,
                         "'{}' is not a SHA-256 digest (non-hex character)", hex);

@@ -13,6 +13,9 @@ typedef struct evp_md_ctx_st EVP_MD_CTX;
 
 namespace rtenv {
 
+/// The value of one hex digit (0-9, a-f, A-F), or -1.
+int hex_digit_value(char c);
+
 /// A SHA-256 digest. A value type: always 32 bytes, valid by construction.
 class Digest {
  public:

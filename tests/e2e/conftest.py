@@ -153,6 +153,21 @@ def python_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("python-pkg")
 
 
+@pytest.fixture(scope="session")
+def channel(tmp_path_factory) -> Path:
+    """condachannel.standard_channel, without the interpreter package."""
+    from condachannel import standard_channel
+    return standard_channel(tmp_path_factory.mktemp("channel"))
+
+
+@pytest.fixture(scope="session")
+def python_channel(tmp_path_factory, python_cache) -> Path:
+    """condachannel.standard_channel with the packed interpreter and a noarch: python package."""
+    from condachannel import standard_channel
+    return standard_channel(tmp_path_factory.mktemp("channel-python"), with_python=True,
+                            python_cache=python_cache)
+
+
 def stop_agent(home: Path) -> None:
     """Stops the agent `rtenv run` may have started on demand for `home` (it would otherwise
     idle on until its idle timeout)."""

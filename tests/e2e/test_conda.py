@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from conftest import PY, assert_ok, assert_setup_failed, wait_for
-from condachannel import Pkg, bench_channel, build_channel, channel_url, standard_channel
+from condachannel import Pkg, bench_channel, build_channel, channel_url
 from pyindex import PackageIndex, build_wheel, find_uv
 
 try:
@@ -25,17 +24,6 @@ except ImportError as e:  # scripts/setup.sh installs it
 UV = find_uv(PY)
 SHOW = ('libb; echo "CONDA_PREFIX=$CONDA_PREFIX"; echo "ACTPKG_HOME=$ACTPKG_HOME"; '
         'echo "CONDA_DEFAULT_ENV=$CONDA_DEFAULT_ENV"')
-
-
-@pytest.fixture(scope="module")
-def channel(tmp_path_factory) -> Path:
-    return standard_channel(tmp_path_factory.mktemp("channel"))
-
-
-@pytest.fixture(scope="module")
-def python_channel(tmp_path_factory, python_cache) -> Path:
-    return standard_channel(tmp_path_factory.mktemp("channel-python"), with_python=True,
-                            python_cache=python_cache)
 
 
 def conda(channel: Path, *deps: str) -> dict:

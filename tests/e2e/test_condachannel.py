@@ -59,17 +59,6 @@ def activated_env(prefix: Path) -> dict[str, str]:
     return dict(entry.split("=", 1) for entry in out.split("\0") if entry)
 
 
-@pytest.fixture(scope="module")
-def channel(tmp_path_factory) -> Path:
-    return standard_channel(tmp_path_factory.mktemp("channel"))
-
-
-@pytest.fixture(scope="module")
-def python_channel(tmp_path_factory, python_cache) -> Path:
-    return standard_channel(tmp_path_factory.mktemp("channel-python"), with_python=True,
-                            python_cache=python_cache)
-
-
 def read_archive(path: Path) -> dict[str, tarfile.TarInfo | bytes]:
     with tarfile.open(fileobj=io.BytesIO(bz2.decompress(path.read_bytes()))) as tar:
         return {m.name: (tar.extractfile(m).read() if m.isfile() else m) for m in tar}

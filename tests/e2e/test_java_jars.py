@@ -5,7 +5,6 @@ put on CLASSPATH in the order given, with the machine's real JDK (scripts/setup.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import zipfile
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_ok
+from javatools import java_tool, make_jar
 
 MAIN = """
 public class Main {
@@ -22,26 +22,6 @@ public class Main {
   }
 }
 """
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if not path:
-        pytest.fail(f"{name} is missing: scripts/setup.sh installs openjdk-17-jdk-headless",
-                    pytrace=False)
-    return path
-
-
-def make_jar(root: Path, jar: Path, package: str, cls: str, body: str) -> Path:
-    """Compiles one class `package.cls` with `body` into `jar`."""
-    src = root / "src" / package / f"{cls}.java"
-    src.parent.mkdir(parents=True, exist_ok=True)
-    src.write_text(f"package {package};\npublic class {cls} {{ {body} }}\n")
-    out = root / "classes" / f"{package}.{cls}"
-    subprocess.run([_tool("javac"), "-d", str(out), str(src)], check=True)
-    jar.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([_tool("jar"), "cf", str(jar), "-C", str(out), "."], check=True)
-    return jar
 
 
 @pytest.fixture
@@ -54,15 +34,15 @@ def jars(tmp_path):
     (tmp_path / "main").mkdir()
     (tmp_path / "main" / "Main.java").write_text(MAIN)
     cp = f"{tmp_path / 'greeter.jar'}:{tmp_path / 'libs' / 'names.jar'}"
-    subprocess.run([_tool("javac"), "-cp", cp, "-d", str(tmp_path / "main" / "out"),
+    subprocess.run([java_tool("javac"), "-cp", cp, "-d", str(tmp_path / "main" / "out"),
                     str(tmp_path / "main" / "Main.java")], check=True)
-    subprocess.run([_tool("jar"), "cf", str(tmp_path / "main.jar"), "-C",
+    subprocess.run([java_tool("jar"), "cf", str(tmp_path / "main.jar"), "-C",
                     str(tmp_path / "main" / "out"), "."], check=True)
     return tmp_path
 
 
 def run_java(rtenv, spec, cwd, env=None, flags=()):
-    return rtenv.run(spec, _tool("java"), "Main", cwd=cwd, env=env, flags=flags, timeout=60)
+    return rtenv.run(spec, java_tool("java"), "Main", cwd=cwd, env=env, flags=flags, timeout=60)
 
 
 def test_jars_and_a_directory_of_jars_reach_the_class_path_in_order(rtenv, jars):

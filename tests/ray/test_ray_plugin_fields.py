@@ -4,14 +4,10 @@ workers build their own class path: docs/runtime_env.md §7a)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
-import pytest
 import ray
 
 import rtenv.ray
+from javatools import make_jar
 from ray_testlib import PY
 
 
@@ -50,24 +46,10 @@ def test_py_executable_starts_the_worker_on_every_node(cluster, tmp_path):
     assert r["wrapped"] is None, r
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if not path:
-        pytest.fail(f"{name} is missing: scripts/setup.sh installs openjdk-17-jdk-headless",
-                    pytrace=False)
-    return path
-
-
 def test_java_jars_reach_the_class_path_of_a_tasks_processes(cluster, tmp_path):
-    src = tmp_path / "src"
-    src.mkdir()
-    (src / "Main.java").write_text(
-        'public class Main { public static void main(String[] a) '
-        '{ System.out.println("hello from a jar on " + System.getenv("CLASSPATH")); } }\n')
-    classes = tmp_path / "classes"
-    subprocess.run([_tool("javac"), "-d", str(classes), str(src / "Main.java")], check=True)
-    jar = tmp_path / "main.jar"
-    subprocess.run([_tool("jar"), "cf", str(jar), "-C", str(classes), "."], check=True)
+    jar = make_jar(tmp_path, tmp_path / "main.jar", "", "Main",
+                   'public static void main(String[] a) '
+                   '{ System.out.println("hello from a jar on " + System.getenv("CLASSPATH")); }')
 
     env = rtenv.ray.runtime_env(java_jars=[str(jar)])
     # Packed on the driver: the env names the jar in the store, not the local path.
