@@ -162,7 +162,9 @@ def to_ray_context(plan: Mapping[str, Any], environ: Mapping[str, str], context:
     - the cwd is `cd DIR &&` in the prefix;
     - the wrapper goes before the interpreter in context.py_executable (after `exec`, so the
       worker is the wrapper's child as with `rtenv run`), with the plan's py_executable or else
-      Ray's. Everything is shell-quoted."""
+      Ray's. Everything is shell-quoted;
+    - what the plan puts on CLASSPATH also goes into context.java_jars, which Ray's Java workers
+      read instead (a `DIR/*` entry as DIR)."""
     caller = dict(environ)
     caller.update(context.env_vars)
     result = apply(plan, caller)
@@ -185,6 +187,15 @@ def to_ray_context(plan: Mapping[str, Any], environ: Mapping[str, str], context:
         prefix = ["unset"] + [shlex.quote(n) for n in removed] + ["&&"] + prefix
     if result.cwd:
         prefix += ["cd", shlex.quote(result.cwd), "&&"]
+    # Ray starts Java workers with a `-cp` of its own (its jars, then `DIR/*` and `DIR` for each
+    # of context.java_jars), which does not read CLASSPATH: what the plan puts on CLASSPATH
+    # (java_jars) goes there too.
+    for op in _ops(plan):
+        if op["name"] == "CLASSPATH" and op["op"] in ("prepend", "append"):
+            for entry in op.get("values", []):
+                path = entry[:-2] if entry.endswith("/*") else entry
+                if path not in context.java_jars:
+                    context.java_jars.append(path)
     py = plan.get("py_executable")
     if py:
         context.py_executable = shlex.quote(py)

@@ -170,6 +170,7 @@ class FakeContext:
         self.env_vars = dict(env_vars or {})
         self.py_executable = "/usr/bin/python3"
         self.command_prefix = []
+        self.java_jars = []
 
 
 def test_ray_context_gets_env_vars_cwd_and_interpreter():
@@ -184,6 +185,17 @@ def test_ray_context_gets_env_vars_cwd_and_interpreter():
     # process's environment does not.
     assert context.command_prefix == ["unset", "BAR", "NEVER_SET", "&&", "cd", "'/w dir'", "&&"]
     assert context.py_executable == "/venv/bin/python"
+
+
+def test_ray_context_gives_java_workers_the_class_path():
+    plan = {"env": [op("append", "CLASSPATH", values=["/pkgs/a/greeter.jar", "/pkgs/b/*"]),
+                    op("set", "OTHER", value="x")]}
+    context = FakeContext()
+    context.java_jars = ["/from/ray"]
+    lp.to_ray_context(plan, {"CLASSPATH": "/caller.jar"}, context)
+    # Ray's Java worker gets `-cp RAY:/from/ray/*:/from/ray:...` from these, not from CLASSPATH.
+    assert context.java_jars == ["/from/ray", "/pkgs/a/greeter.jar", "/pkgs/b"]
+    assert context.env_vars["CLASSPATH"] == "/caller.jar:/pkgs/a/greeter.jar:/pkgs/b/*"
 
 
 def test_ray_context_keeps_dollars_literal_and_wraps_the_interpreter(tmp_path):

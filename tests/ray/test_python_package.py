@@ -191,6 +191,20 @@ def test_the_plugin_applies_the_launch_plan_to_rays_context():
     assert ctx.command_prefix == ["cd", "/h/pkgs/abc", "&&"]
 
 
+def test_java_jars_reach_rays_java_worker_class_path():
+    pytest.importorskip("ray")
+    from ray._private.runtime_env.context import RuntimeEnvContext
+
+    from rtenv import launch_plan
+    plan = {"env": [{"op": "append", "name": "CLASSPATH",
+                     "values": ["/h/pkgs/a/greeter.jar", "/h/pkgs/b/*"]}],
+            "cwd": None, "wrapper": [], "py_executable": None, "resources": []}
+    ctx = RuntimeEnvContext()
+    launch_plan.to_ray_context(plan, {}, ctx)
+    # Ray's Java worker builds `-cp` from these (each as DIR/* and DIR), not from CLASSPATH.
+    assert ctx.java_jars == ["/h/pkgs/a/greeter.jar", "/h/pkgs/b"]
+
+
 def test_a_result_without_a_plan_is_a_clear_version_mismatch():
     pytest.importorskip("ray")
     from rtenv.ray.plugin import _plan_of
