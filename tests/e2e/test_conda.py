@@ -14,6 +14,7 @@ import pytest
 
 from conftest import PY, assert_ok, assert_setup_failed, wait_for
 from condachannel import Pkg, bench_channel, build_channel, channel_url
+from httpfiles import Server
 from pyindex import PackageIndex, build_wheel, find_uv
 
 try:
@@ -97,6 +98,29 @@ def test_an_environment_yml_file(rtenv, channel, tmp_path):
     p = rtenv.run({"conda": str(yml)}, "libb", cwd=tmp_path, timeout=120)
     assert_ok(p)
     assert p.stdout.strip() == "libb uses liba 1.0"
+
+
+def test_an_authenticated_channel_over_http_never_shows_its_password(rtenv, channel):
+    secret = "s3cr3t-pw"
+    srv = Server(channel, credentials=f"alice:{secret}")
+    try:
+        url = srv.url.replace("http://", f"http://alice:{secret}@")
+        spec = {"conda": {"channels": [url], "dependencies": ["libb"]}}
+        p = rtenv.run(spec, "libb", flags=("-v",), timeout=120)
+        assert_ok(p)
+        assert p.stdout.strip() == "libb uses liba 2.0"
+        assert any(g.endswith(".tar.bz2") for g in srv.gets), srv.gets  # fetched over HTTP
+        # The env's value names the lock, not the channel: no URL, no password.
+        env = create(rtenv, spec)
+        assert secret not in json.dumps(env)
+        # Refused: the server's answer, without the password.
+        bad = url.replace(secret, "wrong-pw")
+        p = rtenv.run({"conda": {"channels": [bad], "dependencies": ["liba"]}}, "true",
+                      timeout=120)
+        assert_setup_failed(p, "401")
+        assert secret not in p.stderr + p.stdout and "wrong-pw" not in p.stderr + p.stdout
+    finally:
+        srv.close()
 
 
 def test_an_unsatisfiable_env_exits_3_naming_the_package(rtenv, channel):
