@@ -1,4 +1,4 @@
-// conda: conda environments (docs/conda.md). An env named by name or directory is used as it is,
+// conda: conda environments (docs/runtime_env.md §7b). An env named by name or directory is used as it is,
 // never created or deleted. A dict (an environment.yml is read into one by the spec) is solved
 // once on the submitting side into a lock (exact package URLs and hashes for the platform), kept
 // in the store; the lock is the env's identity. Each node installs one env per lock, with
@@ -47,6 +47,14 @@ std::string node_platform() {
 
 int64_t left_ms(int64_t deadline) {
   return deadline < 0 ? -1 : std::max<int64_t>(1, deadline - steady_ms());
+}
+
+// `j[key]` if `j` is an object holding a string there, else `fallback` (the helper's answers are
+// checked, not trusted).
+std::string string_at(const Json& j, const char* key, const std::string& fallback = "") {
+  if (!j.is_object()) return fallback;
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : fallback;
 }
 
 // The conda helper of this process (`<python> -c <conda_helper.py> <idle seconds>`): started on
@@ -114,8 +122,8 @@ class CondaHelper {
   static constexpr size_t kMaxAnswer = size_t{16} << 20;
 
   static Error helper_error(const std::string& verb, const std::string& py, const Json& reply) {
-    std::string kind = reply["error"].is_string() ? reply["error"].get<std::string>() : "";
-    std::string message = plugin_stderr_tail(reply.value("message", std::string()), 40);
+    std::string kind = string_at(reply, "error");
+    std::string message = plugin_stderr_tail(string_at(reply, "message"), 40);
     if (kind == "missing") {
       return make_error(ErrorCode::kNotFound,
                         "conda needs py-rattler: {}; install it with `{} -m pip install "
@@ -401,7 +409,9 @@ class CondaEnvKind : public ResourceKind {
                       {"platform", request.platform}};
       RTENV_ASSIGN_OR_RETURN(Json done,
                              call_helper(home_, "install", install, left_ms(deadline), progress));
-      if (progress) progress(fmt::format("{} conda packages installed", done.value("packages", 0)));
+      if (progress && done.contains("packages") && done["packages"].is_number_unsigned()) {
+        progress(fmt::format("{} conda packages installed", done["packages"].get<uint64_t>()));
+      }
       if (!request.pip.empty()) RTENV_TRY(install_pip(dir, request.pip, progress, deadline));
       RTENV_ASSIGN_OR_RETURN(LaunchPlan plan, activation_of(dir, dir.filename().string()));
       return write_file_atomic(dirs_.sidecar(key(r.uri), ".context.json"), plan.to_json().dump());
@@ -544,15 +554,17 @@ class CondaField : public Field {
     Digest lock = Digest::of(*text);
     RTENV_TRY(ctx.store.put(lock, *text));
     std::string summary;
+    size_t count = 0;
     std::optional<std::string> python_version;
-    for (const auto& p : (*solved)["packages"]) {
-      summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", p.value("name", "?"),
-                             p.value("version", "?"));
-      if (p.value("name", "") == "python") python_version = p.value("version", "");
+    const Json& packages = solved->contains("packages") ? (*solved)["packages"] : Json();
+    for (const auto& p : packages.is_array() ? packages : Json::array()) {
+      std::string name = string_at(p, "name", "?"), version = string_at(p, "version", "?");
+      summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", name, version);
+      if (name == "python") python_version = version;
+      ++count;
     }
     if (ctx.options.report) {
-      ctx.options.report(fmt::format("conda: solved {} packages: {}", (*solved)["packages"].size(),
-                                     summary));
+      ctx.options.report(fmt::format("conda: solved {} packages: {}", count, summary));
     }
     Json out = {{kLockKey, "sha256:" + lock.hex()}, {"platform", platform}};
     if (!dict.pip.empty()) {
@@ -570,7 +582,7 @@ class CondaField : public Field {
     auto text = read_file(cached);
     if (!text) return std::nullopt;
     Json j = Json::parse(*text, nullptr, false);
-    if (!j.is_object() || !j.contains(kLockKey) || j.value("platform", "") != platform) {
+    if (!j.is_object() || !j.contains(kLockKey) || string_at(j, "platform") != platform) {
       return std::nullopt;
     }
     auto request = parse_locked(j);
