@@ -199,7 +199,7 @@ int run_command(const RunArgs& args) {
 #ifndef RTENV_FRONT
   env::add_remote_sources(*home, &upload);
   std::unique_ptr<agent::AgentClient> agent_client;
-  std::optional<Error> agent_unavailable;
+  bool agent_unavailable = false;
   // The node's agent, connected (and started) once, when this run first needs it.
   auto connect_agent = [&]() -> bool {
     if (agent_client) return true;
@@ -208,7 +208,7 @@ int run_command(const RunArgs& args) {
     connect.note = say;
     auto client = agent::AgentClient::connect(*home, connect);
     if (!client) {
-      agent_unavailable = client.error();
+      agent_unavailable = true;
       say("the agent is not available (" + client.error().message() + "); setting up here");
       return false;
     }
