@@ -67,6 +67,16 @@ _TAR_MTIME = 315532800  # the same instant as a Unix time
 _DIST_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz")
 
 
+def logging_uv(tmp_path: Path, uv: str) -> tuple[Path, Path]:
+    """A stand-in for `uv` that appends its arguments to a log, then runs the real one; returns
+    (the stand-in, the log)."""
+    log = tmp_path / "uv-calls.log"
+    script = tmp_path / "uv-logging"
+    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\nexec "{uv}" "$@"\n')
+    script.chmod(0o755)
+    return script, log
+
+
 def normalize(name: str) -> str:
     """PEP 503 project name normalization: `Foo.Bar_baz` -> `foo-bar-baz`."""
     return re.sub(r"[-_.]+", "-", name).lower()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PY, assert_ok, assert_setup_failed, write_tree
-from pyindex import PackageIndex, build_wheel, find_uv
+from pyindex import PackageIndex, build_wheel, find_uv, logging_uv
 
 SYSTEM_PY = "/usr/bin/python3"
 UV = find_uv(PY)
@@ -236,17 +236,8 @@ def index(dists):
         yield ix
 
 
-def uv_logging(tmp_path: Path) -> tuple[Path, Path]:
-    """A stand-in for uv that appends its arguments to a log, then runs the real uv."""
-    log = tmp_path / "uv-calls.log"
-    script = tmp_path / "uv-logging"
-    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\nexec "{UV}" "$@"\n')
-    script.chmod(0o755)
-    return script, log
-
-
 def test_pip_venv_and_lock_on_that_interpreter(py, index, tmp_path, system_version):
-    script, log = uv_logging(tmp_path)
+    script, log = logging_uv(tmp_path, UV)
     py.env["RTENV_UV"] = str(script)
     spec = {"py_executable": SYSTEM_PY, "pip": [f"--index-url {index.url}", "withdep"]}
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from conftest import PY, assert_ok, assert_setup_failed, proc_state, wait_for
-from pyindex import PackageIndex, build_failing_sdist, build_wheel, find_uv, sha256_file
+from pyindex import (PackageIndex, build_failing_sdist, build_wheel, find_uv, logging_uv,
+                     sha256_file)
 
 BROKEN_MESSAGE = "rtenv-test: brokenbuild refuses to build on purpose"
 SECRET = "s3cret"
@@ -72,15 +73,6 @@ def py(rtenv):
             del rtenv.env[k]
     rtenv.env.update(RTENV_PYTHON=PY, RTENV_UV=UV, UV_HTTP_RETRIES="0")
     return rtenv
-
-
-def uv_wrapper(tmp_path: Path) -> tuple[Path, Path]:
-    """A stand-in for uv that appends its arguments to a log, then runs the real uv."""
-    log = tmp_path / "uv-calls.log"
-    script = tmp_path / "uv-logging"
-    script.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> "{log}"\nexec "{UV}" "$@"\n')
-    script.chmod(0o755)
-    return script, log
 
 
 def calls(log: Path) -> list[str]:
@@ -312,7 +304,7 @@ def test_conflicting_versions_run_at_the_same_time(py, index, tmp_path):
 
 
 def test_second_run_installs_nothing(py, index, tmp_path):
-    wrapper, log = uv_wrapper(tmp_path)
+    wrapper, log = logging_uv(tmp_path, UV)
     py.env["RTENV_UV"] = str(wrapper)
     spec = pip(index.url, "withdep")
 
@@ -567,7 +559,7 @@ def test_credentials_never_shown(py, index):
 
 
 def test_pip_installer(py, index, dists, tmp_path):
-    wrapper, log = uv_wrapper(tmp_path)
+    wrapper, log = logging_uv(tmp_path, UV)
     py.env.update(RTENV_INSTALLER="pip", RTENV_UV=str(wrapper))
     spec = pip(index.url, "withdep")
     lines = lock(py, spec)
