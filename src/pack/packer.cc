@@ -266,15 +266,17 @@ Result<PackResult> pack_path(const fs::path& path, store::BlobStore& store,
   RTENV_TRY(parallel_for(missing_files.size(), threads, [&](size_t k) -> Result<void> {
     const WalkedFile& f = walk.files[missing_files[k]];
     fs::path file = root_dir / f.rel_path;
-    RTENV_TRY(store.put_file(f.digest, file));
-    // The blob was hashed from the file as it was at the walk: if the file changed since,
-    // the stored copy may not match its name. Withdraw it rather than publish a wrong blob.
+    // The store hashes what it copies and refuses it unless it is the content hashed at the
+    // walk, so a file changed since is never stored under its old digest. Nothing is removed
+    // from the store here, whatever happens: another pack may already rely on a blob it found.
+    auto put = store.put_file(f.digest, file);
     struct stat now;
-    if (::lstat(file.c_str(), &now) != 0 || !(file_stat_of(now) == f.stat)) {
-      (void)store.remove(f.digest);
+    bool changed = ::lstat(file.c_str(), &now) != 0 || !(file_stat_of(now) == f.stat);
+    if ((!put && put.error().code() == ErrorCode::kCorrupt) || changed) {
       return make_error(ErrorCode::kUnavailable, "{} changed while it was being packed; pack again",
                         file.string());
     }
+    RTENV_TRY(put);
     uploaded_bytes += f.stat.size;
     return ok_result();
   }));

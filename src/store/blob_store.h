@@ -34,12 +34,14 @@ class BlobStore {
   /// network stores).
   virtual Result<std::vector<bool>> missing(const std::vector<Digest>& digests) = 0;
 
-  /// Stores `data` under `digest` unless it is already there. The caller vouches that `digest`
-  /// is the SHA-256 of `data` (readers verify it again).
+  /// Stores `data` under `digest` unless it is already there. Every store hashes what it writes
+  /// and refuses bytes that do not hash to `digest` (kCorrupt, content_mismatch): a name in a
+  /// store always means its content.
   virtual Result<void> put(const Digest& digest, std::string_view data) = 0;
 
-  /// Stores the content of the regular file at `path`, whose digest the caller computed, unless
-  /// the blob is already there.
+  /// Stores the content of the regular file at `path` unless the blob is already there; what is
+  /// read from the file is hashed as it is copied, and refused (kCorrupt) unless it hashes to
+  /// `digest` (a file changed since its digest was computed).
   virtual Result<void> put_file(const Digest& digest, const fs::path& path) = 0;
 
   /// Reads a whole blob. kNotFound if absent; kCorrupt if its content does not hash to `digest`.
@@ -83,5 +85,14 @@ Result<void> check_record_name(std::string_view name);
 /// Opens the store named by `url`: "file:///abs/dir" or a plain absolute directory path.
 /// Other schemes give kUnsupported with a message naming the scheme.
 Result<std::unique_ptr<BlobStore>> open_store(std::string_view url);
+
+/// The refusal of a write whose bytes do not hash to the digest they are to be stored under.
+/// `source` names where they came from (a file, "the data").
+inline Error content_mismatch(const Digest& digest, const Digest& actual, std::string_view source) {
+  return make_error(ErrorCode::kCorrupt,
+                    "refusing to store {} as blob {}: its content hashes to {} (did it change "
+                    "while it was read?)",
+                    source, digest.hex(), actual.hex());
+}
 
 }  // namespace rtenv::store

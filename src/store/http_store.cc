@@ -152,7 +152,10 @@ Result<std::vector<bool>> HttpStore::missing(const std::vector<Digest>& digests)
   return out;
 }
 
-Result<void> HttpStore::upload(const Digest& digest, std::string_view data) {
+Result<void> HttpStore::upload(const Digest& digest, std::string_view data,
+                               std::string_view source) {
+  Digest actual = Digest::of(data);
+  if (actual != digest) return content_mismatch(digest, actual, source);
   std::string wire = encode_blob(data);
   std::string path = "/v1/blobs/" + digest.hex();
   RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send("PUT", path, wire));
@@ -163,12 +166,12 @@ Result<void> HttpStore::upload(const Digest& digest, std::string_view data) {
 }
 
 Result<void> HttpStore::put(const Digest& digest, std::string_view data) {
-  return upload(digest, data);
+  return upload(digest, data, "the data");
 }
 
 Result<void> HttpStore::put_file(const Digest& digest, const fs::path& path) {
   RTENV_ASSIGN_OR_RETURN(std::string data, read_file(path));
-  return upload(digest, data);
+  return upload(digest, data, path.string());
 }
 
 Result<std::string> HttpStore::fetch_verified(const Digest& digest) {

@@ -78,7 +78,9 @@ class HttpStore final : public BlobStore {
                             std::vector<std::string> headers = {}) const;
   /// The error for a failed answer: the server's reason, and what to do for 401/403.
   Error failure(const char* method, const std::string& path, const HttpResponse& resp) const;
-  Result<void> upload(const Digest& digest, std::string_view data);
+  /// Uploads `data` as blob `digest` after checking that it hashes to it (content_mismatch
+  /// naming `source` otherwise).
+  Result<void> upload(const Digest& digest, std::string_view data, std::string_view source);
   Result<std::string> fetch_verified(const Digest& digest);
   Result<void> send_record(std::string_view name, std::string_view data, bool create_only);
 

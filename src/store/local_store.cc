@@ -99,22 +99,39 @@ Result<void> LocalStore::publish(const Digest& digest,
 }
 
 Result<void> LocalStore::put(const Digest& digest, std::string_view data) {
-  return publish(digest, [&](int fd) { return write_all(fd, data, blob_path(digest)); });
+  return publish(digest, [&](int fd) -> Result<void> {
+    Digest actual = Digest::of(data);
+    if (actual != digest) return content_mismatch(digest, actual, "the data");
+    return write_all(fd, data, blob_path(digest));
+  });
 }
 
 Result<void> LocalStore::put_file(const Digest& digest, const fs::path& path) {
   return publish(digest, [&](int fd) -> Result<void> {
     UniqueFd src(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
     if (!src.valid()) return io_error("cannot open", path, errno);
-    return copy_fd(src.get(), fd, path);
+    // Hashed as it is copied: what is published is what was hashed, whatever the file does.
+    RTENV_ASSIGN_OR_RETURN(Digest actual, stream_hashed(src.get(), path, [&](std::string_view c) {
+                             return write_all(fd, c, path);
+                           }));
+    if (actual != digest) return content_mismatch(digest, actual, path.string());
+    return ok_result();
   });
 }
 
 Error LocalStore::corrupt(const Digest& digest, const Digest& actual) const {
+  // Moved aside (not deleted: it may be looked at), so that the store lacks the blob and the
+  // next upload of the right content replaces it.
+  fs::path path = blob_path(digest);
+  fs::path aside = root_ / "corrupt" / unique_name(digest.hex());
+  std::error_code ec;
+  fs::create_directories(aside.parent_path(), ec);
+  bool moved = !ec && ::rename(path.c_str(), aside.c_str()) == 0;
   return make_error(ErrorCode::kCorrupt,
-                    "blob {} in store {} is corrupt (its content hashes to {}); delete {} and "
-                    "pack the package again",
-                    digest.hex(), url(), actual.hex(), blob_path(digest).string());
+                    "blob {} in store {} was corrupt (its content hashes to {}){}; pack the "
+                    "package again to replace it",
+                    digest.hex(), url(), actual.hex(),
+                    moved ? ", moved aside to " + aside.string() : "");
 }
 
 Result<std::string> LocalStore::get(const Digest& digest) {

@@ -35,6 +35,8 @@ class LocalStore final : public BlobStore {
   explicit LocalStore(fs::path root) : root_(std::move(root)) {}
   /// Writes through `fill(fd)` into a temp file in the blob's directory, then renames it in.
   Result<void> publish(const Digest& digest, const std::function<Result<void>(int fd)>& fill);
+  /// The error for a corrupt blob, which is moved aside into corrupt/ (the next upload of its
+  /// content replaces it).
   Error corrupt(const Digest& digest, const Digest& actual) const;
   /// The record's path, its directory created; kInvalidArgument for a bad name.
   Result<fs::path> record_path(std::string_view name, bool create_dir) const;

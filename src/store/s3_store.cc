@@ -534,7 +534,10 @@ Result<std::vector<bool>> S3Store::missing(const std::vector<Digest>& digests) {
   return std::vector<bool>(absent.begin(), absent.end());
 }
 
-Result<void> S3Store::upload(const Digest& digest, std::string_view data) {
+Result<void> S3Store::upload(const Digest& digest, std::string_view data,
+                             std::string_view source) {
+  Digest actual = Digest::of(data);
+  if (actual != digest) return content_mismatch(digest, actual, source);
   std::string wire = encode_blob(data);
   std::string key = object_key(digest);
   if (wire.size() > settings_.multipart_threshold) return upload_multipart(key, wire);
@@ -613,7 +616,7 @@ Result<void> S3Store::put(const Digest& digest, std::string_view data) {
     RTENV_ASSIGN_OR_RETURN(bool there, exists(digest));
     if (there) return ok_result();
   }
-  return upload(digest, data);
+  return upload(digest, data, "the data");
 }
 
 Result<void> S3Store::put_file(const Digest& digest, const fs::path& path) {
@@ -624,7 +627,7 @@ Result<void> S3Store::put_file(const Digest& digest, const fs::path& path) {
     if (there) return ok_result();
   }
   RTENV_ASSIGN_OR_RETURN(std::string data, read_file(path));
-  return upload(digest, data);
+  return upload(digest, data, path.string());
 }
 
 Result<std::string> S3Store::fetch_verified(const Digest& digest) {

@@ -155,7 +155,9 @@ class S3Store final : public BlobStore {
   /// The error for a failed (non-2xx) answer, with S3's own code and message where it sent one.
   Error failure(const Request& request, const HttpResponse& response) const;
   Result<bool> exists(const Digest& digest) const;
-  Result<void> upload(const Digest& digest, std::string_view data);
+  /// Uploads `data` as blob `digest` after checking that it hashes to it (content_mismatch
+  /// naming `source` otherwise).
+  Result<void> upload(const Digest& digest, std::string_view data, std::string_view source);
   /// Whether a blob of this size may be uploaded in parts (encoded, it may pass the threshold).
   bool may_go_multipart(uint64_t raw_bytes) const;
   Result<void> upload_multipart(const std::string& key, std::string_view wire);

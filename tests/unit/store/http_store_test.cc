@@ -173,10 +173,11 @@ TEST_F(HttpStoreTest, UploadWhoseContentDoesNotMatchItsNameIsRefused) {
   }
   EXPECT_EQ(files, 0u);
 
-  // The client's own put of a lie (a caller's bug) is refused the same way.
+  // The client's own put of a lie (a caller's bug, a file changed while read) is refused before
+  // it travels.
   auto put = store_->put(claimed, lie);
   ASSERT_FALSE(put.ok());
-  EXPECT_EQ(put.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(put.error().code(), ErrorCode::kCorrupt);
   EXPECT_NE(put.error().message().find(Digest::of(lie).hex()), std::string::npos)
       << put.error().message();
 

@@ -566,6 +566,20 @@ class S3StoreTest : public ::testing::Test {
 MotoServer* S3StoreTest::server_ = nullptr;
 std::string S3StoreTest::start_error_;
 
+TEST_F(S3StoreTest, WritesWhoseContentDoesNotMatchTheirDigestAreRefused) {
+  Digest claimed = Digest::of("what was hashed");
+  auto put = store_->put(claimed, "something else");
+  ASSERT_FALSE(put.ok());
+  EXPECT_EQ(put.error().code(), ErrorCode::kCorrupt);
+  testing::TempDir dir;
+  auto file = dir.write("changed.bin", "changed since it was hashed");
+  auto put_file = store_->put_file(claimed, file);
+  ASSERT_FALSE(put_file.ok());
+  EXPECT_EQ(put_file.error().code(), ErrorCode::kCorrupt);
+  EXPECT_NE(put_file.error().message().find(file.string()), std::string::npos);
+  EXPECT_TRUE(store_->missing({claimed})->at(0)) << "nothing may be stored under a wrong name";
+}
+
 TEST_F(S3StoreTest, RoundTripOfSmallAndCompressibleBlobs) {
   std::string small = "hello";
   std::string text = python_source(5000);
