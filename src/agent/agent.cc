@@ -241,7 +241,15 @@ Result<CreateResult> Agent::get_or_create(const std::string& serialized_env,
     }
   }
   if (leader) {
-    auto r = install(env, env_id, config, job_id, progress);
+    // Whatever happens in there, the in-flight entry goes and its waiters get an answer: an
+    // exception (a bug) must not leave the env "creating" for every later request.
+    Result<CreateResult> r = Error(ErrorCode::kInternal, "setup did not finish");
+    try {
+      r = install(env, env_id, config, job_id, progress);
+    } catch (const std::exception& e) {
+      r = make_error(ErrorCode::kInternal, "internal error while setting up env {}: {}",
+                     env_id.substr(0, 12), printable_line(e.what()));
+    }
     {
       std::lock_guard lock(mu_);
       inflight_.erase(env_id);

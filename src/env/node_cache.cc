@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "env/fields/fields.h"
+#include "util/redact.h"
 
 namespace rtenv::env {
 
@@ -171,7 +172,14 @@ ResourceKind* NodeCache::kind_of(std::string_view uri) const {
 
 Result<bool> NodeCache::ensure(const Resource& r, const InstallProgress& progress,
                                int64_t timeout_ms) {
-  return r.kind->ensure(r, progress, timeout_ms);
+  // A kind reads files, records and helper answers it does not control: a bug there is an
+  // error of this resource, not the end of the process that asked.
+  try {
+    return r.kind->ensure(r, progress, timeout_ms);
+  } catch (const std::exception& e) {
+    return make_error(ErrorCode::kInternal, "internal error while making {}: {}", r.uri,
+                      printable_line(e.what()));
+  }
 }
 
 bool NodeCache::is_ready(const std::string& uri) const {

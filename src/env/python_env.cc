@@ -833,7 +833,10 @@ Result<void> PythonEnvCache::fetch_published(const PythonEnvRequest& request,
                ? record[key].get<std::string>()
                : std::string();
   };
-  if (!record.is_object() || record.value("format", 0) != kPublishedFormat) {
+  const bool known_format = record.is_object() && record.contains("format") &&
+                            record["format"].is_number_integer() &&
+                            record["format"].get<int64_t>() == kPublishedFormat;
+  if (!known_format) {
     return make_error(ErrorCode::kCorrupt, "its record is not one this rtenv reads");
   }
   const Interpreter& py = request.python;

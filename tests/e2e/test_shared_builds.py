@@ -184,3 +184,26 @@ def test_the_store_can_be_chosen_in_config_json(rtenv, tmp_path):
     assert_ok(p)
     assert any(other.glob("??/*"))
     assert out
+
+
+@pytest.mark.parametrize("bad", ['{"format": "x"}', '{"format": null}', '[1, 2]', '{"format":',
+                                 '{"format": 1, "package": 7, "python_version": {}}'])
+def test_a_malformed_record_in_the_store_is_a_clear_fallback_not_a_wedged_env(cluster, bad):
+    nodes, index, log = cluster["nodes"], cluster["index"], cluster["log"]
+    env = spec(index, "sharedpkg==1.0")
+    run_probe(nodes[0], env)
+    records = cluster["store"] / "records" / "pyenvs"
+    (record,) = records.glob("*.json")
+    record.write_text(bad)
+    # Another node meets the malformed record: it says so and builds the env itself, and the
+    # agent keeps answering (the same env again, and others).
+    p = nodes[1].run(env, "python", "-c", "import sharedpkg; print(sharedpkg.__version__)",
+                     flags=("-v",), timeout=120)
+    assert_ok(p)
+    assert p.stdout.strip() == "1.0"
+    assert len(installs(log)) == 2, installs(log)
+    again = nodes[1].run(env, "python", "-c", "print('again')", timeout=60)
+    assert_ok(again)
+    other = nodes[1].run(spec(index, "otherpkg==2.0"), "python", "-c", "import otherpkg",
+                         timeout=120)
+    assert_ok(other)
