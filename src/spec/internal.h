@@ -10,6 +10,11 @@
 
 namespace rtenv::spec::internal {
 
+/// Bounds on a runtime_env's text (JSON or YAML), checked before it is parsed: parsers and the
+/// walks of what they build recurse, so an input nested 100,000 deep would end the process.
+inline constexpr size_t kMaxNesting = 100;
+inline constexpr size_t kMaxTextBytes = size_t{16} << 20;
+
 /// The built-in top-level fields, sorted.
 const std::vector<std::string>& builtin_fields();
 

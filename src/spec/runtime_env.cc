@@ -11,6 +11,7 @@
 
 #include "spec/internal.h"
 #include "util/fs.h"
+#include "util/nesting.h"
 
 namespace rtenv::spec {
 namespace {
@@ -114,6 +115,7 @@ namespace {
 
 /// Parses JSON text; syntax errors name the line and column.
 Result<Json> parse_json_text(std::string_view text) {
+  RTENV_TRY(check_nesting(text, internal::kMaxNesting, internal::kMaxTextBytes, "runtime_env"));
   try {
     return Json::parse(text.begin(), text.end());
   } catch (const Json::exception& e) {

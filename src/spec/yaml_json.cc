@@ -10,6 +10,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "spec/internal.h"
+#include "util/nesting.h"
 
 namespace rtenv::spec::internal {
 namespace {
@@ -170,6 +171,8 @@ Result<Json> convert(const YAML::Node& node) {
 }  // namespace
 
 Result<Json> yaml_to_json(std::string_view text) {
+  // yaml-cpp recurses as deep as the document nests.
+  RTENV_TRY(check_nesting(text, kMaxNesting, kMaxTextBytes, "YAML"));
   YAML::Node root;
   try {
     root = YAML::Load(std::string(text));

@@ -36,3 +36,17 @@ def test_invalid_spec(rtenv, tmp_path, case):
     assert expected in p.stderr, f"expected error not in stderr\nexpected: {expected}\ngot:      {p.stderr}"
     assert_clean_error(p.stderr)
     assert p.stderr.startswith("rtenv: "), p.stderr
+
+
+@pytest.mark.parametrize("form", ["json", "yaml"])
+def test_a_runtime_env_nested_50000_deep_is_refused_not_a_crash(rtenv, tmp_path, form):
+    deep = "[" * 50000 + "]" * 50000  # one argument holds at most 128 KiB
+    if form == "json":
+        arg = '{"hello": ' + deep + "}"
+    else:
+        (tmp_path / "deep.yaml").write_text("hello: " + deep + "\n")
+        arg = "deep.yaml"
+    p = rtenv("run", "--runtime-env", arg, "--", "true", cwd=tmp_path)
+    assert p.returncode == 2, f"exit {p.returncode}, expected 2\nstderr: {p.stderr}"
+    assert "nested deeper than 100 levels" in p.stderr, p.stderr
+    assert_clean_error(p.stderr)

@@ -204,6 +204,25 @@ TEST_F(AgentTest, ConcurrentGetOrCreateInstallsOnceAndAllGetTheSameContext) {
   EXPECT_EQ(info->resources[0].env_references, 0u);
 }
 
+// A request nested 100,000 levels deep (or too big) is an invalid request, not the end of the
+// agent; the agent answers the next one.
+TEST_F(AgentTest, ADeeplyNestedOrHugeRequestIsRefusedAndTheAgentGoesOn) {
+  Package a = make_package(src_, "a", 5, *store_);
+  auto agent = open_agent();
+  ASSERT_TRUE(agent);
+  std::string deep = "{\"hello\": " + std::string(100000, '[') + std::string(100000, ']') + "}";
+  auto r = agent->get_or_create(deep, "", "j", "job:j");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(r.error().message().find("nested deeper than"), std::string::npos)
+      << r.error().message();
+  auto prepared = agent->prepare_field("conda", "{\"conda\": " + std::string(100000, '{'));
+  ASSERT_FALSE(prepared.ok());
+  std::string huge = "{\"env_vars\": {\"A\": \"" + std::string(size_t{17} << 20, 'x') + "\"}}";
+  EXPECT_FALSE(agent->get_or_create(huge, "", "j", "job:j").ok());
+  EXPECT_TRUE(agent->get_or_create(a.env(), "", "j", "job:j").ok());
+}
+
 TEST_F(AgentTest, ARetriedCallDoesNotCountTwiceAndReleaseHolderDropsAllItsReferences) {
   Package a = make_package(src_, "a", 20, *store_);
   Package b = make_package(src_, "b", 20, *store_);
