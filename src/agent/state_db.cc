@@ -1,5 +1,7 @@
 #include "agent/state_db.h"
 
+#include <sys/stat.h>
+
 #include <map>
 
 #include <fmt/format.h>
@@ -83,6 +85,8 @@ Result<std::unique_ptr<StateDb>> StateDb::open(const std::filesystem::path& file
     return make_error(ErrorCode::kIo, "cannot open agent state {}: {}", file.string(), msg);
   }
   std::unique_ptr<StateDb> out(new StateDb(db));
+  // The owner's alone, whatever the umask: it names every env and holder of the node.
+  (void)::chmod(file.c_str(), 0600);
   sqlite3_busy_timeout(db, 5000);
   RTENV_TRY(out->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"));
   RTENV_TRY(out->exec("BEGIN IMMEDIATE"));

@@ -1,5 +1,8 @@
 #include "env/home.h"
 
+#include <sys/stat.h>
+#include <cerrno>
+
 #include "util/digest.h"
 #include "util/fs.h"
 
@@ -13,6 +16,15 @@ Result<Home> open_home(const fs::path& root, std::shared_ptr<const config::Confi
                       root.string());
   }
   Home home{root.lexically_normal(), std::move(config)};
+  // A new home is its owner's alone (0700): what it holds (the agent's database of envs and
+  // holders, packages, locks with index URLs) is not for other users of the node.
+  struct stat st;
+  if (::stat(home.root.c_str(), &st) != 0) {
+    RTENV_TRY(make_dirs(home.root.parent_path()));
+    if (::mkdir(home.root.c_str(), 0700) != 0 && errno != EEXIST) {
+      return io_error("cannot create", home.root, errno);
+    }
+  }
   for (const auto& dir : {home.store(), home.pkgs(), home.index(), home.tmp(), home.logs(),
                           home.pyenvs(), home.python(), home.locks()}) {
     RTENV_TRY(make_dirs(dir));

@@ -429,3 +429,16 @@ def test_gc_counts_packages_materialized_without_the_agent(rtenv, agent_factory,
     assert_ok(gc)
     assert [l.split()[-1] for l in gc.stdout.splitlines() if l.startswith("evicted")] == [uri], gc.stdout
     assert package_dirs(rtenv) == []
+
+
+def test_a_new_home_and_the_agents_database_are_their_owners_alone(rtenv, tmp_path):
+    import stat as st_mod
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "a.txt").write_text("a")
+    assert not rtenv.home.exists()
+    assert_ok(rtenv.run({"working_dir": str(proj)}, "true", cwd=tmp_path))
+    assert st_mod.S_IMODE(rtenv.home.stat().st_mode) == 0o700
+    db = rtenv.home / "agent.db"
+    assert db.exists()
+    assert st_mod.S_IMODE(db.stat().st_mode) == 0o600
