@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -382,7 +383,7 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
   log(job_id, fmt::format("env {} ready in {:.1f} ms ({}): {}", env_id.substr(0, 12), ms_since(t0),
                           out.installed ? "installed" : "all cached", redacted_summary(env)));
   if (out.installed) {
-    auto report = gc(false);
+    auto report = gc(false, /*in_background=*/true);
     if (report && !report->evicted.empty()) {
       log(job_id, fmt::format("gc evicted {} resource(s), freed {} bytes", report->evicted.size(),
                               report->bytes_freed));
@@ -479,7 +480,7 @@ Result<Agent::Info> Agent::info() {
   return out;
 }
 
-Result<GcReport> Agent::gc(bool dry_run) {
+Result<GcReport> Agent::gc(bool dry_run, bool in_background) {
   note_activity();
   std::lock_guard gc_lock(gc_mu_);
   struct Candidate {
@@ -547,6 +548,17 @@ Result<GcReport> Agent::gc(bool dry_run) {
     kind_bytes[c.row.kind] -= c.bytes;
     evicting = report.cache_bytes > options_.cache_low_bytes ||
                std::any_of(all.begin(), all.end(), above_low);
+  }
+  // The evicted trees were renamed aside under the lock; deleting them (a second per 60,000
+  // files) happens outside it, so no request waits for it.
+  if (!report.evicted.empty()) {
+    if (in_background) {
+      // Touches only files no one uses: safe to outlive this object (a removal cut short by the
+      // agent's exit is swept from tmp/ at its next start).
+      std::thread([tmp = home_.tmp()] { env::remove_evicted(tmp); }).detach();
+    } else {
+      env::remove_evicted(home_.tmp());
+    }
   }
   return report;
 }

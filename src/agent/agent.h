@@ -115,7 +115,9 @@ class Agent {
   /// Evicts unused resources, least recently used first, while the cache (or a kind) is over
   /// its high watermark, down to the low one. Never evicts a resource an env with a holder uses,
   /// one a process has leased, or one being installed.
-  Result<GcReport> gc(bool dry_run);
+  /// `in_background`: the evicted trees are deleted by a thread of their own, so the caller (an
+  /// install that made the cache grow) does not wait for it.
+  Result<GcReport> gc(bool dry_run, bool in_background = false);
 
   const AgentOptions& options() const { return options_; }
   const env::Home& home() const { return home_; }

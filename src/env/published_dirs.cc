@@ -104,12 +104,23 @@ Result<bool> PublishedDirs::evict(
       return io_error("cannot remove", sidecar(name, ext), errno);
     }
   }
-  fs::path doomed = tmp_ / unique_name("evict-" + std::string(name.substr(0, 12)));
+  // Renamed aside now (one call, whatever its size); removed by remove_evicted, which callers
+  // run outside their own locks.
+  fs::path doomed = tmp_ / unique_name(kEvictedPrefix);
   if (::rename(dir(name).c_str(), doomed.c_str()) != 0 && errno != ENOENT) {
     return io_error("cannot remove", dir(name), errno);
   }
-  RTENV_TRY(remove_tree(doomed));
   return true;
+}
+
+void remove_evicted(const fs::path& tmp) {
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(tmp, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    if (it->path().filename().string().starts_with(std::string(kEvictedPrefix) + ".")) {
+      (void)remove_tree(it->path());
+    }
+  }
 }
 
 size_t PublishedDirs::process_leases(std::string_view name) const {

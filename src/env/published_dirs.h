@@ -16,6 +16,14 @@ namespace rtenv::env {
 
 namespace fs = std::filesystem;
 
+/// The name prefix of evicted trees in a tmp directory.
+inline constexpr const char* kEvictedPrefix = "evicted";
+
+/// Deletes the trees eviction renamed aside into `tmp` (slow for big trees: run it outside
+/// locks others wait on). Any process may: they are no one's. What a crash leaves is swept
+/// with the rest of tmp/ (their names carry the evicting process's pid).
+void remove_evicted(const fs::path& tmp);
+
 /// Takes the lock at `path`, waiting at most until `deadline` (steady ms; negative: as long as it
 /// takes). kTimeout past it: "... waiting for another process that is making <what>".
 Result<FileLock> lock_until(const fs::path& path, FileLock::Mode mode, int64_t deadline,
@@ -60,6 +68,7 @@ class PublishedDirs {
   bool is_ready(std::string_view name) const;
   /// Deletes the entry if no process holds its lock; false if one does. kIo if it cannot.
   /// `before_remove` (if set) runs with the exclusive lock held, before anything is removed.
+  /// The tree is renamed aside into `tmp` (quick, whatever its size); remove_evicted deletes it.
   Result<bool> evict(std::string_view name,
                      const std::function<void(const fs::path& dir)>& before_remove = nullptr) const;
   /// Processes holding the entry's lock shared right now (from /proc/locks).
