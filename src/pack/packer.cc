@@ -127,7 +127,7 @@ Result<PackResult> pack_path(const fs::path& path, store::BlobStore& store,
       struct stat st;
       if (::stat(dir.c_str(), &st) == 0) skip.emplace_back(st.st_dev, st.st_ino);
     }
-    RTENV_ASSIGN_OR_RETURN(walk, walk_tree(path, options.excludes, skip));
+    RTENV_ASSIGN_OR_RETURN(walk, walk_tree(path, options.excludes, skip, options.ignore_files));
   } else if (S_ISREG(root_st.st_mode)) {
     root_dir = path.parent_path();
     bool exec = (root_st.st_mode & S_IXUSR) != 0;

@@ -33,6 +33,9 @@ struct PackOptions {
   /// Directories never packed, wherever they appear in the tree: rtenv's own state directory,
   /// so a working_dir that contains $RTENV_HOME does not pack its own store.
   std::vector<fs::path> skip_dirs;
+  /// Obey `.gitignore` and `.rtenvignore` files in the tree (false for an unpacked archive,
+  /// whose contents are the package; `excludes` apply either way).
+  bool ignore_files = true;
 };
 
 struct PackStats {

@@ -60,6 +60,7 @@ struct Walker {
   IgnoreStack stack;
   std::deque<IgnoreRules> rule_storage;                  // stable addresses for the stack
   std::vector<std::pair<uint64_t, uint64_t>> skip_dirs;  // (dev, ino)
+  bool ignore_files = true;                              // honour .gitignore and .rtenvignore
 
   Result<void> walk_dir(int dirfd, const std::string& rel, WalkedDir* node);
   Result<bool> push_rules_file(int dirfd, const char* file, const std::string& rel,
@@ -109,8 +110,8 @@ Result<void> Walker::walk_dir(int dirfd, const std::string& rel, WalkedDir* node
   }
   bool has_gitignore = false, has_rtenvignore = false;
   for (auto& [n, t] : names) {
-    has_gitignore |= n == ".gitignore";
-    has_rtenvignore |= n == ".rtenvignore";
+    has_gitignore |= ignore_files && n == ".gitignore";
+    has_rtenvignore |= ignore_files && n == ".rtenvignore";
   }
   bool pushed_git = false, pushed_rtenv = false;
   if (has_gitignore) {
@@ -218,11 +219,12 @@ bool link_stays_inside(int root_fd, const std::string& link_rel_dir, const std::
 }
 
 Result<WalkResult> walk_tree(const fs::path& root, const std::vector<std::string>& excludes,
-                             const std::vector<std::pair<uint64_t, uint64_t>>& skip_dirs) {
+                             const std::vector<std::pair<uint64_t, uint64_t>>& skip_dirs,
+                             bool ignore_files) {
   UniqueFd root_fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root_fd.valid()) return io_error("cannot open directory", root, errno);
   WalkResult result;
-  Walker walker{root_fd.get(), root, &result, {}, {}, skip_dirs};
+  Walker walker{root_fd.get(), root, &result, {}, {}, skip_dirs, ignore_files};
   if (!excludes.empty()) {
     walker.rule_storage.emplace_back("", excludes);
     walker.stack.push(&walker.rule_storage.back(), IgnoreStack::Tier::kOverride);

@@ -63,9 +63,11 @@ struct WalkResult {
 /// a link that leads out of the tree (absolute, or through "..") is an error (kUnsafe) naming the
 /// link and saying how to exclude it. Sockets, FIFOs and devices are skipped with a warning.
 /// Directories in `skip_dirs` (by device and inode; e.g. $RTENV_HOME inside a working_dir) are
-/// left out as if excluded.
+/// left out as if excluded. `ignore_files` false: `.gitignore` and `.rtenvignore` files are
+/// packed as files and not obeyed (an archive's contents are the package, as Ray keeps them).
 Result<WalkResult> walk_tree(const fs::path& root, const std::vector<std::string>& excludes,
-                             const std::vector<std::pair<uint64_t, uint64_t>>& skip_dirs = {});
+                             const std::vector<std::pair<uint64_t, uint64_t>>& skip_dirs = {},
+                             bool ignore_files = true);
 
 /// True if the link at `link_rel_dir` (relative to the tree open at `root_fd`) with `target`
 /// resolves inside the tree, following links inside it component by component (at most 40).

@@ -26,6 +26,20 @@ def test_local_zip_is_unpacked(rtenv, tmp_path):
     assert listing(rtenv, "job.zip", tmp_path) == ["./main.py", "./pkg/data.txt"]
 
 
+def test_a_zips_own_ignore_files_are_not_obeyed_but_excludes_are(rtenv, tmp_path):
+    # What an archive holds is the package, as Ray keeps it: a .gitignore of "*" inside the zip
+    # does not empty it. The env's excludes still apply.
+    make_zip(tmp_path / "job.zip", [(".gitignore", "*\n"), (".rtenvignore", "data/\n"),
+                                    ("main.py", "print('kept')\n"), ("data/a.txt", "a\n"),
+                                    ("b.txt", "b\n")])
+    assert listing(rtenv, "job.zip", tmp_path) == ["./.gitignore", "./.rtenvignore",
+                                                    "./b.txt", "./data/a.txt", "./main.py"]
+    p = rtenv.run({"working_dir": "job.zip", "excludes": ["b.txt"]}, PY, "-c", LIST,
+                  cwd=tmp_path)
+    assert_ok(p)
+    assert "./b.txt" not in json.loads(p.stdout) and "./main.py" in json.loads(p.stdout)
+
+
 def test_remote_zip_top_level_dir_stripped(rtenv, tmp_path, http_server):
     www, base = http_server
     make_zip(www / "job.zip", [("project/main.py", "print('remote')\n"), ("project/sub/x.txt", "x\n")])

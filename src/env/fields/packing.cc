@@ -114,7 +114,8 @@ void PathPacker::report(const std::string& line) const {
 }
 
 Result<pack::PackageUri> PathPacker::pack(const std::string& field, const fs::path& path,
-                                          std::optional<std::string> wrap, bool use_index) const {
+                                          std::optional<std::string> wrap, bool use_index,
+                                          bool archive) const {
   const PrepareContext& ctx = ctx_;
   pack::PackOptions po;
   po.excludes = ctx.env.excludes();
@@ -122,6 +123,9 @@ Result<pack::PackageUri> PathPacker::pack(const std::string& field, const fs::pa
   po.warn_file_bytes = ctx.options.warn_file_bytes;
   po.wrap_in_dir = std::move(wrap);
   po.skip_dirs = {ctx.home.root};
+  // What an archive holds is the package, as Ray keeps it: its own ignore files are not obeyed
+  // (the env's `excludes` still are).
+  po.ignore_files = !archive;
   if (use_index) po.index_file = ctx.home.index_for(path);
   pack::PackProgressFn progress;
   if (ctx.options.progress) {
@@ -152,7 +156,7 @@ Result<pack::PackageUri> PathPacker::pack_zip(const std::string& field, const st
   }
   // Remote working_dir zips are usually made as `zip -r x.zip project/`: strip that wrapper.
   fs::path root = remote && field == "working_dir" ? single_top_level_dir(staging) : staging;
-  auto uri = pack(field, root, std::nullopt, /*use_index=*/false);
+  auto uri = pack(field, root, std::nullopt, /*use_index=*/false, /*archive=*/true);
   (void)remove_tree(staging);
   return uri;
 }

@@ -36,9 +36,11 @@ class PathPacker {
   explicit PathPacker(const PrepareContext& ctx) : ctx_(ctx) {}
 
   /// Packs `path` (a directory or one file; wrapped in a directory `wrap` if set); `use_index`
-  /// keeps a file index so unchanged files are not read again. Errors name the field.
+  /// keeps a file index so unchanged files are not read again; `archive`: `path` holds an
+  /// unpacked archive, whose own ignore files are not obeyed. Errors name the field.
   Result<pack::PackageUri> pack(const std::string& field, const fs::path& path,
-                                std::optional<std::string> wrap, bool use_index) const;
+                                std::optional<std::string> wrap, bool use_index,
+                                bool archive = false) const;
   /// Fetches the file `url` names (a wheel) and packs it as a one-file package holding it under
   /// the URL's file name, which must end in `suffix`. Remote URLs are fetched once per store: a
   /// record "urls/<SHA-256 of the URL>" in the store remembers the package, and later calls
