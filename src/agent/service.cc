@@ -253,8 +253,9 @@ Result<void> serve(Agent& agent, const ServeOptions& options) {
   Service service(agent, options.token, options.on_demand, &shutdown_requested);
   grpc::ServerBuilder builder;
   builder.AddListeningPort("unix:" + options.socket.string(), grpc::InsecureServerCredentials());
+  int tcp_port = 0;  // the port bound, when the address asks for any (":0")
   if (!options.tcp_address.empty()) {
-    builder.AddListeningPort(options.tcp_address, grpc::InsecureServerCredentials());
+    builder.AddListeningPort(options.tcp_address, grpc::InsecureServerCredentials(), &tcp_port);
   }
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(64 << 20);
@@ -266,6 +267,12 @@ Result<void> serve(Agent& agent, const ServeOptions& options) {
                       options.tcp_address.empty() ? "" : " or " + options.tcp_address);
   }
   ::chmod(options.socket.c_str(), 0600);
+  if (!options.tcp_address.empty()) {
+    // The address as bound: with port 0 the system chose it, and a client needs to know it.
+    std::string host = options.tcp_address.substr(0, options.tcp_address.rfind(':'));
+    std::fprintf(stderr, "rtenv agent: listening on %s:%d (TCP, bearer token required)\n",
+                 host.c_str(), tcp_port);
+  }
 
   g_stop = false;
   struct sigaction sa {};

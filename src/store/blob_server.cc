@@ -17,6 +17,7 @@
 #include "util/digest.h"
 #include "util/fs.h"
 #include "util/lines.h"
+#include "util/redact.h"
 
 namespace rtenv::store {
 
@@ -298,10 +299,10 @@ void BlobServer::Impl::routes() {
     if (!options.verbose && res.status < 500) return;
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t_request_start);
     std::string line =
-        fmt::format("rtenv store: {} {} {} in={} out={} {}ms {}", req.method, req.path, res.status,
-                    req.body.size(), res.body.size(), ms.count(), req.remote_addr);
-    if (res.status >= 500) line += ": " + res.body.substr(0, 300);
-    while (!line.empty() && line.back() == '\n') line.pop_back();
+        fmt::format("rtenv store: {} {} {} in={} out={} {}ms {}", log_escaped(req.method),
+                    log_escaped(req.path), res.status, req.body.size(), res.body.size(),
+                    ms.count(), log_escaped(req.remote_addr));
+    if (res.status >= 500) line += ": " + log_escaped(res.body.substr(0, 300));
     std::fprintf(stderr, "%s\n", line.c_str());
   });
 }

@@ -15,4 +15,8 @@ std::string redact_url_credentials(std::string_view text);
 /// hidden.
 std::string printable_line(std::string_view line);
 
+/// `text` for one line of a log: control characters (a newline, an escape, DEL) written as
+/// `\xNN`, so what a client sent cannot forge or hide log lines.
+std::string log_escaped(std::string_view text);
+
 }  // namespace rtenv

@@ -442,3 +442,17 @@ def test_a_new_home_and_the_agents_database_are_their_owners_alone(rtenv, tmp_pa
     db = rtenv.home / "agent.db"
     assert db.exists()
     assert st_mod.S_IMODE(db.stat().st_mode) == 0o600
+
+
+def test_an_agent_listening_on_port_0_says_which_port_it_bound(rtenv, agent_factory, tmp_path):
+    import re
+    import socket
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    agent = agent_factory(args=["--listen", "127.0.0.1:0", "--token-file", str(token)])
+    m = re.search(r"listening on 127\.0\.0\.1:(\d+) ", agent.log_text())
+    assert m, agent.log_text()
+    port = int(m.group(1))
+    assert port > 0
+    with socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass  # the port printed is the one it listens on

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -217,6 +218,23 @@ def test_serve_through_the_lean_front_logs_and_stops_on_sigint(rtenv_bin, tmp_pa
     assert f"PUT /v1/blobs/{digest} 204" in err, err
     assert "POST /v1/missing 200" in err, err
     assert "warning" not in err, err
+
+
+def test_a_request_path_cannot_forge_log_lines(rtenv_bin, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTENV_")}
+    env["RTENV_HOME"] = str(tmp_path / "home")
+    s = BlobServer(rtenv_bin, tmp_path / "home" / "store", None, env)
+    s.start(0, "--verbose")
+    forged = "rtenv store: PUT /v1/blobs/forged 204"
+    try:
+        urllib.request.urlopen(f"{s.url}/v1/x%0A{urllib.parse.quote(forged)}", timeout=10)
+    except urllib.error.HTTPError:
+        pass
+    code, err = s.stop(signal.SIGINT)
+    assert code == 0, err
+    lines = err.splitlines()
+    assert not any(l.startswith(forged) for l in lines), err
+    assert any("/v1/x\\x0a" + forged in l for l in lines), err
 
 
 def test_serve_refuses_a_bad_address(rtenv):

@@ -29,5 +29,13 @@ TEST(PrintableLine, DropsTerminalEscapesAndCarriageReturnsAndHidesCredentials) {
   EXPECT_EQ(printable_line("   "), "");
 }
 
+TEST(LogEscaped, ControlCharactersCannotForgeOrHideLines) {
+  EXPECT_EQ(log_escaped("GET /v1/x\nrtenv store: forged"), "GET /v1/x\\x0artenv store: forged");
+  EXPECT_EQ(log_escaped("a\rb\x1b[2Jc\x7f"), "a\\x0db\\x1b[2Jc\\x7f");
+  // A backslash is escaped too, so an escape in the log always means a control character.
+  EXPECT_EQ(log_escaped("a\\x0a"), "a\\x5cx0a");
+  EXPECT_EQ(log_escaped("plain /v1/blobs/ab 204"), "plain /v1/blobs/ab 204");
+}
+
 }  // namespace
 }  // namespace rtenv
