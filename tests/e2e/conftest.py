@@ -168,6 +168,21 @@ def python_channel(tmp_path_factory, python_cache) -> Path:
                             python_cache=python_cache)
 
 
+@pytest.fixture
+def py(rtenv):
+    """The `rtenv` fixture, set up for Python envs: the test interpreter as the default base
+    (RTENV_PYTHON), the uv beside it, no PIP_* / UV_* settings of the machine (PIP_FIND_LINKS
+    would add another source), no retries against a failing index. The agent `rtenv run` starts
+    inherits this environment, so tests change `py.env` before their first run only."""
+    from pyindex import find_uv
+    for k in list(rtenv.env):
+        if k.startswith(("PIP_", "UV_")) or k in ("VIRTUAL_ENV", "RTENV_INSTALLER", "RTENV_UV",
+                                                   "RTENV_PYTHON", "RTENV_NO_AGENT"):
+            del rtenv.env[k]
+    rtenv.env.update(RTENV_PYTHON=PY, RTENV_UV=find_uv(PY), UV_HTTP_RETRIES="0")
+    return rtenv
+
+
 def stop_agent(home: Path) -> None:
     """Stops the agent `rtenv run` may have started on demand for `home` (it would otherwise
     idle on until its idle timeout)."""

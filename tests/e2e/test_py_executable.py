@@ -55,18 +55,6 @@ def system_version() -> str:
     return v
 
 
-@pytest.fixture
-def py(rtenv):
-    """The `rtenv` fixture without the machine's Python settings (the default interpreter stays the
-    test's own, so an env without py_executable would run a different one)."""
-    for k in list(rtenv.env):
-        if k.startswith(("PIP_", "UV_")) or k in ("VIRTUAL_ENV", "RTENV_INSTALLER", "RTENV_UV",
-                                                   "RTENV_PYTHON", "RTENV_NO_AGENT"):
-            del rtenv.env[k]
-    rtenv.env.update(RTENV_PYTHON=PY, RTENV_UV=UV, UV_HTTP_RETRIES="0")
-    return rtenv
-
-
 def wrapper(path: Path, target: str = SYSTEM_PY, tag: str = "yes") -> Path:
     """A shell script interpreter: runs `target` with `-X rtenv_wrapped=<tag>` and
     RTENV_TEST_WRAPPED=<tag> set, so the process can see that it went through the script."""

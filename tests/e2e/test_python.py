@@ -61,20 +61,6 @@ def index(dists):
         yield ix
 
 
-@pytest.fixture
-def py(rtenv):
-    """The `rtenv` fixture, set up for Python envs: the test interpreter as base, the uv beside
-    it, no PIP_* / UV_* settings of the machine (PIP_FIND_LINKS would add another source), no
-    retries against a failing index. The agent `rtenv run` starts inherits this environment, so
-    tests change `py.env` before their first run only."""
-    for k in list(rtenv.env):
-        if k.startswith(("PIP_", "UV_")) or k in ("VIRTUAL_ENV", "RTENV_INSTALLER", "RTENV_UV",
-                                                   "RTENV_PYTHON", "RTENV_NO_AGENT"):
-            del rtenv.env[k]
-    rtenv.env.update(RTENV_PYTHON=PY, RTENV_UV=UV, UV_HTTP_RETRIES="0")
-    return rtenv
-
-
 def calls(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 

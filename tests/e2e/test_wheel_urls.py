@@ -14,10 +14,9 @@ import pytest
 
 from conftest import PY, assert_ok, assert_setup_failed, make_zip
 from httpfiles import Server
-from pyindex import build_wheel, find_uv
+from pyindex import build_wheel
 from test_s3_store import BUCKET, _free_port, s3  # noqa: F401  (s3 is a fixture)
 
-UV = find_uv(PY)
 WHEEL_URI = re.compile(r"rtenv://sha256/[0-9a-f]{64}/fetched_demo-1\.0-py3-none-any\.whl")
 IMPORT = "import fetched_demo; print(fetched_demo.__version__, fetched_demo.__file__)"
 
@@ -39,17 +38,6 @@ def server(tmp_path, wheel):
     s = Server(root)
     yield s
     s.close()
-
-
-@pytest.fixture
-def py(rtenv):
-    """The `rtenv` fixture with the test interpreter and uv for installing wheels."""
-    for k in list(rtenv.env):
-        if k.startswith(("PIP_", "UV_")) or k in ("VIRTUAL_ENV", "RTENV_INSTALLER", "RTENV_UV",
-                                                   "RTENV_PYTHON", "RTENV_NO_AGENT"):
-            del rtenv.env[k]
-    rtenv.env.update(RTENV_PYTHON=PY, RTENV_UV=UV)
-    return rtenv
 
 
 def run_import(py, url: str, *flags):

@@ -11,6 +11,7 @@
 
 #include "pack/packer.h"
 #include "store/local_store.h"
+#include "testing/forwarding_store.h"
 #include "testing/temp_dir.h"
 #include "util/fs.h"
 
@@ -18,17 +19,10 @@ namespace rtenv::env {
 namespace {
 
 // A store that counts the blobs read from it (the network a node would use).
-class CountingStore final : public store::BlobStore {
+class CountingStore final : public rtenv::testing::ForwardingStore {
  public:
-  explicit CountingStore(store::BlobStore& inner) : inner_(inner) {}
+  using ForwardingStore::ForwardingStore;
   std::string url() const override { return "counting+" + inner_.url(); }
-  Result<std::vector<bool>> missing(const std::vector<Digest>& d) override {
-    return inner_.missing(d);
-  }
-  Result<void> put(const Digest& d, std::string_view data) override { return inner_.put(d, data); }
-  Result<void> put_file(const Digest& d, const fs::path& p) override {
-    return inner_.put_file(d, p);
-  }
   Result<std::string> get(const Digest& d) override {
     ++reads;
     return inner_.get(d);
@@ -37,23 +31,8 @@ class CountingStore final : public store::BlobStore {
     ++reads;
     return inner_.get_to_file(d, dest, mode);
   }
-  Result<bool> remove(const Digest& d) override { return inner_.remove(d); }
-  Result<void> list(const std::function<void(const Digest&, uint64_t)>& fn) override {
-    return inner_.list(fn);
-  }
-  Result<void> create_record(std::string_view n, std::string_view v) override {
-    return inner_.create_record(n, v);
-  }
-  Result<void> put_record(std::string_view n, std::string_view v) override {
-    return inner_.put_record(n, v);
-  }
-  Result<std::string> get_record(std::string_view n) override { return inner_.get_record(n); }
-  Result<bool> remove_record(std::string_view n) override { return inner_.remove_record(n); }
 
   std::atomic<int> reads{0};
-
- private:
-  store::BlobStore& inner_;
 };
 
 using rtenv::testing::slurp;

@@ -10,6 +10,7 @@
 #include "pack/file_index.h"
 #include "pack/walk.h"
 #include "store/local_store.h"
+#include "testing/forwarding_store.h"
 #include "testing/temp_dir.h"
 #include "util/fs.h"
 
@@ -161,45 +162,22 @@ TEST_F(PackerTest, SymlinksInsideAreKeptEscapingOnesRefused) {
 
 // A store that lets a test act between the packer's reads and writes (another process changing
 // a file, another pack relying on a blob), and counts removals.
-class InterposedStore : public store::BlobStore {
+class InterposedStore : public rtenv::testing::ForwardingStore {
  public:
-  explicit InterposedStore(store::BlobStore& inner) : inner_(inner) {}
+  using ForwardingStore::ForwardingStore;
   std::function<void(const Digest&, const fs::path&)> before_put_file, after_put_file;
   int removes = 0;
 
-  std::string url() const override { return inner_.url(); }
-  Result<std::vector<bool>> missing(const std::vector<Digest>& d) override {
-    return inner_.missing(d);
-  }
-  Result<void> put(const Digest& d, std::string_view data) override { return inner_.put(d, data); }
   Result<void> put_file(const Digest& d, const fs::path& path) override {
     if (before_put_file) before_put_file(d, path);
     auto r = inner_.put_file(d, path);
     if (after_put_file) after_put_file(d, path);
     return r;
   }
-  Result<std::string> get(const Digest& d) override { return inner_.get(d); }
-  Result<void> get_to_file(const Digest& d, const fs::path& dest, mode_t mode) override {
-    return inner_.get_to_file(d, dest, mode);
-  }
   Result<bool> remove(const Digest& d) override {
     ++removes;
     return inner_.remove(d);
   }
-  Result<void> list(const std::function<void(const Digest&, uint64_t)>& fn) override {
-    return inner_.list(fn);
-  }
-  Result<void> create_record(std::string_view n, std::string_view data) override {
-    return inner_.create_record(n, data);
-  }
-  Result<void> put_record(std::string_view n, std::string_view data) override {
-    return inner_.put_record(n, data);
-  }
-  Result<std::string> get_record(std::string_view n) override { return inner_.get_record(n); }
-  Result<bool> remove_record(std::string_view n) override { return inner_.remove_record(n); }
-
- private:
-  store::BlobStore& inner_;
 };
 
 TEST_F(PackerTest, AFileChangedWhilePackedFailsThePackAndRemovesNothing) {
