@@ -4,6 +4,9 @@
 #include <csignal>
 #include <cstdio>
 #include <exception>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -13,12 +16,45 @@
 #include "cli/commands.h"
 #include "spec/schema.h"
 #include "util/fs.h"
+#include "util/suggest.h"
 
 #include <unistd.h>
 
 namespace {
 
 constexpr const char* kVersion = "0.1.0";
+
+// When the words before `--` name a command that does not exist ("rtenv rn", "rtenv env lst"):
+// "unknown command 'rn'; did you mean 'run'?", naming the commands there are. Else nullopt (the
+// parser's own message is right).
+std::optional<std::string> unknown_command_hint(CLI::App& app, int argc, char** argv) {
+  CLI::App* at = &app;
+  std::string path;  // "env: " one level down
+  for (int i = 1; i < argc; ++i) {
+    std::string word = argv[i];
+    if (word == "--") break;
+    if (word.starts_with("-")) continue;
+    std::vector<std::string> names;
+    for (CLI::App* sub : at->get_subcommands({})) names.push_back(sub->get_name());
+    if (names.empty()) return std::nullopt;  // a command's own arguments from here on
+    if (std::find(names.begin(), names.end(), word) != names.end()) {
+      at = at->get_subcommand(word);
+      path += word + ": ";
+      continue;
+    }
+    std::string known;
+    for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
+    // A command the word begins ("stat": status) before the closest by edits.
+    std::optional<std::string> close;
+    for (const auto& n : names) {
+      if (!close && word.size() >= 2 && n.starts_with(word)) close = n;
+    }
+    if (!close) close = rtenv::closest_match(word, names);
+    return fmt::format("{}unknown command '{}'{} (the commands are: {})", path, word,
+                       close ? fmt::format("; did you mean '{}'?", *close) : std::string(), known);
+  }
+  return std::nullopt;
+}
 
 int real_main(int argc, char** argv) {
   using namespace rtenv::cli;
@@ -197,6 +233,7 @@ int real_main(int argc, char** argv) {
   try {
     app.parse(args);
   } catch (const CLI::ParseError& e) {
+    if (auto hint = unknown_command_hint(app, argc, argv)) return fail(kExitUsage, *hint);
     int code = app.exit(e);
     return code == 0 ? 0 : kExitUsage;
   }

@@ -48,6 +48,21 @@ def test_unknown_subcommand_exits_2(rtenv, tmp_path):
     p = rtenv("frobnicate", cwd=tmp_path)
     assert p.returncode == 2, p.stderr
     assert_clean_error(p.stderr)
+    assert "unknown command 'frobnicate'" in p.stderr and "did you mean" not in p.stderr
+    assert "run, pack" in p.stderr, p.stderr  # the commands there are
+
+
+@pytest.mark.parametrize("args,typo,meant", [
+    (["rn", "--", "true"], "rn", "run"),
+    (["pakc", "."], "pakc", "pack"),
+    (["env", "lst"], "env: unknown command 'lst'", "list"),
+    (["agent", "stat"], "agent: unknown command 'stat'", "status"),
+], ids=["rn", "pakc", "env-lst", "agent-stat"])
+def test_a_mistyped_command_gets_did_you_mean(rtenv, tmp_path, args, typo, meant):
+    p = rtenv(*args, cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    assert_clean_error(p.stderr)
+    assert typo in p.stderr and f"did you mean '{meant}'?" in p.stderr, p.stderr
 
 
 def test_run_without_command_exits_2(rtenv, tmp_path):
