@@ -226,8 +226,7 @@ PublishedDirs::Make ExecPluginKind::maker(const Resource& r, const InstallProgre
     auto plan =
         fragment_to_plan(*context, fmt::format("plugin {} ({})", spec_.field, spec_.exec.string()));
     if (!plan) return plan.error();
-    return write_file_atomic(dirs_.sidecar(key_of(r.uri), ".context.json"),
-                             plan->to_json().dump());
+    return write_file_atomic(dirs_.sidecar(key_of(r.uri), ".context.json"), plan->to_json().dump());
   };
 }
 
@@ -235,8 +234,8 @@ Result<std::unique_ptr<ResourceLease>> ExecPluginKind::acquire(const Resource& r
                                                                const InstallProgress& progress,
                                                                int64_t timeout_ms) {
   const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
-  RTENV_ASSIGN_OR_RETURN(FileLock lock, dirs_.lease(key_of(r.uri), deadline, r.uri,
-                                                    maker(r, progress, deadline)));
+  RTENV_ASSIGN_OR_RETURN(FileLock lock,
+                         dirs_.lease(key_of(r.uri), deadline, r.uri, maker(r, progress, deadline)));
   return std::unique_ptr<ResourceLease>(new DirLease(std::move(lock)));
 }
 

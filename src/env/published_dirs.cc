@@ -43,7 +43,8 @@ Result<bool> PublishedDirs::make_once(std::string_view name, int64_t deadline,
   fs::create_directories(root_, ec);
   if (ec) return io_error("cannot create", root_, ec.value());
   fs::path lock_file = lock_path(name);
-  RTENV_ASSIGN_OR_RETURN(FileLock lock, FileLock::try_acquire(lock_file, FileLock::Mode::kExclusive));
+  RTENV_ASSIGN_OR_RETURN(FileLock lock,
+                         FileLock::try_acquire(lock_file, FileLock::Mode::kExclusive));
   if (!lock.held()) {
     // In use (shared) or being made (exclusive): wait for the maker, if any.
     RTENV_ASSIGN_OR_RETURN(lock, lock_until(lock_file, FileLock::Mode::kShared, deadline, what));

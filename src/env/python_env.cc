@@ -172,8 +172,8 @@ Result<std::vector<std::string>> resolve_with_uv(const spec::PythonPackages& loo
                                                  const Installer& installer,
                                                  const LockOptions& options) {
   ProcessSpec p;
-  p.argv = {installer.uv.string(), "pip",          "compile",       "-",
-            "--generate-hashes",   "--no-header",  "--no-annotate", "--quiet"};
+  p.argv = {installer.uv.string(), "pip",         "compile",       "-",
+            "--generate-hashes",   "--no-header", "--no-annotate", "--quiet"};
   if (options.target) {
     p.argv.insert(p.argv.end(), {"--python-version", options.target->python_version,
                                  "--python-platform", options.target->platform});
@@ -411,12 +411,11 @@ Result<spec::PythonPackages> lock_packages(const spec::PythonPackages& loose, co
                                            const LockOptions& options) {
   if (loose.locked) return loose;
   std::string key_text =
-      options.target
-          ? fmt::format("rtenv-lock-target 1\n{}\n{}\n{}", loose.to_json().dump(),
-                        options.target->python_version, options.target->platform)
-          : fmt::format("rtenv-lock 1\n{}\n{}\n{}\n{}\n{}", loose.to_json().dump(),
-                        python.executable.string(), python.version, python.platform,
-                        installer.name());
+      options.target ? fmt::format("rtenv-lock-target 1\n{}\n{}\n{}", loose.to_json().dump(),
+                                   options.target->python_version, options.target->platform)
+                     : fmt::format("rtenv-lock 1\n{}\n{}\n{}\n{}\n{}", loose.to_json().dump(),
+                                   python.executable.string(), python.version, python.platform,
+                                   installer.name());
   if (options.target && installer.tool != Installer::Tool::kUv) {
     return make_error(ErrorCode::kNotFound,
                       "resolving Python packages for Python {} ({}) needs uv, which was not "

@@ -300,8 +300,8 @@ void BlobServer::Impl::routes() {
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t_request_start);
     std::string line =
         fmt::format("rtenv store: {} {} {} in={} out={} {}ms {}", log_escaped(req.method),
-                    log_escaped(req.path), res.status, req.body.size(), res.body.size(),
-                    ms.count(), log_escaped(req.remote_addr));
+                    log_escaped(req.path), res.status, req.body.size(), res.body.size(), ms.count(),
+                    log_escaped(req.remote_addr));
     if (res.status >= 500) line += ": " + log_escaped(res.body.substr(0, 300));
     std::fprintf(stderr, "%s\n", line.c_str());
   });

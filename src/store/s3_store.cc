@@ -534,8 +534,7 @@ Result<std::vector<bool>> S3Store::missing(const std::vector<Digest>& digests) {
   return std::vector<bool>(absent.begin(), absent.end());
 }
 
-Result<void> S3Store::upload(const Digest& digest, std::string_view data,
-                             std::string_view source) {
+Result<void> S3Store::upload(const Digest& digest, std::string_view data, std::string_view source) {
   Digest actual = Digest::of(data);
   if (actual != digest) return content_mismatch(digest, actual, source);
   std::string wire = encode_blob(data);

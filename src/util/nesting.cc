@@ -11,15 +11,15 @@ Result<void> check_nesting(std::string_view text, size_t max_depth, size_t max_b
                       text.size(), max_bytes);
   }
   auto too_deep = [&](size_t line) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "{}: nested deeper than {} levels (line {})", what, max_depth, line);
+    return make_error(ErrorCode::kInvalidArgument, "{}: nested deeper than {} levels (line {})",
+                      what, max_depth, line);
   };
-  size_t flow = 0;                 // open brackets and braces
-  std::vector<size_t> indents;     // YAML block levels: the indentation of each open one
+  size_t flow = 0;              // open brackets and braces
+  std::vector<size_t> indents;  // YAML block levels: the indentation of each open one
   size_t line = 1;
   bool at_line_start = true;
-  char quote = 0;                  // inside a '"' or '\'' string
-  char before = 0;                 // the last character outside strings that is not a space
+  char quote = 0;   // inside a '"' or '\'' string
+  char before = 0;  // the last character outside strings that is not a space
   for (size_t i = 0; i < text.size(); ++i) {
     char c = text[i];
     if (quote) {

@@ -1,7 +1,7 @@
-// conda: conda environments (docs/runtime_env.md §7b). An env named by name or directory is used as it is,
-// never created or deleted. A dict (an environment.yml is read into one by the spec) is solved
-// once on the submitting side into a lock (exact package URLs and hashes for the platform), kept
-// in the store; the lock is the env's identity. Each node installs one env per lock, with
+// conda: conda environments (docs/runtime_env.md §7b). An env named by name or directory is used as
+// it is, never created or deleted. A dict (an environment.yml is read into one by the spec) is
+// solved once on the submitting side into a lock (exact package URLs and hashes for the platform),
+// kept in the store; the lock is the env's identity. Each node installs one env per lock, with
 // py-rattler driven in a helper process (conda_helper.py), and runs commands with it activated.
 
 #include <sys/stat.h>
@@ -102,9 +102,9 @@ class CondaHelper {
         return make_error(ErrorCode::kTimeout, "conda {} timed out (config.setup_timeout_seconds)",
                           verb);
       }
-      return make_error(line.error().code() == ErrorCode::kTooLarge ? ErrorCode::kTooLarge
-                                                                     : ErrorCode::kInternal,
-                        "conda {}: {}", verb, plugin_stderr_tail(line.error().message()));
+      return make_error(
+          line.error().code() == ErrorCode::kTooLarge ? ErrorCode::kTooLarge : ErrorCode::kInternal,
+          "conda {}: {}", verb, plugin_stderr_tail(line.error().message()));
     }
     Json reply = Json::parse(*line, nullptr, false);
     if (!reply.is_object()) {
@@ -171,9 +171,9 @@ Result<LaunchPlan> activation_of(const fs::path& prefix, const std::string& name
                       prefix.string(), bash ? "env" : "bash");
   }
   ProcessSpec spec;
-  spec.argv = {env->string(), "-i",    "PATH=" + kCallerPath, bash->string(), "--norc",
-               "--noprofile", "-c",    kScript,               "rtenv-activate", prefix.string(),
-               name,          env->string()};
+  spec.argv = {
+      env->string(), "-i",    "PATH=" + kCallerPath, bash->string(),  "--norc", "--noprofile",
+      "-c",          kScript, "rtenv-activate",      prefix.string(), name,     env->string()};
   spec.timeout_ms = kActivateTimeoutMs;
   spec.max_out = size_t{1} << 20;
   RTENV_ASSIGN_OR_RETURN(ProcessOutcome outcome, run_process(spec));
@@ -199,7 +199,7 @@ Result<LaunchPlan> activation_of(const fs::path& prefix, const std::string& name
     }
     std::vector<std::string> before, after;
     bool seen = false;
-    for (std::string_view p = value; ;) {
+    for (std::string_view p = value;;) {
       size_t colon = p.find(':');
       std::string part(p.substr(0, colon));
       if (part == kCallerPath) {
@@ -318,8 +318,7 @@ Result<CondaRequest> parse_locked(const Json& value) {
 std::string key_of(const CondaRequest& r) {
   std::string pip;
   for (const auto& line : r.pip) pip += line + "\n";
-  return Digest::of(fmt::format("rtenv-conda 1\n{}\n{}\n{}", r.lock.hex(), r.platform, pip))
-      .hex();
+  return Digest::of(fmt::format("rtenv-conda 1\n{}\n{}\n{}", r.lock.hex(), r.platform, pip)).hex();
 }
 
 // uv's name of a conda platform, for resolving a pip section before the env exists.
@@ -350,8 +349,7 @@ class CondaEnvKind : public ResourceKind {
     const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
     return dirs_.make_once(key(r.uri), deadline, r.uri, maker(r, progress, deadline));
   }
-  Result<std::unique_ptr<ResourceLease>> acquire(const Resource& r,
-                                                 const InstallProgress& progress,
+  Result<std::unique_ptr<ResourceLease>> acquire(const Resource& r, const InstallProgress& progress,
                                                  int64_t timeout_ms) override {
     const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
     RTENV_ASSIGN_OR_RETURN(FileLock lock,
@@ -497,8 +495,8 @@ Result<EnvDict> parse_dict(const Json& value) {
     if (d.is_string()) {
       out.specs.push_back(d.get<std::string>());
     } else if (d.is_object() && d.size() == 1 && d.contains("pip")) {
-      RTENV_TRY(strings(d["pip"], fmt::format("runtime_env.conda.dependencies[{}].pip", i),
-                        &out.pip));
+      RTENV_TRY(
+          strings(d["pip"], fmt::format("runtime_env.conda.dependencies[{}].pip", i), &out.pip));
     } else {
       return make_error(ErrorCode::kInvalidArgument,
                         "runtime_env.conda.dependencies[{}]: expected a package spec string or "
@@ -527,10 +525,10 @@ class CondaField : public Field {
     const Home& home = ctx.home;
     // The same dict is not solved again: its lock (and locked pip section) is kept.
     fs::path cached =
-        home.locks() / fmt::format("conda-{}.json",
-                                   Digest::of(fmt::format("rtenv-conda-lock 1\n{}\n{}",
-                                                          spec::canonical_json(value), platform))
-                                       .hex());
+        home.locks() /
+        fmt::format("conda-{}.json", Digest::of(fmt::format("rtenv-conda-lock 1\n{}\n{}",
+                                                            spec::canonical_json(value), platform))
+                                         .hex());
     if (!ctx.options.refresh_lock) {
       if (auto kept = read_kept(cached, platform, ctx.store)) return *kept;
     }
@@ -568,8 +566,8 @@ class CondaField : public Field {
     }
     Json out = {{kLockKey, "sha256:" + lock.hex()}, {"platform", platform}};
     if (!dict.pip.empty()) {
-      RTENV_ASSIGN_OR_RETURN(out["pip"], lock_pip(dict.pip, python_version, platform, ctx,
-                                                  timeout_ms));
+      RTENV_ASSIGN_OR_RETURN(out["pip"],
+                             lock_pip(dict.pip, python_version, platform, ctx, timeout_ms));
     }
     RTENV_TRY(write_file_atomic(cached, out.dump()));
     return out;
@@ -618,7 +616,6 @@ class CondaField : public Field {
     if (!locked) return locked.error().with_context("runtime_env.conda: the pip section");
     return Json(locked->packages);
   }
-
 
  public:
   Result<void> resources(const Json& value, const spec::RuntimeEnv&, const NodeCache&,

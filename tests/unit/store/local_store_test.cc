@@ -91,9 +91,9 @@ TEST_F(LocalStoreTest, ACorruptBlobIsDetectedMovedAsideAndReplacedByTheNextUploa
   size_t listed = 0;
   ASSERT_TRUE(store_->list([&](const Digest&, uint64_t) { ++listed; }).ok());
   EXPECT_EQ(listed, 0u);
-  EXPECT_EQ(std::distance(fs::directory_iterator(tmp_ / "store" / "corrupt"),
-                          fs::directory_iterator()),
-            2);
+  EXPECT_EQ(
+      std::distance(fs::directory_iterator(tmp_ / "store" / "corrupt"), fs::directory_iterator()),
+      2);
 }
 
 TEST_F(LocalStoreTest, WritesAreHashedAndRefusedUnlessTheyMatchTheirDigest) {

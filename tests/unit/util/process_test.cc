@@ -122,7 +122,6 @@ TEST(RunProcess, ADeadlineHoldsEvenWhenADaemonEscapesTheGroup) {
   EXPECT_LT(took, std::chrono::seconds(8));
 }
 
-
 TEST(LineProcess, AnswersRequestsOneLineEachInTheSameProcess) {
   ProcessSpec spec;
   spec.argv = {"sh", "-c", "while read l; do echo \"err $l\" >&2; echo \"$$ got $l\"; done"};
