@@ -431,8 +431,13 @@ Result<std::string> Agent::prepare_field(const std::string& field,
   }
   env::UploadOptions options;
   env::PrepareContext ctx{home_, *store_, options, env};
-  RTENV_ASSIGN_OR_RETURN(spec::Json value, f->prepare(j[field], ctx));
-  return value.dump();
+  try {
+    RTENV_ASSIGN_OR_RETURN(spec::Json value, f->prepare(j[field], ctx));
+    return value.dump();
+  } catch (const std::exception& e) {  // a bug is this request's error, not the agent's end
+    return make_error(ErrorCode::kInternal, "internal error while preparing {}: {}", field,
+                      printable_line(e.what()));
+  }
 }
 
 Result<uint32_t> Agent::release_holder(const std::string& holder) {

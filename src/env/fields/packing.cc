@@ -69,7 +69,11 @@ Result<FileUri> PathPacker::pack_remote_file(const std::string& field, const std
   std::string record = url_record(text);
   if (remote) {
     if (auto known = ctx.store.get_record(record)) {
-      auto uri = nlohmann::json::parse(*known, nullptr, false).value("uri", std::string());
+      // A record is read, not trusted: anything but {"uri": "<string>"} is as good as none.
+      auto j = nlohmann::json::parse(*known, nullptr, false);
+      std::string uri = j.is_object() && j.contains("uri") && j["uri"].is_string()
+                            ? j["uri"].get<std::string>()
+                            : std::string();
       auto file = FileUri::parse(uri, suffix);
       if (file && file->file == name) {
         RTENV_ASSIGN_OR_RETURN(auto missing, ctx.store.missing({file->package.root()}));
