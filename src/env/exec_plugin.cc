@@ -177,10 +177,6 @@ Result<LaunchPlan> fragment_to_plan(const json& reply, const std::string& who) {
   return plan;
 }
 
-int64_t left_ms(int64_t deadline) {
-  return deadline < 0 ? -1 : std::max<int64_t>(1, deadline - steady_ms());
-}
-
 }  // namespace
 
 // ---- the kind ----------------------------------------------------------------------------
@@ -197,7 +193,7 @@ bool ExecPluginKind::owns(std::string_view uri) const { return uri.starts_with(p
 
 Result<bool> ExecPluginKind::ensure(const Resource& r, const InstallProgress& progress,
                                     int64_t timeout_ms) {
-  const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
+  const int64_t deadline = deadline_after(timeout_ms);
   return dirs_.make_once(key_of(r.uri), deadline, r.uri, maker(r, progress, deadline));
 }
 
@@ -210,7 +206,7 @@ PublishedDirs::Make ExecPluginKind::maker(const Resource& r, const InstallProgre
     if (::mkdir(temp.c_str(), 0755) != 0) return io_error("cannot create", temp, errno);
     if (progress) progress(fmt::format("{} create", spec_.exec.string()));
     auto created = call_plugin(spec_, "create", {{"value", request.value}, {"dir", temp.string()}},
-                               left_ms(deadline));
+                               ms_left(deadline));
     if (!created) {
       (void)remove_tree(temp);
       return created.error();
@@ -221,7 +217,7 @@ PublishedDirs::Make ExecPluginKind::maker(const Resource& r, const InstallProgre
       return io_error("cannot publish", dir, err);
     }
     auto context = call_plugin(spec_, "context", {{"value", request.value}, {"dir", dir.string()}},
-                               left_ms(deadline));
+                               ms_left(deadline));
     if (!context) return context.error();
     auto plan =
         fragment_to_plan(*context, fmt::format("plugin {} ({})", spec_.field, spec_.exec.string()));
@@ -233,7 +229,7 @@ PublishedDirs::Make ExecPluginKind::maker(const Resource& r, const InstallProgre
 Result<std::unique_ptr<ResourceLease>> ExecPluginKind::acquire(const Resource& r,
                                                                const InstallProgress& progress,
                                                                int64_t timeout_ms) {
-  const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
+  const int64_t deadline = deadline_after(timeout_ms);
   RTENV_ASSIGN_OR_RETURN(FileLock lock,
                          dirs_.lease(key_of(r.uri), deadline, r.uri, maker(r, progress, deadline)));
   return std::unique_ptr<ResourceLease>(new DirLease(std::move(lock)));

@@ -121,11 +121,6 @@ Result<ProcessOutcome> run_step(const std::string& step, ProcessSpec spec,
   return outcome;
 }
 
-int64_t remaining(int64_t deadline) {
-  if (deadline < 0) return -1;
-  return std::max<int64_t>(1, deadline - steady_ms());
-}
-
 // "name==1.0 \" + "    --hash=sha256:..." continuation lines joined, comments dropped.
 std::vector<std::string> parse_pins(const std::string& text) {
   std::vector<std::string> out;
@@ -649,7 +644,7 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
                                    const InstallProgress& progress, int64_t timeout_ms) {
   if (request.wheel) return build_wheel_target(request, lock, progress, timeout_ms);
   if (request.launcher) return build_launcher(request);
-  const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
+  const int64_t deadline = deadline_after(timeout_ms);
   const fs::path dir = dir_of(request.key);
   const fs::path py = python_of(dir);
   const auto& pkgs = request.packages;
@@ -662,7 +657,7 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
     p.env["UV_CACHE_DIR"] = home_.uv_cache().string();
     p.env["PIP_CACHE_DIR"] = home_.pip_cache().string();
     p.env["VIRTUAL_ENV"] = std::nullopt;
-    p.timeout_ms = remaining(deadline);
+    p.timeout_ms = ms_left(deadline);
     p.inherit_fd = lock.fd();
     auto r = run_step(name, std::move(p), progress);
     if (!r) return r.error();
@@ -772,7 +767,7 @@ Result<void> PythonEnvCache::build_or_fetch(const PythonEnvRequest& request, con
   // Wheel targets and launchers are cheap; other layouts than CPython's are not relocated here.
   if (!shared_store_ || request.wheel || request.launcher ||
       request.python.implementation != "cpython") {
-    return build(request, lock, progress, remaining(deadline));
+    return build(request, lock, progress, ms_left(deadline));
   }
   auto report = [&](const std::string& line) {
     if (progress) progress(line);
@@ -784,7 +779,7 @@ Result<void> PythonEnvCache::build_or_fetch(const PythonEnvRequest& request, con
     if (claim.error().code() == ErrorCode::kTimeout) return claim.error();
     report(fmt::format("the store cannot share this build ({}): building it here",
                        claim.error().message()));
-    return build(request, lock, progress, remaining(deadline));
+    return build(request, lock, progress, ms_left(deadline));
   }
   if (claim->published) {
     auto fetched = fetch_published(request, *claim->published, progress);
@@ -792,9 +787,9 @@ Result<void> PythonEnvCache::build_or_fetch(const PythonEnvRequest& request, con
     report(fmt::format("cannot use the env another node published ({}): building it here",
                        fetched.error().message()));
     RTENV_TRY(remove_tree(dir_of(request.key)));
-    return build(request, lock, progress, remaining(deadline));
+    return build(request, lock, progress, ms_left(deadline));
   }
-  RTENV_TRY(build(request, lock, progress, remaining(deadline)));
+  RTENV_TRY(build(request, lock, progress, ms_left(deadline)));
   // The env is ready here whatever happens next; a failed publication only costs other nodes
   // a build of their own.
   if (auto r = publish(request, progress); !r) {
@@ -865,7 +860,7 @@ Result<void> PythonEnvCache::fetch_published(const PythonEnvRequest& request,
 
 Result<bool> PythonEnvCache::ensure(const PythonEnvRequest& request,
                                     const InstallProgress& progress, int64_t timeout_ms) {
-  const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
+  const int64_t deadline = deadline_after(timeout_ms);
   fs::path lock_path = sidecar(request.key, ".lock");
   RTENV_ASSIGN_OR_RETURN(FileLock lock,
                          FileLock::try_acquire(lock_path, FileLock::Mode::kExclusive));
@@ -889,7 +884,7 @@ Result<bool> PythonEnvCache::ensure(const PythonEnvRequest& request,
 Result<PythonEnvCache::Lease> PythonEnvCache::acquire(const PythonEnvRequest& request,
                                                       const InstallProgress& progress,
                                                       int64_t timeout_ms) {
-  const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
+  const int64_t deadline = deadline_after(timeout_ms);
   fs::path lock_path = sidecar(request.key, ".lock");
   Lease lease;
   lease.dir_ = dir_of(request.key);
@@ -904,7 +899,7 @@ Result<PythonEnvCache::Lease> PythonEnvCache::acquire(const PythonEnvRequest& re
     }
     lock.release();
     if (attempt == 3) break;
-    RTENV_ASSIGN_OR_RETURN(bool built, ensure(request, progress, remaining(deadline)));
+    RTENV_ASSIGN_OR_RETURN(bool built, ensure(request, progress, ms_left(deadline)));
     lease.built_ |= built;
   }
   return make_error(ErrorCode::kUnavailable,

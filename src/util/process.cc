@@ -322,7 +322,7 @@ Result<std::string> LineProcess::call(std::string_view request, int64_t timeout_
                                       size_t max_answer,
                                       const std::function<void(std::string_view)>& on_stderr_line) {
   if (pid_ < 0) return make_error(ErrorCode::kUnavailable, "{} is not running", program_.string());
-  const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
+  const int64_t deadline = deadline_after(timeout_ms);
   std::string err_tail, pending_err;
   auto gone = [&](const std::string& how) {
     stop();

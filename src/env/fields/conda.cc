@@ -45,10 +45,6 @@ std::string node_platform() {
 #endif
 }
 
-int64_t left_ms(int64_t deadline) {
-  return deadline < 0 ? -1 : std::max<int64_t>(1, deadline - steady_ms());
-}
-
 // `j[key]` if `j` is an object holding a string there, else `fallback` (the helper's answers are
 // checked, not trusted).
 std::string string_at(const Json& j, const char* key, const std::string& fallback = "") {
@@ -346,12 +342,12 @@ class CondaEnvKind : public ResourceKind {
 
   Result<bool> ensure(const Resource& r, const InstallProgress& progress,
                       int64_t timeout_ms) override {
-    const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
+    const int64_t deadline = deadline_after(timeout_ms);
     return dirs_.make_once(key(r.uri), deadline, r.uri, maker(r, progress, deadline));
   }
   Result<std::unique_ptr<ResourceLease>> acquire(const Resource& r, const InstallProgress& progress,
                                                  int64_t timeout_ms) override {
-    const int64_t deadline = timeout_ms >= 0 ? steady_ms() + timeout_ms : -1;
+    const int64_t deadline = deadline_after(timeout_ms);
     RTENV_ASSIGN_OR_RETURN(FileLock lock,
                            dirs_.lease(key(r.uri), deadline, r.uri, maker(r, progress, deadline)));
     return std::unique_ptr<ResourceLease>(new DirLease(std::move(lock)));
@@ -406,7 +402,7 @@ class CondaEnvKind : public ResourceKind {
                       {"package_cache", (home_.root / "conda" / "pkgs").string()},
                       {"platform", request.platform}};
       RTENV_ASSIGN_OR_RETURN(Json done,
-                             call_helper(home_, "install", install, left_ms(deadline), progress));
+                             call_helper(home_, "install", install, ms_left(deadline), progress));
       if (progress && done.contains("packages") && done["packages"].is_number_unsigned()) {
         progress(fmt::format("{} conda packages installed", done["packages"].get<uint64_t>()));
       }
@@ -436,7 +432,7 @@ class CondaEnvKind : public ResourceKind {
                  "--no-deps",    "--quiet", "-r",      "-"};
     spec.env["UV_CACHE_DIR"] = home_.uv_cache().string();
     spec.stdin_data = std::move(requirements);
-    spec.timeout_ms = left_ms(deadline);
+    spec.timeout_ms = ms_left(deadline);
     if (progress) {
       spec.on_stderr_line = [&](std::string_view line) { progress(printable_line(line)); };
     }
