@@ -7,7 +7,7 @@ apt_packages=(
   build-essential cmake ninja-build ccache pkg-config git zip unzip hyperfine
   libssl-dev libzstd-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libfmt-dev
   libarchive-dev libsqlite3-dev libcurl4-openssl-dev
-  libgtest-dev libgmock-dev clang-format libcpp-httplib-dev iproute2
+  libgtest-dev libgmock-dev clang-format iproute2
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   python3 python3-venv openjdk-17-jdk-headless
 )

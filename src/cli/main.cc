@@ -227,7 +227,9 @@ int real_main(int argc, char** argv) {
                         "File holding the bearer token callers must send (default: "
                         "$RTENV_STORE_TOKEN; neither: no token needed)");
   serve_cmd->add_option("--threads", serve.threads,
-                        "Connections served at once (default 64; a node fetching uses up to 16)");
+                        "Requests answered at once (default 64; a node fetching sends up to 16); "
+                        "connections still sending a request wait on one thread, each for at "
+                        "most 10 s, at most 64 per client address");
   serve_cmd->add_flag("--verbose,-v", serve.verbose, "Log one line per request to stderr");
 
   try {

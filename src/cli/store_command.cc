@@ -1,5 +1,5 @@
 // `rtenv store serve`: rtenv's own blob server, for clusters without S3 or a shared filesystem.
-// Only in rtenv-full (it links cpp-httplib); the lean front hands the command over.
+// Only in rtenv-full (it links the HTTP server); the lean front hands the command over.
 
 #include <signal.h>
 #include <cctype>
@@ -57,6 +57,9 @@ int store_serve_command(const StoreServeArgs& args) {
   options.port = address->second;
   options.token = std::move(token).value();
   options.threads = args.threads;
+  // An encoded blob is its content and a tag byte (or less, compressed); records and missing()
+  // lists are small.
+  options.max_body_bytes = process_config().max_package_size() + 4096;
   options.verbose = args.verbose;
 
   // Block the stop signals before any thread starts, so that every thread inherits the mask and

@@ -1,18 +1,12 @@
 #include "store/blob_server.h"
 
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <mutex>
 #include <optional>
-#include <thread>
-
-#include <httplib.h>
 
 #include "store/blob_codec.h"
+#include "store/http_server.h"
 #include "store/local_store.h"
 #include "util/digest.h"
 #include "util/fs.h"
@@ -22,11 +16,6 @@
 namespace rtenv::store {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-// When the request now being served on this thread started (for the log line).
-thread_local Clock::time_point t_request_start;
 
 // Tokens are compared as SHA-256 digests, byte by byte without an early exit: how long the
 // comparison takes says nothing about how much of a guess was right (not even its length).
@@ -59,27 +48,30 @@ int status_of(const Error& e) {
   }
 }
 
-void answer_text(httplib::Response& res, int status, std::string_view text) {
+void answer_text(http::Response& res, int status, std::string_view text) {
   res.status = status;
-  res.set_content(std::string(text) + "\n", "text/plain");
+  res.content_type = "text/plain";
+  res.body = std::string(text) + "\n";
 }
 
-void answer_error(httplib::Response& res, const Error& e) {
+void answer_error(http::Response& res, const Error& e) {
   answer_text(res, status_of(e), e.message());
 }
 
 // The digest named in a blob path, or a 400 answer.
-std::optional<Digest> digest_of(const httplib::Request& req, httplib::Response& res) {
-  std::string hex = req.matches[1];
+std::optional<Digest> digest_of(std::string_view hex, http::Response& res) {
   auto d = Digest::from_hex(hex);
   if (!d || d->hex() != hex) {
     answer_text(res, 400,
                 fmt::format("\"{}\" is not a blob name (64 lowercase hex digits of its SHA-256)",
-                            hex.substr(0, 100)));
+                            log_escaped(hex.substr(0, 100))));
     return std::nullopt;
   }
   return *d;
 }
+
+constexpr std::string_view kBlobs = "/v1/blobs";
+constexpr std::string_view kRecords = "/v1/records/";
 
 }  // namespace
 
@@ -87,37 +79,90 @@ struct BlobServer::Impl {
   BlobServerOptions options;
   std::unique_ptr<LocalStore> store;
   std::optional<Digest> token_digest;
-  httplib::Server http;
-  int port = 0;
-  std::thread listener;
-  int listen_fd = -1;
-  std::atomic<bool> listen_returned{false};
-  std::mutex mu;  // guards joining `listener`
+  std::unique_ptr<http::Server> http;
 
-  void routes();
-  bool authorized(const httplib::Request& req) const {
+  bool authorized(const http::Request& req) const {
     if (!token_digest) return true;
-    std::string auth = req.get_header_value("Authorization");
+    std::string_view auth = req.header("Authorization").value_or("");
     constexpr std::string_view kBearer = "Bearer ";
-    if (!std::string_view(auth).starts_with(kBearer)) return false;
-    return same_token(std::string_view(auth).substr(kBearer.size()), *token_digest);
+    if (!auth.starts_with(kBearer)) return false;
+    return same_token(auth.substr(kBearer.size()), *token_digest);
   }
 
-  void get_blob(const httplib::Request& req, httplib::Response& res);
-  void put_blob(const httplib::Request& req, httplib::Response& res);
-  void delete_blob(const httplib::Request& req, httplib::Response& res);
-  void list_blobs(const httplib::Request& req, httplib::Response& res);
-  void missing(const httplib::Request& req, httplib::Response& res);
-  void get_record(const httplib::Request& req, httplib::Response& res);
-  void put_record(const httplib::Request& req, httplib::Response& res);
-  void delete_record(const httplib::Request& req, httplib::Response& res);
+  /// Before any body is read: a caller without the token sends nothing we keep, and a body over
+  /// the limit is refused before it travels.
+  std::optional<http::Response> gate(const http::Request& req) const {
+    http::Response res;
+    if (!authorized(req)) {
+      res.headers.emplace_back("WWW-Authenticate", "Bearer");
+      answer_text(res, 401,
+                  req.header("Authorization")
+                      ? "the bearer token is wrong (the client's RTENV_STORE_TOKEN must be the "
+                        "server's token)"
+                      : "this server needs 'Authorization: Bearer <token>' (set RTENV_STORE_TOKEN "
+                        "on the client)");
+      return res;
+    }
+    if (req.content_length > options.max_body_bytes) {
+      answer_text(res, 413,
+                  fmt::format("the request body ({} bytes) is larger than this server accepts "
+                              "({} bytes)",
+                              req.content_length, options.max_body_bytes));
+      return res;
+    }
+    return std::nullopt;
+  }
+
+  void serve(const http::Request& req, http::Body& body, http::Response& res) {
+    const std::string& path = req.path;
+    const std::string& m = req.method;
+    if (path.starts_with(kBlobs) && path.size() > kBlobs.size() + 1 && path[kBlobs.size()] == '/') {
+      std::string_view name = std::string_view(path).substr(kBlobs.size() + 1);
+      if (m == "GET" || m == "HEAD") return get_blob(name, m == "HEAD", res);
+      if (m == "PUT") return put_blob(name, body, res);
+      if (m == "DELETE") return delete_blob(name, res);
+    } else if (path == kBlobs) {
+      if (m == "GET") return list_blobs(res);
+    } else if (path == "/v1/missing") {
+      if (m == "POST") return missing(body, res);
+    } else if (path.starts_with(kRecords) && path.size() > kRecords.size()) {
+      std::string name = path.substr(kRecords.size());
+      if (m == "GET") return get_record(name, res);
+      if (m == "PUT") return put_record(req, name, body, res);
+      if (m == "DELETE") return delete_record(name, res);
+    } else {
+      return answer_text(res, 404, fmt::format("no such endpoint: {} {}", m, path));
+    }
+    answer_text(res, 405, fmt::format("{} is not served on {}", m, path));
+  }
+
+  void get_blob(std::string_view name, bool head, http::Response& res);
+  void put_blob(std::string_view name, http::Body& body, http::Response& res);
+  void delete_blob(std::string_view name, http::Response& res);
+  void list_blobs(http::Response& res);
+  void missing(http::Body& body, http::Response& res);
+  void get_record(const std::string& name, http::Response& res);
+  void put_record(const http::Request& req, const std::string& name, http::Body& body,
+                  http::Response& res);
+  void delete_record(const std::string& name, http::Response& res);
+
+  void log(const http::Request& req, const http::Response& res, uint64_t in,
+           std::chrono::milliseconds ms) const {
+    // Server failures are always worth a line; everything else only when asked for.
+    if (!options.verbose && res.status < 500) return;
+    std::string line = fmt::format("rtenv store: {} {} {} in={} out={} {}ms {}",
+                                   log_escaped(req.method), log_escaped(req.path), res.status, in,
+                                   res.body.size(), ms.count(), log_escaped(req.peer));
+    if (res.status >= 500) line += ": " + log_escaped(res.body.substr(0, 300));
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
 };
 
-void BlobServer::Impl::get_blob(const httplib::Request& req, httplib::Response& res) {
-  auto digest = digest_of(req, res);
+void BlobServer::Impl::get_blob(std::string_view name, bool head, http::Response& res) {
+  auto digest = digest_of(name, res);
   if (!digest) return;
   fs::path path = store->blob_path(*digest);
-  if (req.method == "HEAD") {
+  if (head) {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) {
       answer_text(res, 404, fmt::format("blob {} is not here", digest->hex()));
@@ -137,13 +182,16 @@ void BlobServer::Impl::get_blob(const httplib::Request& req, httplib::Response& 
     return;
   }
   res.status = 200;
-  res.set_content(encode_blob(*data), "application/octet-stream");
+  res.content_type = "application/octet-stream";
+  res.body = encode_blob(*data);
 }
 
-void BlobServer::Impl::put_blob(const httplib::Request& req, httplib::Response& res) {
-  auto digest = digest_of(req, res);
+void BlobServer::Impl::put_blob(std::string_view name, http::Body& body, http::Response& res) {
+  auto digest = digest_of(name, res);
   if (!digest) return;
-  auto data = decode_blob(req.body);
+  auto wire = body.read_all(options.max_body_bytes);
+  if (!wire) return answer_error(res, wire.error());
+  auto data = decode_blob(*wire);
   if (!data) {
     answer_text(res, 400,
                 fmt::format("the body sent for blob {} is not an encoded blob: {}", digest->hex(),
@@ -165,8 +213,8 @@ void BlobServer::Impl::put_blob(const httplib::Request& req, httplib::Response& 
   res.status = 204;
 }
 
-void BlobServer::Impl::delete_blob(const httplib::Request& req, httplib::Response& res) {
-  auto digest = digest_of(req, res);
+void BlobServer::Impl::delete_blob(std::string_view name, http::Response& res) {
+  auto digest = digest_of(name, res);
   if (!digest) return;
   auto removed = store->remove(*digest);
   if (!removed) return answer_error(res, removed.error());
@@ -174,7 +222,7 @@ void BlobServer::Impl::delete_blob(const httplib::Request& req, httplib::Respons
   res.status = 204;
 }
 
-void BlobServer::Impl::list_blobs(const httplib::Request&, httplib::Response& res) {
+void BlobServer::Impl::list_blobs(http::Response& res) {
   std::string body;
   auto r = store->list([&](const Digest& d, uint64_t bytes) {
     body += d.hex();
@@ -184,12 +232,15 @@ void BlobServer::Impl::list_blobs(const httplib::Request&, httplib::Response& re
   });
   if (!r) return answer_error(res, r.error());
   res.status = 200;
-  res.set_content(std::move(body), "text/plain");
+  res.content_type = "text/plain";
+  res.body = std::move(body);
 }
 
-void BlobServer::Impl::missing(const httplib::Request& req, httplib::Response& res) {
+void BlobServer::Impl::missing(http::Body& body, http::Response& res) {
+  auto text = body.read_all(options.max_body_bytes);
+  if (!text) return answer_error(res, text.error());
   std::vector<Digest> digests;
-  std::string_view rest = req.body;
+  std::string_view rest = *text;
   size_t line_no = 0;
   while (!rest.empty()) {
     std::string_view line = next_line(&rest);
@@ -200,111 +251,49 @@ void BlobServer::Impl::missing(const httplib::Request& req, httplib::Response& r
     if (!d) {
       return answer_text(res, 400,
                          fmt::format("line {} of the body is not a digest (64 hex digits): \"{}\"",
-                                     line_no, line.substr(0, 100)));
+                                     line_no, log_escaped(line.substr(0, 100))));
     }
     digests.push_back(*d);
   }
   auto absent = store->missing(digests);
   if (!absent) return answer_error(res, absent.error());
-  std::string body;
+  std::string out;
   for (size_t i = 0; i < digests.size(); ++i) {
     if (!(*absent)[i]) continue;
-    body += digests[i].hex();
-    body += '\n';
+    out += digests[i].hex();
+    out += '\n';
   }
   res.status = 200;
-  res.set_content(std::move(body), "text/plain");
+  res.content_type = "text/plain";
+  res.body = std::move(out);
 }
 
-void BlobServer::Impl::get_record(const httplib::Request& req, httplib::Response& res) {
-  std::string name = req.matches[1];
+void BlobServer::Impl::get_record(const std::string& name, http::Response& res) {
   auto data = store->get_record(name);
   if (!data) return answer_error(res, data.error());
   res.status = 200;
-  res.set_content(std::move(data).value(), "application/octet-stream");
+  res.content_type = "application/octet-stream";
+  res.body = std::move(data).value();
 }
 
-void BlobServer::Impl::put_record(const httplib::Request& req, httplib::Response& res) {
-  std::string name = req.matches[1];
-  std::string condition = req.get_header_value("If-None-Match");
+void BlobServer::Impl::put_record(const http::Request& req, const std::string& name,
+                                  http::Body& body, http::Response& res) {
+  std::string_view condition = req.header("If-None-Match").value_or("");
   if (!condition.empty() && condition != "*") {
     return answer_text(res, 400, "If-None-Match: only \"*\" (create only) is understood");
   }
-  auto r =
-      condition == "*" ? store->create_record(name, req.body) : store->put_record(name, req.body);
+  auto value = body.read_all(options.max_body_bytes);
+  if (!value) return answer_error(res, value.error());
+  auto r = condition == "*" ? store->create_record(name, *value) : store->put_record(name, *value);
   if (!r) return answer_error(res, r.error());
   res.status = 204;
 }
 
-void BlobServer::Impl::delete_record(const httplib::Request& req, httplib::Response& res) {
-  std::string name = req.matches[1];
+void BlobServer::Impl::delete_record(const std::string& name, http::Response& res) {
   auto removed = store->remove_record(name);
   if (!removed) return answer_error(res, removed.error());
   if (!*removed) return answer_text(res, 404, fmt::format("record {} is not here", name));
   res.status = 204;
-}
-
-void BlobServer::Impl::routes() {
-  using httplib::Request;
-  using httplib::Response;
-  auto bind = [this](void (Impl::*fn)(const Request&, Response&)) {
-    return [this, fn](const Request& req, Response& res) { (this->*fn)(req, res); };
-  };
-  const char* blob = R"(/v1/blobs/([^/]+))";
-  const char* record = R"(/v1/records/(.+))";
-  http.Get(blob, bind(&Impl::get_blob));  // HEAD too
-  http.Put(blob, bind(&Impl::put_blob));
-  http.Delete(blob, bind(&Impl::delete_blob));
-  http.Get("/v1/blobs", bind(&Impl::list_blobs));
-  http.Post("/v1/missing", bind(&Impl::missing));
-  http.Get(record, bind(&Impl::get_record));
-  http.Put(record, bind(&Impl::put_record));
-  http.Delete(record, bind(&Impl::delete_record));
-
-  // Before any body is read: a caller without the token sends nothing we keep.
-  http.set_pre_routing_handler([this](const Request& req, Response& res) {
-    t_request_start = Clock::now();
-    if (authorized(req)) return httplib::Server::HandlerResponse::Unhandled;
-    res.set_header("WWW-Authenticate", "Bearer");
-    // The body (if any) is left unread, so the connection cannot carry another request.
-    res.set_header("Connection", "close");
-    answer_text(res, 401,
-                req.has_header("Authorization")
-                    ? "the bearer token is wrong (the client's RTENV_STORE_TOKEN must be the "
-                      "server's token)"
-                    : "this server needs 'Authorization: Bearer <token>' (set RTENV_STORE_TOKEN "
-                      "on the client)");
-    return httplib::Server::HandlerResponse::Handled;
-  });
-  http.set_error_handler([](const Request& req, Response& res) {
-    if (!res.body.empty()) return;
-    if (res.status == 404) {
-      answer_text(res, 404, fmt::format("no such endpoint: {} {}", req.method, req.path));
-    } else if (res.status == 413) {
-      answer_text(res, 413, "the request body is larger than this server accepts");
-    }
-  });
-  http.set_exception_handler([](const Request&, Response& res, std::exception_ptr ep) {
-    std::string what = "unknown exception";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    answer_text(res, 500, "internal error: " + what);
-  });
-  http.set_logger([this](const Request& req, const Response& res) {
-    // Server failures are always worth a line; everything else only when asked for.
-    if (!options.verbose && res.status < 500) return;
-    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t_request_start);
-    std::string line =
-        fmt::format("rtenv store: {} {} {} in={} out={} {}ms {}", log_escaped(req.method),
-                    log_escaped(req.path), res.status, req.body.size(), res.body.size(), ms.count(),
-                    log_escaped(req.remote_addr));
-    if (res.status >= 500) line += ": " + log_escaped(res.body.substr(0, 300));
-    std::fprintf(stderr, "%s\n", line.c_str());
-  });
 }
 
 BlobServer::BlobServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -327,67 +316,38 @@ Result<std::unique_ptr<BlobServer>> BlobServer::start(BlobServerOptions options)
   impl->options = std::move(options);
   const BlobServerOptions& o = impl->options;
 
-  unsigned threads = o.threads;
-  impl->http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  impl->http.set_payload_max_length(static_cast<size_t>(o.max_body_bytes));
-  impl->http.set_keep_alive_timeout(o.keep_alive_seconds);
-  impl->http.set_keep_alive_max_count(1000);
-  impl->http.set_read_timeout(30);
-  impl->http.set_write_timeout(30);
-  // httplib's default is SO_REUSEPORT, which would let a second server share the port (and
-  // split the requests between two stores) instead of failing.
-  impl->http.set_socket_options([raw = impl.get()](int sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    raw->listen_fd = sock;  // the last socket tried is the one that binds
-  });
-  // A response's headers and body go out in separate writes: without this, Nagle's algorithm
-  // and the client's delayed ACK add ~40 ms to every request.
-  impl->http.set_tcp_nodelay(true);
-  impl->routes();
-
-  if (o.port == 0) {
-    impl->port = impl->http.bind_to_any_port(o.host);
-  } else {
-    impl->port = impl->http.bind_to_port(o.host, o.port) ? o.port : -1;
-  }
-  // httplib listens with a backlog of 5: a node opening its 16 connections at once would have
-  // SYNs dropped and wait a second for the retransmission. Listening again resizes the queue.
-  if (impl->port > 0 && impl->listen_fd >= 0) ::listen(impl->listen_fd, SOMAXCONN);
-  if (impl->port <= 0) {
-    return make_error(ErrorCode::kUnavailable,
-                      "cannot listen on {}:{} (is the address this machine's, and the port "
-                      "free?)",
-                      o.host, o.port);
-  }
+  http::ServerOptions server;
+  server.host = o.host;
+  server.port = o.port;
+  server.threads = o.threads;
+  server.keep_alive = std::chrono::seconds(o.keep_alive_seconds);
+  server.head_timeout = o.head_timeout;
+  server.max_waiting_per_peer = o.max_waiting_per_peer;
   Impl* raw = impl.get();
-  impl->listener = std::thread([raw] {
-    raw->http.listen_after_bind();
-    raw->listen_returned = true;
-  });
-  // Until the loop runs, stop() would do nothing (and wait() would never return).
-  while (!raw->http.is_running() && !raw->listen_returned) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  RTENV_ASSIGN_OR_RETURN(
+      impl->http, http::Server::start(
+                      server, [raw](const http::Request& req) { return raw->gate(req); },
+                      [raw](const http::Request& req, http::Body& body, http::Response& res) {
+                        raw->serve(req, body, res);
+                      },
+                      [raw](const http::Request& req, const http::Response& res, uint64_t in,
+                            std::chrono::milliseconds ms) { raw->log(req, res, in, ms); }));
   return std::unique_ptr<BlobServer>(new BlobServer(std::move(impl)));
 }
 
-int BlobServer::port() const { return impl_->port; }
+int BlobServer::port() const { return impl_->http->port(); }
 
 std::string BlobServer::url() const {
   const std::string& host = impl_->options.host;
   bool v6 = host.find(':') != std::string::npos;
-  return fmt::format("http://{}{}{}:{}", v6 ? "[" : "", host, v6 ? "]" : "", impl_->port);
+  return fmt::format("http://{}{}{}:{}", v6 ? "[" : "", host, v6 ? "]" : "", port());
 }
 
-void BlobServer::stop() { impl_->http.stop(); }
+void BlobServer::stop() { impl_->http->stop(); }
 
-bool BlobServer::running() const { return !impl_->listen_returned; }
+bool BlobServer::running() const { return impl_->http->running(); }
 
-void BlobServer::wait() {
-  std::lock_guard lock(impl_->mu);
-  if (impl_->listener.joinable()) impl_->listener.join();
-}
+void BlobServer::wait() { impl_->http->wait(); }
 
 Result<std::pair<std::string, int>> parse_listen_address(std::string_view address) {
   auto bad = [&](std::string_view why) {

@@ -1,8 +1,10 @@
 #pragma once
-// rtenv's own blob server (`rtenv store serve`): a LocalStore directory served over HTTP/1.1, for
+// rtenv's own blob server (`rtenv store serve`): a LocalStore directory served over HTTP/1.1
+// (store/http_server.h, which keeps slow clients from starving the others), for
 // clusters without S3 or a shared filesystem. The client is HttpStore (store/http_store.h, which
 // describes the protocol). Library rtenv_blob_server, linked only into rtenv-full (and tests).
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -21,14 +23,20 @@ struct BlobServerOptions {
   int port = 7878;                 ///< 0: any free port (see BlobServer::port())
   /// Callers must send `Authorization: Bearer <token>`; empty: anyone may call.
   std::string token;
-  /// Connections served at once; more wait. Each node fetching keeps up to 16 open (one per
-  /// request in flight), so the default serves four nodes fetching at the same moment.
+  /// Requests answered at once; more wait (after their token was checked). Each node fetching
+  /// keeps up to 16 requests in flight, so the default serves four nodes at the same moment.
   unsigned threads = 64;
-  /// Largest request body: an encoded blob, a record or a missing() list (413 beyond).
+  /// Largest request body: an encoded blob, a record or a missing() list (413 beyond, refused
+  /// before the body travels). `rtenv store serve` sets the config's max_package_size.
   uint64_t max_body_bytes = 8ull << 30;
-  /// How long an idle connection is kept open for its next request. It holds one of `threads`
-  /// meanwhile, and stop() waits for it.
+  /// How long an idle connection is kept open for its next request (no thread is held
+  /// meanwhile).
   int keep_alive_seconds = 1;
+  /// A request's head must arrive whole within this time, or the connection is closed (408).
+  std::chrono::milliseconds head_timeout{10'000};
+  /// Connections from one address still sending a request's head; beyond, the one of that
+  /// address that has waited longest is closed (store/http_server.h).
+  unsigned max_waiting_per_peer = 64;
   /// One line per request on stderr: method, path, status, bytes in and out, milliseconds.
   bool verbose = false;
 };

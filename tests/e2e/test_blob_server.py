@@ -250,3 +250,69 @@ def test_the_listen_queue_holds_a_node_opening_many_connections_at_once(server):
                          text=True, check=True).stdout.split()
     assert out and out[0] == "LISTEN", out
     assert int(out[2]) >= 64, f"backlog {out[2]}"
+
+
+def test_clients_sending_headers_slowly_do_not_starve_authenticated_ones(rtenv, server, tmp_path):
+    # 70 connections without a token send a header line every second and never finish their
+    # request (a slow-loris). More than the server's 64 handler threads: a server that gave each
+    # connection a thread while it read headers stopped answering anyone until they gave up.
+    # Some come from the same address as the real client.
+    import socket
+    import threading
+
+    done = threading.Event()
+    slow: list[socket.socket] = []
+    for i in range(70):
+        s = socket.socket()
+        s.bind(("127.0.0.2" if i % 2 else "127.0.0.1", 0))
+        s.connect(("127.0.0.1", server.port))
+        s.sendall(b"PUT /v1/blobs/" + b"0" * 64 + b" HTTP/1.1\r\nHost: x\r\n")
+        slow.append(s)
+
+    def drip():
+        for _ in range(20):
+            if done.wait(1.0):
+                break
+            for s in slow:
+                try:
+                    s.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    pass  # the server may close the ones that have waited longest
+        done.set()
+
+    dripper = threading.Thread(target=drip)
+    dripper.start()
+    try:
+        work = tmp_path / "slowloris-tree"
+        write_tree(work, {"a.txt": "while they dawdle\n", "b/c.txt": "x" * 5000})
+        r = _client(rtenv, server)
+        p = r("pack", str(work))
+        assert_ok(p)
+        # Answered while the slow clients were still at it, not after they gave up.
+        assert not done.is_set(), "the pack was only answered once the slow clients stopped"
+    finally:
+        done.set()
+        dripper.join()
+        for s in slow:
+            s.close()
+
+
+def test_a_body_over_the_package_limit_is_refused_before_it_travels(rtenv_bin, tmp_path):
+    # The server takes bodies up to the configured max_package_size; a bigger one is refused as
+    # soon as its headers arrive, without reading (or holding in memory) any of it.
+    import socket
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTENV_")}
+    env["RTENV_HOME"] = str(tmp_path / "home")
+    env["RTENV_MAX_PACKAGE_SIZE"] = "1MB"
+    s = BlobServer(rtenv_bin, tmp_path / "served", None, env).start()
+    try:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as c:
+            c.sendall(b"PUT /v1/blobs/" + b"0" * 64 + b" HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Length: 2000000\r\n\r\n")
+            answer = c.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 413 "), answer
+        assert "larger than this server accepts" in answer, answer
+    finally:
+        code, err = s.stop()
+    assert code == 0, err
