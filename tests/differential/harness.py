@@ -142,7 +142,10 @@ class World:
         (project / "keep.log").write_text("kept\n")
         (project / "requirements.txt").write_text("emoji\n")
         (project / "bin").mkdir()
-        (project / "bin" / "python").symlink_to(sys.executable)
+        (project / "bin" / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+        (project / "bin" / "python").chmod(0o755)
+        (root / "linked").mkdir()
+        (root / "linked" / "notes.txt").symlink_to(root / "notes.txt")
         _zip_dir(project, root / "project.zip")
         shutil.copyfile(root / "project.zip", root / "PROJECT.ZIP")
         _tar_dir(project, root / "project.tar.gz", "w:gz")
@@ -221,8 +224,6 @@ class World:
             "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_REGION": "us-east-1", "RTENV_S3_ENDPOINT": self.s3_endpoint,
         })
-        if os.environ.get("RTENV_BIN"):
-            env["RTENV_BIN"] = os.environ["RTENV_BIN"]
         return env
 
     def close(self) -> None:
@@ -260,9 +261,9 @@ class Result:
 
     @property
     def rtenv(self) -> str:
-        """rtenv's verdict to compare with Ray's: the Python model's at the case's level, and a
-        setup failure where the binary (job level) accepted and then failed."""
-        if self.python.outcome == ACCEPT and self.case["level"] == corpus.JOB:
+        """rtenv's verdict to compare with Ray's: the Python model's at the case's level; where
+        it accepts, the binary's (which then accepts too, or fails to set the env up)."""
+        if self.python.outcome == ACCEPT:  # the binary (job level) accepts it too
             return self.binary.outcome
         return self.python.outcome
 
@@ -323,14 +324,16 @@ def binary_verdict(world: World, binary: str, home: Path, case_id: str, env: dic
     return Verdict(f"exit-{p.returncode}", message)
 
 
-def helper_verdict(world: World, home: Path, env: dict) -> Verdict:
+def helper_verdict(world: World, binary: str, home: Path, env: dict) -> Verdict:
     """rtenv.ray.runtime_env(**env) with the binary under the same environment."""
     import rtenv
     from rtenv.ray import runtime_env
 
+    environ = world.rtenv_environ(home)
+    environ["RTENV_BIN"] = binary
     saved = dict(os.environ)
     os.environ.clear()
-    os.environ.update(world.rtenv_environ(home))
+    os.environ.update(environ)
     try:
         runtime_env(cwd=str(world.root), **env)
     except rtenv.SetupFailed as e:
@@ -358,7 +361,7 @@ def collect(world: World, binary: str, cases: list[dict] | None = None) -> tuple
         helper = None
         if c["level"] == corpus.JOB and all(isinstance(k, str) and k.isidentifier()
                                             for k in env):
-            helper = helper_verdict(world, home, env)
+            helper = helper_verdict(world, binary, home, env)
         results.append(Result(
             case=c, env=env, ray=ray[c["id"]],
             python=python_verdict(world, env, c["level"]),
@@ -370,30 +373,52 @@ def collect(world: World, binary: str, cases: list[dict] | None = None) -> tuple
 # ---- the table of intended differences ---------------------------------------------------------
 
 
-def intended_differences(doc: Path = DOC) -> dict[str, str]:
-    """{case id: reason} from the "Intended differences from Ray" table of docs/runtime_env.md:
-    each row's first cell names case ids in backticks, its last cell is the reason."""
+_WORDS = {"accepts": ACCEPT, "rejects": REJECT, "fails at setup": SETUP_FAILED}
+
+
+@dataclass
+class Intended:
+    ray: str  # ACCEPT / REJECT
+    rtenv: str  # ACCEPT / REJECT / SETUP_FAILED
+    reason: str
+
+
+def intended_differences(doc: Path = DOC) -> dict[str, Intended]:
+    """{case id: Intended} from the "Intended differences from Ray" table of docs/runtime_env.md.
+    Its rows are `| case ids (in backticks) | Ray: accepts/rejects | rtenv: accepts/rejects/fails
+    at setup | why |`."""
     text = doc.read_text()
     start = text.find(TABLE_HEADING)
     if start < 0:
         raise ValueError(f"{doc} has no '{TABLE_HEADING}' section")
-    out: dict[str, str] = {}
-    rows = 0
+    out: dict[str, Intended] = {}
     for line in text[start + len(TABLE_HEADING):].splitlines():
         if line.startswith("## "):
             break
-        if not line.startswith("|") or set(line) <= set("|-: "):
+        if not line.startswith("|") or set(line.strip()) <= set("|-: "):
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         ids = re.findall(r"`([^`]+)`", cells[0])
         if not ids:  # the header row
             continue
-        rows += 1
+        if len(cells) != 4 or cells[1] not in _WORDS or cells[2] not in _WORDS:
+            raise ValueError(f"{doc}: a row of '{TABLE_HEADING}' is not `| cases | accepts or "
+                             f"rejects | accepts, rejects or fails at setup | why |`: {line}")
         for case_id in ids:
-            out[case_id] = cells[-1]
-    if rows == 0:
+            if case_id in out:
+                raise ValueError(f"{doc}: case {case_id} is in two rows of the table")
+            out[case_id] = Intended(_WORDS[cells[1]], _WORDS[cells[2]], cells[3])
+    if not out:
         raise ValueError(f"the '{TABLE_HEADING}' table in {doc} has no rows")
     return out
+
+
+def as_expected(r: Result, intended: dict[str, Intended]) -> bool:
+    """A case listed in the table differs exactly as its row says; any other agrees with Ray."""
+    row = intended.get(r.id)
+    if row is None:
+        return r.agrees_with_ray
+    return (r.ray.outcome, r.rtenv) == (row.ray, row.rtenv)
 
 
 def main() -> int:
@@ -414,13 +439,14 @@ def main() -> int:
         intended = {}
     print(f"Ray {version}, {len(results)} cases, {elapsed:.1f} s")
     for r in results:
-        flag = "  " if r.agrees_with_ray else ("I " if r.id in intended else "!!")
+        flag = ("  " if r.agrees_with_ray and r.id not in intended
+                else "I " if as_expected(r, intended) else "!!")
         helper = r.helper.outcome if r.helper else "-"
         print(f"{flag} {r.id:40} ray={r.ray.outcome:7} py={r.python.outcome:7} "
               f"bin={r.binary.outcome:12} helper={helper}")
     print()
     for r in results:
-        if not r.agrees_with_ray:
+        if not as_expected(r, intended):
             print(r.describe())
     for r in results:
         py_ok = r.python_job.outcome == ACCEPT
