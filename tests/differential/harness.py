@@ -50,7 +50,7 @@ import corpus  # noqa: E402
 
 BUCKET = "difftest"
 DOC = REPO / "docs" / "runtime_env.md"
-TABLE_HEADING = "## Intended differences from Ray"
+TABLE_HEADING = "Intended differences from Ray"  # in a "## " heading of docs/runtime_env.md
 
 # Every package (and version) a pip/uv list of the corpus names, served by the loopback index.
 PACKAGES = [("requests", "2.27.1"), ("requests", "2.31.0"), ("pendulum", "3.0.0"),
@@ -387,12 +387,13 @@ def intended_differences(doc: Path = DOC) -> dict[str, Intended]:
     """{case id: Intended} from the "Intended differences from Ray" table of docs/runtime_env.md.
     Its rows are `| case ids (in backticks) | Ray: accepts/rejects | rtenv: accepts/rejects/fails
     at setup | why |`."""
-    text = doc.read_text()
-    start = text.find(TABLE_HEADING)
-    if start < 0:
-        raise ValueError(f"{doc} has no '{TABLE_HEADING}' section")
+    lines = doc.read_text().splitlines()
+    heading = [i for i, line in enumerate(lines)
+               if line.startswith("## ") and TABLE_HEADING in line]
+    if not heading:
+        raise ValueError(f"{doc} has no '## ... {TABLE_HEADING}' section")
     out: dict[str, Intended] = {}
-    for line in text[start + len(TABLE_HEADING):].splitlines():
+    for line in lines[heading[0] + 1:]:
         if line.startswith("## "):
             break
         if not line.startswith("|") or set(line.strip()) <= set("|-: "):
