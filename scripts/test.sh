@@ -21,6 +21,9 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 echo "== end-to-end tests"
 RTENV_BIN=$PWD/build/src/cli/rtenv python3 -m pytest -q tests/e2e
 
+echo "== differential test against Ray's own runtime_env validation"
+RTENV_BIN=$PWD/build/src/cli/rtenv python3 -m pytest -q tests/differential
+
 if [ -d tests/cluster ]; then
   echo "== cluster tests (nodes in network namespaces)"
   RTENV_BIN=$PWD/build/src/cli/rtenv python3 -m pytest -q tests/cluster
