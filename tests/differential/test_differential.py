@@ -62,7 +62,6 @@ PENDING: dict[str, str] = {
                                   "(issue 18)",
     "conda-dict-pip-section": "a conda dict with a pip section and no python fails at setup; Ray "
                               "adds the driver's python=X.Y to the dependencies itself",
-    "jj-http-jar": "a jar URL in java_jars fails at setup ('not supported yet'); Ray fetches it",
 }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_ok
+from httpfiles import Server
 from javatools import java_tool, make_jar
 
 MAIN = """
@@ -92,8 +93,26 @@ def test_a_zip_of_jars_is_unpacked_and_its_jars_used(rtenv, jars):
     assert p.stdout.splitlines()[0] == "hello names from a directory", p.stdout
 
 
-def test_a_jar_url_is_refused_with_what_to_do(rtenv, jars):
-    p = run_java(rtenv, {"java_jars": ["https://127.0.0.1:1/lib.jar"]}, jars)
-    assert p.returncode == 3, p.stderr
-    assert "runtime_env.java_jars[0]: not supported yet: jar URLs" in p.stderr, p.stderr
-    assert "local path" in p.stderr
+def test_a_jar_url_is_fetched_once_and_used_like_a_local_jar(rtenv, jars):
+    # Ray fetches jar URLs in java_jars; so does rtenv, once, on the submitting side: the env
+    # then names the jar's package in the store, and the URL is not asked for again.
+    served = jars / "served"
+    served.mkdir()
+    (jars / "greeter.jar").rename(served / "greeter.jar")
+    server = Server(served)
+    try:
+        spec = {"java_jars": [f"{server.url}/greeter.jar", "libs", "main.jar"]}
+        p = run_java(rtenv, spec, jars)
+        assert_ok(p)
+        lines = p.stdout.splitlines()
+        assert lines[0] == "hello names from a directory", p.stdout
+        entries = lines[1].removeprefix("CLASSPATH=").split(":")
+        assert Path(entries[0]).name == "greeter.jar" and Path(entries[0]).parent.parent == rtenv.pkgs
+        assert server.gets == ["/greeter.jar"], server.gets
+        assert_ok(run_java(rtenv, spec, jars))
+        assert server.gets == ["/greeter.jar"], server.gets
+    finally:
+        server.close()
+    missing = run_java(rtenv, {"java_jars": [f"{server.url}/gone.jar"]}, jars)
+    assert missing.returncode == 3, missing.stderr
+    assert "runtime_env.java_jars[0]" in missing.stderr, missing.stderr

@@ -1,5 +1,6 @@
-// java_jars: jar files, directories of jars and .zip archives of jars packed into the store like
-// py_modules, materialized per node, and put on CLASSPATH in the order given.
+// java_jars: jar files (local, or URLs fetched once on the submitting side), directories of jars
+// and .zip archives of jars packed into the store like py_modules, materialized per node, and put
+// on CLASSPATH in the order given.
 
 #include <fmt/format.h>
 
@@ -41,12 +42,17 @@ Result<std::string> resolve(const PathPacker& packer, const std::string& field,
     std::string scheme = value.substr(0, value.find("://"));
     auto url = RemoteUrl::parse(value);
     if (!url) return url.error().with_context("runtime_env." + field);
-    if (!is_fetchable_scheme(scheme) || !url->file_name().ends_with(".zip")) {
-      return make_error(ErrorCode::kUnsupported,
-                        "runtime_env.{}: not supported yet: {} ({}); use a local path, an "
-                        "http(s)://, s3:// or file:// .zip of jars, or an rtenv package URI",
-                        field, url->file_name().ends_with(".jar") ? "jar URLs" : scheme + " URIs",
-                        url->shown());
+    if (!is_fetchable_scheme(scheme)) {
+      return make_error(
+          ErrorCode::kUnsupported,
+          "runtime_env.{}: {} URIs cannot be fetched: {}; use a local path, an "
+          "http(s)://, s3:// or file:// .jar or .zip of jars, or an rtenv package URI",
+          field, scheme, url->shown());
+    }
+    if (url->file_name().ends_with(".jar")) {
+      // Fetched once, then a jar like a local one: every node gets it from the store.
+      RTENV_ASSIGN_OR_RETURN(FileUri jar, packer.pack_remote_file(field, value, ".jar"));
+      return jar.str();
     }
     RTENV_ASSIGN_OR_RETURN(auto uri, packer.pack_zip(field, value, /*remote=*/false));
     return uri.str();
