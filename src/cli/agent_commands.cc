@@ -51,13 +51,21 @@ Result<std::unique_ptr<agent::AgentClient>> connect(env::Home* home_out, bool st
 // `env create --no-install`: what a submitting side does before handing an env to an engine
 // whose nodes install it (their agents fetch from the store): the same packing and locking as
 // `env create`, without asking this machine's agent for anything.
+// What preparing an env says: warnings always, the rest (what was solved, packed) with -v.
+env::SetupReporter stderr_reporter(bool verbose) {
+  return [verbose](const std::string& line) {
+    if (verbose || line.starts_with("warning:")) std::fprintf(stderr, "rtenv: %s\n", line.c_str());
+  };
+}
+
 int env_resolve(const spec::RuntimeEnv& env, const env::Home& home_value,
-                const env::Registry& registry, bool json) {
+                const env::Registry& registry, bool json, bool verbose) {
   const env::Home* home = &home_value;
   auto store = open_any_store(home->store_url());
   if (!store)
     return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
   env::UploadOptions upload;
+  upload.report = stderr_reporter(verbose);
   env::add_remote_sources(*home, &upload);
   auto resolved = env::upload_local(env, *home, **store, registry, upload);
   if (!resolved) return fail(kExitSetup, "setup failed: " + resolved.error().message());
@@ -85,7 +93,7 @@ int env_create_command(const EnvCreateArgs& args) {
     bool invalid = v.error().code() == ErrorCode::kInvalidArgument;
     return fail(invalid ? kExitUsage : kExitSetup, v.error().message());
   }
-  if (args.no_install) return env_resolve(*parsed, *home_or, **registry, args.json);
+  if (args.no_install) return env_resolve(*parsed, *home_or, **registry, args.json, args.verbose);
   env::Home home;
   auto client = connect(&home);
   if (!client) return fail(kExitSetup, "setup failed: " + client.error().message());
@@ -93,6 +101,7 @@ int env_create_command(const EnvCreateArgs& args) {
   if (!store)
     return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
   env::UploadOptions upload;
+  upload.report = stderr_reporter(args.verbose);
   env::add_remote_sources(home, &upload);
   auto resolved = env::upload_local(*parsed, home, **store, **registry, upload);
   if (!resolved) return fail(kExitSetup, "setup failed: " + resolved.error().message());

@@ -63,6 +63,7 @@ struct EnvCreateArgs {
   std::string job_id;
   bool json = false;
   bool no_install = false;  ///< resolve only (pack, lock) and print the env; no agent, no holder
+  bool verbose = false;     ///< say what preparing the env did (warnings are always said)
 };
 /// `rtenv env create`: make an env ready on this node for a job (eager install).
 int env_create_command(const EnvCreateArgs& args);

@@ -191,7 +191,9 @@ int real_main(int argc, char** argv) {
                          "for this process only)");
   create_cmd->add_flag("--json", create.json, "Print one JSON object");
   bool agent_verbose = false;
-  create_cmd->add_flag("--verbose,-v", agent_verbose, "Say what was done to reach the agent");
+  create_cmd->add_flag("--verbose,-v", agent_verbose,
+                       "Say what preparing the env did (what was solved or packed) and what was "
+                       "done to reach the agent");
   create_cmd->add_flag("--no-install", create.no_install,
                        "Only resolve: pack local paths into the store and lock pip/uv, then print "
                        "the resolved env (for engines whose nodes install it later); no agent");
@@ -310,7 +312,10 @@ int real_main(int argc, char** argv) {
     }
     return agent_command(agent_args);
   }
-  if (create_cmd->parsed()) return env_create_command(create);
+  if (create_cmd->parsed()) {
+    create.verbose = agent_verbose;
+    return env_create_command(create);
+  }
   if (release_cmd->parsed()) return env_release_command(release_job);
   if (list_cmd->parsed()) return env_list_command(list_json);
   if (gc_cmd->parsed()) return gc_command(gc_dry_run);

@@ -60,8 +60,6 @@ PENDING: dict[str, str] = {
     "cfg-log-files": "config.log_files is refused (issue 18)",
     "cfg-ray-runtime-env-config": "config.log_files (RuntimeEnvConfig's dict) is refused "
                                   "(issue 18)",
-    "conda-dict-pip-section": "a conda dict with a pip section and no python fails at setup; Ray "
-                              "adds the driver's python=X.Y to the dependencies itself",
 }
 
 

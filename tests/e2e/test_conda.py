@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -249,11 +250,32 @@ def test_a_pip_section_is_locked_with_the_env_and_installed_into_its_python(
     assert p.stdout.splitlines() == ["hello from greet 1.0", "1.0 1.0", "True"], p.stdout
 
 
-def test_a_pip_section_needs_python_in_the_env(rtenv, channel):
-    spec = {"conda": {"channels": [channel_url(channel)],
-                      "dependencies": ["libb", {"pip": ["requests==2.31.0"]}]}}
-    p = rtenv.run(spec, "true", timeout=120)
-    assert_setup_failed(p, "pip section needs python")
+def test_a_pip_section_without_python_gets_the_submitting_sides_python(rtenv, python_channel,
+                                                                        channel, tmp_path):
+    # As Ray does: a pip section needs a Python, and an env that names none gets python=X.Y of
+    # the interpreter rtenv uses on the submitting side (python3 on PATH), said once.
+    version = subprocess.run(["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                             capture_output=True, text=True, env=rtenv.env).stdout.strip()
+    if version != "3.11":
+        pytest.skip(f"the test channel's python is 3.11; python3 on PATH is {version}")
+    dists = tmp_path / "dists"
+    with PackageIndex() as index:
+        index.add(build_wheel(dists, "pipdep", "1.0"))
+        rtenv.env.update(RTENV_UV=UV, UV_HTTP_RETRIES="0")
+        spec = {"conda": {"channels": [channel_url(python_channel)],
+                          "dependencies": ["greet", {"pip": [f"--index-url {index.url}", "pipdep"]}]}}
+        p = rtenv("env", "create", "-v", "--json", "-e", json.dumps(spec), timeout=180)
+        assert_ok(p)
+        assert "names no python: adding python=3.11" in p.stderr, p.stderr
+        p = rtenv.run(spec, "python", "-c", "import sys, pipdep; print(sys.version_info[:2])",
+                      timeout=120)
+        assert_ok(p)
+        assert p.stdout.strip() == "(3, 11)", p.stdout
+        # A channel without a python: the solve says so, naming it.
+        spec["conda"] = {"channels": [channel_url(channel)],
+                         "dependencies": ["libb", {"pip": ["pipdep"]}]}
+        p = rtenv.run(spec, "true", timeout=120)
+        assert_setup_failed(p, "python")
 
 
 def test_an_evicted_env_is_installed_again(rtenv, tmp_path):

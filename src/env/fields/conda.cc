@@ -453,6 +453,13 @@ class CondaEnvKind : public ResourceKind {
 
 // ---- the field ---------------------------------------------------------------------------
 
+// The package a conda match spec names: "conda-forge::python>=3.10" -> "python".
+std::string conda_spec_name(std::string_view spec) {
+  if (size_t c = spec.find("::"); c != std::string_view::npos) spec.remove_prefix(c + 2);
+  size_t end = spec.find_first_of(" =<>!~[");
+  return std::string(spec.substr(0, end));
+}
+
 // The dict's channels, conda specs and pip section.
 struct EnvDict {
   std::vector<std::string> channels;
@@ -517,6 +524,35 @@ class CondaField : public Field {
       return value;
     }
     RTENV_ASSIGN_OR_RETURN(EnvDict dict, parse_dict(value));
+    RTENV_ASSIGN_OR_RETURN(Json completed, with_python_for_pip(value, &dict, ctx));
+    return solve(completed, dict, ctx);
+  }
+
+ private:
+  // As Ray does: a pip section needs a Python, and one not named is the submitting side's
+  // (its major.minor), so the pip packages it resolved for fit.
+  static Result<Json> with_python_for_pip(const Json& value, EnvDict* dict,
+                                          const PrepareContext& ctx) {
+    if (dict->pip.empty()) return value;
+    for (const std::string& s : dict->specs) {
+      if (conda_spec_name(s) == "python") return value;
+    }
+    RTENV_ASSIGN_OR_RETURN(Interpreter base, find_interpreter(ctx.home));
+    std::string version =
+        base.version.substr(0, base.version.find('.', base.version.find('.') + 1));
+    std::string spec = "python=" + version;
+    if (ctx.options.report) {
+      ctx.options.report(fmt::format(
+          "conda: the env has a pip section but names no python: adding {} (this machine's)",
+          spec));
+    }
+    dict->specs.push_back(spec);
+    Json out = value;
+    out["dependencies"].push_back(spec);
+    return out;
+  }
+
+  Result<Json> solve(const Json& value, const EnvDict& dict, const PrepareContext& ctx) const {
     const std::string platform = node_platform();
     const Home& home = ctx.home;
     // The same dict is not solved again: its lock (and locked pip section) is kept.
