@@ -170,7 +170,9 @@ class World:
         self.tool_sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
 
         (root / "requirements.txt").write_text("requests==2.31.0\n# a comment\npendulum\n")
-        self.channel = standard_channel(self.tmp / "channel")
+        # With the interpreter package: a pip section needs a Python in the env.
+        self.channel = standard_channel(self.tmp / "channel", with_python=True,
+                                        python_cache=self.tmp / "python-pkg")
         (root / "environment.yml").write_text(
             f"name: difftest\nchannels:\n  - {channel_url(self.channel)}\ndependencies:\n"
             "  - libb\n")
