@@ -8,12 +8,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <unordered_map>
 
 #include <fmt/format.h>
 
+#include "pack/walk.h"
 #include "util/lines.h"
 #include "util/parallel.h"
 
@@ -30,53 +32,134 @@ struct FileJob {
   fs::path dest;
   mode_t mode;
   std::string rel;  ///< relative to the package's root
+  uint64_t size;    ///< as its manifest says
 };
 
-// Creates the directories and symlinks of the tree and lists its files. The manifests of one
-// level of the tree are fetched at once: a network store answers them in one round trip's time.
-Result<void> build_dirs(store::BlobStore& store, const Digest& root, const fs::path& dest,
-                        unsigned threads, std::vector<FileJob>* files) {
-  struct Dir {
-    Digest manifest;
-    fs::path path;
-    std::string rel;
-  };
-  std::vector<Dir> level = {{root, dest, ""}};
-  while (!level.empty()) {
+// The manifests of a package's tree, each distinct one fetched once. The manifests of one level
+// are fetched at once: a network store answers them in one round trip's time.
+Result<std::map<Digest, Manifest>> fetch_manifests(store::BlobStore& store, const Digest& root,
+                                                   unsigned threads, const TreeLimits& limits,
+                                                   const auto& too_large) {
+  std::map<Digest, Manifest> out;
+  std::vector<Digest> level = {root};
+  for (unsigned depth = 0; !level.empty(); ++depth) {
+    if (depth >= limits.max_depth) {
+      return too_large(fmt::format("more than {} directory levels", limits.max_depth));
+    }
     std::vector<std::string> texts(level.size());
     RTENV_TRY(parallel_for(level.size(), threads, [&](size_t i) -> Result<void> {
-      RTENV_ASSIGN_OR_RETURN(texts[i], store.get(level[i].manifest));
+      RTENV_ASSIGN_OR_RETURN(texts[i], store.get(level[i]));
       return ok_result();
     }));
-    std::vector<Dir> next;
+    std::vector<Digest> next;
     for (size_t i = 0; i < level.size(); ++i) {
       auto manifest = Manifest::parse(texts[i]);
       if (!manifest) {
-        return make_error(ErrorCode::kCorrupt, "package manifest {}: {}", level[i].manifest.hex(),
+        return make_error(ErrorCode::kCorrupt, "package manifest {}: {}", level[i].hex(),
                           manifest.error().message());
       }
       for (const auto& e : manifest->entries()) {
-        fs::path path = level[i].path / e.name;
-        std::string rel = level[i].rel.empty() ? e.name : level[i].rel + "/" + e.name;
-        switch (e.kind) {
-          case EntryKind::kDirectory:
-            if (::mkdir(path.c_str(), 0755) != 0) return io_error("cannot create", path, errno);
-            next.push_back({e.digest, path, rel});
-            break;
-          case EntryKind::kFile:
-          case EntryKind::kExecutable:
-            files->push_back(
-                {e.digest, path, e.kind == EntryKind::kExecutable ? 0755u : 0644u, rel});
-            break;
-          case EntryKind::kSymlink:
-            if (::symlink(e.target.c_str(), path.c_str()) != 0) {
-              return io_error("cannot create symlink", path, errno);
-            }
-            break;
-        }
+        if (e.kind == EntryKind::kDirectory && !out.contains(e.digest)) next.push_back(e.digest);
       }
+      out.emplace(level[i], std::move(manifest).value());
+    }
+    std::sort(next.begin(), next.end());
+    next.erase(std::unique(next.begin(), next.end()), next.end());
+    std::erase_if(next, [&](const Digest& d) { return out.contains(d); });
+    if (out.size() + next.size() > limits.max_entries) {
+      return too_large(fmt::format("more than {} entries", limits.max_entries));
     }
     level = std::move(next);
+  }
+  return out;
+}
+
+// Creates the directories and symlinks of the tree and lists its files, within `limits`: the
+// tree's size is worked out from its distinct manifests before anything is made, so a small set
+// of manifests that unfolds into billions of entries costs nothing.
+Result<void> build_dirs(store::BlobStore& store, const Digest& root, const fs::path& dest,
+                        unsigned threads, const TreeLimits& limits, std::vector<FileJob>* files) {
+  auto too_large = [&](std::string_view what) {
+    return make_error(ErrorCode::kTooLarge,
+                      "package {} has {}; this node takes at most {} files, {} bytes and {} "
+                      "directory levels (max_package_size): it was not made here",
+                      PackageUri(root).str(), what, limits.max_entries, limits.max_bytes,
+                      limits.max_depth);
+  };
+  RTENV_ASSIGN_OR_RETURN(auto manifests, fetch_manifests(store, root, threads, limits, too_large));
+  // Entries and file bytes below each manifest, deepest first (saturating: no overflow).
+  struct Size {
+    uint64_t entries = 0, bytes = 0;
+  };
+  std::map<Digest, Size> below;
+  const uint64_t cap = std::numeric_limits<uint64_t>::max() / 2;
+  auto size_of = [&](auto&& self, const Digest& d) -> Size {
+    if (auto it = below.find(d); it != below.end()) return it->second;
+    Size total;
+    for (const auto& e : manifests.at(d).entries()) {
+      Size sub = e.kind == EntryKind::kDirectory ? self(self, e.digest)
+                 : e.kind == EntryKind::kSymlink ? Size{}
+                                                 : Size{0, e.size};
+      total.entries = std::min(cap, total.entries + 1 + sub.entries);
+      total.bytes = std::min(cap, total.bytes + std::min(cap, sub.bytes));
+    }
+    return below[d] = total;
+  };
+  const Size total = size_of(size_of, root);
+  if (total.entries > limits.max_entries) {
+    return too_large(fmt::format("{} entries", total.entries));
+  }
+  if (total.bytes > limits.max_bytes)
+    return too_large(fmt::format("{} bytes of files", total.bytes));
+
+  struct Link {
+    std::string dir;  ///< the link's directory, relative to the package's root
+    std::string target;
+    std::string rel;
+  };
+  std::vector<Link> links;
+  struct Dir {
+    const Manifest* manifest;
+    fs::path path;
+    std::string rel;
+  };
+  std::vector<Dir> todo = {{&manifests.at(root), dest, ""}};
+  while (!todo.empty()) {
+    Dir d = std::move(todo.back());
+    todo.pop_back();
+    for (const auto& e : d.manifest->entries()) {
+      fs::path path = d.path / e.name;
+      std::string rel = d.rel.empty() ? e.name : d.rel + "/" + e.name;
+      switch (e.kind) {
+        case EntryKind::kDirectory:
+          if (::mkdir(path.c_str(), 0755) != 0) return io_error("cannot create", path, errno);
+          todo.push_back({&manifests.at(e.digest), path, rel});
+          break;
+        case EntryKind::kFile:
+        case EntryKind::kExecutable:
+          files->push_back(
+              {e.digest, path, e.kind == EntryKind::kExecutable ? 0755u : 0644u, rel, e.size});
+          break;
+        case EntryKind::kSymlink:
+          if (::symlink(e.target.c_str(), path.c_str()) != 0) {
+            return io_error("cannot create symlink", path, errno);
+          }
+          links.push_back({d.rel, e.target, rel});
+          break;
+      }
+    }
+  }
+  // Once every link exists (a link may lead through others): the packer's rule, applied to what
+  // the store said.
+  UniqueFd root_fd(::open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!root_fd.valid()) return io_error("cannot open", dest, errno);
+  for (const Link& l : links) {
+    if (!pack::link_stays_inside(root_fd.get(), l.dir, l.target)) {
+      return make_error(ErrorCode::kUnsafe,
+                        "package {}: the symbolic link {} -> {} leads out of the package; it was "
+                        "not made here (a package made by rtenv pack never has one)",
+                        PackageUri(root).str(), l.rel, l.target);
+    }
   }
   return ok_result();
 }
@@ -172,11 +255,11 @@ void sweep_tmp(const fs::path& tmp) {
 
 Result<void> materialize_tree(store::BlobStore& store, const PackageUri& uri, const fs::path& dest,
                               const MaterializeProgress& progress, const LocalBlobs& local,
-                              std::string* file_list) {
+                              std::string* file_list, const TreeLimits& limits) {
   if (::mkdir(dest.c_str(), 0755) != 0) return io_error("cannot create", dest, errno);
   const unsigned threads = fetch_threads(store);
   std::vector<FileJob> files;
-  RTENV_TRY(build_dirs(store, uri.root(), dest, threads, &files));
+  RTENV_TRY(build_dirs(store, uri.root(), dest, threads, limits, &files));
   // Each distinct blob is fetched once (or copied from a file the node has); files with the same
   // content are copied from the first one written.
   std::map<Digest, std::vector<size_t>> by_digest;
@@ -196,6 +279,12 @@ Result<void> materialize_tree(store::BlobStore& store, const PackageUri& uri, co
       }
     }
     if (!copied) RTENV_TRY(store.get_to_file(first.digest, first.dest, first.mode));
+    // The size a manifest states is what the limits were checked against: a lie is corruption.
+    struct stat st;
+    if (::lstat(first.dest.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) != first.size) {
+      return make_error(ErrorCode::kCorrupt, "package {}: {} is {} bytes, but its manifest says {}",
+                        uri.str(), first.rel, static_cast<uint64_t>(st.st_size), first.size);
+    }
     for (size_t k = 1; k < groups[g]->size(); ++k) {
       const FileJob& twin = files[(*groups[g])[k]];
       RTENV_ASSIGN_OR_RETURN(bool ok,
@@ -257,7 +346,10 @@ Result<void> PackageCache::rebuild(const PackageUri& uri, const MaterializeProgr
   fs::path dir = dir_of(uri);
   fs::path fresh = home_.tmp() / unique_name("pkg-" + uri.root().hex().substr(0, 12));
   std::string file_list;
-  if (auto r = materialize_tree(store_, uri, fresh, progress, local_blobs(uri), &file_list); !r) {
+  TreeLimits limits;
+  limits.max_bytes = home_.config().max_package_size();
+  if (auto r = materialize_tree(store_, uri, fresh, progress, local_blobs(uri), &file_list, limits);
+      !r) {
     (void)remove_tree(fresh);
     return r;
   }

@@ -24,13 +24,25 @@ using MaterializeProgress = std::function<void(size_t files_done, size_t files_t
 /// used only if its content still hashes to the digest.
 using LocalBlobs = std::function<std::vector<fs::path>(const Digest&)>;
 
+/// What a package's manifests may make on disk. Manifests come from a store and are not
+/// trusted: a planted one may share one directory manifest under many names (a small tree of
+/// manifests that unfolds into billions of files), lie about sizes, or hold links leading out.
+struct TreeLimits {
+  uint64_t max_bytes = uint64_t{2} << 30;  ///< file bytes in all (the packer's limit)
+  uint64_t max_entries = 4'000'000;        ///< files, directories and links
+  unsigned max_depth = 512;                ///< directory levels
+};
+
 /// Writes the tree of package `uri` from `store` into `dest` (which must not exist), verifying
 /// every blob. Directories 0755, files 0644 or 0755, symlinks as recorded. Each distinct blob is
 /// fetched once, and not at all if `local` has it. `file_list` (if set) gets a line
-/// "<digest hex> <relative path>" per file.
+/// "<digest hex> <relative path>" per file. kTooLarge beyond `limits` (found before any file is
+/// written), kUnsafe for a symlink that leads out of the package (the packer's own rule), kCorrupt
+/// for a file whose content is not the size its manifest says.
 Result<void> materialize_tree(store::BlobStore& store, const pack::PackageUri& uri,
                               const fs::path& dest, const MaterializeProgress& progress = nullptr,
-                              const LocalBlobs& local = nullptr, std::string* file_list = nullptr);
+                              const LocalBlobs& local = nullptr, std::string* file_list = nullptr,
+                              const TreeLimits& limits = {});
 
 /// The packages materialized on this node, each in `$RTENV_HOME/pkgs/<digest>/`.
 ///

@@ -91,7 +91,8 @@ TEST_F(PackageCacheTest, ANewVersionFetchesOnlyWhatTheNodeLacks) {
   CountingStore counting(*store_);
   PackageCache cache(home_, counting);
   ASSERT_TRUE(cache.ensure(first->uri).ok());
-  const int manifests_v1 = 1 + 1 + 4;  // root, src/, pkg0..3/
+  // root, src/, and pkg0..3/ (four directories with the same content: one manifest, read once)
+  const int manifests_v1 = 1 + 1 + 1;
   EXPECT_EQ(counting.reads.load(), manifests_v1 + 16 + 1) << "the empty file is fetched once";
   EXPECT_EQ(slurp(home_.pkgs() / first->uri.root().hex() / "pkg3/__init__.py"), "");
 
@@ -210,6 +211,85 @@ TEST_F(PackageCacheTest, MissingPackageAndCorruptBlobFailClearly) {
   EXPECT_EQ(bad.error().code(), ErrorCode::kCorrupt);
   EXPECT_FALSE(fs::exists(cache_->dir_of(uri_))) << "no partial tree is published";
   EXPECT_TRUE(fs::is_empty(home_.tmp()));
+}
+
+
+// Manifests planted in a store by someone who can write it: each is refused before it can fill
+// the disk or reach outside the package, and nothing is published.
+class PlantedManifestTest : public PackageCacheTest {
+ protected:
+  Digest put_manifest(pack::Manifest m) {
+    std::string text = m.serialize();
+    Digest d = Digest::of(text);
+    EXPECT_TRUE(store_->put(d, text).ok());
+    return d;
+  }
+  Digest put_blob(const std::string& data) {
+    Digest d = Digest::of(data);
+    EXPECT_TRUE(store_->put(d, data).ok());
+    return d;
+  }
+  static pack::ManifestEntry dir(const std::string& name, const Digest& d) {
+    return {pack::EntryKind::kDirectory, name, d, 0, ""};
+  }
+  static pack::ManifestEntry file(const std::string& name, const Digest& d, uint64_t size) {
+    return {pack::EntryKind::kFile, name, d, size, ""};
+  }
+  static pack::ManifestEntry link(const std::string& name, const std::string& target) {
+    return {pack::EntryKind::kSymlink, name, Digest(), 0, target};
+  }
+  ErrorCode refused(const Digest& root) {
+    pack::PackageUri uri(root);
+    auto r = cache_->acquire(uri);
+    EXPECT_FALSE(r.ok());
+    EXPECT_FALSE(fs::exists(cache_->dir_of(uri))) << "nothing is published";
+    EXPECT_TRUE(fs::is_empty(home_.tmp())) << "nothing is left behind";
+    return r.ok() ? ErrorCode::kInternal : r.error().code();
+  }
+};
+
+TEST_F(PlantedManifestTest, AFanOutOfSharedDirectoriesIsRefusedBeforeAnyFileIsWritten) {
+  // 32 names for one directory, 7 levels deep: 34 billion files from eight small manifests.
+  Digest one = put_blob("x");
+  pack::Manifest leaf;
+  leaf.add(file("f", one, 1));
+  Digest level = put_manifest(leaf);
+  for (int depth = 0; depth < 7; ++depth) {
+    pack::Manifest m;
+    for (int i = 0; i < 32; ++i) m.add(dir(fmt::format("d{:02}", i), level));
+    level = put_manifest(m);
+  }
+  EXPECT_EQ(refused(level), ErrorCode::kTooLarge);
+}
+
+TEST_F(PlantedManifestTest, DeclaredSizesOverTheLimitAndSizesThatLieAreRefused) {
+  Digest small = put_blob("tiny");
+  pack::Manifest big;
+  big.add(file("huge", small, uint64_t{3} << 30));  // over the 2 GiB default
+  EXPECT_EQ(refused(put_manifest(big)), ErrorCode::kTooLarge);
+  pack::Manifest liar;
+  liar.add(file("a", small, 1));  // 4 bytes said to be 1
+  EXPECT_EQ(refused(put_manifest(liar)), ErrorCode::kCorrupt);
+}
+
+TEST_F(PlantedManifestTest, LinksLeadingOutOfThePackageAreRefused) {
+  pack::Manifest sub;
+  sub.add(link("up", ".."));  // the package root: inside
+  Digest sub_d = put_manifest(sub);
+  for (const char* target : {"/etc/passwd", "../outside", "d/../../x", "d/up/../x"}) {
+    pack::Manifest m;
+    m.add(dir("d", sub_d));
+    m.add(link("evil", target));
+    EXPECT_EQ(refused(put_manifest(m)), ErrorCode::kUnsafe) << target;
+  }
+  // The same shapes staying inside are made.
+  pack::Manifest fine;
+  fine.add(dir("d", sub_d));
+  fine.add(link("ok", "d/up/d"));
+  pack::PackageUri uri(put_manifest(fine));
+  auto lease = cache_->acquire(uri);
+  ASSERT_TRUE(lease.ok()) << lease.error().message();
+  EXPECT_EQ(fs::read_symlink(cache_->dir_of(uri) / "ok"), "d/up/d");
 }
 
 }  // namespace
