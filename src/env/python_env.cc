@@ -425,8 +425,8 @@ Result<Interpreter> find_interpreter(const Home& home, const std::optional<std::
       path->string() + "\n" + file_identity(st) + "\n" + env_or("PYENV_VERSION", "");
   // A venv made again at the same path (other packages, include-system-site-packages changed)
   // is probed again: its pyvenv.cfg is part of the identity.
-  for (const fs::path& cfg : {path->parent_path() / "pyvenv.cfg",
-                              path->parent_path().parent_path() / "pyvenv.cfg"}) {
+  for (const fs::path& cfg :
+       {path->parent_path() / "pyvenv.cfg", path->parent_path().parent_path() / "pyvenv.cfg"}) {
     struct stat cfg_st;
     if (::stat(cfg.c_str(), &cfg_st) == 0 && S_ISREG(cfg_st.st_mode)) {
       identity += "\n" + cfg.string() + " " + file_identity(cfg_st);
@@ -500,11 +500,11 @@ Result<spec::PythonPackages> lock_packages(const spec::PythonPackages& loose, co
                                            const LockOptions& options) {
   if (loose.locked) return loose;
   std::string key_text =
-      options.target ? fmt::format("rtenv-lock-target 1\n{}\n{}\n{}", loose.to_json().dump(),
-                                   options.target->python_version, options.target->platform)
-                     : fmt::format("rtenv-lock 1\n{}\n{}\n{}\n{}\n{}", loose.to_json().dump(),
-                                   python.named().string(), python.version, python.platform,
-                                   installer.name());
+      options.target
+          ? fmt::format("rtenv-lock-target 1\n{}\n{}\n{}", loose.to_json().dump(),
+                        options.target->python_version, options.target->platform)
+          : fmt::format("rtenv-lock 1\n{}\n{}\n{}\n{}\n{}", loose.to_json().dump(),
+                        python.named().string(), python.version, python.platform, installer.name());
   if (options.target && installer.tool != Installer::Tool::kUv) {
     return make_error(ErrorCode::kNotFound,
                       "resolving Python packages for Python {} ({}) needs uv, which was not "
@@ -865,9 +865,16 @@ constexpr int kPublishedFormat = 1;
 // What a published venv leaves out: what names this node's interpreter (recreated on the node
 // that fetches it), index credentials, and bytecode.
 const std::vector<std::string> kUnpublished = {
-    "/bin/python", "/bin/python3", "/bin/python3.*",          "/bin/activate",
-    "/pyvenv.cfg", "/lib64",       "/rtenv-requirements.txt", "/rtenv-pip-version.txt",
-    std::string("/lib/python*/site-packages/") + kBaseVenvPth, "__pycache__/"};
+    "/bin/python",
+    "/bin/python3",
+    "/bin/python3.*",
+    "/bin/activate",
+    "/pyvenv.cfg",
+    "/lib64",
+    "/rtenv-requirements.txt",
+    "/rtenv-pip-version.txt",
+    std::string("/lib/python*/site-packages/") + kBaseVenvPth,
+    "__pycache__/"};
 }  // namespace
 
 Result<void> PythonEnvCache::build_or_fetch(const PythonEnvRequest& request, const FileLock& lock,

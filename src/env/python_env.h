@@ -35,7 +35,7 @@ struct BaseVenv {
 /// $RTENV_HOME/python/, keyed by the file's identity and its venv's pyvenv.cfg, so later calls
 /// start no process).
 struct Interpreter {
-  fs::path executable;         ///< the real binary (the base's, for a venv's python; links resolved)
+  fs::path executable;         ///< the real binary, links resolved (a venv's: its base's)
   std::string version;         ///< "3.11.7"
   std::string platform;        ///< sysconfig.get_platform(): "linux-x86_64"
   std::string implementation;  ///< "cpython"

@@ -338,7 +338,8 @@ TEST_F(PythonEnvTest, TwoVenvsOnOneBaseGetEnvsOfTheirOwn) {
 
 TEST_F(PythonEnvTest, AnEnvOnAVenvsInterpreterSeesThatVenvBehindItsOwnPackages) {
   Interpreter in_venv = python_;
-  in_venv.venv = BaseVenv{dir_ / "ray-venv", dir_ / "ray-venv/bin/python",
+  in_venv.venv = BaseVenv{dir_ / "ray-venv",
+                          dir_ / "ray-venv/bin/python",
                           {dir_ / "ray-venv/lib/python3.11/site-packages", dir_ / "it's\xff"},
                           false};
   auto locked = *lock_packages(loose({"alpha"}), home_, in_venv, installer_, {});
@@ -358,9 +359,9 @@ TEST_F(PythonEnvTest, AnEnvOnAVenvsInterpreterSeesThatVenvBehindItsOwnPackages) 
                       "/ray-venv/lib/python3.11/site-packages'))\n"),
             std::string::npos)
       << *pth;
-  EXPECT_NE(pth->find("site.addsitedir(os.fsdecode(b'" + dir_.path().string() +
-                      "/it\\'s\\xff'))\n"),
-            std::string::npos)
+  EXPECT_NE(
+      pth->find("site.addsitedir(os.fsdecode(b'" + dir_.path().string() + "/it\\'s\\xff'))\n"),
+      std::string::npos)
       << *pth;
 
   // The env isolated from the base (system_site_packages false): no layering at all.
