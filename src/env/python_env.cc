@@ -33,7 +33,9 @@ std::string env_or(const char* name, std::string fallback) {
 // variables, no user site; -S: no site import (faster, and nothing of the env leaks in). Without
 // `site`, sys.prefix is the base's even in a venv, so the venv is found here as site.venv() finds
 // it: a pyvenv.cfg beside the interpreter or one directory up, the venv being that directory's
-// parent. A venv's executable is its base interpreter's (what a new venv links to).
+// parent. Its site-packages are what site.getsitepackages gives with sys.prefix set to it, as
+// site.venv() sets it (Debian's site lists dist-packages otherwise). A venv's executable is its
+// base interpreter's (what a new venv links to).
 constexpr const char* kProbe = R"(import json,os,platform,site,sys,sysconfig
 exe=os.path.abspath(sys.executable)
 bindir=os.path.dirname(exe)
@@ -48,6 +50,7 @@ if cfgs:
             k,eq,v=line.partition('=')
             if eq and k.strip().lower()=='include-system-site-packages':
                 system=v.strip().lower()
+    sys.prefix=sys.exec_prefix=top
     venv={'dir':top,'python':exe,'site_packages':[d for d in site.getsitepackages([top]) if os.path.isdir(d)],'system_site_packages':system=='true'}
     base=os.path.realpath(getattr(sys,'_base_executable',None) or sys.executable)
     if os.access(base,os.X_OK):

@@ -1,5 +1,6 @@
 #include "env/python_env.h"
 
+#include <unistd.h>
 #include <cstdlib>
 
 #include <gtest/gtest.h>
@@ -265,10 +266,10 @@ TEST_F(PythonEnvTest, ALauncherExecsTheInterpreterAsNamed) {
   EXPECT_FALSE(fs::exists(dir));
 }
 
-// A real venv (python3 -m venv, no pip) made from the machine's python3.
-fs::path make_real_venv(const fs::path& dir, bool system_site) {
+// A real venv (python -m venv, no pip) made from `base`.
+fs::path make_real_venv(const std::string& base, const fs::path& dir, bool system_site) {
   ProcessSpec p;
-  p.argv = {"python3", "-m", "venv", "--without-pip", dir.string()};
+  p.argv = {base, "-m", "venv", "--without-pip", dir.string()};
   if (system_site) p.argv.push_back("--system-site-packages");
   auto out = run_process(p);
   EXPECT_TRUE(out.ok() && out->success()) << (out.ok() ? out->err : out.error().message());
@@ -276,7 +277,7 @@ fs::path make_real_venv(const fs::path& dir, bool system_site) {
 }
 
 TEST_F(PythonEnvTest, TheProbeFindsTheVenvAnInterpreterRunsIn) {
-  fs::path venv_python = make_real_venv(dir_ / "ray venv", false);
+  fs::path venv_python = make_real_venv("python3", dir_ / "ray venv", false);
   auto in_venv = find_interpreter(home_, venv_python.string());
   ASSERT_TRUE(in_venv.ok()) << in_venv.error().message();
   ASSERT_TRUE(in_venv->venv.has_value());
@@ -313,6 +314,18 @@ TEST_F(PythonEnvTest, TheProbeFindsTheVenvAnInterpreterRunsIn) {
   ASSERT_TRUE(again.ok());
   ASSERT_TRUE(again->venv.has_value());
   EXPECT_TRUE(again->venv->system_site_packages);
+}
+
+TEST_F(PythonEnvTest, TheProbeFindsTheSitePackagesOfAVenvOfDebiansPython) {
+  // Debian's site module lists dist-packages directories unless it knows it runs in a venv.
+  if (::access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  fs::path venv_python = make_real_venv("/usr/bin/python3", dir_ / "venv", false);
+  auto in_venv = find_interpreter(home_, venv_python.string());
+  ASSERT_TRUE(in_venv.ok()) << in_venv.error().message();
+  ASSERT_TRUE(in_venv->venv.has_value());
+  const std::string xy = in_venv->version.substr(0, in_venv->version.rfind('.'));
+  EXPECT_EQ(in_venv->venv->site_packages,
+            std::vector<fs::path>{dir_ / "venv" / "lib" / ("python" + xy) / "site-packages"});
 }
 
 TEST_F(PythonEnvTest, TwoVenvsOnOneBaseGetEnvsOfTheirOwn) {
