@@ -72,3 +72,14 @@ if ! "$py" -c 'import ray, aiohttp; assert ray.__version__ == "2.60.0"' 2>/dev/n
   echo "setup: installing Ray 2.60.0 (a few minutes)"
   "$py" -m pip install -q 'ray[default]==2.60.0'
 fi
+
+# A wheelhouse of Ray 2.60.0 and its dependencies (RTENV_WHEELHOUSE, default
+# ~/.cache/rtenv-wheels): tests/ray/test_ray_venv_deployment.py installs Ray into a venv of its own
+# from it, offline (--no-index --find-links), to run a cluster from that venv.
+wheelhouse=${RTENV_WHEELHOUSE:-$HOME/.cache/rtenv-wheels}
+if ! ls "$wheelhouse"/ray-2.60.0-*.whl >/dev/null 2>&1 || [ ! -f "$wheelhouse/.complete-ray-2.60.0" ]; then
+  echo "setup: downloading Ray 2.60.0's wheels into $wheelhouse"
+  mkdir -p "$wheelhouse"
+  "$py" -m pip download -q -d "$wheelhouse" 'ray[default]==2.60.0'
+  touch "$wheelhouse/.complete-ray-2.60.0"
+fi

@@ -30,11 +30,53 @@ std::string env_or(const char* name, std::string fallback) {
 }
 
 // Prints what rtenv needs to know about an interpreter, as one JSON line. -I: no PYTHON*
-// variables, no user site; -S: no site import (faster, and nothing of the env leaks in).
-constexpr const char* kProbe =
-    "import json,os,platform,sys,sysconfig;print(json.dumps({"
-    "'executable':os.path.realpath(sys.executable),'version':platform.python_version(),"
-    "'platform':sysconfig.get_platform(),'implementation':sys.implementation.name}))";
+// variables, no user site; -S: no site import (faster, and nothing of the env leaks in). Without
+// `site`, sys.prefix is the base's even in a venv, so the venv is found here as site.venv() finds
+// it: a pyvenv.cfg beside the interpreter or one directory up, the venv being that directory's
+// parent. Its site-packages are what site.getsitepackages gives with sys.prefix set to it, as
+// site.venv() sets it (Debian's site lists dist-packages otherwise). A venv's executable is its
+// base interpreter's (what a new venv links to).
+constexpr const char* kProbe = R"(import json,os,platform,site,sys,sysconfig
+exe=os.path.abspath(sys.executable)
+bindir=os.path.dirname(exe)
+top=os.path.dirname(bindir)
+cfgs=[c for c in (os.path.join(bindir,'pyvenv.cfg'),os.path.join(top,'pyvenv.cfg')) if os.path.isfile(c)]
+real=os.path.realpath(sys.executable)
+venv=None
+if cfgs:
+    system='true'
+    with open(cfgs[0],encoding='utf-8') as f:
+        for line in f:
+            k,eq,v=line.partition('=')
+            if eq and k.strip().lower()=='include-system-site-packages':
+                system=v.strip().lower()
+    sys.prefix=sys.exec_prefix=top
+    venv={'dir':top,'python':exe,'site_packages':[d for d in site.getsitepackages([top]) if os.path.isdir(d)],'system_site_packages':system=='true'}
+    base=os.path.realpath(getattr(sys,'_base_executable',None) or sys.executable)
+    if os.access(base,os.X_OK):
+        real=base
+print(json.dumps({'executable':real,'version':platform.python_version(),'platform':sysconfig.get_platform(),'implementation':sys.implementation.name,'venv':venv}))
+)";
+
+// The probe's answer (or its cached copy) as an Interpreter.
+Interpreter interpreter_of(const json& j) {
+  Interpreter py{j.value("executable", ""), j.value("version", ""), j.value("platform", ""),
+                 j.value("implementation", "")};
+  auto venv = j.find("venv");
+  if (venv != j.end() && venv->is_object()) {
+    BaseVenv base;
+    base.dir = venv->value("dir", "");
+    base.python = venv->value("python", "");
+    base.system_site_packages = venv->value("system_site_packages", false);
+    if (auto dirs = venv->find("site_packages"); dirs != venv->end() && dirs->is_array()) {
+      for (const auto& d : *dirs) {
+        if (d.is_string()) base.site_packages.emplace_back(d.get<std::string>());
+      }
+    }
+    py.venv = std::move(base);
+  }
+  return py;
+}
 
 // A file's identity: a changed or replaced interpreter is probed again.
 std::string file_identity(const struct stat& st) {
@@ -195,7 +237,8 @@ Result<std::vector<std::string>> resolve_with_pip(const spec::PythonPackages& lo
   } cleanup{work};
   RTENV_TRY(write_file_atomic(work / "requirements.txt", requirements_text(loose.packages), 0600));
   ProcessSpec p;
-  p.argv = {python.executable.string(),
+  // A venv's own python: its pip, which the base may not have (Debian's python3 without pip).
+  p.argv = {python.named().string(),
             "-m",
             "pip",
             "install",
@@ -269,14 +312,46 @@ export PATH
 hash -r 2>/dev/null
 )";
 
+// `bytes` as a Python bytes literal (b'...'): printable ASCII as is, anything else escaped, so
+// a path of any bytes survives, whatever the encoding Python reads the file with.
+std::string python_bytes_literal(std::string_view bytes) {
+  std::string out = "b'";
+  for (char c : bytes) {
+    auto u = static_cast<unsigned char>(c);
+    if (c == '\\' || c == '\'') {
+      out += '\\';
+      out += c;
+    } else if (u >= 0x20 && u < 0x7f) {
+      out += c;
+    } else {
+      out += fmt::format("\\x{:02x}", u);
+    }
+  }
+  return out + "'";
+}
+
+// The file in a venv's site-packages that layers it on its base interpreter's venv. Its name
+// sorts after the names packages give their .pth files (ASCII letters, digits, '_'), so the
+// paths those add come before the base venv's.
+constexpr const char* kBaseVenvPth = "~rtenv-base-venv.pth";
+
 // A CPython virtualenv as PEP 405 defines it, written directly: pyvenv.cfg, bin/ with links to
 // the base interpreter, an empty site-packages. What `python -m venv --without-pip` makes, in
 // well under a millisecond instead of tens (no interpreter start).
+//
+// When the interpreter runs in a venv of its own (Ray installed in a venv) and `system_site` is
+// set, the new venv sees what that interpreter sees, behind its own packages: that venv's
+// site-packages, added by a .pth file with site.addsitedir (which also reads that venv's own
+// .pth files: editable installs, namespace packages), and the base interpreter's site-packages
+// only if that venv includes them. A .pth rather than a copy of that venv (what Ray's pip field
+// does): nothing is copied, and what is installed there later is seen at once, as it is by the
+// processes Ray starts from it.
 Result<void> write_venv(const fs::path& dir, const Interpreter& python, bool system_site) {
   const std::string xy = major_minor(python.version);
   const std::string versioned = "python" + xy;
+  const fs::path site_packages = dir / "lib" / versioned / "site-packages";
   RTENV_TRY(make_dirs(dir / "bin"));
-  RTENV_TRY(make_dirs(dir / "lib" / versioned / "site-packages"));
+  RTENV_TRY(make_dirs(site_packages));
   RTENV_TRY(make_symlink("lib", dir / "lib64"));
   RTENV_TRY(make_symlink(python.executable.string(), dir / "bin" / versioned));
   RTENV_TRY(make_symlink(versioned, dir / "bin" / "python"));
@@ -284,10 +359,21 @@ Result<void> write_venv(const fs::path& dir, const Interpreter& python, bool sys
   std::string activate = kActivate;
   activate.replace(activate.find("@DIR@"), 5, dir.string());
   RTENV_TRY(write_file_atomic(dir / "bin" / "activate", activate));
+  const bool layered = system_site && python.venv.has_value();
+  if (layered) {
+    std::string pth = fmt::format("# The packages of {}, the venv this env's interpreter runs in\n",
+                                  python.venv->dir.string());
+    for (const auto& d : python.venv->site_packages) {
+      pth += "import os, site; site.addsitedir(os.fsdecode(" + python_bytes_literal(d.string()) +
+             "))\n";
+    }
+    RTENV_TRY(write_file_atomic(site_packages / kBaseVenvPth, pth));
+  }
+  const bool base_site = layered ? python.venv->system_site_packages : system_site;
   return write_file_atomic(
       dir / "pyvenv.cfg",
       fmt::format("home = {}\ninclude-system-site-packages = {}\nversion = {}\nexecutable = {}\n",
-                  python.executable.parent_path().string(), system_site ? "true" : "false",
+                  python.executable.parent_path().string(), base_site ? "true" : "false",
                   python.version, python.executable.string()));
 }
 
@@ -340,12 +426,21 @@ Result<Interpreter> find_interpreter(const Home& home, const std::optional<std::
   // A launcher (a pyenv shim) picks its interpreter by PYENV_VERSION too.
   std::string identity =
       path->string() + "\n" + file_identity(st) + "\n" + env_or("PYENV_VERSION", "");
+  // A venv made again at the same path (other packages, include-system-site-packages changed)
+  // is probed again: its pyvenv.cfg is part of the identity.
+  for (const fs::path& cfg :
+       {path->parent_path() / "pyvenv.cfg", path->parent_path().parent_path() / "pyvenv.cfg"}) {
+    struct stat cfg_st;
+    if (::stat(cfg.c_str(), &cfg_st) == 0 && S_ISREG(cfg_st.st_mode)) {
+      identity += "\n" + cfg.string() + " " + file_identity(cfg_st);
+      break;
+    }
+  }
   fs::path cached = home.python() / (Digest::of(identity).hex().substr(0, 32) + ".json");
   if (auto text = read_file(cached)) {
     json j = json::parse(*text, nullptr, false);
     if (!j.is_discarded() && j.value("identity", "") == identity) {
-      Interpreter py{j.value("executable", ""), j.value("version", ""), j.value("platform", ""),
-                     j.value("implementation", "")};
+      Interpreter py = interpreter_of(j);
       if (::access(py.executable.c_str(), X_OK) == 0) return py;
     }
   }
@@ -368,8 +463,7 @@ Result<Interpreter> find_interpreter(const Home& home, const std::optional<std::
   }
   j["identity"] = identity;
   (void)write_file_atomic(cached, j.dump());  // a cache: failing to write it costs a probe
-  return Interpreter{j.value("executable", ""), j.value("version", ""), j.value("platform", ""),
-                     j.value("implementation", "")};
+  return interpreter_of(j);
 }
 
 Result<Installer> find_installer(const config::Config& config, const Interpreter& python,
@@ -383,9 +477,12 @@ Result<Installer> find_installer(const config::Config& config, const Interpreter
       return make_error(ErrorCode::kNotFound, "uv (from {}) names {}, which is not an executable",
                         config.origin("uv").describe(), *v);
     }
-  } else if (fs::path beside = python.executable.parent_path() / "uv";
+  } else if (fs::path beside = python.named().parent_path() / "uv";
              ::access(beside.c_str(), X_OK) == 0) {
     uv = beside;  // `pip install uv` puts it there; found directly, not through a shim
+  } else if (fs::path base = python.executable.parent_path() / "uv";
+             python.venv && ::access(base.c_str(), X_OK) == 0) {
+    uv = base;
   } else {
     uv = find_program("uv");
   }
@@ -406,11 +503,11 @@ Result<spec::PythonPackages> lock_packages(const spec::PythonPackages& loose, co
                                            const LockOptions& options) {
   if (loose.locked) return loose;
   std::string key_text =
-      options.target ? fmt::format("rtenv-lock-target 1\n{}\n{}\n{}", loose.to_json().dump(),
-                                   options.target->python_version, options.target->platform)
-                     : fmt::format("rtenv-lock 1\n{}\n{}\n{}\n{}\n{}", loose.to_json().dump(),
-                                   python.executable.string(), python.version, python.platform,
-                                   installer.name());
+      options.target
+          ? fmt::format("rtenv-lock-target 1\n{}\n{}\n{}", loose.to_json().dump(),
+                        options.target->python_version, options.target->platform)
+          : fmt::format("rtenv-lock 1\n{}\n{}\n{}\n{}\n{}", loose.to_json().dump(),
+                        python.named().string(), python.version, python.platform, installer.name());
   if (options.target && installer.tool != Installer::Tool::kUv) {
     return make_error(ErrorCode::kNotFound,
                       "resolving Python packages for Python {} ({}) needs uv, which was not "
@@ -436,7 +533,7 @@ Result<spec::PythonPackages> lock_packages(const spec::PythonPackages& loose, co
                         : resolve_with_pip(loose, home, python, options);
     if (!resolved) return resolved.error();
     pins = std::move(resolved).value();
-    json record = {{"pins", pins}, {"python", python.executable.string()}};
+    json record = {{"pins", pins}, {"python", python.named().string()}};
     RTENV_TRY(write_file_atomic(cached, record.dump(1), 0600));  // pins with index URLs
   }
   spec::PythonPackages out = loose;
@@ -448,8 +545,8 @@ Result<spec::PythonPackages> lock_packages(const spec::PythonPackages& loose, co
   out.packages.insert(out.packages.end(), pins.begin(), pins.end());
   out.locked = true;
   // The interpreter the pins were resolved for (one that is not here yet is the caller's to
-  // name).
-  if (!options.target) out.python = python.executable.string();
+  // name), as its environment names it: a venv's python, so that nodes layer on that venv.
+  if (!options.target) out.python = python.named().string();
   return out;
 }
 
@@ -464,7 +561,7 @@ Result<spec::RuntimeEnv> lock_python(const spec::RuntimeEnv& env, const Home& ho
       // Pinned by the user: only the interpreter is named, so that every process (this one,
       // the agent, another node) builds the same venv.
       spec::PythonPackages named = *packages;
-      named.python = python.executable.string();
+      named.python = python.named().string();
       return named;
     }
     RTENV_ASSIGN_OR_RETURN(Installer installer,
@@ -527,13 +624,13 @@ Result<Interpreter> find_env_interpreter(const spec::RuntimeEnv& env, const Home
     const char* field = packages->installer == spec::Installer::kPip ? "pip" : "uv";
     auto other = find_interpreter(home, python);
     if (!other) return other.error().with_context(fmt::format("runtime_env.{}.python", field));
-    if (other->executable != interpreter->executable) {
+    if (!other->same_environment(*interpreter)) {
       return make_error(ErrorCode::kInvalidArgument,
                         "runtime_env.py_executable: {} runs {}, and runtime_env.{}.python {} runs "
                         "{}: the env's packages are installed for one interpreter; give the same "
                         "one in both, or leave {}.python out",
-                        named.value, interpreter->executable.string(), field, *python,
-                        other->executable.string(), field);
+                        named.value, interpreter->named().string(), field, *python,
+                        other->named().string(), field);
     }
   }
   return interpreter;
@@ -551,6 +648,12 @@ Result<PythonEnvRequest> PythonEnvRequest::make(const spec::PythonPackages& lock
                    {"python_version", python.version},
                    {"platform", python.platform},
                    {"implementation", python.implementation}};
+  // The venv the interpreter runs in, which the env layers on (an interpreter outside one keeps
+  // the key it always had).
+  if (python.venv) {
+    identity["base_venv"] = {{"dir", python.venv->dir.string()},
+                             {"system_site_packages", python.venv->system_site_packages}};
+  }
   PythonEnvRequest out{locked,
                        std::move(python),
                        std::move(installer),
@@ -627,8 +730,14 @@ Result<void> PythonEnvCache::build_wheel_target(const PythonEnvRequest& request,
               "--no-deps",
               request.wheel->string()};
   } else {
-    p.argv = {exe,        "-m",         "pip",       "install",
-              "--target", dir.string(), "--no-deps", request.wheel->string()};
+    p.argv = {request.python.named().string(),
+              "-m",
+              "pip",
+              "install",
+              "--target",
+              dir.string(),
+              "--no-deps",
+              request.wheel->string()};
   }
   p.env["UV_CACHE_DIR"] = home_.uv_cache().string();
   p.env["PIP_CACHE_DIR"] = home_.pip_cache().string();
@@ -664,6 +773,8 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
     return ok_result();
   };
   const std::string exe = request.python.executable.string();
+  // pip runs from the interpreter's own environment (a venv has pip where its base may not).
+  const std::string pip_python = request.python.named().string();
   const std::string uv_bin = request.installer.uv.string();
 
   if (uv && pkgs.installer == spec::Installer::kUv && pkgs.installer_version) {
@@ -718,8 +829,8 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
       argv = {uv_bin, "pip", "install", "--python", py.string(), "--no-deps", "-r", file.string()};
       argv.insert(argv.end(), pkgs.install_options.begin(), pkgs.install_options.end());
     } else {
-      argv = {exe,       "-m",        "pip", "--python",   py.string(),
-              "install", "--no-deps", "-r",  file.string()};
+      argv = {pip_python, "-m",        "pip", "--python",   py.string(),
+              "install",  "--no-deps", "-r",  file.string()};
     }
     return step(fmt::format("installing {} ({} pip install)", what, uv ? "uv" : "python -m"), argv);
   };
@@ -739,7 +850,7 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
     if (uv) {
       argv = {uv_bin, "pip", "check", "--python", py.string()};
     } else {
-      argv = {exe, "-m", "pip", "--python", py.string(), "check"};
+      argv = {pip_python, "-m", "pip", "--python", py.string(), "check"};
     }
     RTENV_TRY(step(pkgs.installer == spec::Installer::kPip ? "pip_check" : "uv_check", argv));
   }
@@ -757,8 +868,15 @@ constexpr int kPublishedFormat = 1;
 // What a published venv leaves out: what names this node's interpreter (recreated on the node
 // that fetches it), index credentials, and bytecode.
 const std::vector<std::string> kUnpublished = {
-    "/bin/python", "/bin/python3", "/bin/python3.*",          "/bin/activate",
-    "/pyvenv.cfg", "/lib64",       "/rtenv-requirements.txt", "/rtenv-pip-version.txt",
+    "/bin/python",
+    "/bin/python3",
+    "/bin/python3.*",
+    "/bin/activate",
+    "/pyvenv.cfg",
+    "/lib64",
+    "/rtenv-requirements.txt",
+    "/rtenv-pip-version.txt",
+    std::string("/lib/python*/site-packages/") + kBaseVenvPth,
     "__pycache__/"};
 }  // namespace
 
@@ -812,6 +930,7 @@ Result<void> PythonEnvCache::publish(const PythonEnvRequest& request,
                  {"python_version", request.python.version},
                  {"platform", request.python.platform},
                  {"implementation", request.python.implementation},
+                 {"base_venv", request.python.venv ? request.python.venv->dir.string() : ""},
                  {"system_site_packages", request.packages.system_site_packages},
                  {"tool", request.installer.name()},
                  {"built_by", SharedBuilds::this_holder()}};

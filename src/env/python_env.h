@@ -21,13 +21,34 @@
 
 namespace rtenv::env {
 
+/// The virtualenv an interpreter runs in (a `pyvenv.cfg` beside it or one directory up, as
+/// Python's own `site` finds it). Envs built on such an interpreter layer on that venv: they see
+/// its packages behind their own (docs/python.md).
+struct BaseVenv {
+  fs::path dir;     ///< the venv's directory (its sys.prefix)
+  fs::path python;  ///< the interpreter as the venv names it (not resolved): "<dir>/bin/python3"
+  std::vector<fs::path> site_packages;  ///< its site-packages directories that exist
+  bool system_site_packages = false;    ///< whether it sees the base interpreter's site-packages
+};
+
 /// A base interpreter, identified by running it once (the answer is cached under
-/// $RTENV_HOME/python/, keyed by the file's identity, so later calls start no process).
+/// $RTENV_HOME/python/, keyed by the file's identity and its venv's pyvenv.cfg, so later calls
+/// start no process).
 struct Interpreter {
-  fs::path executable;         ///< the real binary (sys.executable with links resolved)
+  fs::path executable;         ///< the real binary, links resolved (a venv's: its base's)
   std::string version;         ///< "3.11.7"
   std::string platform;        ///< sysconfig.get_platform(): "linux-x86_64"
   std::string implementation;  ///< "cpython"
+  std::optional<BaseVenv> venv = std::nullopt;  ///< set when it runs in a virtualenv
+
+  /// How an env names this interpreter (`pip.python` of a lock), so that every node finds the
+  /// same environment: the venv's python for one in a venv, else the executable.
+  fs::path named() const { return venv ? venv->python : executable; }
+  /// Whether `other` runs the same interpreter in the same environment.
+  bool same_environment(const Interpreter& other) const {
+    return executable == other.executable &&
+           (venv ? venv->dir.string() : "") == (other.venv ? other.venv->dir.string() : "");
+  }
 };
 
 /// The base interpreter of Python envs: `wanted` (a path or a name on PATH) if given, else
@@ -107,7 +128,8 @@ Result<spec::RuntimeEnv> lock_python(const spec::RuntimeEnv& env, const Home& ho
                                      const LockOptions& options);
 
 /// A virtualenv a locked package set needs, and its key: SHA-256 of the pins, the installer
-/// options and the interpreter (path, version, platform).
+/// options and the interpreter (path, version, platform, and the venv it runs in, if any: two
+/// venvs on one base interpreter get envs of their own).
 struct PythonEnvRequest {
   spec::PythonPackages packages;  ///< locked
   Interpreter python;

@@ -74,7 +74,8 @@ class CondaHelper {
   Result<Json> call(const Home& home, const std::string& verb, const Json& request,
                     int64_t timeout_ms, const InstallProgress& progress) {
     RTENV_ASSIGN_OR_RETURN(Interpreter python, find_interpreter(home));
-    const std::string py = python.executable.string();
+    // As named (a venv's python runs with that venv's packages, where rattler may be).
+    const std::string py = python.named().string();
     std::lock_guard lock(mu_);
     // One that is about to leave on its own (idle) is not sent a request it may never read.
     const bool stale = steady_ms() - last_used_ms_ > (kIdleSeconds - 10) * 1000;

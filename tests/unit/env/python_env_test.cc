@@ -1,5 +1,6 @@
 #include "env/python_env.h"
 
+#include <unistd.h>
 #include <cstdlib>
 
 #include <gtest/gtest.h>
@@ -263,6 +264,137 @@ TEST_F(PythonEnvTest, ALauncherExecsTheInterpreterAsNamed) {
   }
   EXPECT_TRUE(*cache.evict(req.key));
   EXPECT_FALSE(fs::exists(dir));
+}
+
+// A real venv (python -m venv, no pip) made from `base`.
+fs::path make_real_venv(const std::string& base, const fs::path& dir, bool system_site) {
+  ProcessSpec p;
+  p.argv = {base, "-m", "venv", "--without-pip", dir.string()};
+  if (system_site) p.argv.push_back("--system-site-packages");
+  auto out = run_process(p);
+  EXPECT_TRUE(out.ok() && out->success()) << (out.ok() ? out->err : out.error().message());
+  return dir / "bin" / "python";
+}
+
+TEST_F(PythonEnvTest, TheProbeFindsTheVenvAnInterpreterRunsIn) {
+  fs::path venv_python = make_real_venv("python3", dir_ / "ray venv", false);
+  auto in_venv = find_interpreter(home_, venv_python.string());
+  ASSERT_TRUE(in_venv.ok()) << in_venv.error().message();
+  ASSERT_TRUE(in_venv->venv.has_value());
+  EXPECT_EQ(in_venv->venv->dir, dir_ / "ray venv");
+  EXPECT_EQ(in_venv->venv->python, venv_python);
+  EXPECT_FALSE(in_venv->venv->system_site_packages);
+  const std::string xy = in_venv->version.substr(0, in_venv->version.rfind('.'));
+  EXPECT_EQ(in_venv->venv->site_packages,
+            std::vector<fs::path>{dir_ / "ray venv" / "lib" / ("python" + xy) / "site-packages"});
+  // An env names it by the venv's python; it links to the real base interpreter.
+  EXPECT_EQ(in_venv->named(), venv_python);
+  EXPECT_NE(in_venv->executable.string().find("python"), std::string::npos);
+  EXPECT_EQ(in_venv->executable.string().find("ray venv"), std::string::npos);
+
+  // The base interpreter itself runs in no venv, and names itself.
+  auto base = find_interpreter(home_, in_venv->executable.string());
+  ASSERT_TRUE(base.ok()) << base.error().message();
+  EXPECT_FALSE(base->venv.has_value());
+  EXPECT_EQ(base->named(), base->executable);
+  EXPECT_EQ(base->executable, in_venv->executable);
+  EXPECT_FALSE(base->same_environment(*in_venv));
+
+  // The venv made again with the base's site-packages visible: probed again, not the cached
+  // answer.
+  auto cfg = read_file(dir_ / "ray venv" / "pyvenv.cfg");
+  ASSERT_TRUE(cfg.ok());
+  std::string changed = *cfg;
+  auto at = changed.find("include-system-site-packages = false");
+  ASSERT_NE(at, std::string::npos);
+  changed.replace(at, std::string("include-system-site-packages = false").size(),
+                  "include-system-site-packages = true");
+  dir_.write("ray venv/pyvenv.cfg", changed);
+  auto again = find_interpreter(home_, venv_python.string());
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(again->venv.has_value());
+  EXPECT_TRUE(again->venv->system_site_packages);
+}
+
+TEST_F(PythonEnvTest, TheProbeFindsTheSitePackagesOfAVenvOfDebiansPython) {
+  // Debian's site module lists dist-packages directories unless it knows it runs in a venv.
+  if (::access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  fs::path venv_python = make_real_venv("/usr/bin/python3", dir_ / "venv", false);
+  auto in_venv = find_interpreter(home_, venv_python.string());
+  ASSERT_TRUE(in_venv.ok()) << in_venv.error().message();
+  ASSERT_TRUE(in_venv->venv.has_value());
+  const std::string xy = in_venv->version.substr(0, in_venv->version.rfind('.'));
+  EXPECT_EQ(in_venv->venv->site_packages,
+            std::vector<fs::path>{dir_ / "venv" / "lib" / ("python" + xy) / "site-packages"});
+}
+
+TEST_F(PythonEnvTest, TwoVenvsOnOneBaseGetEnvsOfTheirOwn) {
+  auto a = loose({"alpha==1.0"});
+  a.locked = true;
+  Interpreter in_venv = python_;
+  in_venv.venv = BaseVenv{"/opt/ray-a", "/opt/ray-a/bin/python", {}, false};
+  Interpreter other_venv = python_;
+  other_venv.venv = BaseVenv{"/opt/ray-b", "/opt/ray-b/bin/python", {}, false};
+  Interpreter sees_base = in_venv;
+  sees_base.venv->system_site_packages = true;
+  const Digest plain = request(a).key;
+  const Digest ka = PythonEnvRequest::make(a, in_venv, installer_)->key;
+  EXPECT_NE(plain, ka);
+  EXPECT_NE(ka, PythonEnvRequest::make(a, other_venv, installer_)->key);
+  EXPECT_NE(ka, PythonEnvRequest::make(a, sees_base, installer_)->key);
+  EXPECT_EQ(ka, PythonEnvRequest::make(a, in_venv, installer_)->key);
+  // A lock names the venv's python, so that nodes layer on the same venv.
+  auto locked = lock_packages(loose({"alpha"}), home_, in_venv, installer_, {});
+  ASSERT_TRUE(locked.ok()) << locked.error().message();
+  EXPECT_EQ(locked->python, "/opt/ray-a/bin/python");
+}
+
+TEST_F(PythonEnvTest, AnEnvOnAVenvsInterpreterSeesThatVenvBehindItsOwnPackages) {
+  Interpreter in_venv = python_;
+  in_venv.venv = BaseVenv{dir_ / "ray-venv",
+                          dir_ / "ray-venv/bin/python",
+                          {dir_ / "ray-venv/lib/python3.11/site-packages", dir_ / "it's\xff"},
+                          false};
+  auto locked = *lock_packages(loose({"alpha"}), home_, in_venv, installer_, {});
+  auto req = *PythonEnvRequest::make(locked, in_venv, installer_);
+  PythonEnvCache cache(home_);
+  auto built = cache.ensure(req, nullptr, -1);
+  ASSERT_TRUE(built.ok()) << built.error().message();
+  fs::path dir = cache.dir_of(req.key);
+  // Linked to the base interpreter; the base's site-packages only as far as the venv sees them.
+  EXPECT_EQ(fs::read_symlink(dir / "bin" / "python3.11"), "/usr/bin/python3");
+  auto cfg = read_file(dir / "pyvenv.cfg");
+  ASSERT_TRUE(cfg.ok());
+  EXPECT_NE(cfg->find("include-system-site-packages = false\n"), std::string::npos);
+  auto pth = read_file(dir / "lib/python3.11/site-packages/~rtenv-base-venv.pth");
+  ASSERT_TRUE(pth.ok()) << pth.error().message();
+  EXPECT_NE(pth->find("import os, site; site.addsitedir(os.fsdecode(b'" + dir_.path().string() +
+                      "/ray-venv/lib/python3.11/site-packages'))\n"),
+            std::string::npos)
+      << *pth;
+  EXPECT_NE(
+      pth->find("site.addsitedir(os.fsdecode(b'" + dir_.path().string() + "/it\\'s\\xff'))\n"),
+      std::string::npos)
+      << *pth;
+
+  // The env isolated from the base (system_site_packages false): no layering at all.
+  auto hidden = locked;
+  hidden.system_site_packages = false;
+  auto hidden_req = *PythonEnvRequest::make(hidden, in_venv, installer_);
+  ASSERT_TRUE(cache.ensure(hidden_req, nullptr, -1).ok());
+  fs::path hidden_dir = cache.dir_of(hidden_req.key);
+  EXPECT_FALSE(fs::exists(hidden_dir / "lib/python3.11/site-packages/~rtenv-base-venv.pth"));
+  EXPECT_NE(read_file(hidden_dir / "pyvenv.cfg")->find("include-system-site-packages = false\n"),
+            std::string::npos);
+
+  // A venv that sees its base's site-packages: so does the env.
+  Interpreter sees_base = in_venv;
+  sees_base.venv->system_site_packages = true;
+  auto open_req = *PythonEnvRequest::make(locked, sees_base, installer_);
+  ASSERT_TRUE(cache.ensure(open_req, nullptr, -1).ok());
+  EXPECT_NE(read_file(cache.dir_of(open_req.key) / "pyvenv.cfg")
+                ->find("include-system-site-packages = true\n"),
+            std::string::npos);
 }
 
 }  // namespace
