@@ -40,6 +40,9 @@ __all__ = [
     "is_plugin_field",
     "is_builtin_field",
     "is_uri",
+    "archive_suffix",
+    "local_uri_path",
+    "ARCHIVE_SUFFIXES",
     "BUILTIN_FIELDS",
     "JOB",
     "TASK",
@@ -409,7 +412,7 @@ def _status(path: str) -> Tuple[Optional[os.stat_result], Optional[int]]:
 
 class _PathRule:
     def __init__(self, local_suffixes, local_description, remote_suffixes, remote_description,
-                 packaged_file_suffix="", packaged_file_name=""):
+                 packaged_file_suffix="", packaged_file_name="", local_uris=False):
         self.local_suffixes = local_suffixes
         self.local_description = local_description
         self.remote_suffixes = remote_suffixes
@@ -417,13 +420,102 @@ class _PathRule:
         # A file in the store (a wheel, a jar): its one-file package plus "/<name><suffix>".
         self.packaged_file_suffix = packaged_file_suffix
         self.packaged_file_name = packaged_file_name
+        # local:// URIs (a directory on the node, used in place) are taken.
+        self.local_uris = local_uris
 
 
-_WORKING_DIR_RULE = _PathRule((".zip",), "a directory or a .zip file", (".zip",), "a .zip file")
+ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2", ".tar")
+"""The archives working_dir and py_modules take, local or remote, besides a directory."""
+
+_ARCHIVES = "an archive (.zip, .tar.gz, .tgz, .tar.xz, .tar.bz2 or .tar)"
+
+
+def archive_suffix(name: str) -> str:
+    """The one of ARCHIVE_SUFFIXES `name` ends in, ignoring ASCII case; "" if none."""
+    for suffix in ARCHIVE_SUFFIXES:
+        if _ends_with_ci(name, suffix):
+            return suffix
+    return ""
+
+
+def local_uri_path(s: str) -> Optional[str]:
+    """The path of a "local://<absolute path>" URI (a directory already on every node, used in
+    place); None for any other string."""
+    return s[len("local://"):] if s.startswith("local://") else None
+
+
+_WORKING_DIR_RULE = _PathRule(ARCHIVE_SUFFIXES, "a directory or " + _ARCHIVES, ARCHIVE_SUFFIXES,
+                              _ARCHIVES, local_uris=True)
 _PY_MODULE_RULE = _PathRule((".py", ".whl"), "a directory, a .py file or a .whl file",
-                            (".zip", ".whl"), "a .zip or .whl file", ".whl", "a wheel")
+                            ARCHIVE_SUFFIXES + (".whl",), _ARCHIVES + " or a .whl file", ".whl",
+                            "a wheel", local_uris=True)
 _JAVA_JAR_RULE = _PathRule((".jar", ".zip"), "a directory, a .jar file or a .zip file",
                            (".jar", ".zip"), "a .jar or .zip file", ".jar", "a jar")
+
+
+def _malformed_url(scheme: str, uri: str) -> str:
+    """Why `uri` (of a fetched scheme) is not a URL setup can fetch; "" if it is one."""
+    rest = uri[len(scheme) + 3:]
+    m = re.compile(r"[/?#]").search(rest)
+    authority = rest if m is None else rest[:m.start()]
+    path = rest[len(authority):]
+    m = re.compile(r"[?#]").search(path)
+    path = path if m is None else path[:m.start()]
+    if scheme == "file":
+        if authority or len(_utf8(path)) < 2:
+            return "a file:// URL names an absolute path (file:///path/to/archive)"
+        return ""
+    if scheme == "s3":
+        if not authority or len(_utf8(path)) < 2:
+            return "an s3:// URL names a bucket and a key (s3://bucket/key)"
+        return ""
+    if not authority or not authority[authority.rfind("@") + 1:]:
+        return "an %s:// URL names a host (%s://host/path)" % (scheme, scheme)
+    return ""
+
+
+def _check_uri_scheme(path: str, s: str, rule: _PathRule) -> None:
+    """Raises unless `s` (a URI, not rtenv://) is one rtenv takes for `rule`: a well-formed
+    http(s)://, s3:// or file:// URL, or (where the rule takes them) a local:// URI of an
+    absolute path that is not an archive."""
+    scheme = s[:s.find("://")]
+    shown = _redact_url_credentials(s)
+    if scheme == "local":
+        if not rule.local_uris:
+            raise _error("%s: %s: local:// URIs (a directory already on every node) are taken "
+                         "only by working_dir and py_modules; give a local path or a remote URI"
+                         % (path, shown))
+        local = local_uri_path(s)
+        if not local.startswith("/"):
+            raise _error("%s: %s is not a valid URI: a local:// URI names an absolute path on "
+                         "the node (local:///path/on/node)" % (path, shown))
+        suffix = archive_suffix(local)
+        if suffix or _ends_with_ci(local, ".whl"):
+            raise _error("%s: %s names a %s file, but a local:// directory is used in place and "
+                         "never unpacked; give the directory itself, or the file as a local path "
+                         "or remote URL" % (path, shown, suffix or ".whl"))
+        return
+    if scheme in ("gs", "gcs"):
+        raise _error(
+            "%s: rtenv does not fetch %s:// URIs (%s); %suse the object's https:// URL "
+            "(https://storage.googleapis.com/<bucket>/<object>, signed if private), or "
+            "s3://<bucket>/<object> with s3_endpoint set to https://storage.googleapis.com and "
+            "the bucket's HMAC keys as AWS credentials"
+            % (path, scheme, shown,
+               "a gcs:// package lives in one Ray cluster's own storage, so give the local path "
+               "it was made from (rtenv packs it); for Google Cloud Storage "
+               if scheme == "gcs" else ""))
+    if scheme in ("azure", "abfss"):
+        raise _error("%s: rtenv does not fetch %s:// URIs (%s); use the blob's https:// URL "
+                     "(with a SAS token in its query if it is private)" % (path, scheme, shown))
+    if scheme not in ("http", "https", "s3", "file"):
+        raise _error("%s: %s is not a valid URI: rtenv takes http://, https://, s3:// and file:// "
+                     "URLs%s, rtenv:// package URIs and local paths"
+                     % (path, shown, ", local:// directories" if rule.local_uris else ""))
+    why = _malformed_url(scheme, s)
+    if why:
+        raise _error("%s: %s is not a valid URI: %s" % (path, shown, why))
+
 
 _RTENV_URI = re.compile(r"rtenv://sha256/[0-9a-f]{64}\Z")
 
@@ -600,6 +692,9 @@ class _Validator:
                         "hex digits>%s)" % (path, s, ", or that followed by /<name>%s for %s"
                                             % (rule.packaged_file_suffix, rule.packaged_file_name)
                                             if suffix else ""))
+                return s
+            _check_uri_scheme(path, s, rule)
+            if local_uri_path(s) is not None:
                 return s
             if not any(_ends_with_ci(_uri_path_part(s), suf) for suf in rule.remote_suffixes):
                 raise _error("%s: remote URI %s must name %s"

@@ -36,10 +36,13 @@ struct UploadOptions {
   /// (env/remote_fetch.h); unset, a URL that must be fetched is refused with kUnsupported.
   using Fetch = std::function<Result<fs::path>(const std::string& url, const fs::path& dest)>;
   Fetch fetch;
-  /// Unpacks a .zip (a local path, or a URL `fetch` takes) into the new directory `dest`. Set
-  /// with `fetch` by binaries that carry the archive and download code (env/remote_fetch.h);
-  /// unset, a zip is refused with kUnsupported.
-  std::function<Result<void>(const std::string& source, const fs::path& dest)> unpack_zip;
+  /// Unpacks an archive (spec::archive_suffixes: a .zip, .tar.gz, ...; a local path, or a URL
+  /// `fetch` takes) into the new directory `dest`. Set with `fetch` by binaries that carry the
+  /// archive and download code (env/remote_fetch.h); unset, an archive is refused with
+  /// kUnsupported.
+  using UnpackArchive =
+      std::function<Result<void>(const std::string& source, const fs::path& dest)>;
+  UnpackArchive unpack_archive;
   /// Lines of the resolver's progress while `pip`/`uv` is locked.
   InstallProgress install_progress;
   /// Resolve `pip`/`uv` again even if the same list was resolved before.
@@ -77,8 +80,9 @@ class Field {
   /// plugins ask their program. kInvalidArgument naming the field for an invalid value.
   virtual Result<void> validate(const spec::Json& value, const Home& home,
                                 int64_t timeout_ms) const;
-  /// True if preparing `value` needs UploadOptions::unpack_zip or ::fetch (a .zip, or any URL to
-  /// download): the lean binary hands such envs to the one that has archive and network support.
+  /// True if preparing `value` needs UploadOptions::unpack_archive or ::fetch (an archive, or any
+  /// URL to download): the lean binary hands such envs to the one that has archive and network
+  /// support.
   virtual bool needs_zip_support(const spec::Json& value) const;
   /// True if prepare()'s slow path runs a helper program worth keeping warm in the node's agent
   /// (conda's solver): it then hands that path to UploadOptions::prepare_in_agent when set.

@@ -7,9 +7,9 @@
 
 #include <fmt/format.h>
 
+#include "env/archive_import.h"
 #include "env/download.h"
 #include "env/remote_url.h"
-#include "env/zip_import.h"
 #include "pack/packer.h"
 #include "store/s3_store.h"
 
@@ -102,7 +102,7 @@ void add_remote_sources(const Home& home, UploadOptions* options) {
                                              const fs::path& dest) -> Result<fs::path> {
     return fetch_remote(home, url, dest, max_bytes, report);
   };
-  options->unpack_zip = zip_importer(home, options->fetch, max_bytes);
+  options->unpack_archive = archive_importer(home, options->fetch, max_bytes);
 }
 
 }  // namespace rtenv::env

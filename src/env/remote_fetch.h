@@ -1,5 +1,5 @@
 #pragma once
-// Fetching what a runtime_env names by URL (a remote zip, a wheel) to a local file on the
+// Fetching what a runtime_env names by URL (a remote archive, a wheel) to a local file on the
 // submitting side: the one download path of setup. http(s):// through download(), s3:// through
 // the S3 store's client (its settings and signing), file:// read in place. Needs libcurl, so only
 // binaries with network support link it; setup reaches it through UploadOptions.
@@ -24,7 +24,7 @@ Result<fs::path> fetch_remote(const Home& home, const std::string& url, const fs
                               uint64_t max_bytes, const SetupReporter& report);
 
 /// Gives `options` what a binary with network and archive support does with remote sources:
-/// `fetch` (fetch_remote) and `unpack_zip` (zip_importer on that fetch), within
+/// `fetch` (fetch_remote) and `unpack_archive` (archive_importer on that fetch), within
 /// options->max_package_bytes, reporting through options->report. Set the limit and the reporter
 /// first.
 void add_remote_sources(const Home& home, UploadOptions* options);

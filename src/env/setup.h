@@ -60,7 +60,8 @@ Result<spec::RuntimeEnv> upload_local(const spec::RuntimeEnv& env, const Home& h
                                       store::BlobStore& store, const Registry& registry,
                                       const UploadOptions& options);
 
-/// True if preparing `env` needs UploadOptions::unpack_zip (Field::needs_zip_support).
+/// True if preparing `env` needs UploadOptions::unpack_archive or ::fetch
+/// (Field::needs_zip_support).
 bool needs_zip_support(const spec::RuntimeEnv& env, const Registry& registry);
 
 /// Plans a URI-only env, makes what is missing on this node, leases every resource and builds

@@ -46,14 +46,14 @@ Result<UniqueFd> open_dirs(int root_fd, const std::vector<std::string>& parts, s
   UniqueFd cur(::fcntl(root_fd, F_DUPFD_CLOEXEC, 0));
   for (size_t i = 0; i < n; ++i) {
     if (::mkdirat(cur.get(), parts[i].c_str(), 0755) != 0 && errno != EEXIST) {
-      return make_error(ErrorCode::kIo, "cannot create directory for zip entry {}: {}", entry,
+      return make_error(ErrorCode::kIo, "cannot create directory for archive entry {}: {}", entry,
                         errno_text());
     }
     UniqueFd next(
         ::openat(cur.get(), parts[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
     if (!next.valid()) {
       return make_error(ErrorCode::kUnsafe,
-                        "zip entry {} passes through '{}', which is not a directory", entry,
+                        "archive entry {} passes through '{}', which is not a directory", entry,
                         parts[i]);
     }
     cur = std::move(next);
@@ -62,11 +62,40 @@ Result<UniqueFd> open_dirs(int root_fd, const std::vector<std::string>& parts, s
 }
 
 Error unsafe(const std::string& entry, std::string_view why) {
-  return make_error(ErrorCode::kUnsafe, "zip entry '{}' {}; refusing to unpack", entry, why);
+  return make_error(ErrorCode::kUnsafe, "archive entry '{}' {}; refusing to unpack", entry, why);
 }
 
-Result<ExtractStats> extract_into(struct archive* a, int root_fd, const std::filesystem::path& zip,
-                                  uint64_t max_bytes) {
+const char* format_name(ArchiveFormat format) {
+  return format == ArchiveFormat::kZip ? "zip" : "tar archive";
+}
+
+// A hard link entry: a second name for a regular file extracted before it, inside the tree.
+Result<void> make_hard_link(int root_fd, const std::vector<std::string>& parts,
+                            const std::string& name, const std::string& target) {
+  std::vector<std::string> target_parts;
+  if (!safe_components(target, &target_parts) || target_parts.empty()) {
+    return unsafe(name, fmt::format("is a hard link to '{}', outside the package", target));
+  }
+  RTENV_ASSIGN_OR_RETURN(UniqueFd from_dir,
+                         open_dirs(root_fd, target_parts, target_parts.size() - 1, name));
+  struct stat st;
+  if (::fstatat(from_dir.get(), target_parts.back().c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+      !S_ISREG(st.st_mode)) {
+    return unsafe(name, fmt::format("is a hard link to '{}', which is not a file unpacked before "
+                                    "it",
+                                    target));
+  }
+  RTENV_ASSIGN_OR_RETURN(UniqueFd to_dir, open_dirs(root_fd, parts, parts.size() - 1, name));
+  if (::linkat(from_dir.get(), target_parts.back().c_str(), to_dir.get(), parts.back().c_str(),
+               0) != 0) {
+    if (errno == EEXIST) return unsafe(name, "appears twice");
+    return make_error(ErrorCode::kIo, "cannot create hard link {}: {}", name, errno_text());
+  }
+  return ok_result();
+}
+
+Result<ExtractStats> extract_into(struct archive* a, int root_fd, const std::filesystem::path& path,
+                                  ArchiveFormat format, uint64_t max_bytes) {
   ExtractStats stats;
   struct PendingLink {
     std::vector<std::string> parts;
@@ -80,15 +109,21 @@ Result<ExtractStats> extract_into(struct archive* a, int root_fd, const std::fil
     int r = archive_read_next_header(a, &entry);
     if (r == ARCHIVE_EOF) break;
     if (r < ARCHIVE_WARN) {
-      return make_error(ErrorCode::kCorrupt, "{} is not a readable zip: {}", zip.string(),
+      return make_error(ErrorCode::kCorrupt, "{} is not a readable {}: {}", path.string(),
+                        format_name(format),
                         archive_error_string(a) ? archive_error_string(a) : "unknown error");
     }
     const char* raw_name = archive_entry_pathname(entry);
     std::string name = raw_name ? raw_name : "";
     if (!safe_components(name, &parts)) return unsafe(name, "has an absolute path or '..'");
-    if (archive_entry_hardlink(entry)) return unsafe(name, "is a hard link");
-    mode_t type = archive_entry_filetype(entry);
     if (parts.empty()) continue;  // "./"
+    if (const char* target = archive_entry_hardlink(entry)) {
+      // Its data (if any) is the target's: nothing more to read or count.
+      RTENV_TRY(make_hard_link(root_fd, parts, name, target));
+      ++stats.files;
+      continue;
+    }
+    mode_t type = archive_entry_filetype(entry);
     if (type == AE_IFDIR) {
       RTENV_ASSIGN_OR_RETURN(UniqueFd d, open_dirs(root_fd, parts, parts.size(), name));
       ++stats.dirs;
@@ -111,7 +146,7 @@ Result<ExtractStats> extract_into(struct archive* a, int root_fd, const std::fil
     for (;;) {
       la_ssize_t n = archive_read_data(a, buf.data(), buf.size());
       if (n < 0) {
-        return make_error(ErrorCode::kCorrupt, "{}: cannot read entry {}: {}", zip.string(), name,
+        return make_error(ErrorCode::kCorrupt, "{}: cannot read entry {}: {}", path.string(), name,
                           archive_error_string(a) ? archive_error_string(a) : "bad data");
       }
       if (n == 0) break;
@@ -120,7 +155,7 @@ Result<ExtractStats> extract_into(struct archive* a, int root_fd, const std::fil
         return make_error(ErrorCode::kTooLarge,
                           "{} unpacks to more than the package limit of {}; raise it with "
                           "--max-package-size / RTENV_MAX_PACKAGE_SIZE if that is intended",
-                          zip.string(), format_bytes(max_bytes));
+                          path.string(), format_bytes(max_bytes));
       }
       RTENV_TRY(write_all(out.get(), std::string_view(buf.data(), static_cast<size_t>(n)), name));
     }
@@ -151,19 +186,28 @@ Result<ExtractStats> extract_into(struct archive* a, int root_fd, const std::fil
 
 }  // namespace
 
-Result<ExtractStats> extract_zip(const std::filesystem::path& zip,
-                                 const std::filesystem::path& dest, uint64_t max_bytes) {
+Result<ExtractStats> extract_archive(const std::filesystem::path& archive, ArchiveFormat format,
+                                     const std::filesystem::path& dest, uint64_t max_bytes) {
   ArchiveReader reader;
-  archive_read_support_format_zip(reader.a);
-  if (archive_read_open_filename(reader.a, zip.c_str(), 1 << 16) != ARCHIVE_OK) {
-    if (::access(zip.c_str(), R_OK) != 0) return io_error("cannot open", zip, errno);
-    return make_error(ErrorCode::kCorrupt, "{} is not a readable zip: {}", zip.string(),
+  if (format == ArchiveFormat::kZip) {
+    archive_read_support_format_zip(reader.a);
+  } else {
+    archive_read_support_format_tar(reader.a);
+    archive_read_support_format_gnutar(reader.a);
+    archive_read_support_filter_gzip(reader.a);
+    archive_read_support_filter_xz(reader.a);
+    archive_read_support_filter_bzip2(reader.a);
+  }
+  if (archive_read_open_filename(reader.a, archive.c_str(), 1 << 16) != ARCHIVE_OK) {
+    if (::access(archive.c_str(), R_OK) != 0) return io_error("cannot open", archive, errno);
+    return make_error(ErrorCode::kCorrupt, "{} is not a readable {}: {}", archive.string(),
+                      format_name(format),
                       archive_error_string(reader.a) ? archive_error_string(reader.a) : "unknown");
   }
   if (::mkdir(dest.c_str(), 0755) != 0) return io_error("cannot create directory", dest, errno);
   UniqueFd root_fd(::open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root_fd.valid()) return io_error("cannot open directory", dest, errno);
-  auto stats = extract_into(reader.a, root_fd.get(), zip, max_bytes);
+  auto stats = extract_into(reader.a, root_fd.get(), archive, format, max_bytes);
   if (!stats) (void)remove_tree(dest);
   return stats;
 }

@@ -78,6 +78,30 @@ bool is_uri(std::string_view s) {
   return true;
 }
 
+const std::vector<std::string_view>& archive_suffixes() {
+  static const std::vector<std::string_view> suffixes = {".zip",    ".tar.gz",  ".tgz",
+                                                         ".tar.xz", ".tar.bz2", ".tar"};
+  return suffixes;
+}
+
+std::string_view archive_suffix(std::string_view name) {
+  for (std::string_view suffix : archive_suffixes()) {
+    if (name.size() < suffix.size()) continue;
+    std::string_view tail = name.substr(name.size() - suffix.size());
+    bool same = std::equal(tail.begin(), tail.end(), suffix.begin(), [](char a, char b) {
+      return std::tolower(static_cast<unsigned char>(a)) == b;
+    });
+    if (same) return suffix;
+  }
+  return {};
+}
+
+std::optional<std::string> local_uri_path(std::string_view s) {
+  constexpr std::string_view kPrefix = "local://";
+  if (!s.starts_with(kPrefix)) return std::nullopt;
+  return std::string(s.substr(kPrefix.size()));
+}
+
 bool is_builtin_field(std::string_view name) {
   const auto& fields = internal::builtin_fields();
   return std::binary_search(fields.begin(), fields.end(), name);

@@ -81,6 +81,17 @@ std::string canonical_json(const Json& value);
 /// True if `s` is a URI ("scheme://..."), false if it is a local path.
 bool is_uri(std::string_view s);
 
+/// The archive suffixes working_dir and py_modules take, local or remote, besides a directory:
+/// ".zip", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2" and ".tar" (Ray's formats and plain tar).
+const std::vector<std::string_view>& archive_suffixes();
+/// The one of archive_suffixes() `name` ends in, matched ignoring ASCII case; empty if none.
+std::string_view archive_suffix(std::string_view name);
+
+/// The path of a "local://<absolute path>" URI (a directory already on every node, used in
+/// place); nullopt for any other string. Validation refuses a local:// URI whose path is not
+/// absolute.
+std::optional<std::string> local_uri_path(std::string_view s);
+
 /// Registers `name` as a plugin field: a top-level field that validation passes through as is
 /// (any non-empty JSON value) instead of rejecting it as unknown. Process-wide and thread-safe.
 /// Returns false (and registers nothing) if `name` is empty or a built-in field.

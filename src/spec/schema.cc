@@ -48,8 +48,11 @@ Json python_packages(bool pip) {
 const std::map<std::string, std::pair<Json, const char*>>& field_shapes() {
   static const std::map<std::string, std::pair<Json, const char*>> shapes = {
       {"working_dir",
-       {type("string"), "The job's files: a local directory or .zip (job level), or a URI"}},
-      {"py_modules", {string_list(), "Python modules: local paths (job level) or URIs"}},
+       {type("string"),
+        "The job's files: a local directory or archive (job level), a URI of an archive, or "
+        "local:///path (a directory on every node, used in place)"}},
+      {"py_modules",
+       {string_list(), "Python modules: local paths (job level), URIs, or local:///path"}},
       {"excludes", {string_list(), "gitignore-style patterns left out when packing"}},
       {"java_jars", {string_list(), "Java class path entries: local paths or URIs"}},
       {"pip", {python_packages(true), "Python packages installed with pip"}},

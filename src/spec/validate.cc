@@ -88,16 +88,37 @@ struct PathRule {
   /// none, and what it is called in messages.
   std::string_view packaged_file_suffix = {};
   std::string_view packaged_file_name = {};
+  /// local:// URIs (a directory on the node, used in place) are taken.
+  bool local_uris = false;
 };
 
+constexpr std::string_view kArchives =
+    "an archive (.zip, .tar.gz, .tgz, .tar.xz, .tar.bz2 or .tar)";
+
+std::vector<std::string_view> archives_and(std::vector<std::string_view> more) {
+  std::vector<std::string_view> out = archive_suffixes();
+  out.insert(out.end(), more.begin(), more.end());
+  return out;
+}
+
 const PathRule& working_dir_rule() {
-  static const PathRule rule{{".zip"}, "a directory or a .zip file", {".zip"}, "a .zip file"};
+  static const PathRule rule{archive_suffixes(),
+                             fmt::format("a directory or {}", kArchives),
+                             archive_suffixes(),
+                             std::string(kArchives),
+                             {},
+                             {},
+                             /*local_uris=*/true};
   return rule;
 }
 const PathRule& py_module_rule() {
-  static const PathRule rule{{".py", ".whl"},  "a directory, a .py file or a .whl file",
-                             {".zip", ".whl"}, "a .zip or .whl file",
-                             ".whl",           "a wheel"};
+  static const PathRule rule{{".py", ".whl"},
+                             "a directory, a .py file or a .whl file",
+                             archives_and({".whl"}),
+                             fmt::format("{} or a .whl file", kArchives),
+                             ".whl",
+                             "a wheel",
+                             /*local_uris=*/true};
   return rule;
 }
 const PathRule& java_jar_rule() {
@@ -105,6 +126,34 @@ const PathRule& java_jar_rule() {
                              {".jar", ".zip"}, "a .jar or .zip file",
                              ".jar",           "a jar"};
   return rule;
+}
+
+/// The URL schemes setup fetches.
+bool is_fetched_scheme(std::string_view scheme) {
+  return scheme == "http" || scheme == "https" || scheme == "s3" || scheme == "file";
+}
+
+/// Why `uri` (of a fetched scheme) is not a URL setup can fetch; empty if it is one.
+std::string malformed_url(std::string_view scheme, std::string_view uri) {
+  std::string_view rest = uri.substr(scheme.size() + 3);
+  std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  std::string_view path = rest.substr(authority.size());
+  path = path.substr(0, path.find_first_of("?#"));
+  if (scheme == "file") {
+    if (!authority.empty() || path.size() < 2) {
+      return "a file:// URL names an absolute path (file:///path/to/archive)";
+    }
+    return {};
+  }
+  if (scheme == "s3") {
+    if (authority.empty() || path.size() < 2)
+      return "an s3:// URL names a bucket and a key (s3://bucket/key)";
+    return {};
+  }
+  if (authority.empty() || authority.substr(authority.rfind('@') + 1).empty()) {
+    return fmt::format("an {}:// URL names a host ({}://host/path)", scheme, scheme);
+  }
+  return {};
 }
 
 class Validator {
@@ -268,6 +317,8 @@ class Validator {
         }
         return v;
       }
+      RTENV_TRY(check_uri_scheme(path, s, rule));
+      if (local_uri_path(s)) return v;
       if (!ends_with_any_ci(uri_path_part(s), rule.remote_suffixes)) {
         return invalid(fmt::format("{}: remote URI {} must name {}", path,
                                    redact_url_credentials(s), rule.remote_description));
@@ -297,6 +348,66 @@ class Validator {
           fmt::format("{}: local path {} is not {}", path, local.string(), rule.local_description));
     }
     return Json(local.string());
+  }
+
+  /// kInvalidArgument unless `s` (a URI, not rtenv://) is one rtenv takes for `rule`: a
+  /// well-formed http(s)://, s3:// or file:// URL, or (where the rule takes them) a local:// URI
+  /// of an absolute path that is not an archive.
+  static Result<void> check_uri_scheme(const std::string& path, const std::string& s,
+                                       const PathRule& rule) {
+    std::string scheme = s.substr(0, s.find("://"));
+    std::string shown = redact_url_credentials(s);
+    if (scheme == "local") {
+      if (!rule.local_uris) {
+        return invalid(fmt::format(
+            "{}: {}: local:// URIs (a directory already on every node) are taken only by "
+            "working_dir and py_modules; give a local path or a remote URI",
+            path, shown));
+      }
+      std::string local = *local_uri_path(s);
+      if (!local.starts_with("/")) {
+        return invalid(fmt::format(
+            "{}: {} is not a valid URI: a local:// URI names an absolute path on the node "
+            "(local:///path/on/node)",
+            path, shown));
+      }
+      if (std::string_view suffix = archive_suffix(local);
+          !suffix.empty() || ends_with_ci(local, ".whl")) {
+        return invalid(fmt::format(
+            "{}: {} names a {} file, but a local:// directory is used in place and never "
+            "unpacked; give the directory itself, or the file as a local path or remote URL",
+            path, shown, suffix.empty() ? std::string_view(".whl") : suffix));
+      }
+      return ok_result();
+    }
+    if (scheme == "gs" || scheme == "gcs") {
+      return invalid(fmt::format(
+          "{}: rtenv does not fetch {}:// URIs ({}); {}use the object's https:// URL "
+          "(https://storage.googleapis.com/<bucket>/<object>, signed if private), or "
+          "s3://<bucket>/<object> with s3_endpoint set to https://storage.googleapis.com and "
+          "the bucket's HMAC keys as AWS credentials",
+          path, scheme, shown,
+          scheme == "gcs" ? "a gcs:// package lives in one Ray cluster's own storage, so give "
+                            "the local path it was made from (rtenv packs it); for Google "
+                            "Cloud Storage "
+                          : ""));
+    }
+    if (scheme == "azure" || scheme == "abfss") {
+      return invalid(fmt::format(
+          "{}: rtenv does not fetch {}:// URIs ({}); use the blob's https:// URL (with a SAS "
+          "token in its query if it is private)",
+          path, scheme, shown));
+    }
+    if (!is_fetched_scheme(scheme)) {
+      return invalid(fmt::format(
+          "{}: {} is not a valid URI: rtenv takes http://, https://, s3:// and file:// URLs{}, "
+          "rtenv:// package URIs and local paths",
+          path, shown, rule.local_uris ? ", local:// directories" : ""));
+    }
+    if (std::string why = malformed_url(scheme, s); !why.empty()) {
+      return invalid(fmt::format("{}: {} is not a valid URI: {}", path, shown, why));
+    }
+    return ok_result();
   }
 
   /// `s` against base_dir, absolute and lexically normal, without a trailing separator.

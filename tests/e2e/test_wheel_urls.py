@@ -122,10 +122,11 @@ def test_what_is_not_a_wheel_is_refused(py, server, wheel):
     (server.root / "page-1.0-py3-none-any.whl").write_text("<html>sign in first</html>")
     p = py.run({"py_modules": [f"{server.url}/page-1.0-py3-none-any.whl"]}, "true")
     assert_setup_failed(p, "not a zip archive")
-    # Neither a wheel nor a zip: the spec's validation, as before (exit 2).
-    p = py.run({"py_modules": [f"{server.url}/x.tar.gz"]}, "true")
+    # Neither a wheel nor an archive: the spec's validation, as before (exit 2).
+    p = py.run({"py_modules": [f"{server.url}/x.tar.zst"]}, "true")
     assert p.returncode == 2, p.stderr
-    assert "must name a .zip or .whl file" in p.stderr, p.stderr
+    assert "must name an archive (.zip, .tar.gz, .tgz, .tar.xz, .tar.bz2 or .tar) or a .whl file" \
+        in p.stderr, p.stderr
 
 
 def test_credentials_in_the_url_are_sent_but_never_shown(py, tmp_path, wheel):

@@ -54,7 +54,7 @@ Result<std::string> resolve(const PathPacker& packer, const std::string& field,
       RTENV_ASSIGN_OR_RETURN(FileUri jar, packer.pack_remote_file(field, value, ".jar"));
       return jar.str();
     }
-    RTENV_ASSIGN_OR_RETURN(auto uri, packer.pack_zip(field, value, /*remote=*/false));
+    RTENV_ASSIGN_OR_RETURN(auto uri, packer.pack_archive(field, value, /*remote=*/false));
     return uri.str();
   }
   fs::path path(value);
@@ -63,7 +63,7 @@ Result<std::string> resolve(const PathPacker& packer, const std::string& field,
     return FileUri{uri, path.filename().string()}.str();
   }
   if (value.ends_with(".zip") && fs::is_regular_file(path)) {
-    RTENV_ASSIGN_OR_RETURN(auto uri, packer.pack_zip(field, value, /*remote=*/false));
+    RTENV_ASSIGN_OR_RETURN(auto uri, packer.pack_archive(field, value, /*remote=*/false));
     return uri.str();
   }
   RTENV_ASSIGN_OR_RETURN(auto uri, packer.pack(field, path, std::nullopt, /*use_index=*/true));
@@ -94,7 +94,7 @@ class JavaJars : public Field {
 
   bool needs_zip_support(const Json& value) const override {
     for (const auto& e : entries(value)) {
-      if (is_zip_or_remote(e)) return true;
+      if (is_archive_or_remote(e)) return true;
     }
     return false;
   }

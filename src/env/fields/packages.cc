@@ -1,5 +1,6 @@
 // working_dir and py_modules: local paths packed into the store on the submitting side, package
-// trees materialized on the node, the cwd and PYTHONPATH of the process.
+// trees materialized on the node, the cwd and PYTHONPATH of the process. A local:// URI names a
+// directory already on the node: it is used in place, never packed or copied.
 
 #include <fmt/format.h>
 
@@ -31,13 +32,17 @@ struct Packer {
       RTENV_ASSIGN_OR_RETURN(auto uri, pack::PackageUri::parse(value));
       return uri.str();
     }
+    // Its path is its identity: the node's directory, whatever it holds.
+    if (spec::local_uri_path(value)) return value;
     if (spec::is_uri(value)) {
       std::string scheme = value.substr(0, value.find("://"));
       if (!is_fetchable_scheme(scheme)) {
-        return make_error(ErrorCode::kUnsupported,
-                          "runtime_env.{}: not supported yet: {} URIs ({}); use a local path, "
-                          "an http(s)://, s3:// or file:// URL, or an rtenv package URI",
-                          field, scheme, redact_url_credentials(value));
+        // Validation refuses other schemes; an env built without it gets the same sentence.
+        return make_error(ErrorCode::kInvalidArgument,
+                          "runtime_env.{}: {} is not a valid URI: rtenv takes http://, https://, "
+                          "s3:// and file:// URLs, local:// directories, rtenv:// package URIs "
+                          "and local paths",
+                          field, redact_url_credentials(value));
       }
       auto url = RemoteUrl::parse(value);
       if (!url) return url.error().with_context("runtime_env." + field);
@@ -46,7 +51,7 @@ struct Packer {
         RTENV_ASSIGN_OR_RETURN(FileUri wheel, packer.pack_remote_file(field, value, ".whl"));
         return wheel.str();
       }
-      RTENV_ASSIGN_OR_RETURN(auto uri, packer.pack_zip(field, value, /*remote=*/true));
+      RTENV_ASSIGN_OR_RETURN(auto uri, packer.pack_archive(field, value, /*remote=*/true));
       return uri.str();
     }
     fs::path path(value);
@@ -55,8 +60,8 @@ struct Packer {
       RTENV_ASSIGN_OR_RETURN(auto uri, packer.pack(field, path, std::nullopt, /*use_index=*/true));
       return FileUri{uri, path.filename().string()}.str();
     }
-    if (value.ends_with(".zip") && fs::is_regular_file(path)) {
-      RTENV_ASSIGN_OR_RETURN(auto uri, packer.pack_zip(field, value, /*remote=*/false));
+    if (!spec::archive_suffix(value).empty() && fs::is_regular_file(path)) {
+      RTENV_ASSIGN_OR_RETURN(auto uri, packer.pack_archive(field, value, /*remote=*/false));
       return uri.str();
     }
     std::optional<std::string> wrap;
@@ -65,6 +70,19 @@ struct Packer {
     return uri.str();
   }
 };
+
+// A local:// directory as the node has it: kNotFound (setup fails) if it is not a directory here.
+Result<fs::path> local_dir(const std::string& field, const std::string& value) {
+  fs::path dir = *spec::local_uri_path(value);
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    return make_error(ErrorCode::kNotFound,
+                      "runtime_env.{}: {} names {}, which is not a directory on this node; a "
+                      "local:// directory must already exist on every node (or in the image)",
+                      field, value, dir.string());
+  }
+  return dir;
+}
 
 Result<Resource> package_resource(const std::string& field, const std::string& value) {
   auto uri = pack::PackageUri::parse(value);
@@ -119,7 +137,7 @@ class WorkingDir : public Field {
   std::string name() const override { return "working_dir"; }
   int priority() const override { return 1; }
   bool needs_zip_support(const Json& value) const override {
-    return value.is_string() && is_zip_or_remote(value.get<std::string>());
+    return value.is_string() && is_archive_or_remote(value.get<std::string>());
   }
   Result<Json> prepare(const Json& value, const PrepareContext& ctx) const override {
     RTENV_ASSIGN_OR_RETURN(std::string uri, Packer{PathPacker{ctx}}.resolve(
@@ -128,13 +146,26 @@ class WorkingDir : public Field {
   }
   Result<void> resources(const Json& value, const spec::RuntimeEnv&, const NodeCache&,
                          std::vector<Resource>* out) const override {
-    RTENV_ASSIGN_OR_RETURN(Resource r, package_resource("working_dir", value.get<std::string>()));
+    const std::string& text = value.get_ref<const std::string&>();
+    if (spec::local_uri_path(text)) {
+      // Nothing to make: only checked, so a missing directory fails setup here.
+      RTENV_TRY(local_dir("working_dir", text));
+      return ok_result();
+    }
+    RTENV_ASSIGN_OR_RETURN(Resource r, package_resource("working_dir", text));
     out->push_back(std::move(r));
     return ok_result();
   }
   Result<void> contribute(const Json& value, const spec::RuntimeEnv&, const NodeCache& cache,
                           const std::vector<Resource>&, LaunchPlan* plan) const override {
-    auto uri = pack::PackageUri::parse(value.get<std::string>());
+    const std::string& text = value.get_ref<const std::string&>();
+    if (spec::local_uri_path(text)) {
+      RTENV_ASSIGN_OR_RETURN(fs::path dir, local_dir("working_dir", text));
+      plan->cwd = dir;
+      plan->prepend("PYTHONPATH", {dir.string()});
+      return ok_result();
+    }
+    auto uri = pack::PackageUri::parse(text);
     if (!uri) return uri.error().with_context("runtime_env.working_dir");
     fs::path dir = cache.packages.dir_of(*uri);
     plan->cwd = dir;
@@ -150,7 +181,7 @@ class PyModules : public Field {
   int priority() const override { return 2; }
   bool needs_zip_support(const Json& value) const override {
     for (const auto& m : module_list(value)) {
-      if (is_zip_or_remote(m)) return true;
+      if (is_archive_or_remote(m)) return true;
     }
     return false;
   }
@@ -170,6 +201,10 @@ class PyModules : public Field {
     auto modules = module_list(value);
     for (size_t i = 0; i < modules.size(); ++i) {
       std::string field = fmt::format("py_modules[{}]", i);
+      if (spec::local_uri_path(modules[i])) {
+        RTENV_TRY(local_dir(field, modules[i]));
+        continue;
+      }
       if (!modules[i].ends_with(".whl")) {
         RTENV_ASSIGN_OR_RETURN(Resource r, package_resource(field, modules[i]));
         out->push_back(std::move(r));
@@ -194,14 +229,29 @@ class PyModules : public Field {
     }
     return ok_result();
   }
-  Result<void> contribute(const Json&, const spec::RuntimeEnv&, const NodeCache& cache,
+  Result<void> contribute(const Json& value, const spec::RuntimeEnv&, const NodeCache& cache,
                           const std::vector<Resource>& mine, LaunchPlan* plan) const override {
-    // A module's last resource is what goes on PYTHONPATH: its package, or for a wheel the
-    // directory it is installed into (named after the wheel file's package).
+    // In the list's order: a local:// directory itself, else the module's last resource: its
+    // package, or for a wheel the directory it is installed into (named after the wheel file's
+    // package).
+    auto modules = module_list(value);
     std::vector<std::string> paths;
-    for (size_t i = 0; i < mine.size(); ++i) {
-      if (i + 1 < mine.size() && mine[i + 1].field == mine[i].field) continue;
-      paths.push_back(mine[i].kind->dir_of(mine[i].uri).string());
+    for (size_t i = 0; i < modules.size(); ++i) {
+      std::string field = fmt::format("py_modules[{}]", i);
+      if (spec::local_uri_path(modules[i])) {
+        RTENV_ASSIGN_OR_RETURN(fs::path dir, local_dir(field, modules[i]));
+        paths.push_back(dir.string());
+        continue;
+      }
+      const Resource* last = nullptr;
+      for (const auto& r : mine) {
+        if (r.field == field) last = &r;
+      }
+      if (!last) {
+        return make_error(ErrorCode::kInternal, "runtime_env.{}: no resource was planned for it",
+                          field);
+      }
+      paths.push_back(last->kind->dir_of(last->uri).string());
     }
     plan->prepend("PYTHONPATH", std::move(paths));
     // A wheel's file is a package too.

@@ -10,6 +10,7 @@
 #include "env/remote_url.h"
 #include "pack/packer.h"
 #include "util/fs.h"
+#include "util/redact.h"
 
 namespace rtenv::env {
 
@@ -21,9 +22,9 @@ std::string short_uri(const pack::PackageUri& uri) {
 
 }  // namespace
 
-bool is_zip_or_remote(const std::string& value) {
-  if (pack::PackageUri::is_package_uri(value)) return false;
-  return spec::is_uri(value) || value.ends_with(".zip");
+bool is_archive_or_remote(const std::string& value) {
+  if (pack::PackageUri::is_package_uri(value) || spec::local_uri_path(value)) return false;
+  return spec::is_uri(value) || !spec::archive_suffix(value).empty();
 }
 
 bool is_fetchable_scheme(std::string_view scheme) {
@@ -146,19 +147,21 @@ Result<pack::PackageUri> PathPacker::pack(const std::string& field, const fs::pa
   return r->uri;
 }
 
-Result<pack::PackageUri> PathPacker::pack_zip(const std::string& field, const std::string& source,
-                                              bool remote) const {
+Result<pack::PackageUri> PathPacker::pack_archive(const std::string& field,
+                                                  const std::string& source, bool remote) const {
   const PrepareContext& ctx = ctx_;
-  if (!ctx.options.unpack_zip) {
+  if (!ctx.options.unpack_archive) {
     return make_error(ErrorCode::kUnsupported,
-                      "runtime_env.{}: this rtenv binary cannot unpack zips ({})", field, source);
+                      "runtime_env.{}: this rtenv binary cannot unpack archives ({})", field,
+                      redact_url_credentials(source));
   }
-  fs::path staging = ctx.home.tmp() / unique_name("zip");
-  if (auto r = ctx.options.unpack_zip(source, staging); !r) {
+  fs::path staging = ctx.home.tmp() / unique_name("unpack");
+  if (auto r = ctx.options.unpack_archive(source, staging); !r) {
     (void)remove_tree(staging);
     return r.error().with_context("runtime_env." + field);
   }
-  // Remote working_dir zips are usually made as `zip -r x.zip project/`: strip that wrapper.
+  // Remote working_dir archives are usually made as `zip -r x.zip project/` or
+  // `tar czf x.tar.gz project/`: strip that wrapper.
   fs::path root = remote && field == "working_dir" ? single_top_level_dir(staging) : staging;
   auto uri = pack(field, root, std::nullopt, /*use_index=*/false, /*archive=*/true);
   (void)remove_tree(staging);

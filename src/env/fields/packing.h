@@ -1,6 +1,6 @@
 #pragma once
 // What the fields that carry local paths share on the submitting side: packing a path (a
-// directory, a file, a .zip) into the store, and naming one file inside a package.
+// directory, a file, an archive) into the store, and naming one file inside a package.
 
 #include <optional>
 #include <string>
@@ -22,9 +22,10 @@ struct FileUri {
   static Result<FileUri> parse(std::string_view uri, std::string_view suffix);
 };
 
-/// True if a path value needs zip or network support to be packed: a local .zip or a remote URI
-/// (a zip or a wheel to fetch).
-bool is_zip_or_remote(const std::string& value);
+/// True if a path value needs archive or network support to be packed: a local archive
+/// (spec::archive_suffixes) or a URI to fetch (an archive or a wheel). Package URIs and local://
+/// directories need neither.
+bool is_archive_or_remote(const std::string& value);
 
 /// True for the URL schemes setup fetches (UploadOptions::fetch): http, https, s3, file.
 bool is_fetchable_scheme(std::string_view scheme);
@@ -51,11 +52,12 @@ class PathPacker {
   /// (credentials hidden).
   Result<FileUri> pack_remote_file(const std::string& field, const std::string& url,
                                    std::string_view suffix) const;
-  /// Unpacks a .zip (a local path, or a URL UploadOptions::fetch takes) into a staging
-  /// directory and packs that; for a `remote` working_dir zip, a single top-level directory is
-  /// stripped. kUnsupported in a binary without zip support.
-  Result<pack::PackageUri> pack_zip(const std::string& field, const std::string& source,
-                                    bool remote) const;
+  /// Unpacks an archive (a .zip, .tar.gz, ... : a local path, or a URL UploadOptions::fetch
+  /// takes) into a staging directory and packs that as a directory; for a `remote` working_dir
+  /// archive, a single top-level directory is stripped. kUnsupported in a binary without
+  /// archive support.
+  Result<pack::PackageUri> pack_archive(const std::string& field, const std::string& source,
+                                        bool remote) const;
 
  private:
   void report(const std::string& line) const;

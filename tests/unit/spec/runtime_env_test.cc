@@ -82,6 +82,35 @@ TEST(IsUri, SchemesAndPaths) {
   EXPECT_FALSE(is_uri(""));
 }
 
+TEST(ArchiveSuffix, LongestKnownSuffixIgnoringCase) {
+  EXPECT_EQ(archive_suffix("p.zip"), ".zip");
+  EXPECT_EQ(archive_suffix("p.TAR.GZ"), ".tar.gz");
+  EXPECT_EQ(archive_suffix("/a/p.tgz"), ".tgz");
+  EXPECT_EQ(archive_suffix("p.tar.xz"), ".tar.xz");
+  EXPECT_EQ(archive_suffix("p.tar.bz2"), ".tar.bz2");
+  EXPECT_EQ(archive_suffix("p.tar"), ".tar");
+  EXPECT_EQ(archive_suffix("p.tar.zst"), "");
+  EXPECT_EQ(archive_suffix("p.gz"), "");
+  EXPECT_EQ(archive_suffix("tar"), "");
+  EXPECT_EQ(archive_suffix(""), "");
+}
+
+TEST(LocalUri, PathAfterTheScheme) {
+  EXPECT_EQ(local_uri_path("local:///srv/app"), "/srv/app");
+  EXPECT_EQ(local_uri_path("local://rel"), "rel");
+  EXPECT_EQ(local_uri_path("file:///srv/app"), std::nullopt);
+  EXPECT_EQ(local_uri_path("/srv/app"), std::nullopt);
+}
+
+TEST(LocalUri, TakenAtTaskLevelAsIs) {
+  auto env = RuntimeEnv::from_json(
+      Json{{"working_dir", "local:///srv/app/"}, {"py_modules", {"local:///opt/libs"}}},
+      task_options());
+  ASSERT_TRUE(env.ok()) << env.error().message();
+  EXPECT_EQ(env->working_dir(), "local:///srv/app/");  // the string is its identity
+  EXPECT_THAT(env->py_modules(), ElementsAre("local:///opt/libs"));
+}
+
 // ---- valid specs ------------------------------------------------------------------------------
 
 TEST(Valid, EmptyEnv) {
@@ -126,10 +155,12 @@ TEST(Valid, WorkingDirZipFile) {
 }
 
 TEST(Valid, RemoteUris) {
-  for (const char* uri : {"s3://bucket/project.zip", "https://example.com/a/b.zip?token=abc#frag",
-                          "file:///tmp/x.zip", "gs://bucket/X.ZIP",
-                          "rtenv://sha256/0123456789abcdef0123456789abcdef0123456789abcdef"
-                          "0123456789abcdef"}) {
+  for (const char* uri :
+       {"s3://bucket/project.zip", "https://example.com/a/b.zip?token=abc#frag",
+        "file:///tmp/x.zip", "http://example.com/X.TAR.GZ", "https://h/p.tgz", "s3://b/k/p.tar.xz",
+        "s3://b/p.tar.bz2", "file:///tmp/p.tar", "local:///srv/app",
+        "rtenv://sha256/0123456789abcdef0123456789abcdef0123456789abcdef"
+        "0123456789abcdef"}) {
     SCOPED_TRACE(uri);
     RuntimeEnv env = validate_ok(Json{{"working_dir", uri}});
     EXPECT_EQ(env.working_dir(), uri);
