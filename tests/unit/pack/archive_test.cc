@@ -26,6 +26,13 @@ struct Entry {
   mode_t type = AE_IFREG;
 };
 
+Entry file(std::string name, std::string content) {
+  return {std::move(name), std::move(content), "", AE_IFREG};
+}
+Entry hard_link(std::string name, std::string target) {
+  return {std::move(name), "", std::move(target), AE_IFREG};
+}
+
 // Writes a tar compressed with `filter` (ARCHIVE_FILTER_GZIP, ...) or a zip holding `entries`.
 void write_archive(const fs::path& path, bool zip, int filter, const std::vector<Entry>& entries) {
   struct archive* a = archive_write_new();
