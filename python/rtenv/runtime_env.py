@@ -915,6 +915,10 @@ class _Validator:
             parsed = _yaml_to_json(text.decode("utf-8", "replace"))
         except _YamlError as e:
             raise _error("%s: conda file %s: %s" % (path, file, e.args[0])) from None
+        if parsed is None:
+            raise _error("%s: conda file %s holds no YAML document (it is empty or only "
+                         "comments); it must hold the environment's dict (channels, dependencies)"
+                         % (path, file))
         if not isinstance(parsed, dict):
             raise _error("%s: conda file %s must contain a dict, got %s (%s)"
                          % (path, file, _render(parsed), _type_name(parsed)))

@@ -576,6 +576,12 @@ class Validator {
     if (!parsed.ok()) {
       return invalid(fmt::format("{}: conda file {}: {}", path, file, parsed.error().message()));
     }
+    if (parsed->is_null()) {
+      return invalid(fmt::format(
+          "{}: conda file {} holds no YAML document (it is empty or only comments); it must hold "
+          "the environment's dict (channels, dependencies)",
+          path, file));
+    }
     if (!parsed->is_object()) {
       return invalid(fmt::format("{}: conda file {} must contain a dict, got {} ({})", path, file,
                                  render_value(*parsed), type_name(*parsed)));
