@@ -16,8 +16,7 @@ struct Given {
 };
 
 /// The option `item` names, nullptr if none.
-const PipInstallOption* find_option(std::string_view item, bool* inline_value,
-                                    std::string* value) {
+const PipInstallOption* find_option(std::string_view item, bool* inline_value, std::string* value) {
   std::string_view name = item;
   *inline_value = false;
   if (item.starts_with("--")) {

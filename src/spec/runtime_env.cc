@@ -259,8 +259,7 @@ std::optional<PythonPackages> RuntimeEnv::python_packages() const {
     auto check = it->find(pip ? "pip_check" : "uv_check");
     out.check = check != it->end() && check->is_boolean() && check->get<bool>();
     out.installer_version = string_field(*it, pip ? "pip_version" : "uv_version");
-    out.install_options =
-        string_array(*it, pip ? "pip_install_options" : "uv_pip_install_options");
+    out.install_options = string_array(*it, pip ? "pip_install_options" : "uv_pip_install_options");
     auto locked = it->find("locked");
     out.locked = locked != it->end() && locked->is_boolean() && locked->get<bool>();
     auto visible = it->find("system_site_packages");

@@ -94,10 +94,11 @@ bool is_plugin_field(std::string_view name);
 std::vector<std::string> plugin_field_names();
 /// True if `name` is one of the built-in fields of docs/runtime_env.md §1.
 bool is_builtin_field(std::string_view name);
-/// True if `name` is a field only Ray acts on (docs/runtime_env.md §1a): `worker_process_setup_hook`,
-/// `nsight`, `rocprof_sys`, and every name starting with '_' (Ray's internal keys, `_ray_commit`,
-/// `_inject_current_ray`, `_nsight`, ...). Validation checks their types where Ray does and leaves
-/// them out of the env, with a warning; a built-in or registered plugin field is never one.
+/// True if `name` is a field only Ray acts on (docs/runtime_env.md §1a):
+/// `worker_process_setup_hook`, `nsight`, `rocprof_sys`, and every name starting with '_' (Ray's
+/// internal keys: `_ray_commit`, `_inject_current_ray`, `_nsight`, ...). Validation checks their
+/// types where Ray does and leaves them out of the env, with a warning; a built-in or registered
+/// plugin field is never one.
 bool is_ray_only_field(std::string_view name);
 
 /// A validated, normalized runtime_env. Immutable value type; cheap to copy for small envs.
@@ -106,8 +107,9 @@ bool is_ray_only_field(std::string_view name);
 /// (lexically normal); `pip`/`uv` become their dict form with defaults left out; a requirements
 /// file is read into its list. Two inputs that mean the same env have equal canonical()
 /// strings and ids, whatever their key order or whitespace.
-/// Also: a top-level null counts as absent whatever the field's name; a `pip`/`uv` whose package list ends up empty is
-/// dropped (nothing to install); a `conda` path ending in .yml/.yaml is read into its dict.
+/// Also: a top-level null counts as absent whatever the field's name; a `pip`/`uv` whose package
+/// list ends up empty is dropped (nothing to install); a `conda` path ending in .yml/.yaml is read
+/// into its dict.
 class RuntimeEnv {
  public:
   RuntimeEnv() = default;

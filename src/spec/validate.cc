@@ -239,8 +239,7 @@ class Validator {
     if (name == "_inject_current_ray" && !v.is_boolean()) {
       return type_error(path, "a boolean", v);
     }
-    if (name == "nsight" || name == "_nsight" || name == "rocprof_sys" ||
-        name == "_rocprof_sys") {
+    if (name == "nsight" || name == "_nsight" || name == "rocprof_sys" || name == "_rocprof_sys") {
       if (!v.is_string() && !v.is_object()) return type_error(path, "a string or a dict", v);
     }
     return ok_result();
@@ -314,8 +313,8 @@ class Validator {
         continue;
       }
       if (depth > 8) {
-        return invalid(fmt::format("{}: requirements files include each other more than 8 deep",
-                                   path));
+        return invalid(
+            fmt::format("{}: requirements files include each other more than 8 deep", path));
       }
       RTENV_ASSIGN_OR_RETURN(Json lines, requirements(path, file));
       RTENV_ASSIGN_OR_RETURN(Json expanded, expand_working_dir(path, lines, depth + 1));
@@ -522,8 +521,8 @@ class Validator {
         const std::string options_path = path + "." + options_key;
         RTENV_ASSIGN_OR_RETURN(Json options, string_list(options_path, *o));
         if (pip) {
-          RTENV_TRY(check_pip_install_options(options_path,
-                                              options.get<std::vector<std::string>>()));
+          RTENV_TRY(
+              check_pip_install_options(options_path, options.get<std::vector<std::string>>()));
         }
         // Part of the env's identity: they can change what is installed (another index).
         if (!options.empty()) out[options_key] = options;

@@ -36,8 +36,8 @@ TEST(PipInstallOptions, ValuesAreTheNextItemOrInline) {
 }
 
 TEST(PipInstallOptions, UnknownOptionsAreNamed) {
-  auto r = check_pip_install_options("runtime_env.pip.pip_install_options",
-                                     {"--no-deps", "--user"});
+  auto r =
+      check_pip_install_options("runtime_env.pip.pip_install_options", {"--no-deps", "--user"});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code(), ErrorCode::kInvalidArgument);
   EXPECT_THAT(r.error().message(),
@@ -50,19 +50,26 @@ TEST(PipInstallOptions, PipGetsThemAsGiven) {
               ElementsAre("--index-url", "http://a/simple", "--no-deps", "--extra-index-url",
                           "http://b/simple"));
   // Installing from a lock passes --no-deps already.
-  EXPECT_THAT(pip_install_args(given, /*uv=*/false, /*install=*/true),
-              ElementsAre("--index-url", "http://a/simple", "--extra-index-url", "http://b/simple"));
+  EXPECT_THAT(
+      pip_install_args(given, /*uv=*/false, /*install=*/true),
+      ElementsAre("--index-url", "http://a/simple", "--extra-index-url", "http://b/simple"));
 }
 
 TEST(PipInstallOptions, UvGetsItsOwnSpellingAndNothingForPipOnlyOptions) {
-  Args given = {"--disable-pip-version-check", "--no-cache-dir", "--pre", "--trusted-host",
-                "127.0.0.1", "--progress-bar", "off", "--no-deps"};
+  Args given = {"--disable-pip-version-check",
+                "--no-cache-dir",
+                "--pre",
+                "--trusted-host",
+                "127.0.0.1",
+                "--progress-bar",
+                "off",
+                "--no-deps"};
   EXPECT_THAT(pip_install_args(given, /*uv=*/true, /*install=*/false),
-              ElementsAre("--no-cache", "--prerelease=allow", "--allow-insecure-host",
-                          "127.0.0.1", "--no-deps"));
-  EXPECT_THAT(pip_install_args(given, /*uv=*/true, /*install=*/true),
-              ElementsAre("--no-cache", "--prerelease=allow", "--allow-insecure-host",
-                          "127.0.0.1"));
+              ElementsAre("--no-cache", "--prerelease=allow", "--allow-insecure-host", "127.0.0.1",
+                          "--no-deps"));
+  EXPECT_THAT(
+      pip_install_args(given, /*uv=*/true, /*install=*/true),
+      ElementsAre("--no-cache", "--prerelease=allow", "--allow-insecure-host", "127.0.0.1"));
   EXPECT_THAT(pip_install_args({"-q", "--upgrade"}, /*uv=*/true, /*install=*/true), IsEmpty());
 }
 

@@ -168,9 +168,9 @@ TEST(Valid, CondaForms) {
   EXPECT_EQ(error_of(Json{{"conda", "/nonexistent/envs/x"}}),
             "runtime_env.conda: conda env directory /nonexistent/envs/x does not exist; give an "
             "existing env's directory, an env name, or an environment.yml");
-  EXPECT_EQ(error_of(Json{{"conda", fixture("notes.txt")}}),
-            "runtime_env.conda: conda env directory " + fixture("notes.txt") +
-                " is not a directory");
+  EXPECT_EQ(
+      error_of(Json{{"conda", fixture("notes.txt")}}),
+      "runtime_env.conda: conda env directory " + fixture("notes.txt") + " is not a directory");
   EXPECT_EQ(parse_ok(R"({"conda": {"dependencies": ["python=3.11"]}})").canonical(),
             R"({"conda":{"dependencies":["python=3.11"]}})");
   // A .yml path is read on the submitting side (relative to base_dir) and travels as a dict.
@@ -642,7 +642,6 @@ TEST(FromJsonText, SyntaxErrorsNameLineAndColumn) {
   EXPECT_THAT(empty.error().message(), HasSubstr("runtime_env: invalid JSON at line 1, column 1"));
 }
 
-
 // ---- the forms Ray users write --------------------------------------------------------------
 
 TEST(RayForms, PipInstallOptionsAreTypedAndPartOfTheId) {
@@ -656,9 +655,9 @@ TEST(RayForms, PipInstallOptionsAreTypedAndPartOfTheId) {
   RuntimeEnv plain = validate_ok(Json::parse(R"({"pip": ["a"]})"));
   EXPECT_NE(env.id(), plain.id());
   // An empty list is no options.
-  EXPECT_EQ(validate_ok(Json::parse(R"({"pip": {"packages": ["a"], "pip_install_options": []}})"))
-                .id(),
-            plain.id());
+  EXPECT_EQ(
+      validate_ok(Json::parse(R"({"pip": {"packages": ["a"], "pip_install_options": []}})")).id(),
+      plain.id());
 }
 
 TEST(RayForms, RayOnlyFieldsAreLeftOutWithOneWarning) {
