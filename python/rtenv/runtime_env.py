@@ -39,6 +39,9 @@ __all__ = [
     "unregister_plugin_field",
     "is_plugin_field",
     "is_builtin_field",
+    "is_ray_only_field",
+    "check_ray_only_field",
+    "PIP_INSTALL_OPTIONS",
     "is_uri",
     "archive_suffix",
     "local_uri_path",
@@ -77,6 +80,16 @@ _plugin_fields: set = set()
 def is_builtin_field(name: str) -> bool:
     """True if `name` is one of the built-in top-level fields."""
     return name in BUILTIN_FIELDS
+
+
+def is_ray_only_field(name: str) -> bool:
+    """True if `name` is a field only Ray acts on: worker_process_setup_hook, nsight, rocprof_sys
+    and every name starting with "_" (Ray's internal keys: _ray_commit, _inject_current_ray,
+    _nsight, ...). Validation checks their types where Ray does and leaves them out of the env,
+    with a warning. A built-in or registered plugin field is never one."""
+    if is_builtin_field(name) or is_plugin_field(name):
+        return False
+    return name in ("worker_process_setup_hook", "nsight", "rocprof_sys") or name.startswith("_")
 
 
 def register_plugin_field(name: str) -> bool:
@@ -555,6 +568,84 @@ def _uri_path_part(uri: str) -> str:
     return uri if m is None else uri[:m.start()]
 
 
+# pip's install options rtenv takes (name, alias, takes a value), as src/spec/pip_options.cc.
+PIP_INSTALL_OPTIONS: Tuple[Tuple[str, str, bool], ...] = (
+    ("--index-url", "-i", True),
+    ("--extra-index-url", "", True),
+    ("--no-index", "", False),
+    ("--find-links", "-f", True),
+    ("--trusted-host", "", True),
+    ("--pre", "", False),
+    ("--no-deps", "", False),
+    ("--no-binary", "", True),
+    ("--only-binary", "", True),
+    ("--no-build-isolation", "", False),
+    ("--no-cache-dir", "", False),
+    ("--disable-pip-version-check", "", False),
+    ("--no-input", "", False),
+    ("--no-color", "", False),
+    ("--quiet", "-q", False),
+    ("--verbose", "-v", False),
+    ("--progress-bar", "", True),
+    ("--root-user-action", "", True),
+    ("--no-warn-script-location", "", False),
+    ("--no-warn-conflicts", "", False),
+    ("--timeout", "", True),
+    ("--retries", "", True),
+    ("--upgrade", "-U", False),
+    ("--force-reinstall", "", False),
+    ("--ignore-installed", "-I", False),
+)
+
+
+def _check_pip_install_options(path: str, options: List[str]) -> None:
+    i = 0
+    while i < len(options):
+        item = options[i]
+        where = "%s[%d]" % (path, i)
+        if not item.startswith("-"):
+            raise _error("%s: expected a pip option (starting with '-'), got %s"
+                         % (where, _render(item)))
+        name, inline = item, False
+        if item.startswith("--") and "=" in item:
+            name, inline = item.split("=", 1)[0], True
+        found = None
+        for option in PIP_INSTALL_OPTIONS:
+            if name == option[0] or (option[1] and name == option[1]):
+                found = option
+                break
+        if found is None:
+            raise _error("%s: %s is not a pip option rtenv takes: it installs with uv or pip, and "
+                         "takes the options both can honour (%s); give the others' effect another "
+                         "way (docs/runtime_env.md §7e)"
+                         % (where, _render(item), ", ".join(o[0] for o in PIP_INSTALL_OPTIONS)))
+        if found[2] and not inline:
+            if i + 1 >= len(options):
+                raise _error("%s: %s needs a value: give it as the next item, or as %s=VALUE"
+                             % (where, found[0], found[0]))
+            i += 1
+        elif not found[2] and inline:
+            raise _error("%s: %s takes no value, got %s" % (where, found[0], _render(item)))
+        i += 1
+
+
+def check_ray_only_field(path: str, name: str, value: JsonValue) -> None:
+    """Ray's own type checks of a field only Ray acts on, where it makes any (ValueError)."""
+    if _is_empty(value):
+        return
+    if name in ("worker_process_setup_hook", "_ray_commit", "_ray_release"):
+        if not isinstance(value, str):
+            raise _type_error(path, "a string", value)
+    if name == "_inject_current_ray" and not isinstance(value, bool):
+        raise _type_error(path, "a boolean", value)
+    if name in ("nsight", "_nsight", "rocprof_sys", "_rocprof_sys"):
+        if not isinstance(value, (str, dict)):
+            raise _type_error(path, "a string or a dict", value)
+
+
+_WORKING_DIR_VARIABLES = ("${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}", "${RTENV_WORKING_DIR}")
+
+
 class _Validator:
     def __init__(self, level: str, base_dir: Optional[Union[str, os.PathLike]]):
         if level not in (JOB, TASK):
@@ -563,6 +654,9 @@ class _Validator:
         cwd = os.getcwd()
         base = os.fspath(base_dir) if base_dir is not None else cwd
         self.base_dir = _normal_absolute(base, cwd)
+        self.warnings: List[str] = []
+        self.working_dir_given: Optional[str] = None
+        self.working_dir_local: Optional[str] = None
 
     def run(self, value: JsonValue) -> Dict[str, Any]:
         if not isinstance(value, dict):
@@ -570,17 +664,96 @@ class _Validator:
         bad = _first_surrogate(value)
         if bad is not None:
             raise _error("%s: a string is not valid UTF-8 (%s)" % (_ROOT, _render(bad)))
-        names = sorted(value, key=_utf8)
+        # A null field is absent, whatever its name; a field only Ray acts on is checked and set
+        # aside (it is no part of the env rtenv prepares).
+        fields: Dict[str, Any] = {}
+        ray_only: List[str] = []
+        for name in sorted(value, key=_utf8):
+            item = value[name]
+            if item is None:
+                continue
+            if is_ray_only_field(name):
+                check_ray_only_field(_ROOT + "." + name, name, item)
+                if not _is_empty(item):
+                    ray_only.append(name)
+                continue
+            fields[name] = item
+        names = sorted(fields, key=_utf8)
         self.check_known_fields(names)
-        self.check_combinations(value, names)
+        self.check_combinations(fields, names)
+        self.note_working_dir(fields)
         out: Dict[str, Any] = {}
         for name in names:
-            item = value[name]
+            item = fields[name]
             if _is_empty(item):
                 continue
             normalized = self.field_value(name, _ROOT + "." + name, item)
             if not _is_empty(normalized):
                 out[name] = normalized
+        if ray_only:
+            one = len(ray_only) == 1
+            self.warnings.insert(0, "%s: %s %s only under Ray (rtenv.ray.runtime_env passes %s to "
+                                 "Ray beside the rtenv env); %s no part of this env and %s "
+                                 "ignored here"
+                                 % (_ROOT, _join_and(ray_only), "acts" if one else "act",
+                                    "it" if one else "them", "it is" if one else "they are",
+                                    "is" if one else "are"))
+        return out
+
+    def note_working_dir(self, fields: Dict[str, Any]) -> None:
+        s = fields.get("working_dir")
+        if not isinstance(s, str) or not s:
+            return
+        self.working_dir_given = s
+        if is_uri(s) or self.level == TASK:
+            return
+        local = _normal_absolute(s, self.base_dir)
+        st, err = _status(local)
+        if err is None and _stat.S_ISDIR(st.st_mode):
+            self.working_dir_local = local
+
+    def expand_working_dir(self, path: str, packages: List[str], depth: int = 0) -> List[str]:
+        """`packages` with ${RAY_RUNTIME_ENV_CREATE_WORKING_DIR} and ${RTENV_WORKING_DIR}
+        replaced by the working_dir's absolute path; a -r/--requirement line naming a file
+        there is replaced by the file's lines."""
+        out: List[str] = []
+        for line in packages:
+            if not any(var in line for var in _WORKING_DIR_VARIABLES):
+                out.append(line)
+                continue
+            if self.working_dir_local is None:
+                if self.working_dir_given is None:
+                    raise _error("%s: the line %s names the working_dir, and the env has no "
+                                 "working_dir: give working_dir, or name the file by its own path"
+                                 % (path, _render(line)))
+                raise _error("%s: the line %s names the working_dir, which is expanded where the "
+                             "working_dir is a local directory, and it is %s: give a local "
+                             "working_dir, or list the requirements in the field"
+                             % (path, _render(line),
+                                _redact_url_credentials(self.working_dir_given)))
+            for var in _WORKING_DIR_VARIABLES:
+                line = line.replace(var, self.working_dir_local)
+            file = ""
+            for flag in ("--requirement", "-r"):
+                if not line.startswith(flag):
+                    continue
+                rest = line[len(flag):]
+                if flag == "--requirement" and rest.startswith("="):
+                    rest = rest[1:]
+                stripped = rest.lstrip(" \t")
+                if not stripped:
+                    break
+                if (stripped == rest and flag == "--requirement"
+                        and not line.startswith("--requirement=")):
+                    break
+                file = stripped
+                break
+            if not file:
+                out.append(line)
+                continue
+            if depth > 8:
+                raise _error("%s: requirements files include each other more than 8 deep" % path)
+            out.extend(self.expand_working_dir(path, self.requirements(path, file), depth + 1))
         return out
 
     @staticmethod
@@ -760,7 +933,7 @@ class _Validator:
     def python_packages(self, path: str, v: JsonValue, pip: bool) -> Optional[Dict[str, Any]]:
         check_key = "pip_check" if pip else "uv_check"
         version_key = "pip_version" if pip else "uv_version"
-        options_key = "uv_pip_install_options"
+        options_key = "pip_install_options" if pip else "uv_pip_install_options"
         out: Dict[str, Any] = {}
         if isinstance(v, list):
             packages = self.string_list(path, v)
@@ -768,9 +941,7 @@ class _Validator:
             packages = self.requirements(path, v)
         elif isinstance(v, dict):
             allowed = ["packages", check_key, version_key, "locked", "system_site_packages",
-                       "python"]
-            if not pip:
-                allowed.append(options_key)
+                       "python", options_key]
             allowed.sort()
             for key in sorted(v, key=_utf8):
                 if key not in allowed:
@@ -791,8 +962,12 @@ class _Validator:
                 version = self.string_value(path + "." + version_key, v[version_key])
                 if version:
                     out[version_key] = version
-            if not pip and options_key in v:
-                options = self.string_list(path + "." + options_key, v[options_key])
+            if options_key in v:
+                options_path = path + "." + options_key
+                options = self.string_list(options_path, v[options_key])
+                if pip:
+                    _check_pip_install_options(options_path, options)
+                # Part of the env's identity: they can change what is installed (another index).
                 if options:
                     out[options_key] = options
             if "locked" in v and self.boolean_value(path + ".locked", v["locked"]):
@@ -807,6 +982,7 @@ class _Validator:
                     out["system_site_packages"] = False
         else:
             raise _type_error(path, "a list, a string or a dict", v)
+        packages = self.expand_working_dir(path, packages)
         if not packages:  # nothing to install: no Python env
             return None
         out["packages"] = packages
@@ -818,13 +994,26 @@ class _Validator:
         if not isinstance(v, str):
             raise _type_error(path, "a dict or a string", v)
         if not _ends_with_ci(v, ".yml") and not _ends_with_ci(v, ".yaml"):
-            return v  # an env name or an env directory
+            if not v.startswith("/"):
+                return v  # an env name
+            # An existing env's directory: one that is not there is refused now, as Ray does.
+            st, err = _status(v)
+            if err == _errno.ENOENT:
+                raise _error("%s: conda env directory %s does not exist; give an existing env's "
+                             "directory, an env name, or an environment.yml" % (path, v))
+            if err is None and not _stat.S_ISDIR(st.st_mode):
+                raise _error("%s: conda env directory %s is not a directory" % (path, v))
+            return v
         text = self.read_user_file(path, "conda file", v)
         file = _normal_absolute(v, self.base_dir)
         try:
             parsed = _yaml_to_json(text.decode("utf-8", "replace"))
         except _YamlError as e:
             raise _error("%s: conda file %s: %s" % (path, file, e.args[0])) from None
+        if parsed is None:
+            raise _error("%s: conda file %s holds no YAML document (it is empty or only "
+                         "comments); it must hold the environment's dict (channels, dependencies)"
+                         % (path, file))
         if not isinstance(parsed, dict):
             raise _error("%s: conda file %s must contain a dict, got %s (%s)"
                          % (path, file, _render(parsed), _type_name(parsed)))
@@ -849,9 +1038,13 @@ class _Validator:
         if not isinstance(v, dict):
             raise _type_error(path, "a dict", v)
         for key in sorted(v, key=_utf8):
-            if key not in ("image", "run_options"):
-                raise _error("%s.%s: unknown key; allowed keys are image, run_options"
+            if key not in ("image", "run_options", "worker_path"):
+                raise _error("%s.%s: unknown key; allowed keys are image, run_options, worker_path"
                              % (path, key))
+        if "worker_path" in v:
+            if self.string_value(path + ".worker_path", v["worker_path"]):
+                self.warnings.append("%s.worker_path: deprecated in Ray and ignored: the worker "
+                                     "starts as the image has it" % path)
         if "image" not in v:
             raise _error("%s: missing required key 'image'" % path)
         image = self.string_value(path + ".image", v["image"])
@@ -881,8 +1074,16 @@ class _Validator:
                 out[key] = item
             elif key == "eager_install":
                 out[key] = self.boolean_value(key_path, item)
+            elif key == "log_files":
+                # Ray's dashboard shows these files; rtenv keeps them for it (config is no part
+                # of the env's identity).
+                if item is None:
+                    continue
+                files = self.string_list(key_path, item)
+                if files:
+                    out[key] = files
             else:
-                raise _error("%s: unknown key; allowed keys are eager_install, "
+                raise _error("%s: unknown key; allowed keys are eager_install, log_files, "
                              "setup_timeout_seconds" % key_path)
         return out
 
@@ -932,8 +1133,9 @@ def _normalize_field_shape(name: str, value: JsonValue) -> JsonValue:
             del value[check_key]
         if version_key in value and _is_empty(value[version_key]):
             del value[version_key]
-        if "uv_pip_install_options" in value and _is_empty(value["uv_pip_install_options"]):
-            del value["uv_pip_install_options"]
+        for options_key in ("uv_pip_install_options", "pip_install_options"):
+            if options_key in value and _is_empty(value[options_key]):
+                del value[options_key]
         if value.get("locked", True) is False:
             del value["locked"]
         if value.get("system_site_packages", False) is True:
@@ -943,6 +1145,7 @@ def _normalize_field_shape(name: str, value: JsonValue) -> JsonValue:
     elif name == "container" and isinstance(value, dict):
         if "run_options" in value and _is_empty(value["run_options"]):
             del value["run_options"]
+        value.pop("worker_path", None)
     return value
 
 
@@ -957,7 +1160,8 @@ class PythonPackages:
     packages: List[str]
     check: bool = False  # pip_check / uv_check
     installer_version: Optional[str] = None  # pip_version / uv_version
-    install_options: List[str] = field(default_factory=list)  # uv_pip_install_options
+    # pip_install_options (pip) or uv_pip_install_options (uv)
+    install_options: List[str] = field(default_factory=list)
     locked: bool = False
     system_site_packages: bool = True
     python: Optional[str] = None
@@ -1002,22 +1206,33 @@ class RuntimeEnv:
             if name in raw:
                 raise ValueError("%s.%s: given both as a field and as a plugin" % (_ROOT, name))
             raw[name] = value
-        self._set_normalized(_Validator(JOB, None).run(_to_json(raw)))
+        validator = _Validator(JOB, None)
+        self._set_normalized(validator.run(_to_json(raw)), validator.warnings)
 
     # -- construction ----------------------------------------------------------------------
 
-    def _set_normalized(self, normalized: Dict[str, Any]) -> None:
+    def _set_normalized(self, normalized: Dict[str, Any],
+                        warnings: Iterable[str] = ()) -> None:
         object.__setattr__(self, "_json", normalized)
+        object.__setattr__(self, "_warnings", tuple(warnings))
         for name in _FIELD_NAMES:
             object.__setattr__(self, name, copy.deepcopy(normalized.get(name)))
         plugins = {k: copy.deepcopy(v) for k, v in normalized.items() if k not in BUILTIN_FIELDS}
         object.__setattr__(self, "plugins", plugins or None)
 
     @classmethod
-    def _from_normalized(cls, normalized: Dict[str, Any]) -> "RuntimeEnv":
+    def _from_normalized(cls, normalized: Dict[str, Any],
+                         warnings: Iterable[str] = ()) -> "RuntimeEnv":
         env = object.__new__(cls)
-        env._set_normalized(normalized)
+        env._set_normalized(normalized, warnings)
         return env
+
+    @classmethod
+    def _validated(cls, value: JsonValue, level: str,
+                   base_dir: Optional[Union[str, os.PathLike]]) -> "RuntimeEnv":
+        validator = _Validator(level, base_dir)
+        normalized = validator.run(value)
+        return cls._from_normalized(normalized, validator.warnings)
 
     @classmethod
     def from_dict(cls, value: Any, *, level: str = JOB,
@@ -1026,13 +1241,13 @@ class RuntimeEnv:
 
         level: JOB (local paths allowed, made absolute) or TASK (URIs only).
         base_dir: where relative local paths resolve (default: the current directory)."""
-        return cls._from_normalized(_Validator(level, base_dir).run(_to_json(value)))
+        return cls._validated(_to_json(value), level, base_dir)
 
     @classmethod
     def from_json(cls, text: Union[str, bytes], *, level: str = JOB,
                   base_dir: Optional[Union[str, os.PathLike]] = None) -> "RuntimeEnv":
         """Parses JSON text (an object); syntax errors name the line and column."""
-        return cls._from_normalized(_Validator(level, base_dir).run(_parse_json_text(text)))
+        return cls._validated(_parse_json_text(text), level, base_dir)
 
     @classmethod
     def from_yaml(cls, text: str, *, level: str = JOB,
@@ -1042,7 +1257,7 @@ class RuntimeEnv:
             value = _yaml_to_json(text)
         except _YamlError as e:
             raise _error("%s: %s" % (_ROOT, e.args[0])) from None
-        return cls._from_normalized(_Validator(level, base_dir).run(value))
+        return cls._validated(value, level, base_dir)
 
     @classmethod
     def load(cls, arg: str, *, level: str = JOB,
@@ -1079,6 +1294,12 @@ class RuntimeEnv:
         return cls.from_yaml(data.decode("utf-8", "replace"), level=level, base_dir=base_dir)
 
     # -- views -----------------------------------------------------------------------------
+
+    @property
+    def warnings(self) -> List[str]:
+        """What validation noticed that the user should hear about, one line each (fields only
+        Ray acts on, deprecated keys that are ignored); with_field keeps them."""
+        return list(self._warnings)
 
     def to_dict(self) -> Dict[str, Any]:
         """The normalized model as a dict (a copy)."""
@@ -1124,7 +1345,8 @@ class RuntimeEnv:
                 packages=[p for p in value.get("packages", []) if isinstance(p, str)],
                 check=value.get("pip_check" if pip else "uv_check") is True,
                 installer_version=value.get("pip_version" if pip else "uv_version"),
-                install_options=[] if pip else list(value.get("uv_pip_install_options", [])),
+                install_options=list(value.get("pip_install_options" if pip
+                                               else "uv_pip_install_options", [])),
                 locked=value.get("locked") is True,
                 system_site_packages=value.get("system_site_packages") is not False,
                 python=value.get("python"))
@@ -1139,7 +1361,7 @@ class RuntimeEnv:
             normalized.pop(name, None)
         else:
             normalized[name] = shaped
-        return RuntimeEnv._from_normalized(normalized)
+        return RuntimeEnv._from_normalized(normalized, self._warnings)
 
     def merge(self, child: "RuntimeEnv") -> "RuntimeEnv":
         """This env as the parent (job) of `child` (task/actor): see merge()."""

@@ -74,6 +74,10 @@ def test_golden(name):
     id_file = os.path.join(GOLDEN_DIR, name + ".id")
     if os.path.exists(id_file):
         assert env.env_id() == read(id_file).strip()
+    # What the user is told about the accepted env (none unless the file lists some).
+    warnings_file = os.path.join(GOLDEN_DIR, name + ".warnings")
+    expected = json.loads(read(warnings_file)) if os.path.exists(warnings_file) else []
+    assert env.warnings == expected
 
 
 # ---- invalid inputs --------------------------------------------------------------------------

@@ -93,6 +93,7 @@ int env_create_command(const EnvCreateArgs& args) {
     bool invalid = v.error().code() == ErrorCode::kInvalidArgument;
     return fail(invalid ? kExitUsage : kExitSetup, v.error().message());
   }
+  for (const auto& w : parsed->warnings()) std::fprintf(stderr, "rtenv: warning: %s\n", w.c_str());
   if (args.no_install) return env_resolve(*parsed, *home_or, **registry, args.json, args.verbose);
   env::Home home;
   auto client = connect(&home);

@@ -165,6 +165,10 @@ int run_command(const RunArgs& args) {
     return exec_full();  // zips need libarchive and libcurl (and
                          // it packs them itself)
 #endif
+  // Once per run: a front that hands the run over has said them.
+  if (const char* handed_over = std::getenv(kPackReported); !(handed_over && *handed_over)) {
+    for (const auto& w : env.warnings()) std::fprintf(stderr, "rtenv: warning: %s\n", w.c_str());
+  }
   env::UploadOptions upload;
   if (auto r = args.limits.apply(&upload); !r) return fail(kExitUsage, r.error().message());
 

@@ -13,6 +13,7 @@
 #include "env/package_cache.h"
 #include "env/shared_build.h"
 #include "pack/packer.h"
+#include "spec/pip_options.h"
 #include "util/clock.h"
 #include "util/lines.h"
 #include "util/process.h"
@@ -198,6 +199,16 @@ std::vector<std::string> parse_pins(const std::string& text) {
   return out;
 }
 
+/// The env's own installer options for `tool` (uv or pip): a `uv` field's
+/// uv_pip_install_options (given to uv as they are, when installing), a `pip` field's
+/// pip_install_options (given to pip as they are, to uv as uv spells them, at both steps).
+std::vector<std::string> installer_args(const spec::PythonPackages& pkgs, bool uv, bool install) {
+  if (pkgs.installer == spec::Installer::kUv) {
+    return install ? pkgs.install_options : std::vector<std::string>{};
+  }
+  return spec::pip_install_args(pkgs.install_options, uv, install);
+}
+
 std::string requirements_text(const std::vector<std::string>& lines) {
   std::string out;
   for (const auto& l : lines) out += l + "\n";
@@ -216,6 +227,9 @@ Result<std::vector<std::string>> resolve_with_uv(const spec::PythonPackages& loo
                                  "--python-platform", options.target->platform});
   } else {
     p.argv.insert(p.argv.end(), {"--python", python.executable.string()});
+  }
+  for (std::string& arg : installer_args(loose, /*uv=*/true, /*install=*/false)) {
+    p.argv.push_back(std::move(arg));
   }
   p.env["UV_CACHE_DIR"] = home.uv_cache().string();
   p.stdin_data = requirements_text(loose.packages);
@@ -249,6 +263,9 @@ Result<std::vector<std::string>> resolve_with_pip(const spec::PythonPackages& lo
             (work / "report.json").string(),
             "-r",
             (work / "requirements.txt").string()};
+  for (std::string& arg : installer_args(loose, /*uv=*/false, /*install=*/false)) {
+    p.argv.push_back(std::move(arg));
+  }
   p.env["PIP_CACHE_DIR"] = home.pip_cache().string();
   p.timeout_ms = options.timeout_ms;
   RTENV_TRY(run_step("resolving Python packages (pip install --dry-run)", p, options.progress));
@@ -824,14 +841,14 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
     if (as_prefix) {
       argv = {uv_bin,     "pip",        "install",   "--python", exe,
               "--prefix", dir.string(), "--no-deps", "-r",       file.string()};
-      argv.insert(argv.end(), pkgs.install_options.begin(), pkgs.install_options.end());
     } else if (uv) {
       argv = {uv_bin, "pip", "install", "--python", py.string(), "--no-deps", "-r", file.string()};
-      argv.insert(argv.end(), pkgs.install_options.begin(), pkgs.install_options.end());
     } else {
       argv = {pip_python, "-m",        "pip", "--python",   py.string(),
               "install",  "--no-deps", "-r",  file.string()};
     }
+    const std::vector<std::string> own = installer_args(pkgs, uv, /*install=*/true);
+    argv.insert(argv.end(), own.begin(), own.end());
     return step(fmt::format("installing {} ({} pip install)", what, uv ? "uv" : "python -m"), argv);
   };
   if (!pins.empty()) {

@@ -42,8 +42,10 @@ Error sanitized(const Error& error);
 /// e.g. "invalid YAML at line 2, column 1: end of sequence flow not found".
 Result<Json> yaml_to_json(std::string_view text);
 
-/// Validates `value` and returns its normalized form (docs/runtime_env.md §1, §2).
-Result<Json> validate_and_normalize(const Json& value, const ParseOptions& options);
+/// Validates `value` and returns its normalized form (docs/runtime_env.md §1, §2). What the
+/// user should hear about an accepted env (one line each) goes to `warnings` when given.
+Result<Json> validate_and_normalize(const Json& value, const ParseOptions& options,
+                                    std::vector<std::string>* warnings = nullptr);
 
 /// Structural normalization of one top-level field, without filesystem access (for with_field):
 /// returns null when the field should be dropped.

@@ -107,6 +107,12 @@ bool is_builtin_field(std::string_view name) {
   return std::binary_search(fields.begin(), fields.end(), name);
 }
 
+bool is_ray_only_field(std::string_view name) {
+  if (is_builtin_field(name) || is_plugin_field(name)) return false;
+  return name == "worker_process_setup_hook" || name == "nsight" || name == "rocprof_sys" ||
+         name.starts_with("_");
+}
+
 bool register_plugin_field(std::string_view name) {
   if (name.empty() || is_builtin_field(name)) return false;
   PluginRegistry& registry = plugin_registry();
@@ -181,9 +187,11 @@ Result<std::string> read_spec_file(std::string_view arg, const ParseOptions& opt
 }  // namespace
 
 Result<RuntimeEnv> RuntimeEnv::from_json(const Json& value, const ParseOptions& options) {
-  Result<Json> normalized = internal::validate_and_normalize(value, options);
+  std::vector<std::string> warnings;
+  Result<Json> normalized = internal::validate_and_normalize(value, options, &warnings);
   if (!normalized.ok()) return internal::sanitized(normalized.error());
-  return RuntimeEnv(std::move(normalized).value());
+  for (std::string& w : warnings) w = internal::valid_utf8(w);
+  return RuntimeEnv(std::move(normalized).value(), std::move(warnings));
 }
 
 Result<RuntimeEnv> RuntimeEnv::from_json_text(std::string_view text, const ParseOptions& options) {
@@ -250,7 +258,9 @@ Json PythonPackages::to_json() const {
   Json out = {{"packages", packages}};
   if (check) out[pip ? "pip_check" : "uv_check"] = true;
   if (installer_version) out[pip ? "pip_version" : "uv_version"] = *installer_version;
-  if (!pip && !install_options.empty()) out["uv_pip_install_options"] = install_options;
+  if (!install_options.empty()) {
+    out[pip ? "pip_install_options" : "uv_pip_install_options"] = install_options;
+  }
   if (locked) out["locked"] = true;
   if (!system_site_packages) out["system_site_packages"] = false;
   if (python) out["python"] = *python;
@@ -273,7 +283,7 @@ std::optional<PythonPackages> RuntimeEnv::python_packages() const {
     auto check = it->find(pip ? "pip_check" : "uv_check");
     out.check = check != it->end() && check->is_boolean() && check->get<bool>();
     out.installer_version = string_field(*it, pip ? "pip_version" : "uv_version");
-    if (!pip) out.install_options = string_array(*it, "uv_pip_install_options");
+    out.install_options = string_array(*it, pip ? "pip_install_options" : "uv_pip_install_options");
     auto locked = it->find("locked");
     out.locked = locked != it->end() && locked->is_boolean() && locked->get<bool>();
     auto visible = it->find("system_site_packages");
@@ -335,7 +345,7 @@ RuntimeEnv RuntimeEnv::with_field(const std::string& name, Json value) const {
   } else {
     json[name] = std::move(normalized);
   }
-  return RuntimeEnv(std::move(json));
+  return RuntimeEnv(std::move(json), warnings_);
 }
 
 std::string RuntimeEnv::canonical() const { return dump_canonical(json_); }

@@ -52,7 +52,8 @@ struct PythonPackages {
   std::vector<std::string> packages;
   bool check = false;                            ///< pip_check / uv_check
   std::optional<std::string> installer_version;  ///< pip_version / uv_version
-  std::vector<std::string> install_options;      ///< uv_pip_install_options (uv only)
+  /// pip_install_options (pip's options, spec/pip_options.h) or uv_pip_install_options.
+  std::vector<std::string> install_options;
   /// rtenv: `packages` is a complete set of exact pins (a lock), installed without resolving.
   bool locked = false;
   /// rtenv: whether the env sees the base interpreter's site-packages (default true, as Ray).
@@ -104,6 +105,12 @@ bool is_plugin_field(std::string_view name);
 std::vector<std::string> plugin_field_names();
 /// True if `name` is one of the built-in fields of docs/runtime_env.md §1.
 bool is_builtin_field(std::string_view name);
+/// True if `name` is a field only Ray acts on (docs/runtime_env.md §1a):
+/// `worker_process_setup_hook`, `nsight`, `rocprof_sys`, and every name starting with '_' (Ray's
+/// internal keys: `_ray_commit`, `_inject_current_ray`, `_nsight`, ...). Validation checks their
+/// types where Ray does and leaves them out of the env, with a warning; a built-in or registered
+/// plugin field is never one.
+bool is_ray_only_field(std::string_view name);
 
 /// A validated, normalized runtime_env. Immutable value type; cheap to copy for small envs.
 ///
@@ -111,8 +118,9 @@ bool is_builtin_field(std::string_view name);
 /// (lexically normal); `pip`/`uv` become their dict form with defaults left out; a requirements
 /// file is read into its list. Two inputs that mean the same env have equal canonical()
 /// strings and ids, whatever their key order or whitespace.
-/// Also: a top-level null counts as empty; a `pip`/`uv` whose package list ends up empty is
-/// dropped (nothing to install); a `conda` path ending in .yml/.yaml is read into its dict.
+/// Also: a top-level null counts as absent whatever the field's name; a `pip`/`uv` whose package
+/// list ends up empty is dropped (nothing to install); a `conda` path ending in .yml/.yaml is read
+/// into its dict.
 class RuntimeEnv {
  public:
   RuntimeEnv() = default;
@@ -150,6 +158,10 @@ class RuntimeEnv {
   /// The result is re-normalized; an empty value removes the field.
   RuntimeEnv with_field(const std::string& name, Json value) const;
 
+  /// What validation noticed that the user should hear about, one line each (fields only Ray
+  /// acts on, deprecated keys that are ignored); with_field keeps them.
+  const std::vector<std::string>& warnings() const { return warnings_; }
+
   /// The normalized model as JSON.
   const Json& to_json() const { return json_; }
   /// Canonical serialization: keys sorted, no whitespace (`{"a":1,"b":[2]}`), UTF-8 as is.
@@ -157,8 +169,10 @@ class RuntimeEnv {
   EnvId id() const;
 
  private:
-  explicit RuntimeEnv(Json normalized) : json_(std::move(normalized)) {}
+  explicit RuntimeEnv(Json normalized, std::vector<std::string> warnings = {})
+      : json_(std::move(normalized)), warnings_(std::move(warnings)) {}
   Json json_ = Json::object();
+  std::vector<std::string> warnings_;
 };
 
 /// Job/task merge (docs/runtime_env.md §5): an empty child inherits the parent whole; otherwise

@@ -40,7 +40,7 @@ Json python_packages(bool pip) {
       {"system_site_packages", type("boolean")},
       {"python", type("string")},
   };
-  if (!pip) properties["uv_pip_install_options"] = string_list();
+  properties[pip ? "pip_install_options" : "uv_pip_install_options"] = string_list();
   return any_of({string_list(), type("string"), closed_object(properties, {"packages"})});
 }
 
@@ -66,15 +66,17 @@ const std::map<std::string, std::pair<Json, const char*>>& field_shapes() {
       {"py_executable", {type("string"), "The Python interpreter to start"}},
       {"image_uri", {type("string"), "A container image the job runs in"}},
       {"container",
-       {closed_object(
-            {{"image", {{"type", "string"}, {"minLength", 1}}}, {"run_options", string_list()}},
-            {"image"}),
+       {closed_object({{"image", {{"type", "string"}, {"minLength", 1}}},
+                       {"run_options", string_list()},
+                       {"worker_path", type("string")}},
+                      {"image"}),
         "A container image (the older form of image_uri)"}},
       {"config",
        {closed_object({{"setup_timeout_seconds",
                         {{"type", "integer"},
                          {"anyOf", Json::array({Json{{"minimum", 1}}, Json{{"const", -1}}})}}},
-                       {"eager_install", type("boolean")}}),
+                       {"eager_install", type("boolean")},
+                       {"log_files", any_of({string_list(), type("null")})}}),
         "How the env is set up (not part of its identity)"}},
   };
   return shapes;
@@ -100,7 +102,8 @@ Json runtime_env_schema() {
       {"additionalProperties",
        {{"description",
          "A plugin field: accepted when an exec plugin is registered for it, which validates "
-         "its value"}}},
+         "its value; or a field only Ray acts on (worker_process_setup_hook, nsight, "
+         "rocprof_sys, a name starting with '_'), left out of the env"}}},
       {"$defs",
        {{"empty",
          {{"description", "null, \"\", [] or {}: the field is absent"},

@@ -5,12 +5,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <vector>
 
 #include "spec/internal.h"
+#include "spec/pip_options.h"
 #include "util/fs.h"
 #include "util/redact.h"
 #include "util/suggest.h"
@@ -167,18 +169,46 @@ class Validator {
   Result<Json> run(const Json& value) {
     if (!value.is_object()) return type_error(kRoot, "a dict", value);
     RTENV_TRY(check_utf8(value));
-    RTENV_TRY(check_known_fields(value));
-    RTENV_TRY(check_combinations(value));
+    // A null field is absent, whatever its name; a field only Ray acts on is checked and set
+    // aside (it is no part of the env rtenv prepares).
+    Json fields = Json::object();
+    std::vector<std::string> ray_only;
+    for (const auto& [name, field] : value.items()) {
+      if (field.is_null()) continue;
+      if (!is_builtin_field(name) && !is_plugin_field(name) && is_ray_only_field(name)) {
+        RTENV_TRY(ray_only_value(std::string(kRoot) + "." + name, name, field));
+        if (!is_empty_value(field)) ray_only.push_back(name);
+        continue;
+      }
+      fields[name] = field;
+    }
+    RTENV_TRY(check_known_fields(fields));
+    RTENV_TRY(check_combinations(fields));
+    note_working_dir(fields);
 
     Json out = Json::object();
-    for (const auto& [name, field] : value.items()) {
+    for (const auto& [name, field] : fields.items()) {
       if (is_empty_value(field)) continue;
       std::string path = std::string(kRoot) + "." + name;
       RTENV_ASSIGN_OR_RETURN(Json normalized, field_value(name, path, field));
       if (!is_empty_value(normalized)) out[name] = std::move(normalized);
     }
+    if (!ray_only.empty()) {
+      warnings_.insert(warnings_.begin(),
+                       fmt::format("{}: {} {} only under Ray (rtenv.ray.runtime_env passes {} to "
+                                   "Ray beside the rtenv env); {} no part of this env and {} "
+                                   "ignored here",
+                                   kRoot, join_and(ray_only), ray_only.size() == 1 ? "acts" : "act",
+                                   ray_only.size() == 1 ? "it" : "them",
+                                   ray_only.size() == 1 ? "it is" : "they are",
+                                   ray_only.size() == 1 ? "is" : "are"));
+    }
     return out;
   }
+
+  /// What validation noticed that the user should hear about (deprecated keys, fields only Ray
+  /// acts on), one line each.
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
   // ---- whole-env checks -------------------------------------------------------------------
@@ -245,6 +275,101 @@ class Validator {
       }
     }
     return ok_result();
+  }
+
+  /// Ray's own checks of the fields only it acts on, where it makes any (validation.py,
+  /// runtime_env.py, setup_hook.py, the nsight and rocprof_sys plugins).
+  static Result<void> ray_only_value(const std::string& path, const std::string& name,
+                                     const Json& v) {
+    if (is_empty_value(v)) return ok_result();
+    if (name == "worker_process_setup_hook" || name == "_ray_commit" || name == "_ray_release") {
+      if (!v.is_string()) return type_error(path, "a string", v);
+    }
+    if (name == "_inject_current_ray" && !v.is_boolean()) {
+      return type_error(path, "a boolean", v);
+    }
+    if (name == "nsight" || name == "_nsight" || name == "rocprof_sys" || name == "_rocprof_sys") {
+      if (!v.is_string() && !v.is_object()) return type_error(path, "a string or a dict", v);
+    }
+    return ok_result();
+  }
+
+  /// Where `${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}` in a requirement line points: the env's
+  /// working_dir, when it is a local directory here.
+  void note_working_dir(const Json& fields) {
+    auto it = fields.find("working_dir");
+    if (it == fields.end() || !it->is_string() || it->get_ref<const std::string&>().empty()) {
+      return;
+    }
+    const std::string& s = it->get_ref<const std::string&>();
+    working_dir_given_ = s;
+    if (is_uri(s) || options_.level == Level::kTask) return;
+    fs::path local = resolve(s);
+    std::error_code ec;
+    if (fs::is_directory(local, ec)) working_dir_local_ = local;
+  }
+
+  /// `packages` with `${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}` (Ray's name) and
+  /// `${RTENV_WORKING_DIR}` (rtenv's) replaced by the working_dir's absolute path; a
+  /// `-r`/`--requirement` line naming a file there is replaced by the file's lines, so the env
+  /// says what it installs (and a changed file is a changed env).
+  Result<Json> expand_working_dir(const std::string& path, const Json& packages,
+                                  int depth = 0) const {
+    static const std::vector<std::string> kVariables = {"${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}",
+                                                        "${RTENV_WORKING_DIR}"};
+    Json out = Json::array();
+    for (const Json& item : packages) {
+      std::string line = item.get<std::string>();
+      const bool names_it = std::any_of(kVariables.begin(), kVariables.end(), [&](auto& var) {
+        return line.find(var) != std::string::npos;
+      });
+      if (!names_it) {
+        out.push_back(item);
+        continue;
+      }
+      if (!working_dir_local_) {
+        if (!working_dir_given_) {
+          return invalid(fmt::format(
+              "{}: the line {} names the working_dir, and the env has no working_dir: give "
+              "working_dir, or name the file by its own path",
+              path, render_value(item)));
+        }
+        return invalid(fmt::format(
+            "{}: the line {} names the working_dir, which is expanded where the working_dir is a "
+            "local directory, and it is {}: give a local working_dir, or list the requirements "
+            "in the field",
+            path, render_value(item), redact_url_credentials(*working_dir_given_)));
+      }
+      for (const std::string& var : kVariables) {
+        for (size_t at = line.find(var); at != std::string::npos;
+             at = line.find(var, at + working_dir_local_->string().size())) {
+          line.replace(at, var.size(), working_dir_local_->string());
+        }
+      }
+      std::string file;
+      for (std::string_view flag : {"--requirement", "-r"}) {
+        if (!line.starts_with(flag)) continue;
+        std::string_view rest = std::string_view(line).substr(flag.size());
+        if (flag == "--requirement" && rest.starts_with("=")) rest.remove_prefix(1);
+        size_t first = rest.find_first_not_of(" \t");
+        if (first == std::string_view::npos) break;
+        if (first == 0 && flag == "--requirement" && !line.starts_with("--requirement=")) break;
+        file = std::string(rest.substr(first));
+        break;
+      }
+      if (file.empty()) {
+        out.push_back(line);
+        continue;
+      }
+      if (depth > 8) {
+        return invalid(
+            fmt::format("{}: requirements files include each other more than 8 deep", path));
+      }
+      RTENV_ASSIGN_OR_RETURN(Json lines, requirements(path, file));
+      RTENV_ASSIGN_OR_RETURN(Json expanded, expand_working_dir(path, lines, depth + 1));
+      for (Json& l : expanded) out.push_back(std::move(l));
+    }
+    return out;
   }
 
   // ---- fields -----------------------------------------------------------------------------
@@ -463,7 +588,7 @@ class Validator {
     const bool pip = installer == Installer::kPip;
     const std::string check_key = pip ? "pip_check" : "uv_check";
     const std::string version_key = pip ? "pip_version" : "uv_version";
-    const std::string options_key = "uv_pip_install_options";
+    const std::string options_key = pip ? "pip_install_options" : "uv_pip_install_options";
 
     Json packages;
     Json out = Json::object();
@@ -475,7 +600,7 @@ class Validator {
       // `locked` and `system_site_packages` are rtenv's own (docs/python.md).
       std::vector<std::string> allowed = {
           "packages", check_key, version_key, "locked", "system_site_packages", "python"};
-      if (!pip) allowed.push_back(options_key);
+      allowed.push_back(options_key);
       std::sort(allowed.begin(), allowed.end());
       for (const auto& [key, field] : v.items()) {
         if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
@@ -503,8 +628,14 @@ class Validator {
         RTENV_ASSIGN_OR_RETURN(Json version, string_value(path + "." + version_key, *ver));
         if (!version.get_ref<const std::string&>().empty()) out[version_key] = version;
       }
-      if (auto o = v.find(options_key); !pip && o != v.end()) {
-        RTENV_ASSIGN_OR_RETURN(Json options, string_list(path + "." + options_key, *o));
+      if (auto o = v.find(options_key); o != v.end()) {
+        const std::string options_path = path + "." + options_key;
+        RTENV_ASSIGN_OR_RETURN(Json options, string_list(options_path, *o));
+        if (pip) {
+          RTENV_TRY(
+              check_pip_install_options(options_path, options.get<std::vector<std::string>>()));
+        }
+        // Part of the env's identity: they can change what is installed (another index).
         if (!options.empty()) out[options_key] = options;
       }
       if (auto l = v.find("locked"); l != v.end()) {
@@ -522,6 +653,7 @@ class Validator {
     } else {
       return type_error(path, "a list, a string or a dict", v);
     }
+    RTENV_ASSIGN_OR_RETURN(packages, expand_working_dir(path, packages));
     // Nothing to install means no Python env: the field is dropped like an empty one.
     if (packages.empty()) return Json(nullptr);
     out["packages"] = std::move(packages);
@@ -532,12 +664,33 @@ class Validator {
     if (v.is_object()) return v;
     if (!v.is_string()) return type_error(path, "a dict or a string", v);
     const std::string& s = v.get_ref<const std::string&>();
-    if (!ends_with_ci(s, ".yml") && !ends_with_ci(s, ".yaml")) return v;  // env name or env dir
+    if (!ends_with_ci(s, ".yml") && !ends_with_ci(s, ".yaml")) {
+      if (!s.starts_with("/")) return v;  // an env name
+      // An existing env's directory: one that is not there is refused now, as Ray does.
+      std::error_code ec;
+      fs::file_status st = fs::status(s, ec);
+      if (st.type() == fs::file_type::not_found) {
+        return invalid(fmt::format(
+            "{}: conda env directory {} does not exist; give an existing env's directory, an env "
+            "name, or an environment.yml",
+            path, s));
+      }
+      if (!ec && !fs::is_directory(st)) {
+        return invalid(fmt::format("{}: conda env directory {} is not a directory", path, s));
+      }
+      return v;
+    }
     RTENV_ASSIGN_OR_RETURN(std::string text, read_user_file(path, "conda file", s));
     std::string file = resolve(s).string();
     Result<Json> parsed = yaml_to_json(text);
     if (!parsed.ok()) {
       return invalid(fmt::format("{}: conda file {}: {}", path, file, parsed.error().message()));
+    }
+    if (parsed->is_null()) {
+      return invalid(fmt::format(
+          "{}: conda file {} holds no YAML document (it is empty or only comments); it must hold "
+          "the environment's dict (channels, dependencies)",
+          path, file));
     }
     if (!parsed->is_object()) {
       return invalid(fmt::format("{}: conda file {} must contain a dict, got {} ({})", path, file,
@@ -564,12 +717,20 @@ class Validator {
     return v;
   }
 
-  static Result<Json> container(const std::string& path, const Json& v) {
+  Result<Json> container(const std::string& path, const Json& v) {
     if (!v.is_object()) return type_error(path, "a dict", v);
     for (const auto& [key, field] : v.items()) {
-      if (key != "image" && key != "run_options") {
-        return invalid(
-            fmt::format("{}.{}: unknown key; allowed keys are image, run_options", path, key));
+      if (key != "image" && key != "run_options" && key != "worker_path") {
+        return invalid(fmt::format(
+            "{}.{}: unknown key; allowed keys are image, run_options, worker_path", path, key));
+      }
+    }
+    if (auto worker = v.find("worker_path"); worker != v.end()) {
+      RTENV_TRY(string_value(path + ".worker_path", *worker));
+      if (!worker->get_ref<const std::string&>().empty()) {
+        warnings_.push_back(fmt::format(
+            "{}.worker_path: deprecated in Ray and ignored: the worker starts as the image has it",
+            path));
       }
     }
     auto image = v.find("image");
@@ -606,9 +767,16 @@ class Validator {
         out[key] = seconds;
       } else if (key == "eager_install") {
         RTENV_ASSIGN_OR_RETURN(out[key], boolean_value(key_path, field));
+      } else if (key == "log_files") {
+        // Ray's dashboard shows these files; rtenv keeps them for it (config is no part of the
+        // env's identity).
+        if (field.is_null()) continue;
+        RTENV_ASSIGN_OR_RETURN(Json files, string_list(key_path, field));
+        if (!files.empty()) out[key] = std::move(files);
       } else {
         return invalid(fmt::format(
-            "{}: unknown key; allowed keys are eager_install, setup_timeout_seconds", key_path));
+            "{}: unknown key; allowed keys are eager_install, log_files, setup_timeout_seconds",
+            key_path));
       }
     }
     return out;
@@ -616,6 +784,9 @@ class Validator {
 
   const ParseOptions& options_;
   fs::path base_dir_;
+  std::vector<std::string> warnings_;
+  std::optional<std::string> working_dir_given_;  ///< as given
+  std::optional<fs::path> working_dir_local_;     ///< when it is a local directory
 };
 
 }  // namespace
@@ -714,9 +885,13 @@ std::string valid_utf8(std::string_view text) {
 
 Error sanitized(const Error& error) { return Error(error.code(), valid_utf8(error.message())); }
 
-Result<Json> validate_and_normalize(const Json& value, const ParseOptions& options) {
+Result<Json> validate_and_normalize(const Json& value, const ParseOptions& options,
+                                    std::vector<std::string>* warnings) {
   try {
-    return Validator(options).run(value);
+    Validator validator(options);
+    Result<Json> out = validator.run(value);
+    if (out.ok() && warnings) *warnings = validator.warnings();
+    return out;
   } catch (const std::exception& e) {
     // Not expected (every access is type-checked first); never let it escape the library.
     return make_error(ErrorCode::kInternal, "runtime_env: validation failed: {}", e.what());
@@ -737,8 +912,10 @@ Json normalize_field_shape(const std::string& name, Json value) {
     if (auto it = value.find(version_key); it != value.end() && is_empty_value(*it)) {
       value.erase(it);
     }
-    if (auto it = value.find("uv_pip_install_options"); it != value.end() && is_empty_value(*it)) {
-      value.erase(it);
+    for (const char* options_key : {"uv_pip_install_options", "pip_install_options"}) {
+      if (auto it = value.find(options_key); it != value.end() && is_empty_value(*it)) {
+        value.erase(it);
+      }
     }
     // Defaults are left out, so spelling them out does not change the env's id.
     if (auto it = value.find("locked"); it != value.end() && it->is_boolean() && !it->get<bool>()) {
@@ -755,6 +932,7 @@ Json normalize_field_shape(const std::string& name, Json value) {
     if (auto it = value.find("run_options"); it != value.end() && is_empty_value(*it)) {
       value.erase(it);
     }
+    value.erase("worker_path");
   }
   return value;
 }

@@ -18,21 +18,93 @@ runs.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
-from typing import Any, Mapping, Optional
+import types
+from typing import Any, Iterable, Mapping, Optional
 
 from .. import _cli
-from ..runtime_env import JOB, RuntimeEnv, is_builtin_field
+from ..runtime_env import (JOB, RuntimeEnv, check_ray_only_field, is_builtin_field,
+                           is_ray_only_field)
 from ..runtime_env import merge as rt_merge
 
-__all__ = ["FIELD", "as_runtime_env", "merge", "runtime_env", "write_schema"]
+__all__ = ["FIELD", "as_runtime_env", "merge", "ray_plugin_fields", "runtime_env",
+           "write_schema"]
 
 FIELD = "rtenv"
 """The runtime_env key the plugin handles."""
 
-# The part of rtenv's `config` Ray also understands: it bounds Ray's own wait for the plugin.
-_RAY_CONFIG_KEYS = ("setup_timeout_seconds", "eager_install")
+# The part of rtenv's `config` Ray also understands: it bounds Ray's own wait for the plugin
+# (and log_files are Ray's dashboard's).
+_RAY_CONFIG_KEYS = ("setup_timeout_seconds", "eager_install", "log_files")
+
+_RAY_PLUGINS_VARIABLE = "RAY_RUNTIME_ENV_PLUGINS"
+
+
+def ray_plugin_fields(environ: Optional[Mapping[str, str]] = None) -> set:
+    """The runtime_env fields the Ray plugins registered in RAY_RUNTIME_ENV_PLUGINS own (each
+    class's `name`), rtenv's own plugin (`rtenv`) left out. A class that cannot be imported
+    here owns nothing here (Ray reports it where it loads plugins)."""
+    text = (os.environ if environ is None else environ).get(_RAY_PLUGINS_VARIABLE, "")
+    if not text.strip():
+        return set()
+    try:
+        configs = json.loads(text)
+    except ValueError:
+        return set()
+    names = set()
+    for config in configs if isinstance(configs, list) else []:
+        path = config.get("class") if isinstance(config, dict) else None
+        if not isinstance(path, str) or "." not in path:
+            continue
+        module_name, _, class_name = path.rpartition(".")
+        try:
+            name = getattr(getattr(importlib.import_module(module_name), class_name), "name", None)
+        except Exception:  # noqa: BLE001 - a plugin that does not import here is Ray's to report
+            continue
+        if isinstance(name, str) and name and name != FIELD:
+            names.add(name)
+    return names
+
+
+def _module_path(entry: Any, index: int) -> Any:
+    """A py_modules entry given as an imported module, as ray.init takes it: a package is its
+    directory, a single-file module its .py file. Other entries are returned as they are."""
+    if not isinstance(entry, types.ModuleType):
+        return entry
+    where = f"runtime_env.py_modules[{index}]"
+    paths = list(getattr(entry, "__path__", None) or [])
+    if hasattr(entry, "__path__"):
+        if len(paths) != 1:
+            raise ValueError(f"{where}: the package {entry.__name__} lies in {len(paths)} "
+                             f"directories ({', '.join(paths) or 'none'}); give the one to "
+                             "ship as a path")
+        return paths[0]
+    file = getattr(entry, "__file__", None)
+    if not file or not file.endswith(".py"):
+        raise ValueError(f"{where}: the module {entry.__name__} is not a package or a .py file "
+                         f"({file or 'built in'}); give a path to ship instead")
+    return file
+
+
+def _split_ray_fields(fields: Mapping[str, Any], ray_plugins: Iterable[str]) -> tuple[dict, dict]:
+    """(fields for rtenv, fields only Ray acts on): worker_process_setup_hook, nsight,
+    rocprof_sys, `_`-prefixed keys, and the fields of Ray plugins registered here. Ray's own
+    checks of their types are made here (a callable setup hook is Ray's to export)."""
+    mine, ray = {}, {}
+    plugins = set(ray_plugins)
+    for key, value in fields.items():
+        if key in plugins and not is_builtin_field(key):
+            ray[key] = value
+        elif is_ray_only_field(key):
+            if not (key == "worker_process_setup_hook" and callable(value)):
+                check_ray_only_field("runtime_env." + key, key, value)
+            if value is not None:
+                ray[key] = value
+        else:
+            mine[key] = value
+    return mine, ray
 
 
 def _partition(spec: Mapping[str, Any]) -> tuple[dict, dict]:
@@ -104,7 +176,12 @@ def runtime_env(
     which are packed into the store now; `pip`/`uv` are resolved to exact pins now, so every
     node installs the same versions. Any other rtenv field can be given as a keyword, and so can
     a plugin field (`hello={...}` for an exec plugin registered for `hello` on the nodes and
-    where this runs): its value goes to rtenv as given.
+    where this runs): its value goes to rtenv as given. Fields only Ray acts on
+    (`worker_process_setup_hook`, a callable too; `nsight`, `rocprof_sys`, `_`-prefixed keys such
+    as `_ray_commit`, and the field of any Ray plugin registered in RAY_RUNTIME_ENV_PLUGINS here)
+    go to Ray beside the `rtenv` key, their types checked as Ray checks them. `py_modules` may
+    name imported modules, as ray.init takes them: a package ships its directory, a single-file
+    module its .py file.
 
     `base`: an env this function returned before (e.g. the job's), or the runtime_env of the
     running task (`ray.get_runtime_context().runtime_env`); the result is `base` with these
@@ -115,13 +192,22 @@ def runtime_env(
     ValueError) for an invalid env, with rtenv's message naming the field, and
     rtenv.SetupFailed if packing or locking fails.
     """
-    child: dict[str, Any] = dict(fields)
+    if py_modules is not None:
+        py_modules = [_module_path(m, i) for i, m in enumerate(py_modules)]
+    others = {k: v for k, v in fields.items() if not is_builtin_field(k)}
+    try:
+        own, ray_own = _split_ray_fields(others, ray_plugin_fields() if others else ())
+    except ValueError as e:
+        raise _cli.InvalidRuntimeEnv(str(e), _cli.EXIT_USAGE, ["rtenv.ray.runtime_env"]) from None
+    child: dict[str, Any] = {k: v for k, v in fields.items() if is_builtin_field(k)}
+    child.update(own)
     for key, value in (("working_dir", working_dir), ("py_modules", py_modules), ("pip", pip),
                        ("uv", uv), ("env_vars", env_vars), ("excludes", excludes),
                        ("config", config)):
         if value is not None:
             child[key] = value
     base_spec, ray_fields = _split(base)
+    ray_fields.update(ray_own)
     for native in ("pip", "uv", "conda", "working_dir", "py_modules", "py_executable"):
         if native in ray_fields:
             raise ValueError(

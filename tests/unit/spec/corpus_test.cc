@@ -148,6 +148,13 @@ TEST(Golden, CanonicalFormsMatchByteForByteBothWays) {
       while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
       EXPECT_EQ(env->id().hex(), id);
     }
+    // What the user is told about the accepted env (none unless the file lists some).
+    const auto warnings_file = golden / (name + ".warnings");
+    std::vector<std::string> expected;
+    if (std::filesystem::exists(warnings_file)) {
+      expected = Json::parse(read_test_file(warnings_file)).get<std::vector<std::string>>();
+    }
+    EXPECT_EQ(env->warnings(), expected);
   }
 }
 

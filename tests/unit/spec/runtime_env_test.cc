@@ -192,8 +192,16 @@ TEST(Valid, ContainerGivesImageUri) {
 
 TEST(Valid, CondaForms) {
   EXPECT_EQ(parse_ok(R"({"conda": "my-env"})").canonical(), R"({"conda":"my-env"})");
-  EXPECT_EQ(parse_ok(R"({"conda": "/opt/conda/envs/x"})").canonical(),
-            R"({"conda":"/opt/conda/envs/x"})");
+  const std::string env_dir = fixture("proj");
+  const Json named = {{"conda", env_dir}};
+  EXPECT_EQ(validate_ok(named).canonical(), named.dump());
+  // An absolute env directory that is not there is refused now (as Ray does), not at setup.
+  EXPECT_EQ(error_of(Json{{"conda", "/nonexistent/envs/x"}}),
+            "runtime_env.conda: conda env directory /nonexistent/envs/x does not exist; give an "
+            "existing env's directory, an env name, or an environment.yml");
+  EXPECT_EQ(
+      error_of(Json{{"conda", fixture("notes.txt")}}),
+      "runtime_env.conda: conda env directory " + fixture("notes.txt") + " is not a directory");
   EXPECT_EQ(parse_ok(R"({"conda": {"dependencies": ["python=3.11"]}})").canonical(),
             R"({"conda":{"dependencies":["python=3.11"]}})");
   // A .yml path is read on the submitting side (relative to base_dir) and travels as a dict.
@@ -333,8 +341,9 @@ TEST(Plugins, RegisteredFieldsPassThrough) {
               "runtime_env: image_uri may only be combined with config and env_vars, not nsight");
   }
   EXPECT_FALSE(is_plugin_field("nsight"));
-  EXPECT_EQ(error_of(Json{{"nsight", "default"}}).rfind("runtime_env.nsight: unknown field", 0),
-            0u);
+  // Unregistered, nsight is Ray's own again: accepted, left out, with a warning.
+  EXPECT_EQ(validate_ok(Json{{"nsight", "default"}}).canonical(), "{}");
+  EXPECT_EQ(error_of(Json{{"mpi", "default"}}).rfind("runtime_env.mpi: unknown field", 0), 0u);
 }
 
 // ---- normalization ----------------------------------------------------------------------------
@@ -662,6 +671,46 @@ TEST(FromJsonText, SyntaxErrorsNameLineAndColumn) {
   Result<RuntimeEnv> empty = RuntimeEnv::from_json_text("");
   ASSERT_FALSE(empty.ok());
   EXPECT_THAT(empty.error().message(), HasSubstr("runtime_env: invalid JSON at line 1, column 1"));
+}
+
+// ---- the forms Ray users write --------------------------------------------------------------
+
+TEST(RayForms, PipInstallOptionsAreTypedAndPartOfTheId) {
+  RuntimeEnv env = validate_ok(
+      Json::parse(R"({"pip": {"packages": ["a"], "pip_install_options": ["--no-deps"]}})"));
+  auto packages = env.python_packages();
+  ASSERT_TRUE(packages);
+  EXPECT_THAT(packages->install_options, ElementsAre("--no-deps"));
+  EXPECT_EQ(packages->to_json(), env.to_json()["pip"]);
+  // They can change what is installed: another option set is another env.
+  RuntimeEnv plain = validate_ok(Json::parse(R"({"pip": ["a"]})"));
+  EXPECT_NE(env.id(), plain.id());
+  // An empty list is no options.
+  EXPECT_EQ(
+      validate_ok(Json::parse(R"({"pip": {"packages": ["a"], "pip_install_options": []}})")).id(),
+      plain.id());
+}
+
+TEST(RayForms, RayOnlyFieldsAreLeftOutWithOneWarning) {
+  RuntimeEnv env = validate_ok(Json::parse(
+      R"({"env_vars": {"A": "1"}, "worker_process_setup_hook": "m.setup", "_ray_commit": "c"})"));
+  EXPECT_EQ(env.canonical(), R"({"env_vars":{"A":"1"}})");
+  EXPECT_EQ(env.id(), validate_ok(Json::parse(R"({"env_vars": {"A": "1"}})")).id());
+  ASSERT_EQ(env.warnings().size(), 1u);
+  EXPECT_THAT(env.warnings()[0], HasSubstr("_ray_commit and worker_process_setup_hook act only "
+                                           "under Ray"));
+  // A plugin registered under such a name gets it instead.
+  {
+    ScopedPlugin plugin("_profiler");
+    EXPECT_EQ(validate_ok(Json{{"_profiler", "on"}}).canonical(), R"({"_profiler":"on"})");
+  }
+  EXPECT_TRUE(validate_ok(Json{{"_profiler", nullptr}}).warnings().empty());
+}
+
+TEST(RayForms, NullIsAbsentWhateverTheName) {
+  EXPECT_EQ(validate_ok(Json{{"no_such_field", nullptr}, {"pip", nullptr}}).canonical(), "{}");
+  EXPECT_THAT(error_of(Json{{"no_such_field", Json::array()}}),
+              HasSubstr("runtime_env.no_such_field: unknown field"));
 }
 
 }  // namespace

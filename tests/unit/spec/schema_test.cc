@@ -36,6 +36,8 @@ TEST(Schema, LetsPluginFieldsThroughAndClosesNestedDicts) {
   EXPECT_TRUE(uv["properties"].contains("uv_pip_install_options"));
   const Json& pip = schema["properties"]["pip"]["anyOf"][1]["anyOf"][2];
   EXPECT_FALSE(pip["properties"].contains("uv_pip_install_options"));
+  EXPECT_TRUE(pip["properties"].contains("pip_install_options"));
+  EXPECT_TRUE(config["properties"].contains("log_files"));
   EXPECT_EQ(pip["required"], Json::array({"packages"}));
 }
 
