@@ -45,10 +45,11 @@ case("wd-local-dir", {"working_dir": "project"},
 case("wd-local-dot-relative", {"working_dir": "./project"})
 case("wd-local-abs", {"working_dir": "@ROOT@/project"})
 case("wd-local-zip", {"working_dir": "project.zip"}, run={"files": ["main.py"]})
-case("wd-local-tar-gz", {"working_dir": "project.tar.gz"})
+case("wd-local-tar-gz", {"working_dir": "project.tar.gz"}, run={"files": ["main.py"]})
 case("wd-local-tgz", {"working_dir": "project.tgz"})
 case("wd-local-tar-xz", {"working_dir": "project.tar.xz"})
 case("wd-local-tar-bz2", {"working_dir": "project.tar.bz2"})
+case("wd-local-tar", {"working_dir": "project.tar"})
 case("wd-local-missing", {"working_dir": "no_such_dir"})
 case("wd-symlink-leaving-the-tree", {"working_dir": "linked"})
 case("wd-local-plain-file", {"working_dir": "notes.txt"})
@@ -56,17 +57,18 @@ case("wd-http-zip", {"working_dir": "@HTTP@/project.zip"}, run={"files": ["main.
 case("wd-http-zip-query", {"working_dir": "@HTTP@/project.zip?raw=true"})
 case("wd-http-tar-gz", {"working_dir": "@HTTP@/project.tar.gz"})
 case("wd-http-tgz", {"working_dir": "@HTTP@/project.tgz"})
-case("wd-http-tar-xz", {"working_dir": "@HTTP@/project.tar.xz"})
+case("wd-http-tar-xz", {"working_dir": "@HTTP@/project.tar.xz"}, run={"files": ["main.py"]})
 case("wd-http-upper-zip", {"working_dir": "@HTTP@/PROJECT.ZIP"})
 case("wd-http-not-archive", {"working_dir": "@HTTP@/project"})
 case("wd-s3-zip", {"working_dir": "@S3@/project.zip"}, run={"files": ["main.py"]})
-case("wd-s3-tar-gz", {"working_dir": "@S3@/project.tar.gz"})
+case("wd-s3-tar-gz", {"working_dir": "@S3@/project.tar.gz"}, run={"files": ["main.py"]})
 case("wd-file-uri-zip", {"working_dir": "file://@ROOT@/project.zip"}, run={"files": ["main.py"]})
 case("wd-gs-zip", {"working_dir": "gs://bucket/project.zip"})
 case("wd-gcs-ray-package", {"working_dir": "gcs://_ray_pkg_0123456789abcdef.zip"})
 case("wd-azure-zip", {"working_dir": "azure://container/project.zip"})
 case("wd-unknown-scheme", {"working_dir": "unknown://abc.zip"})
-case("wd-local-uri", {"working_dir": "local://@ROOT@/project"})
+case("wd-local-uri", {"working_dir": "local://@ROOT@/project"},
+     run={"files": ["main.py", "data/input.csv"]})
 case("wd-local-uri-relative", {"working_dir": "local://project"})
 case("wd-local-uri-archive", {"working_dir": "local://@ROOT@/project.zip"})
 case("wd-rtenv-package-uri", {"working_dir": "rtenv://sha256/" + HEX})
@@ -101,7 +103,7 @@ case("pm-s3-whl", {"py_modules": ["@S3@/tool-1.0-py3-none-any.whl"]},
 case("pm-s3-zip", {"py_modules": ["@S3@/mylib.zip"]})
 case("pm-file-uri-zip", {"py_modules": ["file://@ROOT@/mylib.zip"]})
 case("pm-gs-whl", {"py_modules": ["gs://bucket/tool-1.0-py3-none-any.whl"]})
-case("pm-local-uri", {"py_modules": ["local://@ROOT@/mylib"]})
+case("pm-local-uri", {"py_modules": ["local://@ROOT@/mylib"]}, run={"imports": {"mylib": "0.1"}})
 case("pm-mixed", {"py_modules": ["mylib", "helpers.py", "@HTTP@/tool-1.0-py3-none-any.whl"]},
      run={"imports": {"mylib": "0.1", "helpers": None, "tool": "1.0"}})
 case("pm-missing", {"py_modules": ["nosuch"]})
@@ -141,7 +143,13 @@ case("pip-dict-docs", {"pip": {"packages": ["tensorflow", "requests"], "pip_chec
 case("pip-dict-pip-check", {"pip": {"packages": ["emoji"], "pip_check": True}})
 case("pip-dict-packages-file", {"pip": {"packages": "requirements.txt"}})
 case("pip-dict-install-options",
-     {"pip": {"packages": ["emoji"], "pip_install_options": ["--no-cache-dir"]}})
+     {"pip": {"packages": ["emoji"], "pip_install_options": ["--no-cache-dir"]}},
+     run={"imports": {"emoji": "2.8.0"}})
+case("pip-dict-install-options-default",
+     {"pip": {"packages": ["emoji"],
+              "pip_install_options": ["--disable-pip-version-check", "--no-cache-dir"]}})
+case("pip-dict-install-options-unknown",
+     {"pip": {"packages": ["emoji"], "pip_install_options": ["--prefer-binary"]}})
 case("pip-dict-install-options-string",
      {"pip": {"packages": ["emoji"], "pip_install_options": "--no-cache-dir"}})
 case("pip-dict-install-options-int", {"pip": {"packages": ["emoji"], "pip_install_options": [1]}})
@@ -161,7 +169,8 @@ case("pip-env-marker", {"pip": ["emoji; python_version >= '3.8'"]})
 case("pip-index-url-line", {"pip": ["--index-url @INDEX@", "emoji"]})
 case("pip-working-dir-variable",
      {"working_dir": "project",
-      "pip": ["-r ${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}/requirements.txt"]})
+      "pip": ["-r ${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}/requirements.txt"]},
+     run={"files": ["main.py"], "imports": {"emoji": "2.8.0"}})
 case("pip-with-conda", {"pip": ["emoji"], "conda": CONDA})
 case("pip-with-uv", {"pip": ["emoji"], "uv": ["emoji"]})
 case("pip-with-env-vars", {"pip": ["emoji"], "env_vars": {"MODE": "fast"}},
@@ -288,7 +297,8 @@ case("cfg-task-zero", {"config": {"setup_timeout_seconds": 0}}, TASK)
 # ---- Ray-only fields, unknown fields, nulls, combinations ---------------------------------------
 case("ray-worker-process-setup-hook", {"worker_process_setup_hook": "mymodule.setup"})
 case("ray-worker-process-setup-hook-int", {"worker_process_setup_hook": 5})
-case("ray-nsight", {"nsight": "default"})
+case("ray-nsight", {"nsight": "default", "env_vars": {"MODE": "fast"}},
+     run={"env": {"MODE": "fast"}})
 case("ray-nsight-dict", {"nsight": {"t": "cuda,cudnn,cublas", "stop-on-exit": "true"}})
 case("ray-rocprof-sys", {"rocprof_sys": {"env": {"ROCPROFSYS_TIMEMORY_COMPONENTS": "wall_clock"},
                                          "args": {"F": "true"}}})

@@ -152,6 +152,7 @@ class World:
         _tar_dir(project, root / "project.tgz", "w:gz")
         _tar_dir(project, root / "project.tar.xz", "w:xz")
         _tar_dir(project, root / "project.tar.bz2", "w:bz2")
+        _tar_dir(project, root / "project.tar", "w")
 
         # A zip with the package directory and a file beside it, so no top-level directory is
         # stripped when it is unpacked: the unpacked tree's root goes on PYTHONPATH.

@@ -29,40 +29,6 @@ FIELDS = ("working_dir", "py_modules", "excludes", "pip", "uv", "conda", "env_va
           "py_executable", "java_jars", "image_uri", "container", "config",
           "worker_process_setup_hook", "nsight", "rocprof_sys")
 
-# Cases that do not yet behave as they must (agree with Ray, or differ as the table says), with
-# who makes them: the forms of issue 18 rtenv is being taught. They are reported, not hidden: the
-# comparison prints them, and an entry whose case comes right fails
-# test_pending_entries_are_still_wrong until it is removed here.
-_ARCHIVES = "rtenv does not take .tar.gz/.tgz/.tar.xz archives yet (issue 18, archives)"
-_SCHEME = "an unsupported URI scheme fails at setup, not at validation (issue 18)"
-_LOCAL_URI = "local:// URIs are not understood yet (issue 18)"
-_RAY_ONLY = "Ray-only fields are refused; they must pass through with a warning (issue 18)"
-PENDING: dict[str, str] = {
-    **{i: _ARCHIVES for i in (
-        "wd-local-tar-gz", "wd-local-tgz", "wd-local-tar-xz", "wd-http-tar-gz", "wd-http-tgz",
-        "wd-http-tar-xz", "wd-s3-tar-gz", "wd-task-http-tar-gz", "pm-http-tar-gz")},
-    **{i: _SCHEME for i in (
-        "wd-unknown-scheme", "wd-task-unknown-scheme", "pm-unknown-scheme", "wd-gs-zip",
-        "pm-gs-whl", "wd-azure-zip", "wd-gcs-ray-package", "wd-task-gcs-ray-package")},
-    **{i: _LOCAL_URI for i in ("wd-local-uri", "pm-local-uri", "wd-local-uri-archive")},
-    **{i: _RAY_ONLY for i in (
-        "ray-worker-process-setup-hook", "ray-task-worker-process-setup-hook", "ray-nsight",
-        "ray-nsight-dict", "ray-rocprof-sys", "ray-internal-commit", "ray-internal-release",
-        "ray-internal-inject-current-ray")},
-    "unknown-field-null": "a null field must count as absent whatever its name (issue 18)",
-    "ray-only-field-null": "a null field must count as absent whatever its name (issue 18)",
-    "pip-dict-install-options": "pip_install_options is refused (issue 18)",
-    "pip-working-dir-variable":
-        "${RAY_RUNTIME_ENV_CREATE_WORKING_DIR} in a requirement line is not expanded (issue 18)",
-    "conda-abs-dir-missing": "an absolute conda env directory that does not exist passes "
-                             "validation (issue 18)",
-    "ctr-worker-path": "container.worker_path is refused (issue 18)",
-    "cfg-log-files": "config.log_files is refused (issue 18)",
-    "cfg-ray-runtime-env-config": "config.log_files (RuntimeEnvConfig's dict) is refused "
-                                  "(issue 18)",
-}
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     w = harness.World(tmp_path_factory.mktemp("difftest"))
@@ -115,27 +81,15 @@ def test_the_python_model_and_the_binary_agree(results):
 
 
 def test_the_ray_helper_and_the_binary_agree(results):
-    """rtenv.ray.runtime_env(**d) reaches the same verdict as the binary it calls (a PENDING case
-    may not yet: today the helper drops a null plugin field the binary refuses)."""
-    differ = [r for r in results.values()
-              if r.helper is not None and r.helper.outcome != r.binary.outcome]
-    for r in differ:
-        if r.id in PENDING:
-            print(f"\n{r.id} (PENDING): helper {r.helper.outcome}, binary {r.binary.outcome}")
+    """rtenv.ray.runtime_env(**d) reaches the same verdict as the binary it calls."""
     bad = [f"{r.id}: helper {r.helper.outcome} ({r.helper.message}); binary {r.binary.outcome} "
-           f"({r.binary.message})" for r in differ if r.id not in PENDING]
+           f"({r.binary.message})" for r in results.values()
+           if r.helper is not None and r.helper.outcome != r.binary.outcome]
     assert not bad, "rtenv.ray.runtime_env and the binary disagree:\n" + "\n".join(bad)
 
 
 def test_rtenv_agrees_with_ray_except_the_intended_differences(results, intended):
-    wrong = [r for r in results.values()
-             if not harness.as_expected(r, intended) and r.id not in PENDING]
-    pending = [r for r in results.values()
-               if not harness.as_expected(r, intended) and r.id in PENDING]
-    if pending:
-        print(f"\n{len(pending)} case(s) still to be fixed (PENDING):")
-        for r in pending:
-            print(f"  {r.id}: Ray {r.ray.outcome}, rtenv {r.rtenv}: {PENDING[r.id]}")
+    wrong = [r for r in results.values() if not harness.as_expected(r, intended)]
     assert not wrong, (
         f"{len(wrong)} case(s) where rtenv and Ray differ other than as docs/runtime_env.md's "
         "'Intended differences from Ray' table says: fix rtenv, or (for an intended difference) "
@@ -148,12 +102,6 @@ def test_rtenv_agrees_with_ray_except_the_intended_differences(results, intended
 def test_the_table_names_only_cases_of_the_corpus(results, intended):
     unknown = sorted(set(intended) - set(results))
     assert not unknown, f"the table names cases the corpus does not have: {unknown}"
-
-
-def test_pending_entries_are_still_wrong(results, intended):
-    done = sorted(i for i in PENDING if i in results and harness.as_expected(results[i], intended))
-    assert not done, f"these cases now behave as they must; remove them from PENDING: {done}"
-    assert not set(PENDING) - set(results), sorted(set(PENDING) - set(results))
 
 
 # ---- both accept: set the env up and look inside ----------------------------------------------
