@@ -726,11 +726,9 @@ class _Validator:
                     raise _error("%s: the line %s names the working_dir, and the env has no "
                                  "working_dir: give working_dir, or name the file by its own path"
                                  % (path, _render(line)))
-                raise _error("%s: the line %s names the working_dir, which is expanded where the "
-                             "working_dir is a local directory, and it is %s: give a local "
-                             "working_dir, or list the requirements in the field"
-                             % (path, _render(line),
-                                _redact_url_credentials(self.working_dir_given)))
+                # An archive or a URI: read from its package once it is packed.
+                out.append(line)
+                continue
             for var in _WORKING_DIR_VARIABLES:
                 line = line.replace(var, self.working_dir_local)
             file = ""

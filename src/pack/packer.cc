@@ -301,4 +301,42 @@ Result<PackResult> pack_path(const fs::path& path, store::BlobStore& store,
   return PackResult{PackageUri(root_digest), std::move(stats)};
 }
 
+Result<std::string> read_package_file(store::BlobStore& store, const PackageUri& uri,
+                                      std::string_view path, uint64_t max_bytes) {
+  Digest manifest = uri.root();
+  std::string_view rest = path;
+  for (;;) {
+    size_t slash = rest.find('/');
+    std::string_view name = rest.substr(0, slash);
+    if (name.empty() || name == "." || name == "..") {
+      return make_error(ErrorCode::kInvalidArgument, "{}: not a path inside a package", path);
+    }
+    RTENV_ASSIGN_OR_RETURN(std::string text, store.get(manifest));
+    RTENV_ASSIGN_OR_RETURN(Manifest m, Manifest::parse(text));
+    auto it = std::find_if(m.entries().begin(), m.entries().end(),
+                           [&](const ManifestEntry& e) { return e.name == name; });
+    if (it == m.entries().end()) {
+      return make_error(ErrorCode::kNotFound, "{} has no {}", uri.str(), path);
+    }
+    const bool last = slash == std::string_view::npos;
+    if (!last) {
+      if (it->kind != EntryKind::kDirectory) {
+        return make_error(ErrorCode::kNotFound, "{} has no {}", uri.str(), path);
+      }
+      manifest = it->digest;
+      rest = rest.substr(slash + 1);
+      continue;
+    }
+    if (it->kind != EntryKind::kFile && it->kind != EntryKind::kExecutable) {
+      return make_error(ErrorCode::kInvalidArgument, "{} in {} is not a regular file", path,
+                        uri.str());
+    }
+    if (it->size > max_bytes) {
+      return make_error(ErrorCode::kTooLarge, "{} in {} is {} bytes (at most {} are read)", path,
+                        uri.str(), it->size, max_bytes);
+    }
+    return store.get(it->digest);
+  }
+}
+
 }  // namespace rtenv::pack

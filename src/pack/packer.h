@@ -67,9 +67,17 @@ using PackProgressFn = std::function<void(const PackProgress&)>;
 /// file under its own name) into `store`. Idempotent. Errors: kNotFound for a missing path,
 /// kUnsafe for a link leading out, kTooLarge over max_package_bytes (naming the largest files and
 /// how to exclude them), kIo, and the store's errors. A file that changes while it is being
-/// packed is detected, its blob withdrawn, and the pack fails (kUnavailable: pack again).
+/// packed is detected and the pack fails (kUnavailable: pack again); nothing is removed from the
+/// store (what was uploaded was verified as it was written).
 Result<PackResult> pack_path(const fs::path& path, store::BlobStore& store,
                              const PackOptions& options, const PackProgressFn& progress = nullptr);
+
+/// The content of the regular file at `path` ("dir/name", no "." or "..") in package `uri`,
+/// read through its manifests (a few small reads, whatever the package's size). kNotFound if the
+/// package has no such file, kInvalidArgument if it names a directory or a link, kTooLarge over
+/// `max_bytes`.
+Result<std::string> read_package_file(store::BlobStore& store, const PackageUri& uri,
+                                      std::string_view path, uint64_t max_bytes);
 
 /// Human-readable byte count ("1.5 GiB").
 std::string format_bytes(uint64_t bytes);

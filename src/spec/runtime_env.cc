@@ -84,6 +84,49 @@ const std::vector<std::string_view>& archive_suffixes() {
   return suffixes;
 }
 
+std::vector<std::string> requirement_lines(std::string_view text) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    size_t end = text.find('\n');
+    std::string_view line = text.substr(0, end);
+    text = end == std::string_view::npos ? std::string_view() : text.substr(end + 1);
+    size_t first = line.find_first_not_of(" \t\r\f\v");
+    if (first == std::string_view::npos) continue;
+    size_t last = line.find_last_not_of(" \t\r\f\v");
+    line = line.substr(first, last - first + 1);
+    if (line[0] != '#') out.emplace_back(line);
+  }
+  return out;
+}
+
+std::string requirement_file_of(std::string_view line) {
+  for (std::string_view flag : {"--requirement", "-r"}) {
+    if (!line.starts_with(flag)) continue;
+    std::string_view rest = line.substr(flag.size());
+    const bool equals = flag == "--requirement" && rest.starts_with("=");
+    if (equals) rest.remove_prefix(1);
+    size_t first = rest.find_first_not_of(" \t");
+    if (first == std::string_view::npos) return "";
+    // "--requirementsX" is no such flag; "-rX" is pip's short form with the value attached.
+    if (first == 0 && flag == "--requirement" && !equals) return "";
+    return std::string(rest.substr(first));
+  }
+  return "";
+}
+
+const std::vector<std::string>& working_dir_variables() {
+  static const std::vector<std::string> names = {"${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}",
+                                                 "${RTENV_WORKING_DIR}"};
+  return names;
+}
+
+bool names_working_dir(std::string_view line) {
+  for (const std::string& var : working_dir_variables()) {
+    if (line.find(var) != std::string_view::npos) return true;
+  }
+  return false;
+}
+
 std::string_view archive_suffix(std::string_view name) {
   for (std::string_view suffix : archive_suffixes()) {
     if (name.size() < suffix.size()) continue;

@@ -88,6 +88,18 @@ const std::vector<std::string_view>& archive_suffixes();
 /// The one of archive_suffixes() `name` ends in, matched ignoring ASCII case; empty if none.
 std::string_view archive_suffix(std::string_view name);
 
+/// The requirement lines of a requirements file's text: one a line, trimmed; blank lines and
+/// `#` comments skipped.
+std::vector<std::string> requirement_lines(std::string_view text);
+/// The file a `-r FILE` / `--requirement FILE` / `--requirement=FILE` line names; empty for any
+/// other line.
+std::string requirement_file_of(std::string_view line);
+/// The names a requirement line may use for the env's working_dir:
+/// `${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}` (Ray's) and `${RTENV_WORKING_DIR}` (rtenv's).
+const std::vector<std::string>& working_dir_variables();
+/// True if `line` names the working_dir by one of working_dir_variables().
+bool names_working_dir(std::string_view line);
+
 /// The path of a "local://<absolute path>" URI (a directory already on every node, used in
 /// place); nullopt for any other string. Validation refuses a local:// URI whose path is not
 /// absolute.

@@ -315,15 +315,10 @@ class Validator {
   /// says what it installs (and a changed file is a changed env).
   Result<Json> expand_working_dir(const std::string& path, const Json& packages,
                                   int depth = 0) const {
-    static const std::vector<std::string> kVariables = {"${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}",
-                                                        "${RTENV_WORKING_DIR}"};
     Json out = Json::array();
     for (const Json& item : packages) {
       std::string line = item.get<std::string>();
-      const bool names_it = std::any_of(kVariables.begin(), kVariables.end(), [&](auto& var) {
-        return line.find(var) != std::string::npos;
-      });
-      if (!names_it) {
+      if (!names_working_dir(line)) {
         out.push_back(item);
         continue;
       }
@@ -334,29 +329,17 @@ class Validator {
               "working_dir, or name the file by its own path",
               path, render_value(item)));
         }
-        return invalid(fmt::format(
-            "{}: the line {} names the working_dir, which is expanded where the working_dir is a "
-            "local directory, and it is {}: give a local working_dir, or list the requirements "
-            "in the field",
-            path, render_value(item), redact_url_credentials(*working_dir_given_)));
+        // An archive or a URI: read from its package once it is packed (env/fields/python.cc).
+        out.push_back(item);
+        continue;
       }
-      for (const std::string& var : kVariables) {
+      for (const std::string& var : working_dir_variables()) {
         for (size_t at = line.find(var); at != std::string::npos;
              at = line.find(var, at + working_dir_local_->string().size())) {
           line.replace(at, var.size(), working_dir_local_->string());
         }
       }
-      std::string file;
-      for (std::string_view flag : {"--requirement", "-r"}) {
-        if (!line.starts_with(flag)) continue;
-        std::string_view rest = std::string_view(line).substr(flag.size());
-        if (flag == "--requirement" && rest.starts_with("=")) rest.remove_prefix(1);
-        size_t first = rest.find_first_not_of(" \t");
-        if (first == std::string_view::npos) break;
-        if (first == 0 && flag == "--requirement" && !line.starts_with("--requirement=")) break;
-        file = std::string(rest.substr(first));
-        break;
-      }
+      std::string file = requirement_file_of(line);
       if (file.empty()) {
         out.push_back(line);
         continue;
@@ -568,19 +551,7 @@ class Validator {
     Json out = Json::array();
     if (name.empty()) return out;
     RTENV_ASSIGN_OR_RETURN(std::string text, read_user_file(path, "requirements file", name));
-    size_t start = 0;
-    while (start <= text.size()) {
-      size_t end = text.find('\n', start);
-      if (end == std::string::npos) end = text.size();
-      std::string_view line(text.data() + start, end - start);
-      size_t first = line.find_first_not_of(" \t\r\f\v");
-      if (first != std::string_view::npos) {
-        size_t last = line.find_last_not_of(" \t\r\f\v");
-        line = line.substr(first, last - first + 1);
-        if (line[0] != '#') out.push_back(std::string(line));
-      }
-      start = end + 1;
-    }
+    for (std::string& line : requirement_lines(text)) out.push_back(std::move(line));
     return out;
   }
 

@@ -187,6 +187,42 @@ def test_requirements_file_in_the_working_dir(py, index, tmp_path, variable):
     assert str(project) not in json.dumps(json.loads(c.stdout)["runtime_env"]["pip"])
 
 
+def test_requirements_file_in_a_working_dir_archive_served_over_http(py, index, tmp_path):
+    # Ray reads the file from the working_dir's node copy; rtenv reads it from the archive's
+    # package once it is packed, on the submitting side, and the env names what it installs.
+    import tarfile
+
+    from httpfiles import Server
+
+    project = write_tree(tmp_path / "project", {
+        "requirements.txt": f"--index-url {index.url}\n-r ${{RAY_RUNTIME_ENV_CREATE_WORKING_DIR}}/more.txt\n",
+        "more.txt": "withdep==1.0\n",
+        "main.py": "print('main')\n",
+    })
+    served = tmp_path / "served"
+    served.mkdir()
+    with tarfile.open(served / "project.tar.gz", "w:gz") as t:
+        t.add(project, arcname="project")
+    server = Server(served)
+    try:
+        spec = {"working_dir": f"{server.url}/project.tar.gz",
+                "pip": ["-r ${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}/requirements.txt"]}
+        got, err = versions(py, spec, "withdep", "depbase", cwd=tmp_path)
+        assert got == {"withdep": "1.0", "depbase": "1.0"}, err
+        # Another use of the variable cannot be read from a package: said, naming the line.
+        bad = {"working_dir": spec["working_dir"], "pip": ["${RTENV_WORKING_DIR}/x.whl"]}
+        p = py.run(bad, "true", cwd=tmp_path)
+        assert p.returncode == 3, p.stderr
+        assert "only `-r ${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}/<file>` is read" in p.stderr
+        missing = {"working_dir": spec["working_dir"],
+                   "pip": ["-r ${RTENV_WORKING_DIR}/nope.txt"]}
+        p = py.run(missing, "true", cwd=tmp_path)
+        assert p.returncode == 3, p.stderr
+        assert "has no nope.txt" in p.stderr, p.stderr
+    finally:
+        server.close()
+
+
 def test_working_dir_variable_without_working_dir_exits_2(py, tmp_path):
     line = "-r ${RAY_RUNTIME_ENV_CREATE_WORKING_DIR}/requirements.txt"
     p = py.run({"pip": [line]}, "true", cwd=tmp_path)
