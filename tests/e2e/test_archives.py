@@ -100,6 +100,30 @@ def test_s3_archive_as_working_dir_and_py_modules(rtenv, tmp_path, s3, suffix): 
     assert p.stdout == "mylib from the archive\n['main.py', 'sub']\n"
 
 
+def test_a_remote_archive_is_fetched_once_per_store(rtenv, tmp_path):
+    # As wheel URLs: the store remembers what a URL was packed into (with the wrapper stripped
+    # and the env's excludes), so later runs, on this machine or another using the store, fetch
+    # nothing; other excludes make another package, fetched again.
+    from httpfiles import Server
+
+    www = tmp_path / "served"
+    www.mkdir()
+    make_archive(www / "job.tar.gz", PROJECT)
+    server = Server(www)
+    try:
+        env = {"working_dir": f"{server.url}/job.tar.gz"}
+        assert listing(rtenv, env, tmp_path) == ["./main.py", "./sub/data.txt"]
+        assert listing(rtenv, env, tmp_path) == ["./main.py", "./sub/data.txt"]
+        assert server.gets == ["/job.tar.gz"], server.gets
+        p = rtenv.run(env, "true", cwd=tmp_path, flags=("-v",))
+        assert_ok(p)
+        assert "fetched before" in p.stderr, p.stderr
+        assert listing(rtenv, {**env, "excludes": ["sub"]}, tmp_path) == ["./main.py"]
+        assert server.gets == ["/job.tar.gz"] * 2, server.gets
+    finally:
+        server.close()
+
+
 def test_s3_archive_missing_is_a_setup_failure_naming_it(rtenv, tmp_path, s3):  # noqa: F811
     rtenv.env.update(s3["env"])
     url = f"s3://{BUCKET}/archives/none.tar.gz"

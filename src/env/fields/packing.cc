@@ -69,22 +69,12 @@ Result<FileUri> PathPacker::pack_remote_file(const std::string& field, const std
   // Fetched before, by this machine or another using the store: the package is still there.
   std::string record = url_record(text);
   if (remote) {
-    if (auto known = ctx.store.get_record(record)) {
-      // A record is read, not trusted: anything but {"uri": "<string>"} is as good as none.
-      auto j = nlohmann::json::parse(*known, nullptr, false);
-      std::string uri = j.is_object() && j.contains("uri") && j["uri"].is_string()
-                            ? j["uri"].get<std::string>()
-                            : std::string();
-      auto file = FileUri::parse(uri, suffix);
-      if (file && file->file == name) {
-        RTENV_ASSIGN_OR_RETURN(auto missing, ctx.store.missing({file->package.root()}));
-        if (!missing.front()) {
-          report(fmt::format("{} {}: fetched before, as {}", field, url->shown(), uri));
-          return *file;
-        }
-      }
-    } else if (known.error().code() != ErrorCode::kNotFound) {
-      return known.error().with_context(where);
+    RTENV_ASSIGN_OR_RETURN(std::optional<std::string> known, known_url(record, where));
+    auto file =
+        known ? FileUri::parse(*known, suffix) : Result<FileUri>(Error(ErrorCode::kNotFound, ""));
+    if (file && file->file == name && package_present(file->package)) {
+      report(fmt::format("{} {}: fetched before, as {}", field, url->shown(), *known));
+      return *file;
     }
   }
   fs::path staging = ctx.home.tmp() / unique_name("fetch");
@@ -104,14 +94,37 @@ Result<FileUri> PathPacker::pack_remote_file(const std::string& field, const std
   }();
   (void)remove_tree(staging);
   if (!packed) return packed.error();
-  if (remote) {
-    nlohmann::json value = {{"uri", packed->str()}, {"url", url->shown()}};
-    if (auto r = ctx.store.put_record(record, value.dump()); !r) {
-      report(fmt::format("warning: {}: cannot remember that {} was fetched: {}", field,
-                         url->shown(), r.error().message()));
-    }
-  }
+  if (remote) remember_url(record, field, packed->str(), url->shown());
   return packed;
+}
+
+Result<std::optional<std::string>> PathPacker::known_url(const std::string& record,
+                                                         const std::string& where) const {
+  auto known = ctx_.store.get_record(record);
+  if (!known) {
+    if (known.error().code() == ErrorCode::kNotFound) return std::optional<std::string>();
+    return known.error().with_context(where);
+  }
+  // A record is read, not trusted: anything but {"uri": "<string>"} is as good as none.
+  auto j = nlohmann::json::parse(*known, nullptr, false);
+  if (!j.is_object() || !j.contains("uri") || !j["uri"].is_string()) {
+    return std::optional<std::string>();
+  }
+  return std::optional<std::string>(j["uri"].get<std::string>());
+}
+
+bool PathPacker::package_present(const pack::PackageUri& uri) const {
+  auto missing = ctx_.store.missing({uri.root()});
+  return missing && !missing->front();
+}
+
+void PathPacker::remember_url(const std::string& record, const std::string& field,
+                              const std::string& uri, const std::string& shown) const {
+  nlohmann::json value = {{"uri", uri}, {"url", shown}};
+  if (auto r = ctx_.store.put_record(record, value.dump()); !r) {
+    report(fmt::format("warning: {}: cannot remember that {} was fetched: {}", field, shown,
+                       r.error().message()));
+  }
 }
 
 void PathPacker::report(const std::string& line) const {
@@ -155,16 +168,36 @@ Result<pack::PackageUri> PathPacker::pack_archive(const std::string& field,
                       "runtime_env.{}: this rtenv binary cannot unpack archives ({})", field,
                       redact_url_credentials(source));
   }
+  // Remote working_dir archives are usually made as `zip -r x.zip project/` or
+  // `tar czf x.tar.gz project/`: strip that wrapper.
+  const bool strip = remote && field == "working_dir";
+  // A URL is fetched once per store, as a wheel's is: what it was packed into is remembered
+  // with what else decided the package (the wrapper stripped, the env's excludes).
+  const std::string where = "runtime_env." + field;
+  auto url = spec::is_uri(source) ? RemoteUrl::parse(source)
+                                  : Result<RemoteUrl>(Error(ErrorCode::kNotFound, ""));
+  const bool fetched = url && url->scheme != "file";
+  std::string record;
+  if (fetched) {
+    record = url_record(fmt::format("archive\n{}\n{}\n{}", source, strip ? "strip" : "keep",
+                                    nlohmann::json(ctx.env.excludes()).dump()));
+    RTENV_ASSIGN_OR_RETURN(std::optional<std::string> known, known_url(record, where));
+    auto uri = known ? pack::PackageUri::parse(*known)
+                     : Result<pack::PackageUri>(Error(ErrorCode::kNotFound, ""));
+    if (uri && package_present(*uri)) {
+      report(fmt::format("{} {}: fetched before, as {}", field, url->shown(), uri->str()));
+      return *uri;
+    }
+  }
   fs::path staging = ctx.home.tmp() / unique_name("unpack");
   if (auto r = ctx.options.unpack_archive(source, staging); !r) {
     (void)remove_tree(staging);
-    return r.error().with_context("runtime_env." + field);
+    return r.error().with_context(where);
   }
-  // Remote working_dir archives are usually made as `zip -r x.zip project/` or
-  // `tar czf x.tar.gz project/`: strip that wrapper.
-  fs::path root = remote && field == "working_dir" ? single_top_level_dir(staging) : staging;
+  fs::path root = strip ? single_top_level_dir(staging) : staging;
   auto uri = pack(field, root, std::nullopt, /*use_index=*/false, /*archive=*/true);
   (void)remove_tree(staging);
+  if (uri && fetched) remember_url(record, field, uri->str(), url->shown());
   return uri;
 }
 

@@ -54,12 +54,19 @@ class PathPacker {
                                    std::string_view suffix) const;
   /// Unpacks an archive (a .zip, .tar.gz, ... : a local path, or a URL UploadOptions::fetch
   /// takes) into a staging directory and packs that as a directory; for a `remote` working_dir
-  /// archive, a single top-level directory is stripped. kUnsupported in a binary without
-  /// archive support.
+  /// archive, a single top-level directory is stripped. A remote URL is fetched once per store,
+  /// like pack_remote_file's (its record also names the stripping and the env's excludes).
+  /// kUnsupported in a binary without archive support.
   Result<pack::PackageUri> pack_archive(const std::string& field, const std::string& source,
                                         bool remote) const;
 
  private:
+  /// The URI a "urls/..." record remembers (nullopt if there is none, or it is malformed).
+  Result<std::optional<std::string>> known_url(const std::string& record,
+                                               const std::string& where) const;
+  bool package_present(const pack::PackageUri& uri) const;
+  void remember_url(const std::string& record, const std::string& field, const std::string& uri,
+                    const std::string& shown) const;
   void report(const std::string& line) const;
 
   const PrepareContext& ctx_;
