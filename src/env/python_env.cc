@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "env/package_cache.h"
+#include "env/records.h"
 #include "env/shared_build.h"
 #include "pack/packer.h"
 #include "spec/pip_options.h"
@@ -881,7 +882,6 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
 // Build once per cluster ---------------------------------------------------------------------
 
 namespace {
-constexpr int kPublishedFormat = 1;
 // What a published venv leaves out: what names this node's interpreter (recreated on the node
 // that fetches it), index credentials, and bytecode.
 const std::vector<std::string> kUnpublished = {
@@ -940,56 +940,44 @@ Result<void> PythonEnvCache::publish(const PythonEnvRequest& request,
   pack::PackOptions options;
   options.excludes = kUnpublished;
   RTENV_ASSIGN_OR_RETURN(pack::PackResult packed, pack::pack_path(dir, *shared_store_, options));
-  json record = {{"format", kPublishedFormat},
-                 {"package", packed.uri.str()},
-                 {"venv", dir.string()},
-                 {"python", request.python.executable.string()},
-                 {"python_version", request.python.version},
-                 {"platform", request.python.platform},
-                 {"implementation", request.python.implementation},
-                 {"base_venv", request.python.venv ? request.python.venv->dir.string() : ""},
-                 {"system_site_packages", request.packages.system_site_packages},
-                 {"tool", request.installer.name()},
-                 {"built_by", SharedBuilds::this_holder()}};
-  return shared_store_->put_record("pyenvs/" + request.key.hex() + ".json", record.dump());
+  PublishedVenvRecord record;
+  record.package = packed.uri;
+  record.venv = dir.string();
+  record.python = request.python.executable.string();
+  record.python_version = request.python.version;
+  record.platform = request.python.platform;
+  record.implementation = request.python.implementation;
+  record.base_venv = request.python.venv ? request.python.venv->dir.string() : "";
+  record.system_site_packages = request.packages.system_site_packages;
+  record.tool = request.installer.name();
+  record.built_by = SharedBuilds::this_holder();
+  return shared_store_->put_record("pyenvs/" + request.key.hex() + ".json", record_text(record));
 }
 
 Result<void> PythonEnvCache::fetch_published(const PythonEnvRequest& request,
                                              const std::string& text,
                                              const InstallProgress& progress) {
-  json record = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  auto field = [&](const char* key) {
-    return record.is_object() && record.contains(key) && record[key].is_string()
-               ? record[key].get<std::string>()
-               : std::string();
-  };
-  const bool known_format = record.is_object() && record.contains("format") &&
-                            record["format"].is_number_integer() &&
-                            record["format"].get<int64_t>() == kPublishedFormat;
-  if (!known_format) {
-    return make_error(ErrorCode::kCorrupt, "its record is not one this rtenv reads");
-  }
+  RTENV_ASSIGN_OR_RETURN(PublishedVenvRecord record, parse_published_venv_record(text));
   const Interpreter& py = request.python;
-  if (field("python_version") != py.version || field("platform") != py.platform ||
-      field("implementation") != py.implementation) {
+  if (record.python_version != py.version || record.platform != py.platform ||
+      record.implementation != py.implementation) {
     return make_error(ErrorCode::kUnsupported,
                       "it was built for {} {} on {}; this node has {} {} on {}",
-                      field("implementation"), field("python_version"), field("platform"),
+                      record.implementation, record.python_version, record.platform,
                       py.implementation, py.version, py.platform);
   }
-  RTENV_ASSIGN_OR_RETURN(pack::PackageUri uri, pack::PackageUri::parse(field("package")));
-  if (progress) progress(fmt::format("fetching the Python env built by {}", field("built_by")));
+  if (progress) progress(fmt::format("fetching the Python env built by {}", record.built_by));
   const fs::path dir = dir_of(request.key);
   RTENV_TRY(remove_tree(dir));
-  RTENV_TRY(materialize_tree(*shared_store_, uri, dir));
+  RTENV_TRY(materialize_tree(*shared_store_, record.package, dir));
   RTENV_TRY(write_venv(dir, py, request.packages.system_site_packages));
   const fs::path python = python_of(dir);
-  RTENV_TRY(retarget_scripts(dir / "bin", (fs::path(field("venv")) / "bin" / "python").string(),
+  RTENV_TRY(retarget_scripts(dir / "bin", (fs::path(record.venv) / "bin" / "python").string(),
                              python.string()));
   json ready = {{"packages", request.packages.to_json()},
                 {"python", py.executable.string()},
                 {"python_version", py.version},
-                {"tool", field("tool")},
+                {"tool", record.tool},
                 {"fetched_from", shared_store_->url()}};
   return write_file_atomic(sidecar(request.key, ".ready"), redact_url_credentials(ready.dump(1)));
 }

@@ -1,4 +1,5 @@
 #include "env/shared_build.h"
+#include "env/records.h"
 #include "util/clock.h"
 
 #include <unistd.h>
@@ -11,31 +12,14 @@
 #include <thread>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 namespace rtenv::env {
 
 namespace {
 
-using Json = nlohmann::json;
-
 // Leases expire by the wall clock: the one clock the nodes of a cluster share (roughly).
 std::string lease_value(const std::string& holder, int64_t expires_ms) {
-  return Json{{"holder", holder}, {"expires_ms", expires_ms}}.dump();
-}
-
-struct LeaseInfo {
-  std::string holder;
-  int64_t expires_ms = 0;
-};
-
-std::optional<LeaseInfo> parse_lease(const std::string& text) {
-  Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object() || !j.contains("holder") || !j["holder"].is_string() ||
-      !j.contains("expires_ms") || !j["expires_ms"].is_number_integer()) {
-    return std::nullopt;
-  }
-  return LeaseInfo{j["holder"].get<std::string>(), j["expires_ms"].get<int64_t>()};
+  return record_text(LeaseRecord{holder, expires_ms});
 }
 
 }  // namespace
@@ -57,7 +41,7 @@ struct BuildLease::State {
   bool ours() {
     auto current = store.get_record(name);
     if (!current) return false;
-    auto info = parse_lease(*current);
+    auto info = parse_lease_record(*current);
     return info && info->holder == holder;
   }
 
@@ -143,7 +127,7 @@ Result<SharedBuilds::Claim> SharedBuilds::claim(
         next_lease_check = 0;
         continue;
       }
-      auto info = parse_lease(*current);
+      auto info = parse_lease_record(*current);
       if (!info || info->expires_ms < wall_ms()) {
         // Its holder died (or wrote nonsense): take over. Two nodes taking over the same lease
         // at once may both build; both publish the same env, so only time is lost.

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "env/fields/fields.h"
+#include "env/records.h"
 #include "env/remote_url.h"
 #include "pack/packer.h"
 #include "util/fs.h"
@@ -105,12 +106,10 @@ Result<std::optional<std::string>> PathPacker::known_url(const std::string& reco
     if (known.error().code() == ErrorCode::kNotFound) return std::optional<std::string>();
     return known.error().with_context(where);
   }
-  // A record is read, not trusted: anything but {"uri": "<string>"} is as good as none.
-  auto j = nlohmann::json::parse(*known, nullptr, false);
-  if (!j.is_object() || !j.contains("uri") || !j["uri"].is_string()) {
-    return std::optional<std::string>();
-  }
-  return std::optional<std::string>(j["uri"].get<std::string>());
+  // A record is read, not trusted: one that does not parse is as good as none.
+  auto parsed = parse_url_record(*known);
+  if (!parsed) return std::optional<std::string>();
+  return std::optional<std::string>(std::move(parsed->uri));
 }
 
 bool PathPacker::package_present(const pack::PackageUri& uri) const {
@@ -120,8 +119,7 @@ bool PathPacker::package_present(const pack::PackageUri& uri) const {
 
 void PathPacker::remember_url(const std::string& record, const std::string& field,
                               const std::string& uri, const std::string& shown) const {
-  nlohmann::json value = {{"uri", uri}, {"url", shown}};
-  if (auto r = ctx_.store.put_record(record, value.dump()); !r) {
+  if (auto r = ctx_.store.put_record(record, record_text(UrlRecord{uri, shown})); !r) {
     report(fmt::format("warning: {}: cannot remember that {} was fetched: {}", field, shown,
                        r.error().message()));
   }
