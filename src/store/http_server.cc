@@ -147,9 +147,9 @@ struct Ready {
   Clock::time_point start;
 };
 
-/// Parses a head (up to and without the blank line): the request, whether the connection may
-/// carry another request, or the answer that refuses it.
-std::variant<std::pair<Request, bool>, Response> parse_head(std::string_view head) {
+}  // namespace
+
+std::variant<ParsedHead, Response> parse_request_head(std::string_view head) {
   auto bad = [](std::string why) { return plain(400, "bad request: " + why); };
   size_t eol = head.find("\r\n");
   std::string_view line = head.substr(0, eol);
@@ -208,8 +208,10 @@ std::variant<std::pair<Request, bool>, Response> parse_head(std::string_view hea
   std::string connection = lower(req.header("connection").value_or(""));
   bool keep_alive = version == "HTTP/1.1" ? connection.find("close") == std::string::npos
                                           : connection.find("keep-alive") != std::string::npos;
-  return std::make_pair(std::move(req), keep_alive);
+  return ParsedHead{std::move(req), keep_alive};
 }
+
+namespace {
 
 class SocketBody : public Body {
  public:
@@ -418,7 +420,7 @@ struct Server::Impl {
   bool head_arrived(size_t i, size_t head_size) {
     Conn& conn = *waiting[i];
     const Clock::time_point start = Clock::now();
-    auto parsed = parse_head(std::string_view(conn.buf).substr(0, head_size));
+    auto parsed = parse_request_head(std::string_view(conn.buf).substr(0, head_size));
     conn.buf.erase(0, head_size + kHeadEnd.size());
     if (auto* refusal = std::get_if<Response>(&parsed)) {
       Request req;
@@ -426,7 +428,7 @@ struct Server::Impl {
       refuse(conn, req, *refusal, start);
       return false;
     }
-    auto& [req, keep_alive] = std::get<std::pair<Request, bool>>(parsed);
+    auto& [req, keep_alive] = std::get<ParsedHead>(parsed);
     req.peer = conn.peer;
     std::optional<Response> refused;
     try {

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "util/result.h"
@@ -45,6 +46,20 @@ struct Response {
   /// For HEAD answers: the Content-Length to announce (the body is not sent).
   std::optional<uint64_t> head_length;
 };
+
+/// A request's head that parsed: the request (without its peer), and whether its connection may
+/// carry another request after it.
+struct ParsedHead {
+  Request request;
+  bool keep_alive = false;
+};
+
+/// Parses a request's head as a client sent it: the request line and header lines, each ending
+/// in CRLF except the last, without the blank line that ends the head. Returns the answer that
+/// refuses it instead when it is not a request this server takes: 400 for a malformed line, a
+/// broken %-escape or a bad Content-Length, 501 for Transfer-Encoding, 505 for a version other
+/// than HTTP/1.1 and HTTP/1.0. Never throws; linear in the head's size (the caller bounds it).
+std::variant<ParsedHead, Response> parse_request_head(std::string_view head);
 
 /// The body of the request a handler is serving: at most Request::content_length bytes.
 class Body {

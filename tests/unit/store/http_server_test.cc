@@ -12,6 +12,8 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -125,6 +127,40 @@ std::string request(std::string_view method, std::string_view path, std::string_
   return std::string(method) + " " + std::string(path) +
          " HTTP/1.1\r\nHost: x\r\nAuthorization: yes\r\nContent-Length: " +
          std::to_string(body.size()) + "\r\n\r\n" + std::string(body);
+}
+
+TEST(ParseRequestHeadTest, ParsesARequestAndRefusesWhatIsNotOne) {
+  auto parsed = parse_request_head(
+      "PUT /v1/records/a%2Fb.json?x=1 HTTP/1.1\r\nContent-Length:  12 \r\nX-Y: z");
+  auto* head = std::get_if<ParsedHead>(&parsed);
+  ASSERT_NE(head, nullptr);
+  EXPECT_EQ(head->request.method, "PUT");
+  EXPECT_EQ(head->request.path, "/v1/records/a/b.json");
+  EXPECT_EQ(head->request.query, "x=1");
+  EXPECT_EQ(head->request.content_length, 12u);
+  EXPECT_EQ(head->request.header("x-y"), "z");
+  EXPECT_TRUE(head->keep_alive);
+  auto http10 = parse_request_head("GET / HTTP/1.0");
+  ASSERT_TRUE(std::holds_alternative<ParsedHead>(http10));
+  EXPECT_FALSE(std::get<ParsedHead>(http10).keep_alive);
+
+  for (auto [bad, status] : std::vector<std::pair<std::string, int>>{
+           {"", 400},
+           {"GET /a%2 HTTP/1.1", 400},
+           {"GET a HTTP/1.1", 400},
+           {"GET / HTTP/2", 505},
+           {"GET /  HTTP/1.1", 400},
+           {"PUT / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2", 400},
+           {"PUT / HTTP/1.1\r\nContent-Length: -1", 400},
+           {"PUT / HTTP/1.1\r\nTransfer-Encoding: chunked", 501},
+           {"GET / HTTP/1.1\r\nno colon", 400},
+       }) {
+    auto refused = parse_request_head(bad);
+    auto* res = std::get_if<Response>(&refused);
+    ASSERT_NE(res, nullptr) << bad;
+    EXPECT_EQ(res->status, status) << bad;
+    EXPECT_TRUE(res->close) << bad;
+  }
 }
 
 TEST(HttpServerTest, AnswersRequestsOneAfterAnotherOnOneConnection) {
