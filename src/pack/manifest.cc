@@ -34,9 +34,12 @@ void escape_into(std::string& out, std::string_view s, bool escape_space) {
   }
 }
 
-bool unescape(std::string_view s, std::string* out) {
+/// The inverse of escape_into: false for anything escape_into would not have written (an
+/// unknown escape, a raw CR, %20 where spaces are not escaped), so only canonical text parses.
+bool unescape(std::string_view s, std::string* out, bool escape_space) {
   out->clear();
   for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\r') return false;
     if (s[i] != '%') {
       out->push_back(s[i]);
       continue;
@@ -49,7 +52,7 @@ bool unescape(std::string_view s, std::string* out) {
       out->push_back('\n');
     else if (code == "0D")
       out->push_back('\r');
-    else if (code == "20")
+    else if (code == "20" && escape_space)
       out->push_back(' ');
     else
       return false;
@@ -111,7 +114,7 @@ Result<Manifest> Manifest::parse(std::string_view text) {
     if (kind == 'l') {
       size_t sp = line.find(' ');
       if (sp == std::string_view::npos) return malformed(line_no, "symlink without a name");
-      if (!unescape(line.substr(0, sp), &e.target) || e.target.empty()) {
+      if (!unescape(line.substr(0, sp), &e.target, /*escape_space=*/true) || e.target.empty()) {
         return malformed(line_no, "bad symlink target");
       }
       e.kind = EntryKind::kSymlink;
@@ -120,7 +123,8 @@ Result<Manifest> Manifest::parse(std::string_view text) {
       e.kind = static_cast<EntryKind>(kind);
       if (line.size() < 66 || line[64] != ' ') return malformed(line_no, "bad digest");
       auto d = Digest::from_hex(line.substr(0, 64));
-      if (!d) return malformed(line_no, "bad digest");
+      // Lowercase only, as written: one tree has one manifest text, so one digest.
+      if (!d || d->hex() != line.substr(0, 64)) return malformed(line_no, "bad digest");
       e.digest = *d;
       line.remove_prefix(65);
       size_t sp = line.find(' ');
@@ -136,7 +140,7 @@ Result<Manifest> Manifest::parse(std::string_view text) {
     } else {
       return malformed(line_no, fmt::format("unknown entry kind '{}'", kind));
     }
-    if (!unescape(line, &e.name) || !valid_name(e.name)) {
+    if (!unescape(line, &e.name, /*escape_space=*/false) || !valid_name(e.name)) {
       return malformed(line_no, "bad name");
     }
     if (!m.entries_.empty() && !(m.entries_.back().name < e.name)) {
