@@ -169,8 +169,12 @@ void Agent::log(const std::string& job_id, const std::string& line) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
   }
   std::time_t t = std::time(nullptr);
+  // gmtime_r: requests log from several threads at once, and gmtime's result is one static
+  // buffer (ThreadSanitizer caught two installs formatting their stamps into it together).
+  std::tm utc{};
+  ::gmtime_r(&t, &utc);
   char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
   std::lock_guard lock(log_mu_);
   if (FILE* f = std::fopen((home_.logs() / (name + ".log")).c_str(), "a")) {
     std::fprintf(f, "%s %s\n", stamp, line.c_str());
