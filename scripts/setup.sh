@@ -10,6 +10,9 @@ apt_packages=(
   libgtest-dev libgmock-dev clang-format iproute2
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   python3 python3-venv openjdk-17-jdk-headless
+  # scripts/fuzz.sh: clang, and libFuzzer with clang's sanitizer runtimes, which Debian 12 ships
+  # in libclang-rt-14-dev (only recommended by clang-14, so not installed without it here).
+  clang libclang-rt-14-dev
 )
 
 missing=()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests (GoogleTest, warnings as errors), the same unit tests under
-# AddressSanitizer + UndefinedBehaviorSanitizer, and the end-to-end tests (pytest) against the
-# real binary. Sets up whatever is missing first.
+# AddressSanitizer + UndefinedBehaviorSanitizer and under ThreadSanitizer, the parsers of
+# untrusted input fuzzed (libFuzzer, a bounded time each), and the end-to-end tests (pytest)
+# against the real binary. Sets up whatever is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -17,6 +18,15 @@ NINJA_TARGETS="$(printf 'rtenv_%s_tests ' util spec config store pack env agent)
   BUILD_DIR=build-asan bash scripts/build.sh -DRTENV_WERROR=ON -DRTENV_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-asan --output-on-failure -j2
+
+echo "== unit tests under ThreadSanitizer"
+NINJA_TARGETS="$(printf 'rtenv_%s_tests ' util spec config store pack env agent)" \
+  BUILD_DIR=build-tsan bash scripts/build.sh -DRTENV_WERROR=ON -DRTENV_SANITIZE=thread
+TSAN_OPTIONS="second_deadlock_stack=1 suppressions=$PWD/scripts/tsan.supp" \
+  ctest --test-dir build-tsan --output-on-failure -j2
+
+echo "== fuzzing the parsers of untrusted input (libFuzzer, ASan + UBSan)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-30} bash scripts/fuzz.sh
 
 echo "== end-to-end tests"
 RTENV_BIN=$PWD/build/src/cli/rtenv python3 -m pytest -q tests/e2e
