@@ -63,8 +63,7 @@ TEST(RecordsTest, APublishedVenvsFieldsHaveTheirTypesAndDefaults) {
   EXPECT_NE(wrong_type.error().message().find("python_version"), std::string::npos)
       << wrong_type.error().message();
   EXPECT_FALSE(
-      parse_published_venv_record(R"({"format": 1, "system_site_packages": "no", )" + package +
-                                  "}")
+      parse_published_venv_record(R"({"format": 1, "system_site_packages": "no", )" + package + "}")
           .ok());
 }
 

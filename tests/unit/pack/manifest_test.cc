@@ -72,10 +72,10 @@ TEST(ManifestTest, AcceptsOnlyCanonicalText) {
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   const std::string header = "rtenv-manifest 1\n";
   for (std::string bad : {
-           header + "f " + upper + " 1 b\n",      // uppercase digest
-           header + "f " + d + " 1 a%20b\n",      // spaces in names are written as they are
-           header + "f " + d + " 1 a\rb\n",       // CR in a name is written %0D
-           header + "l x\ry a\n",                 // ... and in a link target
+           header + "f " + upper + " 1 b\n",  // uppercase digest
+           header + "f " + d + " 1 a%20b\n",  // spaces in names are written as they are
+           header + "f " + d + " 1 a\rb\n",   // CR in a name is written %0D
+           header + "l x\ry a\n",             // ... and in a link target
        }) {
     auto r = Manifest::parse(bad);
     ASSERT_FALSE(r.ok()) << bad;
