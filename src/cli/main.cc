@@ -20,9 +20,24 @@
 
 #include <unistd.h>
 
+#include "version.h"
+
 namespace {
 
-constexpr const char* kVersion = "0.1.0";
+// What `rtenv --version` says: the version, the commit built, and what this binary does itself.
+std::string version_text() {
+#ifdef RTENV_FRONT
+  const char* features =
+      "run and pack of directories and wheels; hands archives, URLs, the agent, conda and the "
+      "other commands to rtenv-full beside it";
+#else
+  const char* features =
+      "agent, stores (directory, s3://, rtenv's blob server) and store serve, archives (zip, "
+      "tar, tar.gz/tgz/xz/bz2), URL fetch (http(s), s3, file), pip/uv, conda (py-rattler), java_jars, "
+      "exec plugins";
+#endif
+  return fmt::format("rtenv {} (commit {})\nfeatures: {}", RTENV_VERSION, RTENV_COMMIT, features);
+}
 
 // When the words before `--` name a command that does not exist ("rtenv rn", "rtenv env lst"):
 // "unknown command 'rn'; did you mean 'run'?", naming the commands there are. Else nullopt (the
@@ -33,6 +48,7 @@ std::optional<std::string> unknown_command_hint(CLI::App& app, int argc, char** 
   for (int i = 1; i < argc; ++i) {
     std::string word = argv[i];
     if (word == "--") break;
+    if (i == 1 && word == "help") continue;  // `rtenv help CMD`
     if (word.starts_with("-")) continue;
     std::vector<std::string> names;
     for (CLI::App* sub : at->get_subcommands({})) names.push_back(sub->get_name());
@@ -64,9 +80,11 @@ int real_main(int argc, char** argv) {
       "runtime_env; rtenv packs them by content, puts them on the machine and runs the job "
       "inside.\n\nState lives in $RTENV_HOME (default ~/.cache/rtenv); the store is "
       "$RTENV_STORE, else \"store\" in $RTENV_HOME/config.json, else the directory "
-      "$RTENV_HOME/store. Every setting: `rtenv config show` (docs/config.md).",
+      "$RTENV_HOME/store. Every setting: `rtenv config show` (docs/config.md). `rtenv help "
+      "COMMAND` is `rtenv COMMAND --help`.",
       "rtenv"};
-  app.set_version_flag("--version", kVersion);
+  app.set_version_flag("--version", version_text(),
+                       "Print the version, the commit built and this binary's features");
   app.require_subcommand(1);
 
   RunArgs run;
@@ -234,6 +252,12 @@ int real_main(int argc, char** argv) {
                         "most 10 s, at most 64 per client address");
   serve_cmd->add_flag("--verbose,-v", serve.verbose, "Log one line per request to stderr");
 
+  // `rtenv help [COMMAND...]` is `rtenv [COMMAND...] --help` (args are reversed: the first word
+  // is last).
+  if (!args.empty() && args.back() == "help") {
+    args.pop_back();
+    args.insert(args.begin(), "--help");
+  }
   try {
     app.parse(args);
   } catch (const CLI::ParseError& e) {

@@ -26,6 +26,42 @@ def test_pack_help(rtenv):
         assert word in p.stdout, f"{word!r} not in `rtenv pack --help`:\n{p.stdout}"
 
 
+@pytest.mark.parametrize("words", [[], ["run"], ["env", "create"], ["store", "serve"]])
+def test_help_command_is_the_commands_own_help(rtenv, words):
+    p = rtenv("help", *words)
+    assert_ok(p)
+    assert p.stdout == rtenv(*words, "--help").stdout
+    assert "Usage: rtenv" in p.stdout
+
+
+def test_help_of_an_unknown_command_says_which_there_are(rtenv):
+    p = rtenv("help", "rn")
+    assert p.returncode == 2, p.stderr
+    assert "unknown command 'rn'; did you mean 'run'?" in p.stderr, p.stderr
+
+
+def test_version_names_the_version_the_commit_and_the_features(rtenv, rtenv_bin):
+    import re
+    import subprocess
+    from pathlib import Path
+
+    for binary in (rtenv_bin, str(Path(rtenv_bin).with_name("rtenv-full"))):
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True)
+        first, features = out.stdout.splitlines()
+        m = re.fullmatch(r"rtenv (\d+\.\d+\.\d+) \(commit ([0-9a-f]{12}(\+changes)?|unknown)\)",
+                         first)
+        assert m, out.stdout
+        assert features.startswith("features: "), out.stdout
+        head = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse",
+                               "--short=12", "HEAD"], capture_output=True, text=True)
+        if head.returncode == 0 and m.group(2) != "unknown":
+            # Built from this checkout (the header is rewritten on every build).
+            assert m.group(2).split("+")[0] == head.stdout.strip(), (m.group(2), head.stdout)
+    full = subprocess.run([str(Path(rtenv_bin).with_name("rtenv-full")), "--version"],
+                          capture_output=True, text=True).stdout
+    assert "agent" in full and "conda" in full and "archives" in full, full
+
+
 @pytest.mark.parametrize(
     "args",
     [
