@@ -552,6 +552,7 @@ Result<GcReport> Agent::gc(bool dry_run, bool in_background) {
       continue;
     }
     report.evicted.push_back(c.row.uri);
+    report.evicted_bytes.push_back(c.bytes);
     report.bytes_freed += c.bytes;
     report.cache_bytes -= c.bytes;
     kind_bytes[c.row.kind] -= c.bytes;

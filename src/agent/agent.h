@@ -61,6 +61,7 @@ struct CreateResult {
 
 struct GcReport {
   std::vector<std::string> evicted;
+  std::vector<uint64_t> evicted_bytes;  ///< the size of each of `evicted`
   uint64_t bytes_freed = 0;
   uint64_t cache_bytes = 0;  ///< after eviction (or what it would be, for a dry run)
 };

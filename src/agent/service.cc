@@ -178,6 +178,7 @@ class Service final : public pb::RuntimeEnvAgent::Service {
     auto r = agent_.gc(req->dry_run());
     if (!r) return grpc::Status(grpc::StatusCode::INTERNAL, r.error().message());
     for (const auto& u : r->evicted) reply->add_evicted(u);
+    for (uint64_t b : r->evicted_bytes) reply->add_evicted_bytes(b);
     reply->set_bytes_freed(r->bytes_freed);
     reply->set_cache_bytes(r->cache_bytes);
     return grpc::Status::OK;

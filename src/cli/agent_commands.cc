@@ -198,16 +198,40 @@ int env_list_command(bool json) {
   return 0;
 }
 
-int gc_command(bool dry_run) {
+int gc_command(bool dry_run, bool json) {
   env::Home home;
   auto client = connect(&home);
   if (!client) return fail(kExitSetup, client.error().message());
   auto r = (*client)->gc(dry_run);
   if (!r) return fail(kExitSetup, r.error().message());
-  for (const auto& u : r->evicted())
-    std::printf("%s %s\n", dry_run ? "would evict" : "evicted", u.c_str());
-  std::printf("%s %s; cache now %s\n", dry_run ? "would free" : "freed",
-              pack::format_bytes(r->bytes_freed()).c_str(),
+  // An older agent sends no sizes.
+  auto size_of = [&](int i) -> std::optional<uint64_t> {
+    if (i < r->evicted_bytes_size()) return r->evicted_bytes(i);
+    return std::nullopt;
+  };
+  if (json) {
+    nlohmann::json evicted = nlohmann::json::array();
+    for (int i = 0; i < r->evicted_size(); ++i) {
+      nlohmann::json e = {{"uri", r->evicted(i)}};
+      if (auto b = size_of(i)) e["bytes"] = *b;
+      evicted.push_back(std::move(e));
+    }
+    nlohmann::json j = {{"dry_run", dry_run},
+                        {"evicted", std::move(evicted)},
+                        {"bytes_freed", r->bytes_freed()},
+                        {"cache_bytes_after", r->cache_bytes()}};
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  for (int i = 0; i < r->evicted_size(); ++i) {
+    auto b = size_of(i);
+    // The URI last, so `awk '{print $NF}'` lists them.
+    std::printf("%s %s%s\n", dry_run ? "would evict" : "evicted",
+                b ? fmt::format("{}: ", pack::format_bytes(*b)).c_str() : "",
+                r->evicted(i).c_str());
+  }
+  std::printf("%s %s; cache %s %s\n", dry_run ? "would free" : "freed",
+              pack::format_bytes(r->bytes_freed()).c_str(), dry_run ? "after:" : "now",
               pack::format_bytes(r->cache_bytes()).c_str());
   return 0;
 }

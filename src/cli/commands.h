@@ -72,7 +72,7 @@ int env_release_command(const std::string& job_id);
 /// `rtenv env list`: envs and resources with their references, sizes and timings.
 int env_list_command(bool json);
 /// `rtenv gc`: evict unused resources down to the cache's low watermark.
-int gc_command(bool dry_run);
+int gc_command(bool dry_run, bool json);
 /// `rtenv agent stop`: asks the agent to stop and waits (bounded) until its process is gone.
 int agent_stop_command();
 /// `rtenv agent status [--json]`: the agent's pid, version, socket, whether it was started on

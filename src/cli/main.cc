@@ -33,7 +33,8 @@ std::string version_text() {
 #else
   const char* features =
       "agent, stores (directory, s3://, rtenv's blob server) and store serve, archives (zip, "
-      "tar, tar.gz/tgz/xz/bz2), URL fetch (http(s), s3, file), pip/uv, conda (py-rattler), java_jars, "
+      "tar, tar.gz/tgz/xz/bz2), URL fetch (http(s), s3, file), pip/uv, conda (py-rattler), "
+      "java_jars, "
       "exec plugins";
 #endif
   return fmt::format("rtenv {} (commit {})\nfeatures: {}", RTENV_VERSION, RTENV_COMMIT, features);
@@ -228,7 +229,11 @@ int real_main(int argc, char** argv) {
       "gc",
       "Evict unused resources, least recently used first, down to the low watermark "
       "(never one in use)");
-  gc_cmd->add_flag("--dry-run", gc_dry_run, "Only say what would be evicted");
+  gc_cmd->add_flag("--dry-run", gc_dry_run,
+                   "Only say what would be evicted, with sizes, and what the cache would be after");
+  bool gc_json = false;
+  gc_cmd->add_flag("--json", gc_json,
+                   "Print one JSON object: evicted [{uri, bytes}], bytes_freed, cache_bytes_after");
   gc_cmd->add_flag("--verbose,-v", agent_verbose, "Say what was done to reach the agent");
 
   auto* store_cmd = app.add_subcommand("store", "The blob store");
@@ -342,7 +347,7 @@ int real_main(int argc, char** argv) {
   }
   if (release_cmd->parsed()) return env_release_command(release_job);
   if (list_cmd->parsed()) return env_list_command(list_json);
-  if (gc_cmd->parsed()) return gc_command(gc_dry_run);
+  if (gc_cmd->parsed()) return gc_command(gc_dry_run, gc_json);
   if (serve_cmd->parsed()) return store_serve_command(serve);
 #endif
   return kExitUsage;

@@ -295,6 +295,17 @@ def test_gc_evicts_only_unused_resources_lru_first(rtenv, agent_factory, tmp_pat
         assert_ok(dry)
         assert [l.split()[-1] for l in dry.stdout.splitlines() if l.startswith("would evict")] == [
             uris[1], uris[4]], dry.stdout
+        assert "; cache after: " in dry.stdout, dry.stdout
+        # The same as JSON: each with its size, and the cache as it would be after.
+        before = env_list(rtenv)["cache_bytes"]
+        dry = rtenv("gc", "--dry-run", "--json")
+        assert_ok(dry)
+        report = json.loads(dry.stdout)
+        assert report["dry_run"] is True
+        assert [(e["uri"], e["bytes"]) for e in report["evicted"]] == [
+            (uris[1], sizes[1]), (uris[4], sizes[4])], report
+        assert report["bytes_freed"] == sizes[1] + sizes[4]
+        assert report["cache_bytes_after"] == before - report["bytes_freed"], (before, report)
         assert len(package_dirs(rtenv)) == 5, "a dry run evicted something"
 
         gc = rtenv("gc")
@@ -450,7 +461,10 @@ def test_an_agent_listening_on_port_0_says_which_port_it_bound(rtenv, agent_fact
     token = tmp_path / "token"
     token.write_text("t0ken\n")
     agent = agent_factory(args=["--listen", "127.0.0.1:0", "--token-file", str(token)])
-    m = re.search(r"listening on 127\.0\.0\.1:(\d+) ", agent.log_text())
+    # The line comes once the server runs, just after its socket starts accepting.
+    line = r"listening on 127\.0\.0\.1:(\d+) "
+    wait_for(lambda: re.search(line, agent.log_text()), 10, "the agent to say which port")
+    m = re.search(line, agent.log_text())
     assert m, agent.log_text()
     port = int(m.group(1))
     assert port > 0
