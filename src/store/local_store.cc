@@ -9,6 +9,7 @@
 #include <dirent.h>
 
 #include "util/fs.h"
+#include "util/redact.h"
 
 namespace rtenv::store {
 
@@ -266,10 +267,19 @@ Result<std::unique_ptr<BlobStore>> open_store(std::string_view url) {
   if (url.starts_with("file://")) {
     path = url.substr(7);
   } else if (auto pos = url.find("://"); pos != std::string_view::npos) {
-    return make_error(ErrorCode::kUnsupported,
-                      "store URL {}: the {} scheme is not supported yet (use file:///dir or a "
-                      "directory path)",
-                      url, url.substr(0, pos));
+    const std::string_view scheme = url.substr(0, pos);
+    if (scheme == "s3" || scheme == "http" || scheme == "https") {
+      return make_error(ErrorCode::kUnsupported,
+                        "store URL {}: {}:// stores are opened by open_store_any "
+                        "(store/open_store_any.h), which this program does not link",
+                        redact_url_credentials(url), scheme);
+    }
+    return make_error(ErrorCode::kInvalidArgument,
+                      "store URL {}: rtenv has no {}:// store; a store is a directory "
+                      "(/abs/dir or file:///abs/dir), an S3-compatible bucket "
+                      "(s3://bucket[/prefix]) or rtenv's blob server (http://host:port or "
+                      "https://host:port, `rtenv store serve`)",
+                      redact_url_credentials(url), scheme);
   }
   if (path.empty() || path[0] != '/') {
     return make_error(ErrorCode::kInvalidArgument,

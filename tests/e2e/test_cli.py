@@ -125,3 +125,13 @@ def test_runtime_env_file_missing_exits_2(rtenv, tmp_path):
     p = rtenv("run", "--runtime-env", "nope.yaml", "--", "true", cwd=tmp_path)
     assert p.returncode == 2, p.stderr
     assert str(tmp_path / "nope.yaml") in p.stderr
+
+
+def test_a_store_url_of_no_known_kind_names_every_kind_there_is(rtenv, tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.txt").write_text("a\n")
+    p = rtenv("pack", "--store", "foo://user:secret@host/x", str(tmp_path / "d"))
+    assert p.returncode == 3, p.stderr
+    for named in ("no foo:// store", "file:///abs/dir", "s3://bucket", "`rtenv store serve`"):
+        assert named in p.stderr, p.stderr
+    assert "secret" not in p.stderr

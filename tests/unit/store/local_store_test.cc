@@ -150,6 +150,15 @@ TEST(OpenStoreTest, SchemesAndErrors) {
   EXPECT_EQ(s3.error().code(), ErrorCode::kUnsupported);
   EXPECT_NE(s3.error().message().find("s3"), std::string::npos);
   EXPECT_EQ(open_store("relative/dir").error().code(), ErrorCode::kInvalidArgument);
+  // A scheme rtenv has no store for: every kind of store there is, named.
+  auto foo = open_store("foo://user:secret@x/y");
+  ASSERT_FALSE(foo.ok());
+  EXPECT_EQ(foo.error().code(), ErrorCode::kInvalidArgument);
+  for (const char* named :
+       {"no foo:// store", "file:///abs/dir", "s3://bucket", "http://host:port"}) {
+    EXPECT_NE(foo.error().message().find(named), std::string::npos) << foo.error().message();
+  }
+  EXPECT_EQ(foo.error().message().find("secret"), std::string::npos);
 }
 
 TEST(BlobCodecTest, CompressesOnlyWhenItPays) {

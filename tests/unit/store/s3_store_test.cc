@@ -471,7 +471,7 @@ TEST(S3StoreNamesTest, OpenStoreAnyDispatchesOnTheScheme) {
   auto s3 = open_store_any("s3://bucket/prefix/");
   ASSERT_TRUE(s3.ok()) << s3.error().message();
   EXPECT_EQ((*s3)->url(), "s3://bucket/prefix");
-  EXPECT_EQ(open_store_any("gs://bucket").error().code(), ErrorCode::kUnsupported);
+  EXPECT_EQ(open_store_any("gs://bucket").error().code(), ErrorCode::kInvalidArgument);
 }
 
 TEST(S3StoreNamesTest, ObjectUrls) {
