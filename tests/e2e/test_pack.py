@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import age_tree, assert_clean_error, write_tree
+from conftest import age_tree, assert_clean_error, assert_ok, write_tree
 
 KEYS = {"uri", "files", "files_hashed", "blobs", "blobs_uploaded", "blobs_present"}
 URI = re.compile(r"^rtenv://sha256/[0-9a-f]{64}$")
@@ -149,3 +149,15 @@ def test_pack_honours_ignore_files(rtenv, tmp_path):
     os.rmdir(root / ".git")
     without = rtenv.pack(root)
     assert with_ignored["uri"] == without["uri"], "ignored files must not be part of the package"
+
+
+def test_the_uri_alone_goes_to_stdout_and_what_it_took_to_stderr(rtenv, tmp_path):
+    # So that URI=$(rtenv pack dir) works; counts say "1 file", not "1 files".
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "only.txt").write_text("one\n")
+    p = rtenv("pack", str(tmp_path / "d"))
+    assert_ok(p)
+    assert re.fullmatch(r"rtenv://sha256/[0-9a-f]{64}\n", p.stdout), p.stdout
+    assert "1 file, 0 directories, 0 symlinks" in p.stderr, p.stderr
+    assert "read 1 file " in p.stderr and "2 blobs: 2 uploaded" in p.stderr, p.stderr
+    assert p.stdout.strip() == rtenv.pack(tmp_path / "d")["uri"]
