@@ -93,7 +93,8 @@ def test_a_changed_cache_limit_reaches_the_next_gc(rtenv, tmp_path):
 
     p = rtenv("gc", "-v", env={"RTENV_CACHE_LIMIT": "1K"})
     assert_ok(p)
-    assert any(line.startswith("evicted rtenv://") for line in p.stdout.splitlines()), p.stdout
+    assert any(line.startswith("evicted ") and line.split()[-1].startswith("rtenv://")
+               for line in p.stdout.splitlines()), p.stdout
     assert "restarted it with this one" in p.stderr, p.stderr
     assert wait_gone(first_pid)
     now = status(rtenv, env={"RTENV_CACHE_LIMIT": "1K"})
