@@ -213,7 +213,6 @@ TEST_F(PackageCacheTest, MissingPackageAndCorruptBlobFailClearly) {
   EXPECT_TRUE(fs::is_empty(home_.tmp()));
 }
 
-
 // Manifests planted in a store by someone who can write it: each is refused before it can fill
 // the disk or reach outside the package, and nothing is published.
 class PlantedManifestTest : public PackageCacheTest {
