@@ -153,6 +153,18 @@ def python_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("python-pkg")
 
 
+@pytest.fixture
+def index(dists):
+    """A package index on 127.0.0.1 serving the test module's `dists` (its own fixture: a dict of
+    built wheels and sdists)."""
+    from pyindex import PackageIndex
+
+    with PackageIndex() as ix:
+        for path in dists.values():
+            ix.add(path)
+        yield ix
+
+
 @pytest.fixture(scope="session")
 def channel(tmp_path_factory) -> Path:
     """condachannel.standard_channel, without the interpreter package."""

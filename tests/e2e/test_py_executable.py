@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PY, assert_ok, assert_setup_failed, write_tree
-from pyindex import PackageIndex, build_wheel, find_uv, logging_uv
+from pyindex import build_wheel, find_uv, logging_uv
 
 SYSTEM_PY = "/usr/bin/python3"
 UV = find_uv(PY)
@@ -214,14 +214,6 @@ def dists(tmp_path_factory) -> dict[str, Path]:
         "depbase-1.0": build_wheel(out, "depbase", "1.0"),
         "withdep-1.0": build_wheel(out, "withdep", "1.0", deps=["depbase>=1"]),
     }
-
-
-@pytest.fixture
-def index(dists):
-    with PackageIndex() as ix:
-        for path in dists.values():
-            ix.add(path)
-        yield ix
 
 
 def test_pip_venv_and_lock_on_that_interpreter(py, index, tmp_path, system_version):

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PY
-from pyindex import (PackageIndex, build_failing_sdist, build_wheel, dist_project, find_uv,
+from pyindex import (build_failing_sdist, build_wheel, dist_project, find_uv,
                      normalize)
 
 BROKEN_MESSAGE = "pyindex-test: the broken package refuses to build"
@@ -39,14 +39,6 @@ def dists(tmp_path_factory) -> dict[str, Path]:
         "withdep-1.0": build_wheel(out, "withdep", "1.0", deps=["simple<2"]),
         "broken-0.1": build_failing_sdist(out, "broken", "0.1", message=BROKEN_MESSAGE),
     }
-
-
-@pytest.fixture
-def index(dists):
-    with PackageIndex() as ix:
-        for path in dists.values():
-            ix.add(path)
-        yield ix
 
 
 @pytest.fixture

@@ -53,14 +53,6 @@ def dists(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-@pytest.fixture
-def index(dists):
-    with PackageIndex() as ix:
-        for path in dists.values():
-            ix.add(path)
-        yield ix
-
-
 def calls(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 

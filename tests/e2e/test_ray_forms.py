@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_ok, write_tree
-from pyindex import PackageIndex, build_wheel, find_uv, logging_uv
+from pyindex import build_wheel, find_uv, logging_uv
 
 PY = sys.executable
 UV = find_uv(PY)
@@ -35,14 +35,6 @@ def dists(tmp_path_factory) -> dict:
         "depbase": build_wheel(out, "depbase", "1.0"),
         "withdep": build_wheel(out, "withdep", "1.0", deps=["depbase>=1"]),
     }
-
-
-@pytest.fixture
-def index(dists):
-    with PackageIndex() as ix:
-        for path in dists.values():
-            ix.add(path)
-        yield ix
 
 
 def versions(rtenv, spec, *modules, cwd=None) -> tuple[dict, str]:
