@@ -37,6 +37,8 @@ constexpr std::chrono::milliseconds kLinger{1'000};
 /// A body left unread by a handler is read and discarded up to this size to keep the connection;
 /// beyond, the connection is closed.
 constexpr uint64_t kMaxDrainBytes = 64 * 1024;
+/// Chunks read and discarded from a refused connection per round of the watching thread.
+constexpr int kMaxDiscardChunks = 16;
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -384,14 +386,6 @@ struct Server::Impl {
     return true;
   }
 
-  /// Closes waiting connection `i`.
-  void drop(size_t i) {
-    auto it = waiting_per_peer.find(waiting[i]->peer);
-    if (it != waiting_per_peer.end() && --it->second == 0) waiting_per_peer.erase(it);
-    waiting[i] = std::move(waiting.back());
-    waiting.pop_back();
-  }
-
   /// Takes waiting connection `i` off the watching thread's list, for a handler.
   std::unique_ptr<Conn> take(size_t i) {
     std::unique_ptr<Conn> conn = std::move(waiting[i]);
@@ -401,6 +395,9 @@ struct Server::Impl {
     waiting.pop_back();
     return conn;
   }
+
+  /// Closes waiting connection `i`.
+  void drop(size_t i) { (void)take(i); }
 
   /// Answers on a connection that is not going to be served, then drains it until the client
   /// closes (or kLinger passes), so the answer is read rather than lost to a reset.
@@ -454,7 +451,9 @@ struct Server::Impl {
   bool readable(size_t i) {
     Conn& conn = *waiting[i];
     char chunk[16 * 1024];
-    for (;;) {
+    // What a refused client keeps sending is discarded, a bounded amount per round, so one
+    // client that floods cannot hold this thread.
+    for (int discarded = 0; discarded < kMaxDiscardChunks;) {
       ssize_t n = ::recv(conn.fd, chunk, sizeof(chunk), 0);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
@@ -462,7 +461,10 @@ struct Server::Impl {
         drop(i);
         return true;
       }
-      if (conn.lingering) continue;  // discarded
+      if (conn.lingering) {
+        ++discarded;
+        continue;
+      }
       if (conn.idle) {
         conn.idle = false;
         conn.deadline = Clock::now() + options.head_timeout;

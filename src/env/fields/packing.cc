@@ -71,11 +71,12 @@ Result<FileUri> PathPacker::pack_remote_file(const std::string& field, const std
   std::string record = url_record(text);
   if (remote) {
     RTENV_ASSIGN_OR_RETURN(std::optional<std::string> known, known_url(record, where));
-    auto file =
-        known ? FileUri::parse(*known, suffix) : Result<FileUri>(Error(ErrorCode::kNotFound, ""));
-    if (file && file->file == name && package_present(file->package)) {
-      report(fmt::format("{} {}: fetched before, as {}", field, url->shown(), *known));
-      return *file;
+    if (known) {
+      auto file = FileUri::parse(*known, suffix);
+      if (file && file->file == name && package_present(file->package)) {
+        report(fmt::format("{} {}: fetched before, as {}", field, url->shown(), *known));
+        return *file;
+      }
     }
   }
   fs::path staging = ctx.home.tmp() / unique_name("fetch");
@@ -172,19 +173,22 @@ Result<pack::PackageUri> PathPacker::pack_archive(const std::string& field,
   // A URL is fetched once per store, as a wheel's is: what it was packed into is remembered
   // with what else decided the package (the wrapper stripped, the env's excludes).
   const std::string where = "runtime_env." + field;
-  auto url = spec::is_uri(source) ? RemoteUrl::parse(source)
-                                  : Result<RemoteUrl>(Error(ErrorCode::kNotFound, ""));
+  std::optional<RemoteUrl> url;
+  if (spec::is_uri(source)) {
+    if (auto parsed = RemoteUrl::parse(source)) url = std::move(parsed).value();
+  }
   const bool fetched = url && url->scheme != "file";
   std::string record;
   if (fetched) {
     record = url_record(fmt::format("archive\n{}\n{}\n{}", source, strip ? "strip" : "keep",
                                     nlohmann::json(ctx.env.excludes()).dump()));
     RTENV_ASSIGN_OR_RETURN(std::optional<std::string> known, known_url(record, where));
-    auto uri = known ? pack::PackageUri::parse(*known)
-                     : Result<pack::PackageUri>(Error(ErrorCode::kNotFound, ""));
-    if (uri && package_present(*uri)) {
-      report(fmt::format("{} {}: fetched before, as {}", field, url->shown(), uri->str()));
-      return *uri;
+    if (known) {
+      auto uri = pack::PackageUri::parse(*known);
+      if (uri && package_present(*uri)) {
+        report(fmt::format("{} {}: fetched before, as {}", field, url->shown(), uri->str()));
+        return *uri;
+      }
     }
   }
   fs::path staging = ctx.home.tmp() / unique_name("unpack");

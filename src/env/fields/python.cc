@@ -69,9 +69,8 @@ Result<spec::RuntimeEnv> with_working_dir_requirements(const spec::RuntimeEnv& e
   }
   const std::string where = "runtime_env." + field;
   auto wd = j.find("working_dir");
-  auto uri = wd != j.end() && wd->is_string()
-                 ? pack::PackageUri::parse(wd->get<std::string>())
-                 : Result<pack::PackageUri>(make_error(ErrorCode::kInvalidArgument, "none"));
+  std::string wd_uri = wd != j.end() && wd->is_string() ? wd->get<std::string>() : "";
+  auto uri = pack::PackageUri::parse(wd_uri);
   if (!uri) {
     return make_error(ErrorCode::kInvalidArgument,
                       "{}: a line names the working_dir, and the env has no working_dir package",
