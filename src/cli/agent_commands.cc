@@ -1,9 +1,13 @@
 // The commands that talk to the node agent: env create/release/list, gc, agent stop/status.
 
 #include <unistd.h>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <map>
+#include <set>
+#include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
@@ -16,6 +20,8 @@
 #include "env/agent_process.h"
 #include "env/remote_fetch.h"
 #include "util/fs.h"
+
+extern char** environ;
 
 namespace rtenv::cli {
 namespace {
@@ -94,6 +100,16 @@ int env_create_command(const EnvCreateArgs& args) {
     return fail(invalid ? kExitUsage : kExitSetup, v.error().message());
   }
   for (const auto& w : parsed->warnings()) std::fprintf(stderr, "rtenv: warning: %s\n", w.c_str());
+  if (!args.holder.empty()) {
+    bool printable = args.holder.size() <= 200 &&
+                     std::all_of(args.holder.begin(), args.holder.end(),
+                                 [](char c) { return c > ' ' && c < 0x7f && c != '*'; });
+    if (!printable) {
+      return fail(kExitUsage,
+                  "--holder: at most 200 printable characters, no spaces and no '*' "
+                  "(such as slurm:<job>.<step>)");
+    }
+  }
   if (args.no_install) return env_resolve(*parsed, *home_or, **registry, args.json, args.verbose);
   env::Home home;
   auto client = connect(&home);
@@ -106,13 +122,32 @@ int env_create_command(const EnvCreateArgs& args) {
   env::add_remote_sources(home, &upload);
   auto resolved = env::upload_local(*parsed, home, **store, **registry, upload);
   if (!resolved) return fail(kExitSetup, "setup failed: " + resolved.error().message());
-  std::string holder =
-      args.job_id.empty() ? agent::process_holder(::getpid()) : "job:" + args.job_id;
+  std::string holder = !args.holder.empty()  ? args.holder
+                       : args.job_id.empty() ? agent::process_holder(::getpid())
+                                             : "job:" + args.job_id;
+  // An engine's holder also names the agent's log of the env (logs/job-<holder>.log).
+  const std::string& log_as = args.holder.empty() ? args.job_id : args.holder;
   ProgressLine line;
-  auto r = (*client)->get_or_create(resolved->canonical(), args.job_id, holder,
+  auto r = (*client)->get_or_create(resolved->canonical(), log_as, holder,
                                     [&](const std::string& m) { line.show("rtenv: " + m); });
   line.clear();
   if (!r) return fail(kExitSetup, "setup failed: " + r.error().message());
+  if (args.print_exports) {
+    std::map<std::string, std::string> caller;
+    for (char** e = environ; *e; ++e) {
+      std::string_view kv(*e);
+      auto eq = kv.find('=');
+      if (eq != std::string_view::npos) caller.emplace(kv.substr(0, eq), kv.substr(eq + 1));
+    }
+    auto lines = env::task_prolog_lines(r->plan, caller);
+    if (!lines) {
+      // The reference was taken: give it back, since no task will run in the env.
+      (void)(*client)->release_holder(holder);
+      return fail(kExitSetup, "setup failed: " + lines.error().message());
+    }
+    for (const auto& l : *lines) std::printf("%s\n", l.c_str());
+    return 0;
+  }
   if (args.json) {
     nlohmann::json j = {{"env_id", r->env_id},
                         {"installed", r->installed},
@@ -128,13 +163,37 @@ int env_create_command(const EnvCreateArgs& args) {
   return 0;
 }
 
-int env_release_command(const std::string& job_id) {
+int env_release_command(const std::string& job_id, const std::string& holder) {
   env::Home home;
   auto client = connect(&home);
   if (!client) return fail(kExitSetup, client.error().message());
-  auto n = (*client)->release_holder("job:" + job_id);
-  if (!n) return fail(kExitSetup, n.error().message());
-  std::printf("released %u reference(s) of job %s\n", *n, job_id.c_str());
+  if (holder.empty()) {
+    auto n = (*client)->release_holder("job:" + job_id);
+    if (!n) return fail(kExitSetup, n.error().message());
+    std::printf("released %u reference(s) of job %s\n", *n, job_id.c_str());
+    return 0;
+  }
+  // `slurm:12.*`: every holder with the prefix, as the agent lists them now.
+  std::vector<std::string> holders{holder};
+  if (holder.ends_with('*')) {
+    std::string prefix = holder.substr(0, holder.size() - 1);
+    auto info = (*client)->info();
+    if (!info) return fail(kExitSetup, info.error().message());
+    std::set<std::string> found;
+    for (const auto& e : info->envs()) {
+      for (const auto& h : e.holders()) {
+        if (h.starts_with(prefix)) found.insert(h);
+      }
+    }
+    holders.assign(found.begin(), found.end());
+  }
+  uint32_t released = 0;
+  for (const auto& h : holders) {
+    auto n = (*client)->release_holder(h);
+    if (!n) return fail(kExitSetup, n.error().message());
+    released += *n;
+  }
+  std::printf("released %u reference(s) of %s\n", released, holder.c_str());
   return 0;
 }
 

@@ -61,14 +61,17 @@ void add_agent_options(CLI::App* app, AgentArgs* args);
 struct EnvCreateArgs {
   std::string runtime_env;
   std::string job_id;
+  std::string holder;  ///< an engine's holder (`slurm:<job>.<step>`), instead of a job
   bool json = false;
-  bool no_install = false;  ///< resolve only (pack, lock) and print the env; no agent, no holder
-  bool verbose = false;     ///< say what preparing the env did (warnings are always said)
+  bool print_exports = false;  ///< Slurm TaskProlog lines: the environment change and the cwd
+  bool no_install = false;     ///< resolve only (pack, lock) and print the env; no agent, no holder
+  bool verbose = false;        ///< say what preparing the env did (warnings are always said)
 };
 /// `rtenv env create`: make an env ready on this node for a job (eager install).
 int env_create_command(const EnvCreateArgs& args);
-/// `rtenv env release --job ID`: give the job's references back.
-int env_release_command(const std::string& job_id);
+/// `rtenv env release --job ID | --holder HOLDER`: give the job's (or holder's) references back.
+/// A holder ending in `*` names every holder with that prefix (a Slurm job's steps).
+int env_release_command(const std::string& job_id, const std::string& holder);
 /// `rtenv env list`: envs and resources with their references, sizes and timings.
 int env_list_command(bool json);
 /// `rtenv gc`: evict unused resources down to the cache's low watermark.

@@ -208,17 +208,37 @@ int real_main(int argc, char** argv) {
   create_cmd->add_option("--job", create.job_id,
                          "Hold the env for this job until `rtenv env release --job` (default: "
                          "for this process only)");
-  create_cmd->add_flag("--json", create.json, "Print one JSON object");
+  create_cmd
+      ->add_option("--holder", create.holder,
+                   "Hold the env for this engine handle (such as slurm:<job>.<step>) until "
+                   "`rtenv env release --holder` (instead of --job)")
+      ->excludes("--job");
+  auto* json_flag = create_cmd->add_flag("--json", create.json, "Print one JSON object");
+  auto* print_exports_flag = create_cmd->add_flag(
+      "--print-exports", create.print_exports,
+      "Print what the env changes in this process's environment as Slurm TaskProlog "
+      "lines (export NAME=value, unset NAME), its working_dir copy as "
+      "RTENV_WORKING_DIR (docs/slurm.md)");
+  print_exports_flag->excludes(json_flag);
   bool agent_verbose = false;
   create_cmd->add_flag("--verbose,-v", agent_verbose,
                        "Say what preparing the env did (what was solved or packed) and what was "
                        "done to reach the agent");
-  create_cmd->add_flag("--no-install", create.no_install,
-                       "Only resolve: pack local paths into the store and lock pip/uv, then print "
-                       "the resolved env (for engines whose nodes install it later); no agent");
-  std::string release_job;
-  auto* release_cmd = env_cmd->add_subcommand("release", "Give a job's references back");
-  release_cmd->add_option("--job", release_job, "The job")->required();
+  auto* no_install_flag = create_cmd->add_flag(
+      "--no-install", create.no_install,
+      "Only resolve: pack local paths into the store and lock pip/uv, then print "
+      "the resolved env (for engines whose nodes install it later); no agent");
+  print_exports_flag->excludes(no_install_flag);
+  std::string release_job, release_holder;
+  auto* release_cmd =
+      env_cmd->add_subcommand("release", "Give a job's (or an engine handle's) references back");
+  auto* release_job_opt = release_cmd->add_option("--job", release_job, "The job");
+  auto* release_holder_opt = release_cmd->add_option(
+      "--holder", release_holder,
+      "The holder given to `env create --holder`; ending in '*', every holder with that prefix "
+      "(slurm:<job>.* for all steps of a job)");
+  release_job_opt->excludes(release_holder_opt);
+  release_cmd->require_option(1);
   bool list_json = false;
   auto* list_cmd = env_cmd->add_subcommand(
       "list", "Envs and resources on this node: state, holders, sizes, references, leases");
@@ -345,7 +365,7 @@ int real_main(int argc, char** argv) {
     create.verbose = agent_verbose;
     return env_create_command(create);
   }
-  if (release_cmd->parsed()) return env_release_command(release_job);
+  if (release_cmd->parsed()) return env_release_command(release_job, release_holder);
   if (list_cmd->parsed()) return env_list_command(list_json);
   if (gc_cmd->parsed()) return gc_command(gc_dry_run, gc_json);
   if (serve_cmd->parsed()) return store_serve_command(serve);

@@ -1,6 +1,7 @@
 #include "env/home.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 #include <cerrno>
 
 #include "util/digest.h"
@@ -24,6 +25,13 @@ Result<Home> open_home(const fs::path& root, std::shared_ptr<const config::Confi
     if (::mkdir(home.root.c_str(), 0700) != 0 && errno != EEXIST) {
       return io_error("cannot create", home.root, errno);
     }
+  } else if (st.st_uid != ::geteuid() && ::geteuid() != 0) {
+    // In a directory every user can write to (/var/tmp/rtenv-%u on a node), another user could
+    // have made it first: their home would see this user's envs and hand them their files.
+    return make_error(ErrorCode::kUnsafe,
+                      "RTENV_HOME {} belongs to another user (uid {}), not to you (uid {}); use "
+                      "a home of your own",
+                      home.root.string(), st.st_uid, ::geteuid());
   }
   for (const auto& dir : {home.store(), home.pkgs(), home.index(), home.tmp(), home.logs(),
                           home.pyenvs(), home.python(), home.locks()}) {

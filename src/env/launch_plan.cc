@@ -1,5 +1,6 @@
 #include "env/launch_plan.h"
 
+#include <cctype>
 #include <set>
 
 #include <fmt/format.h>
@@ -278,6 +279,58 @@ std::map<std::string, std::string> apply_environment(
     if (!blocked) out[op.name] = op.value;
   }
   return out;
+}
+
+namespace {
+
+bool shell_name(const std::string& name) {
+  if (name.empty() || std::isdigit(static_cast<unsigned char>(name[0]))) return false;
+  for (char c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> task_prolog_lines(
+    const LaunchPlan& plan, const std::map<std::string, std::string>& caller) {
+  if (!plan.wrapper.empty()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("the env runs commands through a wrapper ({}), which environment "
+                             "lines cannot express; start the command with `rtenv run` instead",
+                             plan.wrapper.front()));
+  }
+  auto after = apply_environment(plan, caller);
+  if (plan.cwd) after[kWorkingDirVariable] = plan.cwd->string();
+  std::vector<std::string> lines;
+  auto check = [](const std::string& name, const std::string& value) -> Result<void> {
+    if (!shell_name(name)) {
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("the env sets the variable '{}', which is not a name a job "
+                               "script's shell can hold",
+                               name));
+    }
+    if (value.find('\n') != std::string::npos || value.find('\r') != std::string::npos) {
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("the env sets {} to a value with a line break, which one "
+                               "`export` line cannot carry",
+                               name));
+    }
+    return {};
+  };
+  for (const auto& [name, value] : after) {
+    auto it = caller.find(name);
+    if (it != caller.end() && it->second == value) continue;
+    RTENV_TRY(check(name, value));
+    lines.push_back("export " + name + "=" + value);
+  }
+  for (const auto& [name, value] : caller) {
+    if (after.contains(name)) continue;
+    RTENV_TRY(check(name, ""));
+    lines.push_back("unset " + name);
+  }
+  return lines;
 }
 
 }  // namespace rtenv::env

@@ -74,4 +74,16 @@ std::string expand_vars(const std::string& value, const EnvLookup& lookup);
 std::map<std::string, std::string> apply_environment(
     const LaunchPlan& plan, const std::map<std::string, std::string>& caller);
 
+/// The variable that names the plan's cwd in `task_prolog_lines` (a Slurm task starts there).
+inline constexpr const char* kWorkingDirVariable = "RTENV_WORKING_DIR";
+
+/// The plan as the lines a Slurm TaskProlog prints (`export NAME=value`, `unset NAME`): what
+/// applying it to `caller` changes, by name, then `export RTENV_WORKING_DIR=<cwd>` when the plan
+/// has a cwd (a TaskProlog cannot set a task's cwd; rtenv's SPANK plugin starts tasks there and a
+/// job script can `cd` there). kInvalidArgument if a value holds a newline (a line cannot carry
+/// it), a name is not a shell variable name, or the plan has a wrapper (environment lines cannot
+/// say it).
+Result<std::vector<std::string>> task_prolog_lines(
+    const LaunchPlan& plan, const std::map<std::string, std::string>& caller);
+
 }  // namespace rtenv::env

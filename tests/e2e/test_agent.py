@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -470,3 +471,96 @@ def test_an_agent_listening_on_port_0_says_which_port_it_bound(rtenv, agent_fact
     assert port > 0
     with socket.create_connection(("127.0.0.1", port), timeout=5):
         pass  # the port printed is the one it listens on
+
+
+# ---- engine holders and TaskProlog lines (docs/slurm.md) -------------------------------------
+
+
+def test_print_exports_holds_the_env_for_an_engine_holder(rtenv, agent, tmp_path):
+    proj = small_tree(tmp_path, "proj")
+    spec = json.dumps({"working_dir": str(proj), "env_vars": {"GREETING": "a b=c"}})
+    r = rtenv("env", "create", "--holder", "slurm:5.0", "--print-exports", "-e", spec,
+              env={"DROPPED_BY_NOTHING": "1"})
+    assert_ok(r)
+    lines = r.stdout.splitlines()
+    assert "export GREETING=a b=c" in lines, lines
+    # Only what the env changes: nothing about variables it leaves alone.
+    assert not [line for line in lines if "DROPPED_BY_NOTHING" in line], lines
+    wd = [line.split("=", 1)[1] for line in lines if line.startswith("export RTENV_WORKING_DIR=")]
+    assert len(wd) == 1 and (Path(wd[0]) / "f0.txt").read_text().startswith("proj:0:"), lines
+    assert all(line.startswith(("export ", "unset ")) for line in lines), lines
+    # Applied by a shell as a TaskProlog's lines would be, they give the env.
+    assert holders(env_list(rtenv)) == ["slurm:5.0"]
+
+
+def test_release_by_holder_prefix_gives_back_every_step_of_a_job(rtenv, agent, tmp_path):
+    a, b = small_tree(tmp_path, "a"), small_tree(tmp_path, "b")
+    for holder, tree in (("slurm:7.0", a), ("slurm:7.batch", b), ("slurm:70.0", a)):
+        assert_ok(rtenv("env", "create", "--holder", holder, "-e",
+                        json.dumps({"working_dir": str(tree)})))
+    assert sorted(holders(env_list(rtenv))) == ["slurm:7.0", "slurm:7.batch", "slurm:70.0"]
+    r = rtenv("env", "release", "--holder", "slurm:7.*")
+    assert_ok(r)
+    assert "released 2 reference(s) of slurm:7.*" in r.stdout, r.stdout
+    assert holders(env_list(rtenv)) == ["slurm:70.0"]
+    r = rtenv("env", "release", "--holder", "slurm:70.0")
+    assert_ok(r)
+    assert holders(env_list(rtenv)) == []
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["env", "create", "--holder", "a b", "-e", "{}"], "--holder"),
+    (["env", "create", "--holder", "slurm:1.*", "-e", "{}"], "--holder"),
+    (["env", "create", "--holder", "h", "--job", "j", "-e", "{}"], "excludes"),
+    (["env", "create", "--print-exports", "--json", "-e", "{}"], "excludes"),
+    (["env", "create", "--print-exports", "--no-install", "-e", "{}"], "excludes"),
+    (["env", "release"], "--job"),
+    (["env", "release", "--job", "j", "--holder", "h"], "excludes"),
+])
+def test_holder_options_are_checked(rtenv, args, needle):
+    r = rtenv(*args)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert needle in r.stderr, r.stderr
+
+
+def test_print_exports_refuses_a_value_a_line_cannot_carry(rtenv, agent, tmp_path):
+    r = rtenv("env", "create", "--holder", "slurm:9.0", "--print-exports", "-e",
+              json.dumps({"env_vars": {"MULTI": "one\ntwo"}}))
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    assert "MULTI" in r.stderr and "line break" in r.stderr, r.stderr
+    assert r.stdout == ""
+    # The reference it took for nothing was given back.
+    assert holders(env_list(rtenv)) == []
+
+
+def test_a_home_that_belongs_to_another_user_is_refused(rtenv):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run rtenv as another user")
+    import pwd
+    import shutil
+    import tempfile
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody'")
+    probe = subprocess.run(["runuser", "-u", "nobody", "--", rtenv.binary, "--version"],
+                           capture_output=True, text=True, timeout=30)
+    if probe.returncode != 0:
+        pytest.skip(f"the rtenv binary cannot run as nobody here: {probe.stderr.strip()}")
+    # A directory every user may write to (as /var/tmp on a node), where another user (root here)
+    # made nobody's home first.
+    shared = Path(tempfile.mkdtemp(prefix="rtenv-shared-", dir="/tmp"))
+    try:
+        shared.chmod(0o1777)
+        squatted = shared / "rtenv-nobody"
+        squatted.mkdir()
+        squatted.chmod(0o777)
+        r = subprocess.run(
+            ["runuser", "-u", "nobody", "--", rtenv.binary, "env", "list"],
+            env={**rtenv.env, "RTENV_HOME": str(squatted), "HOME": str(shared)},
+            capture_output=True, text=True, timeout=30)
+        assert r.returncode == 3, (r.returncode, r.stdout, r.stderr)
+        assert "belongs to another user" in r.stderr, r.stderr
+        assert f"uid {nobody.pw_uid}" in r.stderr, r.stderr
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

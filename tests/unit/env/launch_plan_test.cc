@@ -118,6 +118,47 @@ TEST(LaunchPlanTest, MalformedJsonIsRefusedNamingWhat) {
   }
 }
 
+TEST(LaunchPlanTest, TaskPrologLinesAreWhatThePlanChanges) {
+  LaunchPlan plan;
+  plan.prepend("PATH", {"/venv/bin"});
+  plan.set("KEEP", "same");
+  plan.set("NEW", "a b=c $HOME");
+  EnvOp unset;
+  unset.kind = EnvOp::Kind::kUnset;
+  unset.name = "GONE";
+  plan.env.push_back(unset);
+  plan.cwd = "/home/pkgs/abc";
+  auto lines = task_prolog_lines(plan, {{"PATH", "/usr/bin"}, {"KEEP", "same"}, {"GONE", "1"}});
+  ASSERT_TRUE(lines.ok()) << lines.error().message();
+  // Changed and new variables by name (values verbatim: TaskProlog takes the rest of the line),
+  // the cwd as RTENV_WORKING_DIR, then what the plan removes.
+  EXPECT_EQ(*lines,
+            (std::vector<std::string>{"export NEW=a b=c $HOME", "export PATH=/venv/bin:/usr/bin",
+                                      "export RTENV_WORKING_DIR=/home/pkgs/abc", "unset GONE"}));
+  // Nothing changes: no lines.
+  auto none = task_prolog_lines(LaunchPlan{}, {{"PATH", "/usr/bin"}});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+TEST(LaunchPlanTest, TaskPrologLinesRefuseWhatALineCannotCarry) {
+  LaunchPlan newline;
+  newline.set("MULTI", "one\ntwo");
+  auto r = task_prolog_lines(newline, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("MULTI"), std::string::npos) << r.error().message();
+  LaunchPlan bad_name;
+  bad_name.set("A-B", "x");
+  r = task_prolog_lines(bad_name, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("A-B"), std::string::npos) << r.error().message();
+  LaunchPlan wrapped;
+  wrapped.wrapper = {"/usr/bin/bwrap", "--"};
+  r = task_prolog_lines(wrapped, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message().find("wrapper"), std::string::npos) << r.error().message();
+}
+
 // The same vectors python/tests/test_launch_plan.py checks: both appliers agree.
 TEST(LaunchPlanTest, SharedVectors) {
   std::ifstream in(std::string(RTENV_TEST_DATA_DIR) + "/launch_plan/apply.json");
