@@ -13,6 +13,9 @@ apt_packages=(
   # scripts/fuzz.sh: clang, and libFuzzer with clang's sanitizer runtimes, which Debian 12 ships
   # in libclang-rt-14-dev (only recommended by clang-14, so not installed without it here).
   clang libclang-rt-14-dev
+  # tests/slurm and bench/slurm: a real Slurm (controller, two node daemons on this host) with
+  # munge, and the SPANK header the plugin builds against. Nothing of it starts by itself.
+  slurmctld slurmd slurm-client munge libslurm-dev
 )
 
 missing=()

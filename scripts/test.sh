@@ -39,6 +39,9 @@ if [ -d tests/cluster ]; then
   RTENV_BIN=$PWD/build/src/cli/rtenv python3 -m pytest -q tests/cluster
 fi
 
+echo "== Slurm tests (a real Slurm on this host: slurmctld, munged, two slurmd)"
+RTENV_BIN=$PWD/build/src/cli/rtenv python3 -m pytest -q tests/slurm
+
 if [ -d python/tests ] || [ -d tests/ray ]; then
   echo "== Python package and Ray"
   RTENV_BIN=$PWD/build/src/cli/rtenv python3 -m pytest -q $(ls -d python/tests tests/ray 2>/dev/null)
