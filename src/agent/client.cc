@@ -155,6 +155,7 @@ Result<std::unique_ptr<AgentClient>> AgentClient::connect(const env::Home& home,
     return make(std::move(channel));
   }
   auto client = make(std::move(channel));
+  if (options.any_config) return client;
   // An agent that is already running may have been started with another configuration than
   // this caller's (a changed variable or config.json).
   auto status = client->status();

@@ -26,6 +26,11 @@ struct ConnectOptions {
   /// Told of an agent kept with another configuration than the caller's; empty: printed to
   /// stderr as "rtenv: warning: ...".
   std::function<void(const std::string&)> warn;
+  /// The caller only reads or gives back references (env list, env release): any running
+  /// agent's configuration will do, and one is never restarted for it (an engine's release hook
+  /// runs with another environment than its jobs, and restarting their agent for it would race
+  /// with them).
+  bool any_config = false;
 };
 
 /// What an agent says about itself (Ping).

@@ -40,11 +40,13 @@ std::string age(int64_t ms) {
 
 bool g_agent_verbose = false;
 
-Result<std::unique_ptr<agent::AgentClient>> connect(env::Home* home_out, bool start = true) {
+Result<std::unique_ptr<agent::AgentClient>> connect(env::Home* home_out, bool start = true,
+                                                    bool any_config = false) {
   RTENV_ASSIGN_OR_RETURN(env::Home home, open_home());
   *home_out = home;
   agent::ConnectOptions options;
   options.start = start;
+  options.any_config = any_config;
   if (!start) options.warn = [](const std::string&) {};  // stopping it anyway
   if (g_agent_verbose) {
     options.note = [](const std::string& line) {
@@ -165,7 +167,7 @@ int env_create_command(const EnvCreateArgs& args) {
 
 int env_release_command(const std::string& job_id, const std::string& holder) {
   env::Home home;
-  auto client = connect(&home);
+  auto client = connect(&home, /*start=*/true, /*any_config=*/true);
   if (!client) return fail(kExitSetup, client.error().message());
   if (holder.empty()) {
     auto n = (*client)->release_holder("job:" + job_id);
@@ -199,7 +201,7 @@ int env_release_command(const std::string& job_id, const std::string& holder) {
 
 int env_list_command(bool json) {
   env::Home home;
-  auto client = connect(&home);
+  auto client = connect(&home, /*start=*/true, /*any_config=*/true);
   if (!client) return fail(kExitSetup, client.error().message());
   auto info = (*client)->info();
   if (!info) return fail(kExitSetup, info.error().message());

@@ -156,6 +156,23 @@ def test_a_busy_agent_is_not_restarted_for_another_configuration(rtenv, tmp_path
     assert wait_gone(pid)
 
 
+def test_listing_and_releasing_never_restart_the_agent(rtenv):
+    # An engine's release hook (a Slurm epilog) runs with another environment than the jobs that
+    # started the node's agent: it uses the agent as it is, without a word.
+    assert_ok(rtenv("gc", env={"RTENV_CACHE_LIMIT": "5G"}))
+    pid = status(rtenv, env={"RTENV_CACHE_LIMIT": "5G"})["pid"]
+    for args in (["env", "list"], ["env", "release", "--holder", "slurm:1.*"],
+                 ["env", "release", "--job", "j"]):
+        p = rtenv(*args)
+        assert_ok(p)
+        assert "warning" not in p.stderr and "restart" not in p.stderr, p.stderr
+    assert status(rtenv, env={"RTENV_CACHE_LIMIT": "5G"})["pid"] == pid
+    # What acts on the configuration (gc) still restarts it.
+    p = rtenv("gc", "-v")
+    assert_ok(p)
+    assert "restarted it with this one" in p.stderr, p.stderr
+
+
 def test_an_agent_started_by_hand_is_kept_with_a_warning(rtenv, agent_factory):  # noqa: F811
     agent = agent_factory(env={"RTENV_CACHE_LIMIT": "1K"})
     p = rtenv("gc")
