@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE.parent / "e2e"))
 
-from pyindex import PackageIndex, build_wheel, find_uv  # noqa: E402
+from pyindex import PackageIndex, build_wheel, find_uv, logging_uv  # noqa: E402
 from slurmcluster import NODES, SlurmCluster, SlurmUnavailable, missing_programs  # noqa: E402
 
 REPO = HERE.parents[1]
@@ -58,8 +58,17 @@ class Slurm:
         # test interpreter and its uv for envs (the nodes get them through the job's environment).
         self.env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("RTENV_", "PYTHON", "PIP_", "UV_", "SLURM_"))}
+        # uv through a stand-in that logs its calls: the tests count the venv installs.
+        uv, self.uv_log = logging_uv(root, find_uv(PY))
         self.env.update(RTENV_HOME=str(self.submit_home), RTENV_PYTHON=PY,
-                        RTENV_UV=find_uv(PY), UV_HTTP_RETRIES="0")
+                        RTENV_UV=str(uv), UV_HTTP_RETRIES="0")
+
+    def venv_installs(self) -> int:
+        """How many `uv pip install` have run so far, on the nodes and the submitting side."""
+        if not self.uv_log.exists():
+            return 0
+        return sum(1 for line in self.uv_log.read_text().splitlines()
+                   if line.startswith("pip install"))
 
     def node_home(self, node: str) -> Path:
         return self.root / "nodes" / node / "root"
@@ -157,6 +166,6 @@ def index(tmp_path_factory):
     """A package index with versions of `slurmpkg`, which conflict."""
     out = tmp_path_factory.mktemp("dists")
     with PackageIndex() as ix:
-        for v in ("1.0", "2.0", "3.0"):
+        for v in ("1.0", "1.1", "2.0", "3.0"):
             ix.add(build_wheel(out, "slurmpkg", v))
         yield ix

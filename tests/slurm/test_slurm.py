@@ -95,10 +95,14 @@ def check_reports(found: list[dict], version: str, nodes=NODES) -> None:
 
 def test_srun_two_nodes_get_the_same_env(slurm, index, tmp_path):
     wd = project(tmp_path)
-    r = slurm.run(["srun", "-N2", f"--runtime-env={json.dumps(spec(index, '1.0', wd))}",
+    installs = slurm.venv_installs()
+    # slurmpkg 1.1 is in no other test's env: both nodes need its venv at once.
+    r = slurm.run(["srun", "-N2", f"--runtime-env={json.dumps(spec(index, '1.1', wd))}",
                    "python3", "-c", REPORT], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    check_reports(reports(r.stdout), "1.0")
+    check_reports(reports(r.stdout), "1.1")
+    # Built once for the cluster (the shared store): one node installed it, the other fetched it.
+    assert slurm.venv_installs() - installs == 1
     # The step's references were given back on both nodes when it ended.
     wait_no_slurm_holders(slurm)
 
