@@ -6,7 +6,6 @@
 #include <cstdio>
 #include <ctime>
 #include <map>
-#include <set>
 #include <string_view>
 #include <thread>
 
@@ -56,63 +55,13 @@ Result<std::unique_ptr<agent::AgentClient>> connect(env::Home* home_out, bool st
   return agent::AgentClient::connect(home, options);
 }
 
-// `env create --no-install`: what a submitting side does before handing an env to an engine
-// whose nodes install it (their agents fetch from the store): the same packing and locking as
-// `env create`, without asking this machine's agent for anything.
-// What preparing an env says: warnings always, the rest (what was solved, packed) with -v.
-env::SetupReporter stderr_reporter(bool verbose) {
-  return [verbose](const std::string& line) {
-    if (verbose || line.starts_with("warning:")) std::fprintf(stderr, "rtenv: %s\n", line.c_str());
-  };
-}
-
-int env_resolve(const spec::RuntimeEnv& env, const env::Home& home_value,
-                const env::Registry& registry, bool json, bool verbose) {
-  const env::Home* home = &home_value;
-  auto store = open_any_store(home->store_url());
-  if (!store)
-    return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
-  env::UploadOptions upload;
-  upload.report = stderr_reporter(verbose);
-  env::add_remote_sources(*home, &upload);
-  auto resolved = env::upload_local(env, *home, **store, registry, upload);
-  if (!resolved) return fail(kExitSetup, "setup failed: " + resolved.error().message());
-  if (json) {
-    nlohmann::json j = {{"env_id", resolved->id().hex()},
-                        {"runtime_env", nlohmann::json::parse(resolved->canonical())}};
-    std::printf("%s\n", j.dump().c_str());
-  } else {
-    std::printf("%s\n", resolved->canonical().c_str());
-  }
-  return 0;
-}
-
 }  // namespace
 
 int env_create_command(const EnvCreateArgs& args) {
-  auto home_or = open_home();
-  if (!home_or) return fail(kExitSetup, "setup failed: " + home_or.error().message());
-  // Plugin fields are known to validation once the registry is built.
-  auto registry = env::Registry::standard(*home_or);
-  if (!registry) return fail(kExitUsage, registry.error().message());
-  auto parsed = spec::RuntimeEnv::load(args.runtime_env);
-  if (!parsed) return fail(kExitUsage, parsed.error().message());
-  if (auto v = env::validate_fields(*parsed, **registry, *home_or); !v) {
-    bool invalid = v.error().code() == ErrorCode::kInvalidArgument;
-    return fail(invalid ? kExitUsage : kExitSetup, v.error().message());
-  }
-  for (const auto& w : parsed->warnings()) std::fprintf(stderr, "rtenv: warning: %s\n", w.c_str());
-  if (!args.holder.empty()) {
-    bool printable = args.holder.size() <= 200 &&
-                     std::all_of(args.holder.begin(), args.holder.end(),
-                                 [](char c) { return c > ' ' && c < 0x7f && c != '*'; });
-    if (!printable) {
-      return fail(kExitUsage,
-                  "--holder: at most 200 printable characters, no spaces and no '*' "
-                  "(such as slurm:<job>.<step>)");
-    }
-  }
-  if (args.no_install) return env_resolve(*parsed, *home_or, **registry, args.json, args.verbose);
+  if (args.no_install) return env_resolve_command(args);
+  LoadedEnv loaded;
+  if (int rc = load_env_for_create(args, &loaded)) return rc;
+  say_warnings(loaded.env);
   env::Home home;
   auto client = connect(&home);
   if (!client) return fail(kExitSetup, "setup failed: " + client.error().message());
@@ -120,9 +69,9 @@ int env_create_command(const EnvCreateArgs& args) {
   if (!store)
     return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
   env::UploadOptions upload;
-  upload.report = stderr_reporter(args.verbose);
+  upload.report = setup_reporter(args.verbose);
   env::add_remote_sources(home, &upload);
-  auto resolved = env::upload_local(*parsed, home, **store, **registry, upload);
+  auto resolved = env::upload_local(loaded.env, home, **store, *loaded.registry, upload);
   if (!resolved) return fail(kExitSetup, "setup failed: " + resolved.error().message());
   std::string holder = !args.holder.empty()  ? args.holder
                        : args.job_id.empty() ? agent::process_holder(::getpid())
@@ -181,13 +130,15 @@ int env_release_command(const std::string& job_id, const std::string& holder) {
     std::string prefix = holder.substr(0, holder.size() - 1);
     auto info = (*client)->info();
     if (!info) return fail(kExitSetup, info.error().message());
-    std::set<std::string> found;
+    holders.clear();
     for (const auto& e : info->envs()) {
       for (const auto& h : e.holders()) {
-        if (h.starts_with(prefix)) found.insert(h);
+        if (h.starts_with(prefix) &&
+            std::find(holders.begin(), holders.end(), h) == holders.end()) {
+          holders.push_back(h);
+        }
       }
     }
-    holders.assign(found.begin(), found.end());
   }
   uint32_t released = 0;
   for (const auto& h : holders) {

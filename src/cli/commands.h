@@ -69,6 +69,23 @@ struct EnvCreateArgs {
 };
 /// `rtenv env create`: make an env ready on this node for a job (eager install).
 int env_create_command(const EnvCreateArgs& args);
+/// `rtenv env create --no-install`: pack and lock, print the resolved env (the lean front serves
+/// it unless there are archives or URLs to fetch, or a network store).
+int env_resolve_command(const EnvCreateArgs& args);
+
+/// What `env create` reads first: the home, the fields, the env validated.
+struct LoadedEnv {
+  env::Home home;
+  std::shared_ptr<const env::Registry> registry;
+  spec::RuntimeEnv env;
+};
+/// Fills `out` from the command's arguments; returns 0, or the exit status having said why.
+int load_env_for_create(const EnvCreateArgs& args, LoadedEnv* out);
+/// Prints the env's warnings on stderr ("rtenv: warning: ...").
+void say_warnings(const spec::RuntimeEnv& env);
+/// What preparing an env says on stderr: warnings always, the rest (what was solved, packed)
+/// when `verbose`.
+env::SetupReporter setup_reporter(bool verbose);
 /// `rtenv env release --job ID | --holder HOLDER`: give the job's (or holder's) references back.
 /// A holder ending in `*` names every holder with that prefix (a Slurm job's steps).
 int env_release_command(const std::string& job_id, const std::string& holder);

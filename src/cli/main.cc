@@ -335,6 +335,10 @@ int real_main(int argc, char** argv) {
   }
   if (pack_cmd->parsed()) return pack_command(pack);
   if (lock_cmd->parsed()) return lock_command(lock);
+  if (create_cmd->parsed() && create.no_install) {
+    create.verbose = agent_verbose;
+    return env_resolve_command(create);
+  }
 #ifdef RTENV_FRONT
   (void)agent_stop_cmd;
   (void)agent_status_cmd;
