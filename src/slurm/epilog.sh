@@ -8,6 +8,8 @@
 #
 # Settings: as task_prolog.sh (RTENV, RTENV_NODE_HOME, RTENV_NODE_STORE).
 set -u
+# A job submitted with --export=NONE gives this script an empty environment.
+export PATH=${PATH:-/usr/local/bin:/usr/bin:/bin}
 rtenv=${RTENV:-/usr/local/bin/rtenv}
 user=${SLURM_JOB_USER:-$(id -nu "$SLURM_JOB_UID")}
 userhome=$(getent passwd "$user" | cut -d: -f6)

@@ -12,6 +12,8 @@
 # Settings (environment of slurmd, or edit here): RTENV (the binary), RTENV_NODE_HOME (the node's
 # RTENV_HOME: %u user, %n node), RTENV_NODE_STORE (the cluster store, if not the job's RTENV_STORE).
 set -u
+# A job submitted with --export=NONE gives this script an empty environment.
+export PATH=${PATH:-/usr/local/bin:/usr/bin:/bin}
 [ -n "${RTENV_TASK_ENV:-}" ] || exit 0
 rtenv=${RTENV:-/usr/local/bin/rtenv}
 if [ -n "${RTENV_NODE_HOME:-}" ]; then

@@ -135,3 +135,38 @@ def test_a_store_url_of_no_known_kind_names_every_kind_there_is(rtenv, tmp_path)
     for named in ("no foo:// store", "file:///abs/dir", "s3://bucket", "`rtenv store serve`"):
         assert named in p.stderr, p.stderr
     assert "secret" not in p.stderr
+
+
+def test_cmake_install_puts_the_programs_side_by_side(rtenv, rtenv_bin, tmp_path):
+    import json
+    import shutil
+    import subprocess
+    from pathlib import Path
+    build = Path(rtenv_bin).resolve().parents[2]
+    if not (build / "CMakeCache.txt").exists() or shutil.which("cmake") is None:
+        pytest.skip(f"{rtenv_bin} is not in a CMake build directory")
+    prefix = tmp_path / "prefix"
+    r = subprocess.run(["cmake", "--install", str(build), "--prefix", str(prefix)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for name in ("rtenv", "rtenv-full", "rtenv-agent"):
+        assert (prefix / "bin" / name).is_file(), name
+    for name in ("task_prolog.sh", "epilog.sh"):
+        assert (prefix / "share" / "rtenv" / "slurm" / name).is_file(), name
+    if (build / "src" / "slurm" / "rtenv_spank.so").exists():
+        assert (prefix / "lib" / "rtenv" / "rtenv_spank.so").is_file()
+    # The installed front finds the installed rtenv-full beside it (env create goes there).
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "a.txt").write_text("a")
+    installed = dict(rtenv.env)
+    r = subprocess.run([str(prefix / "bin" / "rtenv"), "env", "create", "--no-install", "--json",
+                        "-e", json.dumps({"working_dir": str(proj), "env_vars": {"A": "1"}})],
+                       env=installed, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["runtime_env"]["working_dir"].startswith("rtenv://sha256/")
+    r = subprocess.run([str(prefix / "bin" / "rtenv"), "env", "list", "--json"], env=installed,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    subprocess.run([str(prefix / "bin" / "rtenv"), "agent", "stop"], env=installed,
+                   capture_output=True, timeout=90)

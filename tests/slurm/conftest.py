@@ -143,7 +143,7 @@ def slurm(tmp_path_factory):
         gate = f"[ -e {root}/fallback-epilog ] || exit 0\n" if name == "epilog" else ""
         wrapper.write_text(f"#!/bin/bash\n{gate}export RTENV={binary} "
                            f"RTENV_NODE_HOME={root}/nodes/%n/%u RTENV_NODE_STORE={root}/store\n"
-                           f"exec bash {REPO}/src/slurm/{name}.sh\n")
+                           f"exec /bin/bash {REPO}/src/slurm/{name}.sh\n")
         wrapper.chmod(0o755)
         hooks.append(wrapper)
     cluster = SlurmCluster(root / "slurm", plugstack=plugstack,

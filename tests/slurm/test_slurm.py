@@ -298,3 +298,16 @@ def kill_step_and_cancel(slurm, job: str) -> None:
         except ProcessLookupError:
             pass
     assert slurm.run(["scancel", job]).returncode == 0
+
+
+def test_export_none_uses_the_inline_env_as_given(slurm, index, tmp_path):
+    # --export=NONE drops the resolved env from the job's environment: the nodes resolve the
+    # option's value themselves, which works for an env without local paths.
+    s = spec(index, "2.0")
+    r = slurm.run(["srun", "-N2", "--export=NONE", f"--runtime-env={json.dumps(s)}",
+                   "python3", "-c", "import os, slurmpkg; "
+                   "print('V', os.environ['SLURMD_NODENAME'], slurmpkg.__version__, "
+                   "os.environ['GREETING'])"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = sorted(line for line in r.stdout.splitlines() if line.startswith("V "))
+    assert lines == ["V n1 2.0 hello from rtenv", "V n2 2.0 hello from rtenv"], r.stdout
