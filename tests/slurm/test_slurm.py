@@ -80,6 +80,18 @@ def holders_of(slurm, job: str) -> dict[str, list[str]]:
     return {n: [h for h in slurm.holders(n) if h.startswith(f"slurm:{job}.")] for n in NODES}
 
 
+def wait_step_held(slurm, name: str, srun) -> str:
+    """Waits until the job `name` started by `srun` holds its env for step 0 on both nodes (and
+    nothing else); returns its id."""
+    job = job_named(slurm, name)
+    deadline = time.monotonic() + 120
+    while (held := holders_of(slurm, job)) != {n: [f"slurm:{job}.0"] for n in NODES}:
+        assert srun.poll() is None, srun.communicate()
+        assert time.monotonic() < deadline, f"holders after 120 s: {held}"
+        time.sleep(0.1)
+    return job
+
+
 def check_reports(found: list[dict], version: str, nodes=NODES) -> None:
     assert sorted(r["node"] for r in found) == sorted(nodes), found
     for r in found:
@@ -168,12 +180,7 @@ def test_scancel_releases_the_holders_on_both_nodes(slurm, index, tmp_path):
                      f"--runtime-env={json.dumps(spec(index, '1.0', wd))}",
                      "bash", "-c", "echo started; sleep 300"], cwd=tmp_path)
     try:
-        job = job_named(slurm, "to-cancel")
-        deadline = time.monotonic() + 120
-        while (held := holders_of(slurm, job)) != {n: [f"slurm:{job}.0"] for n in NODES}:
-            assert p.poll() is None, p.communicate()
-            assert time.monotonic() < deadline, f"holders after 120 s: {held}"
-            time.sleep(0.2)
+        job = wait_step_held(slurm, "to-cancel", p)
         r = slurm.run(["scancel", job])
         assert r.returncode == 0, r.stderr
         wait_no_slurm_holders(slurm)
@@ -245,12 +252,7 @@ def test_task_prolog_and_epilog_without_the_plugin(slurm, index, tmp_path):
                      f'cd "$RTENV_WORKING_DIR" && python3 -c "{REPORT}" && sleep 2'],
                     env={"RTENV_TASK_ENV": r.stdout.strip()}, cwd=tmp_path)
     try:
-        job = job_named(slurm, "fallback")
-        deadline = time.monotonic() + 120
-        while (held := holders_of(slurm, job)) != {n: [f"slurm:{job}.0"] for n in NODES}:
-            assert p.poll() is None, p.communicate()
-            assert time.monotonic() < deadline, f"holders after 120 s: {held}"
-            time.sleep(0.1)
+        job = wait_step_held(slurm, "fallback", p)
         out, err = p.communicate(timeout=120)
     finally:
         if p.poll() is None:
