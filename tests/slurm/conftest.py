@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -109,9 +111,15 @@ class Slurm:
         raise AssertionError(f"job {job} is {state or 'gone'}, not {states}, after {timeout} s")
 
     def stop_agents(self) -> None:
-        for n in NODES:
-            e = dict(self.env, RTENV_HOME=str(self.node_home(n)))
-            subprocess.run([self.binary, "agent", "stop"], env=e, capture_output=True, timeout=90)
+        """Stops every user's agent on both nodes (as that user)."""
+        for home in sorted(self.root.glob("nodes/*/*")):
+            e = dict(self.env, RTENV_HOME=str(home))
+            owner = home.stat().st_uid
+            argv = [self.binary, "agent", "stop"]
+            if owner != os.geteuid():
+                import pwd
+                argv = ["runuser", "-u", pwd.getpwuid(owner).pw_name, "--", *argv]
+            subprocess.run(argv, env=e, capture_output=True, timeout=90)
 
 
 @pytest.fixture(scope="session")
@@ -130,7 +138,14 @@ def slurm(tmp_path_factory):
         pytest.fail(f"the SPANK plugin is not at {plugin}: build it (it needs libslurm-dev, which "
                     "scripts/setup.sh installs) or set RTENV_SPANK", pytrace=False)
     # Short paths: the agents' sockets live in the homes (a socket path is at most 107 bytes).
-    root = Path(tmp_path_factory.mktemp("sl"))
+    # Open to every user, as a node's /var/tmp and a shared store are: one test submits as
+    # `nobody`. The store is a directory all users may write (on a real cluster: a group with
+    # setgid directories, or S3 / rtenv's blob server, docs/slurm.md).
+    root = Path(tempfile.mkdtemp(prefix="rtenv-slurm-", dir="/tmp"))
+    root.chmod(0o755)
+    for shared in ("store", "nodes", *(f"nodes/{n}" for n in NODES)):
+        (root / shared).mkdir(mode=0o1777)
+        (root / shared).chmod(0o1777)
     plugstack = (f"required {plugin} rtenv={binary} home={root}/nodes/%n/%u "
                  f"RTENV_STORE={root}/store\n")
     # The plugin-less way (docs/slurm.md): the shipped TaskProlog and Epilog, with the same
@@ -159,6 +174,7 @@ def slurm(tmp_path_factory):
     finally:
         cluster.stop()
         s.stop_agents()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

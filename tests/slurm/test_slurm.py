@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -313,3 +314,74 @@ def test_export_none_uses_the_inline_env_as_given(slurm, index, tmp_path):
     assert r.returncode == 0, r.stderr
     lines = sorted(line for line in r.stdout.splitlines() if line.startswith("V "))
     assert lines == ["V n1 2.0 hello from rtenv", "V n2 2.0 hello from rtenv"], r.stdout
+
+
+def test_a_job_runs_and_releases_as_its_own_user(slurm):
+    """A job of an unprivileged user: its node homes are that user's alone, and the exit hooks
+    (which Slurm runs as root) give its references back as that user."""
+    import pwd
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user 'nobody'")
+    # What the user submits from (readable by them), their own submitting home, and a store that
+    # every user may write (as a shared filesystem store set up for several users is).
+    proj = slurm.root / "nobody-project"
+    proj.mkdir()
+    (proj / "data.txt").write_text("nobody's data")
+    proj.chmod(0o755)
+    home = slurm.root / "nobody-submit"
+    home.mkdir()
+    os.chown(home, nobody.pw_uid, nobody.pw_gid)
+    subprocess.run(["chmod", "-R", "a+rwX", str(slurm.store)], check=True)
+    s = json.dumps({"working_dir": str(proj), "env_vars": {"WHO": "set by rtenv"}})
+    env = {"HOME": str(home), "RTENV_HOME": str(home)}
+
+    def as_nobody(node: str, *args: str) -> subprocess.CompletedProcess:
+        e = dict(slurm.env, RTENV_HOME=str(slurm.root / "nodes" / node / "nobody"),
+                 RTENV_STORE=str(slurm.store), HOME=str(home))
+        return subprocess.run(["runuser", "-u", "nobody", "--", slurm.binary, *args], env=e,
+                              capture_output=True, text=True, timeout=90)
+
+    srun = slurm.popen(["runuser", "-u", "nobody", "--", "srun", "-N2", "--job-name=as-nobody",
+                        f"--runtime-env={s}", "bash", "-c",
+                        'echo "RUN|$(id -un)|$SLURMD_NODENAME|$WHO|$(cat data.txt)|$PWD"; '
+                        "sleep 4"], env=env, cwd=slurm.root)
+    try:
+        job = job_named(slurm, "as-nobody")
+        deadline = time.monotonic() + 60
+        while not all(f"slurm:{job}.0" in [h for e in json.loads(as_nobody(n, "env", "list",
+                                                                          "--json").stdout)["envs"]
+                                           for h in e["holders"]] for n in NODES):
+            assert time.monotonic() < deadline and srun.poll() is None, srun.stderr
+            time.sleep(0.2)
+        # With nobody's agents stopped, the release at step end (run from a hook Slurm runs as
+        # root) must start them again: as nobody, or the test sees a root-owned agent.
+        for n in NODES:
+            assert as_nobody(n, "agent", "stop").returncode == 0
+        out, err = srun.communicate(timeout=120)
+    finally:
+        if srun.poll() is None:
+            srun.kill()
+    assert srun.returncode == 0, err
+    runs = sorted(line.split("|")[1:] for line in out.splitlines() if line.startswith("RUN|"))
+    assert [x[:4] for x in runs] == [["nobody", n, "set by rtenv", "nobody's data"]
+                                     for n in NODES], out
+    deadline = time.monotonic() + 30
+    for _, node, _, _, cwd in runs:
+        node_home = slurm.root / "nodes" / node / "nobody"
+        assert cwd.startswith(str(node_home / "pkgs")), cwd
+        st = node_home.stat()
+        assert (st.st_uid, st.st_mode & 0o777) == (nobody.pw_uid, 0o700)
+        while f"slurm:{job}.0 on {node}: released 1 reference" not in slurm.cluster.slurmd_log(node):
+            assert time.monotonic() < deadline, slurm.cluster.slurmd_log(node)[-2000:]
+            time.sleep(0.2)
+        status = json.loads(as_nobody(node, "agent", "status", "--json").stdout)
+        assert status["running"], status
+        uid = [line.split()[1] for line in Path(f"/proc/{status['pid']}/status").read_text()
+               .splitlines() if line.startswith("Uid:")]
+        assert uid == [str(nobody.pw_uid)], (node, uid)
+        assert (node_home / "agent.sock").stat().st_uid == nobody.pw_uid
+        held = [h for e in json.loads(as_nobody(node, "env", "list", "--json").stdout)["envs"]
+                for h in e["holders"]]
+        assert held == [], (node, held)
