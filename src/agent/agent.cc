@@ -484,6 +484,8 @@ Result<Agent::Info> Agent::info() {
   }
   for (const auto& r : out.resources) {
     out.process_leases.push_back(static_cast<uint32_t>(cache_.process_leases(r.uri)));
+    const env::ResourceKind* kind = cache_.kind_of(r.uri);
+    out.paths.push_back(kind ? kind->dir_of(r.uri).string() : std::string());
     out.cache_bytes += r.size_bytes;
   }
   return out;

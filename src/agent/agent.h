@@ -109,6 +109,7 @@ class Agent {
     std::vector<EnvRow> envs;
     std::vector<ResourceRow> resources;
     std::vector<uint32_t> process_leases;  ///< per resource
+    std::vector<std::string> paths;        ///< per resource: its directory on this node
     uint64_t cache_bytes = 0;
   };
   Result<Info> info();

@@ -140,6 +140,7 @@ class Service final : public pb::RuntimeEnvAgent::Service {
       pe->set_state(e.state);
       pe->set_error_message(e.error);
       pe->set_job_id(e.job_id);
+      pe->set_summary(e.summary);
       pe->set_created_ms(e.created_ms);
       pe->set_last_used_ms(e.last_used_ms);
       for (const auto& h : e.holders) pe->add_holders(h);
@@ -165,6 +166,7 @@ class Service final : public pb::RuntimeEnvAgent::Service {
       pr->set_last_used_ms(r.last_used_ms);
       pr->set_env_references(r.env_references);
       pr->set_process_leases(info->process_leases[i]);
+      pr->set_path(info->paths[i]);
     }
     reply->set_cache_bytes(info->cache_bytes);
     reply->set_high_watermark_bytes(agent_.options().cache_high_bytes);

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -150,7 +151,64 @@ int env_release_command(const std::string& job_id, const std::string& holder) {
   return 0;
 }
 
-int env_list_command(bool json) {
+namespace {
+
+// The top-level keys of an env's summary (what it contains), in the summary's order.
+std::vector<std::string> fields_of(const std::string& summary) {
+  std::vector<std::string> out;
+  auto j = nlohmann::json::parse(summary, nullptr, /*allow_exceptions=*/false);
+  if (j.is_object()) {
+    for (const auto& [k, _] : j.items()) out.push_back(k);
+  }
+  return out;
+}
+
+nlohmann::json env_json(const rtenv::agent::v1::EnvInfo& e) {
+  nlohmann::json timings = nlohmann::json::array();
+  for (const auto& t : e.timings()) timings.push_back({{"phase", t.phase()}, {"ms", t.ms()}});
+  auto summary = nlohmann::json::parse(e.summary(), nullptr, /*allow_exceptions=*/false);
+  return {
+      {"env_id", e.env_id()},
+      {"state", e.state()},
+      {"error", e.error_message()},
+      {"job_id", e.job_id()},
+      {"fields", fields_of(e.summary())},
+      {"runtime_env", summary.is_discarded() ? nlohmann::json() : summary},
+      {"holders", std::vector<std::string>(e.holders().begin(), e.holders().end())},
+      {"resources", std::vector<std::string>(e.resource_uris().begin(), e.resource_uris().end())},
+      {"created_ms", e.created_ms()},
+      {"last_used_ms", e.last_used_ms()},
+      {"timings", timings}};
+}
+
+nlohmann::json resource_json(const rtenv::agent::v1::ResourceInfo& r) {
+  return {{"uri", r.uri()},
+          {"kind", r.kind()},
+          {"path", r.path()},
+          {"size_bytes", r.size_bytes()},
+          {"env_references", r.env_references()},
+          {"process_leases", r.process_leases()},
+          {"created_ms", r.created_ms()},
+          {"last_used_ms", r.last_used_ms()}};
+}
+
+std::string fit(const std::string& text, size_t width, bool wide) {
+  if (wide || text.size() <= width) return text;
+  return text.substr(0, width - 1) + "…";
+}
+
+// The agent's log an env's lines go to (Agent::log): logs/job-<job>.log, or logs/agent.log.
+std::filesystem::path log_of(const env::Home& home, const std::string& job_id) {
+  std::string name = job_id.empty() ? "agent" : "job-" + job_id;
+  for (auto& c : name) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
+  }
+  return home.logs() / (name + ".log");
+}
+
+}  // namespace
+
+int env_list_command(bool json, bool wide) {
   env::Home home;
   auto client = connect(&home, /*start=*/true, /*any_config=*/true);
   if (!client) return fail(kExitSetup, client.error().message());
@@ -158,29 +216,8 @@ int env_list_command(bool json) {
   if (!info) return fail(kExitSetup, info.error().message());
   if (json) {
     nlohmann::json envs = nlohmann::json::array(), resources = nlohmann::json::array();
-    for (const auto& e : info->envs()) {
-      nlohmann::json timings = nlohmann::json::array();
-      for (const auto& t : e.timings()) timings.push_back({{"phase", t.phase()}, {"ms", t.ms()}});
-      envs.push_back({{"env_id", e.env_id()},
-                      {"state", e.state()},
-                      {"error", e.error_message()},
-                      {"job_id", e.job_id()},
-                      {"holders", std::vector<std::string>(e.holders().begin(), e.holders().end())},
-                      {"resources", std::vector<std::string>(e.resource_uris().begin(),
-                                                             e.resource_uris().end())},
-                      {"created_ms", e.created_ms()},
-                      {"last_used_ms", e.last_used_ms()},
-                      {"timings", timings}});
-    }
-    for (const auto& r : info->resources()) {
-      resources.push_back({{"uri", r.uri()},
-                           {"kind", r.kind()},
-                           {"size_bytes", r.size_bytes()},
-                           {"env_references", r.env_references()},
-                           {"process_leases", r.process_leases()},
-                           {"created_ms", r.created_ms()},
-                           {"last_used_ms", r.last_used_ms()}});
-    }
+    for (const auto& e : info->envs()) envs.push_back(env_json(e));
+    for (const auto& r : info->resources()) resources.push_back(resource_json(r));
     nlohmann::json j = {{"envs", envs},
                         {"resources", resources},
                         {"cache_bytes", info->cache_bytes()},
@@ -189,17 +226,25 @@ int env_list_command(bool json) {
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("%-14s %-9s %-8s %-10s %s\n", "ENV", "STATE", "HOLDERS", "LAST USED", "RESOURCES");
+  size_t id_width = wide ? 64 : 12;
+  std::printf("%-*s %-9s %-8s %-10s %-9s %s\n", static_cast<int>(id_width), "ENV", "STATE",
+              "HOLDERS", "LAST USED", "RESOURCES", "FIELDS");
   for (const auto& e : info->envs()) {
-    std::printf("%-14s %-9s %-8d %-10s %d%s\n", e.env_id().substr(0, 12).c_str(), e.state().c_str(),
-                e.holders_size(), age(e.last_used_ms()).c_str(), e.resource_uris_size(),
-                e.error_message().empty() ? "" : ("  " + e.error_message()).c_str());
+    std::string fields = fmt::format("{}", fmt::join(fields_of(e.summary()), ","));
+    std::printf("%-*s %-9s %-8d %-10s %-9d %s%s\n", static_cast<int>(id_width),
+                e.env_id().substr(0, id_width).c_str(), e.state().c_str(), e.holders_size(),
+                age(e.last_used_ms()).c_str(), e.resource_uris_size(),
+                fields.empty() ? "-" : fields.c_str(),
+                e.error_message().empty() ? "" : ("  " + fit(e.error_message(), 60, wide)).c_str());
   }
-  std::printf("\n%-30s %-12s %10s %8s %7s %s\n", "RESOURCE", "KIND", "SIZE", "ENV REFS", "LEASES",
-              "LAST USED");
+  size_t uri_width = wide ? 0 : 30;
+  std::string uri_header = wide ? "RESOURCE" : fmt::format("{:<30}", "RESOURCE");
+  std::printf("\n%s %-12s %10s %8s %7s %s\n", uri_header.c_str(), "KIND", "SIZE", "ENV REFS",
+              "LEASES", "LAST USED");
   for (const auto& r : info->resources()) {
-    std::string uri = r.uri().size() > 30 ? r.uri().substr(0, 29) + "…" : r.uri();
-    std::printf("%-30s %-12s %10s %8u %7u %s\n", uri.c_str(), r.kind().c_str(),
+    std::string uri =
+        wide ? r.uri() : fmt::format("{:<{}}", fit(r.uri(), uri_width, false), uri_width);
+    std::printf("%s %-12s %10s %8u %7u %s\n", uri.c_str(), r.kind().c_str(),
                 pack::format_bytes(r.size_bytes()).c_str(), r.env_references(), r.process_leases(),
                 age(r.last_used_ms()).c_str());
   }
@@ -207,6 +252,79 @@ int env_list_command(bool json) {
               pack::format_bytes(info->cache_bytes()).c_str(),
               pack::format_bytes(info->high_watermark_bytes()).c_str(),
               pack::format_bytes(info->low_watermark_bytes()).c_str());
+  return 0;
+}
+
+int env_show_command(const std::string& id, bool json) {
+  env::Home home;
+  auto client = connect(&home, /*start=*/true, /*any_config=*/true);
+  if (!client) return fail(kExitSetup, client.error().message());
+  auto info = (*client)->info();
+  if (!info) return fail(kExitSetup, info.error().message());
+  std::vector<const rtenv::agent::v1::EnvInfo*> found;
+  for (const auto& e : info->envs()) {
+    if (!id.empty() && e.env_id().starts_with(id)) found.push_back(&e);
+  }
+  if (found.empty()) {
+    return fail(kExitUsage,
+                fmt::format("no env {} on this node (`rtenv env list` shows them)", id));
+  }
+  if (found.size() > 1) {
+    return fail(kExitUsage,
+                fmt::format("{} envs start with {}: give more of the id", found.size(), id));
+  }
+  const auto& e = *found.front();
+  std::map<std::string, const rtenv::agent::v1::ResourceInfo*> by_uri;
+  for (const auto& r : info->resources()) by_uri[r.uri()] = &r;
+  std::filesystem::path log = log_of(home, e.job_id());
+  if (json) {
+    nlohmann::json j = env_json(e);
+    nlohmann::json resources = nlohmann::json::array();
+    for (const auto& uri : e.resource_uris()) {
+      auto it = by_uri.find(uri);
+      resources.push_back(it == by_uri.end() ? nlohmann::json{{"uri", uri}}
+                                             : resource_json(*it->second));
+    }
+    j["resources"] = resources;
+    j["log"] = log.string();
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  std::printf("env:        %s\n", e.env_id().c_str());
+  std::printf("state:      %s%s\n", e.state().c_str(),
+              e.error_message().empty() ? "" : (": " + e.error_message()).c_str());
+  auto summary = nlohmann::json::parse(e.summary(), nullptr, /*allow_exceptions=*/false);
+  std::printf("fields:     %s\n",
+              fmt::format("{}", fmt::join(fields_of(e.summary()), ", ")).c_str());
+  if (!summary.is_discarded()) {
+    std::string text = summary.dump(2);
+    for (auto pos = text.find('\n'); pos != std::string::npos; pos = text.find('\n', pos + 1)) {
+      text.insert(pos + 1, "  ");
+      pos += 2;
+    }
+    std::printf("runtime_env (env_vars values hidden):\n  %s\n", text.c_str());
+  }
+  std::printf("holders:    %s\n", e.holders().empty()
+                                      ? "none"
+                                      : fmt::format("{}", fmt::join(e.holders(), ", ")).c_str());
+  std::printf("created:    %s; last used %s\n", age(e.created_ms()).c_str(),
+              age(e.last_used_ms()).c_str());
+  std::printf("resources:\n");
+  for (const auto& uri : e.resource_uris()) {
+    auto it = by_uri.find(uri);
+    if (it == by_uri.end()) {
+      std::printf("  %s (not on this node now)\n", uri.c_str());
+      continue;
+    }
+    const auto& r = *it->second;
+    std::printf("  %s (%s, %s)\n    %s\n", uri.c_str(), r.kind().c_str(),
+                pack::format_bytes(r.size_bytes()).c_str(), r.path().c_str());
+  }
+  if (e.timings_size() > 0) {
+    std::printf("timings:\n");
+    for (const auto& t : e.timings()) std::printf("  %8.1f ms  %s\n", t.ms(), t.phase().c_str());
+  }
+  std::printf("log:        %s\n", log.c_str());
   return 0;
 }
 

@@ -89,8 +89,12 @@ env::SetupReporter setup_reporter(bool verbose);
 /// `rtenv env release --job ID | --holder HOLDER`: give the job's (or holder's) references back.
 /// A holder ending in `*` names every holder with that prefix (a Slurm job's steps).
 int env_release_command(const std::string& job_id, const std::string& holder);
-/// `rtenv env list`: envs and resources with their references, sizes and timings.
-int env_list_command(bool json);
+/// `rtenv env list`: envs (with the fields each holds) and resources with their references,
+/// sizes and timings; `wide`: ids and URIs whole.
+int env_list_command(bool json, bool wide);
+/// `rtenv env show ID`: one env whole (ID may be a unique prefix): its runtime_env (env_vars
+/// values hidden), holders, resources with sizes and paths, timings, the agent's log of it.
+int env_show_command(const std::string& id, bool json);
 /// `rtenv gc`: evict unused resources down to the cache's low watermark.
 int gc_command(bool dry_run, bool json);
 /// `rtenv agent stop`: asks the agent to stop and waits (bounded) until its process is gone.

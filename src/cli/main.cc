@@ -243,6 +243,17 @@ int real_main(int argc, char** argv) {
   auto* list_cmd = env_cmd->add_subcommand(
       "list", "Envs and resources on this node: state, holders, sizes, references, leases");
   list_cmd->add_flag("--json", list_json, "Print one JSON object (for scripts)");
+  bool list_wide = false;
+  list_cmd->add_flag("--wide,--no-trunc", list_wide, "Env ids, URIs and errors whole");
+  std::string show_id;
+  bool show_json = false;
+  auto* show_cmd = env_cmd->add_subcommand(
+      "show",
+      "One env whole: its runtime_env (env_vars values hidden), holders, resources with sizes "
+      "and paths, timings, and the agent's log of it");
+  show_cmd->add_option("ID", show_id, "The env's id, or a prefix of it that names one env")
+      ->required();
+  show_cmd->add_flag("--json", show_json, "Print one JSON object");
 
   bool gc_dry_run = false;
   auto* gc_cmd = app.add_subcommand(
@@ -343,7 +354,7 @@ int real_main(int argc, char** argv) {
   (void)agent_stop_cmd;
   (void)agent_status_cmd;
   if (agent_cmd->parsed() || create_cmd->parsed() || release_cmd->parsed() || list_cmd->parsed() ||
-      gc_cmd->parsed() || serve_cmd->parsed()) {
+      show_cmd->parsed() || gc_cmd->parsed() || serve_cmd->parsed()) {
     return exec_full();
   }
 #else
@@ -370,7 +381,8 @@ int real_main(int argc, char** argv) {
     return env_create_command(create);
   }
   if (release_cmd->parsed()) return env_release_command(release_job, release_holder);
-  if (list_cmd->parsed()) return env_list_command(list_json);
+  if (list_cmd->parsed()) return env_list_command(list_json, list_wide);
+  if (show_cmd->parsed()) return env_show_command(show_id, show_json);
   if (gc_cmd->parsed()) return gc_command(gc_dry_run, gc_json);
   if (serve_cmd->parsed()) return store_serve_command(serve);
 #endif

@@ -564,3 +564,66 @@ def test_a_home_that_belongs_to_another_user_is_refused(rtenv):
         assert f"uid {nobody.pw_uid}" in r.stderr, r.stderr
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+# ---- env list's fields column and --wide, env show -------------------------------------------
+
+
+def test_env_list_says_what_each_env_holds_and_wide_shows_ids_whole(rtenv, agent, tmp_path):
+    proj = small_tree(tmp_path, "proj")
+    made = env_create(rtenv, {"working_dir": str(proj), "env_vars": {"TOKEN": "s3cret"}},
+                      job="listing")
+    p = rtenv("env", "list")
+    assert_ok(p)
+    row = [line for line in p.stdout.splitlines() if line.startswith(made["env_id"][:12])]
+    assert len(row) == 1 and row[0].split()[-1] == "env_vars,working_dir", p.stdout
+    assert made["env_id"] not in p.stdout  # ids cut to 12 characters
+    assert "s3cret" not in p.stdout
+    p = rtenv("env", "list", "--wide")
+    assert_ok(p)
+    assert made["env_id"] in p.stdout, p.stdout
+    assert made["resources"][0] in p.stdout, p.stdout  # URIs whole
+    listing = env_list(rtenv)
+    env = [e for e in listing["envs"] if e["env_id"] == made["env_id"]][0]
+    assert env["fields"] == ["env_vars", "working_dir"]
+    assert env["runtime_env"]["env_vars"]["TOKEN"] != "s3cret"
+    assert all(r["path"] for r in listing["resources"]), listing["resources"]
+
+
+def test_env_show_prints_one_env_whole(rtenv, agent, tmp_path):
+    proj = small_tree(tmp_path, "proj")
+    made = env_create(rtenv, {"working_dir": str(proj), "env_vars": {"TOKEN": "s3cret"}},
+                      job="showing")
+    p = rtenv("env", "show", made["env_id"][:10])
+    assert_ok(p)
+    out = p.stdout
+    assert f"env:        {made['env_id']}" in out, out
+    assert "state:      ready" in out and "fields:     env_vars, working_dir" in out, out
+    assert "job:showing" in out, out
+    assert "s3cret" not in out and '"TOKEN"' in out, out
+    uri = made["resources"][0]
+    assert uri in out and "(package, " in out, out
+    j = json.loads(rtenv("env", "show", made["env_id"], "--json").stdout)
+    assert j["env_id"] == made["env_id"] and j["holders"] == ["job:showing"]
+    res = j["resources"][0]
+    assert res["uri"] == uri and res["kind"] == "package" and res["size_bytes"] > 0
+    assert (Path(res["path"]) / "f0.txt").read_text().startswith("proj:0:"), res
+    assert str(Path(res["path"])) in out
+    assert j["log"].endswith("logs/job-showing.log") and Path(j["log"]).exists(), j["log"]
+    assert made["env_id"][:12] in Path(j["log"]).read_text()
+    assert [t["phase"].split()[0] for t in j["timings"]] == ["materialize"], j["timings"]
+
+
+def test_env_show_names_what_is_wrong_with_the_id(rtenv, agent, tmp_path):
+    # 17 envs: two of them share their first hex digit, so that digit names more than one.
+    for i in range(17):
+        env_create(rtenv, {"env_vars": {"N": str(i)}}, job=f"j{i}")
+    ids = [e["env_id"] for e in env_list(rtenv)["envs"]]
+    first = sorted(i[0] for i in ids)
+    shared = next(c for c, d in zip(first, first[1:]) if c == d)
+    p = rtenv("env", "show", shared)
+    assert p.returncode == 2 and "envs start with" in p.stderr, p.stderr
+    p = rtenv("env", "show", "zz")
+    assert p.returncode == 2 and "no env zz on this node" in p.stderr, p.stderr
+    p = rtenv("env", "show")
+    assert p.returncode == 2 and "ID" in p.stderr, p.stderr
