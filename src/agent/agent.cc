@@ -163,11 +163,15 @@ int64_t Agent::idle_ms() const {
   return wall_ms() - last_activity_ms_.load();
 }
 
-void Agent::log(const std::string& job_id, const std::string& line) {
+std::filesystem::path log_file(const env::Home& home, const std::string& job_id) {
   std::string name = job_id.empty() ? "agent" : "job-" + job_id;
   for (auto& c : name) {
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
   }
+  return home.logs() / (name + ".log");
+}
+
+void Agent::log(const std::string& job_id, const std::string& line) {
   std::time_t t = std::time(nullptr);
   // gmtime_r: requests log from several threads at once, and gmtime's result is one static
   // buffer (ThreadSanitizer caught two installs formatting their stamps into it together).
@@ -176,7 +180,7 @@ void Agent::log(const std::string& job_id, const std::string& line) {
   char stamp[32];
   std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
   std::lock_guard lock(log_mu_);
-  if (FILE* f = std::fopen((home_.logs() / (name + ".log")).c_str(), "a")) {
+  if (FILE* f = std::fopen(log_file(home_, job_id).c_str(), "a")) {
     std::fprintf(f, "%s %s\n", stamp, line.c_str());
     std::fclose(f);
   }

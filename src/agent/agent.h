@@ -69,6 +69,9 @@ struct GcReport {
 /// Holder names: "pid:<pid>:<start time in clock ticks>" for a process (released when it dies),
 /// anything else ("job:<id>", an engine handle) until released explicitly.
 std::string process_holder(pid_t pid);
+/// The agent's log of a job's envs in `home`: logs/job-<job>.log (the job id made safe for a file
+/// name), or logs/agent.log without a job.
+std::filesystem::path log_file(const env::Home& home, const std::string& job_id);
 /// True if `holder` names a process that no longer exists (or a reused pid).
 bool holder_is_dead(const std::string& holder);
 

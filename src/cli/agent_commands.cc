@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -197,15 +196,6 @@ std::string fit(const std::string& text, size_t width, bool wide) {
   return text.substr(0, width - 1) + "…";
 }
 
-// The agent's log an env's lines go to (Agent::log): logs/job-<job>.log, or logs/agent.log.
-std::filesystem::path log_of(const env::Home& home, const std::string& job_id) {
-  std::string name = job_id.empty() ? "agent" : "job-" + job_id;
-  for (auto& c : name) {
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
-  }
-  return home.logs() / (name + ".log");
-}
-
 }  // namespace
 
 int env_list_command(bool json, bool wide) {
@@ -276,7 +266,7 @@ int env_show_command(const std::string& id, bool json) {
   const auto& e = *found.front();
   std::map<std::string, const rtenv::agent::v1::ResourceInfo*> by_uri;
   for (const auto& r : info->resources()) by_uri[r.uri()] = &r;
-  std::filesystem::path log = log_of(home, e.job_id());
+  std::filesystem::path log = agent::log_file(home, e.job_id());
   if (json) {
     nlohmann::json j = env_json(e);
     nlohmann::json resources = nlohmann::json::array();
