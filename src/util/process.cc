@@ -15,6 +15,7 @@
 
 #include "util/clock.h"
 #include "util/fs.h"
+#include "util/interrupt.h"
 
 extern char** environ;
 
@@ -151,7 +152,9 @@ Result<Spawned> spawn_piped(const ProcessSpec& spec) {
   auto argv = pointers(argv_s);
   auto envp = pointers(env_s);
   pid_t pid = -1;
+  note_helper_starting();  // an interrupt from here on ends the helper with this process
   int rc = ::posix_spawn(&pid, program->c_str(), &actions, &attr, argv.data(), envp.data());
+  note_helper_started(rc == 0 ? pid : -1);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) return io_error("cannot start", *program, rc);
@@ -267,6 +270,10 @@ Result<ProcessOutcome> run_process(const ProcessSpec& spec) {
       }
     }
   }
+  note_helper_reaped(pid);
+  // Killed because this process is being interrupted: that is not the helper's failure to
+  // report; the interrupt handler ends the process in a moment.
+  hold_if_interrupted();
   if (WIFSIGNALED(status)) outcome.term_signal = WTERMSIG(status);
   if (WIFEXITED(status)) outcome.exit_code = WEXITSTATUS(status);
   // Whatever the group left running (a daemonized grandchild) goes with the deadline too.
@@ -295,6 +302,7 @@ void LineProcess::stop() {
   int status = 0;
   for (int i = 0; i < 50; ++i) {
     if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      note_helper_reaped(pid_);
       pid_ = -1;
       break;
     }
@@ -304,6 +312,7 @@ void LineProcess::stop() {
     ::kill(-pid_, SIGKILL);
     while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
+    note_helper_reaped(pid_);
     pid_ = -1;
   }
   out_.reset();
@@ -314,6 +323,7 @@ bool LineProcess::alive() {
   if (pid_ < 0) return false;
   int status = 0;
   if (::waitpid(pid_, &status, WNOHANG) != pid_) return true;
+  note_helper_reaped(pid_);
   pid_ = -1;
   return false;
 }
@@ -326,6 +336,7 @@ Result<std::string> LineProcess::call(std::string_view request, int64_t timeout_
   std::string err_tail, pending_err;
   auto gone = [&](const std::string& how) {
     stop();
+    hold_if_interrupted();  // it died of this process's interrupt: not its failure to report
     std::string tail = err_tail.size() > 4096 ? err_tail.substr(err_tail.size() - 4096) : err_tail;
     return make_error(ErrorCode::kUnavailable, "{} {}{}{}", program_.string(), how,
                       tail.empty() ? "" : ": ", tail);
