@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "pack/packer.h"
+#include "util/size.h"
 
 namespace rtenv::cli {
 
@@ -72,21 +73,20 @@ int pack_command(const PackArgs& args) {
   // The answer alone on stdout (`URI=$(rtenv pack dir)`); what it took on stderr.
   std::printf("%s\n", result->uri.str().c_str());
   std::fflush(stdout);
-  auto n = [](size_t count, const char* one, const char* many) {
-    return fmt::format("{} {}", count, count == 1 ? one : many);
-  };
-  std::fprintf(stderr, "%s, %s, %s, %s\n", n(s.files, "file", "files").c_str(),
-               n(s.dirs, "directory", "directories").c_str(),
-               n(s.symlinks, "symlink", "symlinks").c_str(),
+  if (quiet()) return 0;
+  std::fprintf(stderr, "%s, %s, %s, %s\n", count_of(s.files, "file", "files").c_str(),
+               count_of(s.dirs, "directory", "directories").c_str(),
+               count_of(s.symlinks, "symlink", "symlinks").c_str(),
                pack::format_bytes(s.file_bytes).c_str());
   std::fprintf(stderr, "read %s (%s) at %.2f GiB/s; %s not read (unchanged)\n",
-               n(s.files_hashed, "file", "files").c_str(),
+               count_of(s.files_hashed, "file", "files").c_str(),
                pack::format_bytes(s.bytes_hashed).c_str(), gib_s,
-               n(s.files - s.files_hashed, "file", "files").c_str());
+               count_of(s.files - s.files_hashed, "file", "files").c_str());
   std::fprintf(stderr, "%s: %zu uploaded (%s), %zu already in %s\n",
-               n(s.blobs, "blob", "blobs").c_str(), s.blobs_uploaded,
+               count_of(s.blobs, "blob", "blobs").c_str(), s.blobs_uploaded,
                pack::format_bytes(s.bytes_uploaded).c_str(), s.blobs_present,
                (*store)->url().c_str());
+  if (!args.verbose) return 0;
   std::fprintf(stderr,
                "time: walk %.1f ms, hash %.1f ms, query %.1f ms, upload %.1f ms, total %.1f ms\n",
                s.walk_ms, s.hash_ms, s.query_ms, s.upload_ms, s.total_ms);

@@ -28,7 +28,7 @@ double ms_since(Clock::time_point t) {
 Result<Digest> hash_file(const fs::path& root, const WalkedFile& f) {
   fs::path path = root / f.rel_path;
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd.valid()) return io_error("cannot open", path, errno);
+  if (!fd.valid()) return unreadable_entry_error("cannot open", path, errno);
   ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
   return hash_fd(fd.get(), path.string());
 }

@@ -142,7 +142,9 @@ Result<void> Walker::walk_dir(int dirfd, const std::string& rel, WalkedDir* node
         continue;
       }
       UniqueFd sub(::openat(dirfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
-      if (!sub.valid()) return io_error("cannot open directory", root / child_rel, errno);
+      if (!sub.valid()) {
+        return unreadable_entry_error("cannot open directory", root / child_rel, errno);
+      }
       child.kind = EntryKind::kDirectory;
       child.dir = std::make_unique<WalkedDir>();
       ++out->dirs;
@@ -231,6 +233,14 @@ Result<WalkResult> walk_tree(const fs::path& root, const std::vector<std::string
   }
   RTENV_TRY(walker.walk_dir(root_fd.get(), "", &result.root));
   return result;
+}
+
+Error unreadable_entry_error(std::string_view what, const fs::path& path, int err) {
+  Error e = io_error(what, path, err);
+  if (err != EACCES && err != EPERM) return e;
+  return Error(e.code(), e.message() +
+                             " (if the job does not need it, add it to excludes or to "
+                             ".rtenvignore)");
 }
 
 }  // namespace rtenv::pack

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pack/manifest.h"
@@ -72,5 +73,9 @@ Result<WalkResult> walk_tree(const fs::path& root, const std::vector<std::string
 /// True if the link at `link_rel_dir` (relative to the tree open at `root_fd`) with `target`
 /// resolves inside the tree, following links inside it component by component (at most 40).
 bool link_stays_inside(int root_fd, const std::string& link_rel_dir, const std::string& target);
+
+/// The error for an entry of a tree being packed that cannot be opened: "<what> <path>: <reason>",
+/// and for a permission error the way out (leave it out with excludes or .rtenvignore).
+Error unreadable_entry_error(std::string_view what, const fs::path& path, int err);
 
 }  // namespace rtenv::pack

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdlib>
 
+#include <fmt/format.h>
+
 namespace rtenv {
 
 Result<uint64_t> parse_size(const std::string& text) {
@@ -26,6 +28,10 @@ Result<uint64_t> parse_size(const std::string& text) {
                       "'{}' is not a size (examples: 1048576, 500M, 2G)", text);
   }
   return static_cast<uint64_t>(v * mult);
+}
+
+std::string count_of(uint64_t n, std::string_view one, std::string_view many) {
+  return fmt::format("{} {}", n, n == 1 ? one : many);
 }
 
 }  // namespace rtenv

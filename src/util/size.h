@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "util/result.h"
 
@@ -10,5 +11,8 @@ namespace rtenv {
 /// Parses a byte count: "1048576", "500M", "2G", "1.5GiB" (K, M, G, T are powers of 1024; a
 /// trailing "B" or "iB" is optional). kInvalidArgument otherwise.
 Result<uint64_t> parse_size(const std::string& text);
+
+/// "1 file", "3 files": `n` and the noun that agrees with it.
+std::string count_of(uint64_t n, std::string_view one, std::string_view many);
 
 }  // namespace rtenv
