@@ -16,6 +16,8 @@ apt_packages=(
   # tests/slurm and bench/slurm: a real Slurm (controller, two node daemons on this host) with
   # munge, and the SPANK header the plugin builds against. Nothing of it starts by itself.
   slurmctld slurmd slurm-client munge libslurm-dev
+  # tests/e2e: `rtenv completion zsh` is tried in zsh.
+  zsh
 )
 
 missing=()

@@ -253,8 +253,14 @@ Result<CreateResult> Agent::get_or_create(const std::string& serialized_env,
     // Whatever happens in there, the in-flight entry goes and its waiters get an answer: an
     // exception (a bug) must not leave the env "creating" for every later request.
     Result<CreateResult> r = Error(ErrorCode::kInternal, "setup did not finish");
+    // What the callers are shown also goes to the env's log (`rtenv env logs`).
+    const std::string short_id = env_id.substr(0, 12);
+    Progress logged = [&](const std::string& line) {
+      log(job_id, fmt::format("env {} {}", short_id, line));
+      if (progress) progress(line);
+    };
     try {
-      r = install(env, env_id, config, job_id, progress);
+      r = install(env, env_id, config, job_id, logged);
     } catch (const std::exception& e) {
       r = make_error(ErrorCode::kInternal, "internal error while setting up env {}: {}",
                      env_id.substr(0, 12), printable_line(e.what()));

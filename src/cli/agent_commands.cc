@@ -8,6 +8,7 @@
 #include <map>
 #include <string_view>
 #include <thread>
+#include <variant>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -19,6 +20,8 @@
 #include "env/agent_process.h"
 #include "env/remote_fetch.h"
 #include "util/fs.h"
+#include "util/interrupt.h"
+#include "util/size.h"
 
 extern char** environ;
 
@@ -70,17 +73,25 @@ int env_create_command(const EnvCreateArgs& args) {
     return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
   env::UploadOptions upload;
   upload.report = setup_reporter(args.verbose);
+  ProgressLine line;
+  show_setup_progress(&upload, &line);
   env::add_remote_sources(home, &upload);
   auto resolved = env::upload_local(loaded.env, home, **store, *loaded.registry, upload);
+  line.clear();
   if (!resolved) return fail(kExitSetup, "setup failed: " + resolved.error().message());
   std::string holder = !args.holder.empty()  ? args.holder
                        : args.job_id.empty() ? agent::process_holder(::getpid())
                                              : "job:" + args.job_id;
   // An engine's holder also names the agent's log of the env (logs/job-<holder>.log).
   const std::string& log_as = args.holder.empty() ? args.job_id : args.holder;
-  ProgressLine line;
+  InterruptActivity waiting(
+      "the agent makes the env ready",
+      holder.starts_with("pid:")
+          ? "the agent finishes it, so the next run finds it ready"
+          : "the agent finishes it and keeps it for " + holder +
+                " until `rtenv env release` gives that holder's references back");
   auto r = (*client)->get_or_create(resolved->canonical(), log_as, holder,
-                                    [&](const std::string& m) { line.show("rtenv: " + m); });
+                                    [&](const std::string& m) { line.show_timed("rtenv: " + m); });
   line.clear();
   if (!r) return fail(kExitSetup, "setup failed: " + r.error().message());
   if (args.print_exports) {
@@ -114,18 +125,15 @@ int env_create_command(const EnvCreateArgs& args) {
   return 0;
 }
 
-int env_release_command(const std::string& job_id, const std::string& holder) {
+int env_release_command(const std::string& job_id, const std::string& holder, bool json) {
+  if (job_id.empty() == holder.empty()) {
+    return fail(kExitUsage, "env release: give --job JOB or --holder HOLDER");
+  }
   env::Home home;
   auto client = connect(&home, /*start=*/true, /*any_config=*/true);
   if (!client) return fail(kExitSetup, client.error().message());
-  if (holder.empty()) {
-    auto n = (*client)->release_holder("job:" + job_id);
-    if (!n) return fail(kExitSetup, n.error().message());
-    std::printf("released %u reference(s) of job %s\n", *n, job_id.c_str());
-    return 0;
-  }
   // `slurm:12.*`: every holder with the prefix, as the agent lists them now.
-  std::vector<std::string> holders{holder};
+  std::vector<std::string> holders{holder.empty() ? "job:" + job_id : holder};
   if (holder.ends_with('*')) {
     std::string prefix = holder.substr(0, holder.size() - 1);
     auto info = (*client)->info();
@@ -146,7 +154,13 @@ int env_release_command(const std::string& job_id, const std::string& holder) {
     if (!n) return fail(kExitSetup, n.error().message());
     released += *n;
   }
-  std::printf("released %u reference(s) of %s\n", released, holder.c_str());
+  if (json) {
+    std::printf("%s\n",
+                nlohmann::json({{"released", released}, {"holders", holders}}).dump().c_str());
+  } else if (!quiet()) {
+    std::printf("released %s of %s\n", count_of(released, "reference", "references").c_str(),
+                holder.empty() ? ("job " + job_id).c_str() : holder.c_str());
+  }
   return 0;
 }
 
@@ -245,14 +259,13 @@ int env_list_command(bool json, bool wide) {
   return 0;
 }
 
-int env_show_command(const std::string& id, bool json) {
-  env::Home home;
-  auto client = connect(&home, /*start=*/true, /*any_config=*/true);
-  if (!client) return fail(kExitSetup, client.error().message());
-  auto info = (*client)->info();
-  if (!info) return fail(kExitSetup, info.error().message());
+namespace {
+
+// The one env of the agent's listing whose id starts with `id`; else the exit status, said.
+std::variant<const rtenv::agent::v1::EnvInfo*, int> find_env(
+    const rtenv::agent::v1::GetRuntimeEnvsInfoReply& info, const std::string& id) {
   std::vector<const rtenv::agent::v1::EnvInfo*> found;
-  for (const auto& e : info->envs()) {
+  for (const auto& e : info.envs()) {
     if (!id.empty() && e.env_id().starts_with(id)) found.push_back(&e);
   }
   if (found.empty()) {
@@ -263,7 +276,52 @@ int env_show_command(const std::string& id, bool json) {
     return fail(kExitUsage,
                 fmt::format("{} envs start with {}: give more of the id", found.size(), id));
   }
-  const auto& e = *found.front();
+  return found.front();
+}
+
+}  // namespace
+
+int env_logs_command(const std::string& id) {
+  env::Home home;
+  auto client = connect(&home, /*start=*/true, /*any_config=*/true);
+  if (!client) return fail(kExitSetup, client.error().message());
+  auto info = (*client)->info();
+  if (!info) return fail(kExitSetup, info.error().message());
+  auto found = find_env(*info, id);
+  if (const int* rc = std::get_if<int>(&found)) return *rc;
+  const auto& e = *std::get<const rtenv::agent::v1::EnvInfo*>(found);
+  std::filesystem::path log = agent::log_file(home, e.job_id());
+  auto text = read_file(log);
+  if (!text && text.error().code() != ErrorCode::kNotFound)
+    return fail(kExitSetup, text.error().message());
+  // The agent's log of a job (or of every env without one) names each line's env.
+  const std::string mark = " env " + e.env_id().substr(0, 12) + " ";
+  size_t shown = 0;
+  for (std::string_view rest = text ? std::string_view(*text) : std::string_view();
+       !rest.empty();) {
+    size_t nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    rest.remove_prefix(nl == std::string_view::npos ? rest.size() : nl + 1);
+    if (line.find(mark) == std::string_view::npos) continue;
+    std::printf("%.*s\n", static_cast<int>(line.size()), line.data());
+    ++shown;
+  }
+  if (shown == 0 && !quiet()) {
+    std::fprintf(stderr, "rtenv: %s has no lines of env %s\n", log.c_str(),
+                 e.env_id().substr(0, 12).c_str());
+  }
+  return 0;
+}
+
+int env_show_command(const std::string& id, bool json) {
+  env::Home home;
+  auto client = connect(&home, /*start=*/true, /*any_config=*/true);
+  if (!client) return fail(kExitSetup, client.error().message());
+  auto info = (*client)->info();
+  if (!info) return fail(kExitSetup, info.error().message());
+  auto found = find_env(*info, id);
+  if (const int* rc = std::get_if<int>(&found)) return *rc;
+  const auto& e = *std::get<const rtenv::agent::v1::EnvInfo*>(found);
   std::map<std::string, const rtenv::agent::v1::ResourceInfo*> by_uri;
   for (const auto& r : info->resources()) by_uri[r.uri()] = &r;
   std::filesystem::path log = agent::log_file(home, e.job_id());
@@ -343,6 +401,7 @@ int gc_command(bool dry_run, bool json) {
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
+  if (quiet()) return 0;
   for (int i = 0; i < r->evicted_size(); ++i) {
     auto b = size_of(i);
     // The URI last, so `awk '{print $NF}'` lists them.

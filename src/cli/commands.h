@@ -20,6 +20,7 @@ struct RunArgs {
 int run_command(const RunArgs& args);
 
 struct PackArgs {
+  bool verbose = false;  ///< also the time each phase took
   std::string path;
   std::vector<std::string> excludes;
   std::string store_url;
@@ -32,12 +33,16 @@ struct PackArgs {
 int pack_command(const PackArgs& args);
 
 struct LockArgs {
+  bool verbose = false;  ///< say what resolving took
   std::string runtime_env;
   bool refresh = false;
   bool json = false;
 };
 /// `rtenv lock`: prints the exact pins an env's pip/uv list resolves to.
 int lock_command(const LockArgs& args);
+
+/// `rtenv completion bash|zsh`: prints a completion script made from `app`'s commands and flags.
+int completion_command(const CLI::App& app, const std::string& shell);
 
 /// `rtenv config show [--json]`: every setting, its effective value and its origin (the token
 /// masked).
@@ -88,7 +93,9 @@ void say_warnings(const spec::RuntimeEnv& env);
 env::SetupReporter setup_reporter(bool verbose);
 /// `rtenv env release --job ID | --holder HOLDER`: give the job's (or holder's) references back.
 /// A holder ending in `*` names every holder with that prefix (a Slurm job's steps).
-int env_release_command(const std::string& job_id, const std::string& holder);
+int env_release_command(const std::string& job_id, const std::string& holder, bool json);
+/// `rtenv env logs ID`: the agent's log lines of one env (an id or a prefix naming one).
+int env_logs_command(const std::string& id);
 /// `rtenv env list`: envs (with the fields each holds) and resources with their references,
 /// sizes and timings; `wide`: ids and URIs whole.
 int env_list_command(bool json, bool wide);

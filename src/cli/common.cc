@@ -23,7 +23,11 @@ namespace fs = std::filesystem;
 namespace {
 std::vector<std::string> g_command_line;
 std::shared_ptr<const config::Config> g_config;
+bool g_quiet = false;
 }  // namespace
+
+void set_quiet(bool quiet) { g_quiet = quiet; }
+bool quiet() { return g_quiet; }
 
 void set_command_line(int argc, char** argv) { g_command_line.assign(argv, argv + argc); }
 
@@ -105,22 +109,73 @@ Result<void> SizeLimits::apply(env::UploadOptions* options) const {
   return ok_result();
 }
 
-ProgressLine::ProgressLine() : enabled_(::isatty(STDERR_FILENO) == 1) {}
+ProgressLine::ProgressLine() : enabled_(!g_quiet && ::isatty(STDERR_FILENO) == 1) {}
 
-void ProgressLine::show(const std::string& text) {
-  if (!enabled_) return;
-  std::lock_guard lock(mu_);
-  std::fprintf(stderr, "\r\033[K%s", text.c_str());
+ProgressLine::~ProgressLine() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (ticker_.joinable()) ticker_.join();
+  clear();
+}
+
+void ProgressLine::draw_locked() {
+  std::string line = text_;
+  if (since_) {
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - *since_).count();
+    line += fmt::format(" ({:.1f} s)", s);
+  }
+  std::fprintf(stderr, "\r\033[K%s", line.c_str());
   std::fflush(stderr);
   shown_ = true;
 }
 
+void ProgressLine::show(const std::string& text) {
+  if (!enabled_) return;
+  std::lock_guard lock(mu_);
+  text_ = text;
+  since_.reset();
+  draw_locked();
+}
+
+void ProgressLine::show_timed(const std::string& text) {
+  if (!enabled_) return;
+  std::lock_guard lock(mu_);
+  text_ = text;
+  if (!since_) since_ = std::chrono::steady_clock::now();
+  draw_locked();
+  if (!ticker_.joinable()) ticker_ = std::thread([this] { tick(); });
+  wake_.notify_all();
+}
+
+void ProgressLine::tick() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    if (since_) {
+      wake_.wait_for(lock, std::chrono::milliseconds(200));
+      if (since_ && !stopping_) draw_locked();
+    } else {
+      wake_.wait(lock);
+    }
+  }
+}
+
 void ProgressLine::clear() {
   std::lock_guard lock(mu_);
+  since_.reset();
   if (!shown_) return;
   std::fprintf(stderr, "\r\033[K");
   std::fflush(stderr);
   shown_ = false;
+}
+
+void show_setup_progress(env::UploadOptions* upload, ProgressLine* line) {
+  upload->progress = pack_progress(line);
+  upload->install_progress = [line](const std::string& text) {
+    line->show_timed("rtenv: " + text);
+  };
 }
 
 std::function<void(const std::string&, const pack::PackProgress&)> pack_progress(

@@ -1,10 +1,13 @@
 #pragma once
 // What every rtenv command shares: exit codes, error printing, option parsing helpers.
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "config/config.h"
 #include "env/home.h"
@@ -42,6 +45,11 @@ Result<std::unique_ptr<store::BlobStore>> open_any_store(const std::string& url)
 /// True if this binary cannot open `url` itself and must hand the command to rtenv-full.
 bool store_needs_full(const std::string& url);
 
+/// -q: a command prints its answer, warnings and errors only (no progress, no summaries). Set
+/// once by main() after parsing.
+void set_quiet(bool quiet);
+bool quiet();
+
 /// Prints "rtenv: <message>" to stderr and returns `exit_code`.
 int fail(int exit_code, const std::string& message);
 
@@ -52,20 +60,40 @@ struct SizeLimits {
   Result<void> apply(env::UploadOptions* options) const;
 };
 
-/// A one-line live progress display on stderr, drawn only when stderr is a terminal.
+/// A one-line live progress display on stderr, drawn only when stderr is a terminal. Any thread
+/// may call it.
 class ProgressLine {
  public:
   ProgressLine();
-  ~ProgressLine() { clear(); }
+  ~ProgressLine();
+  ProgressLine(const ProgressLine&) = delete;
+  ProgressLine& operator=(const ProgressLine&) = delete;
+  /// Draws `text` in place of what is shown.
   void show(const std::string& text);
+  /// Draws `text` followed by the seconds since the first of a run of show_timed calls, redrawn
+  /// a few times a second until the next show or clear: for work that reports nothing of its
+  /// own while it runs (a resolver, the agent's install).
+  void show_timed(const std::string& text);
   void clear();
   bool enabled() const { return enabled_; }
 
  private:
+  void draw_locked();
+  void tick();
+
   bool enabled_;
+  std::mutex mu_;  // progress arrives from worker threads; guards everything below
+  std::string text_;
   bool shown_ = false;
-  std::mutex mu_;  // progress arrives from worker threads
+  std::optional<std::chrono::steady_clock::time_point> since_;  // set while timed
+  bool stopping_ = false;
+  std::condition_variable wake_;
+  std::thread ticker_;  // started by the first show_timed
 };
+
+/// Wires `upload`'s progress to `line`: hashing files, resolving packages (with the time it has
+/// taken so far).
+void show_setup_progress(env::UploadOptions* upload, ProgressLine* line);
 
 /// An UploadOptions::progress callback that draws on `line`.
 std::function<void(const std::string&, const pack::PackProgress&)> pack_progress(

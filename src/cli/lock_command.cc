@@ -21,7 +21,10 @@ int lock_command(const LockArgs& args) {
   options.refresh = args.refresh;
   int64_t timeout_s = env->config().setup_timeout_seconds;
   options.timeout_ms = timeout_s > 0 ? timeout_s * 1000 : -1;
-  options.progress = [&](const std::string& l) { line.show("rtenv: resolving: " + l); };
+  options.progress = [&](const std::string& l) { line.show_timed("rtenv: " + l); };
+  if (args.verbose) {
+    options.report = [](const std::string& l) { std::fprintf(stderr, "rtenv: %s\n", l.c_str()); };
+  }
   auto locked = env::lock_python(*env, *home, options);
   line.clear();
   if (!locked) return fail(kExitSetup, "resolving failed: " + locked.error().message());

@@ -16,6 +16,7 @@
 #include "cli/commands.h"
 #include "spec/schema.h"
 #include "util/fs.h"
+#include "util/interrupt.h"
 #include "util/suggest.h"
 
 #include <unistd.h>
@@ -73,8 +74,16 @@ std::optional<std::string> unknown_command_hint(CLI::App& app, int argc, char** 
   return std::nullopt;
 }
 
+// -q on `cmd` (and -v, when `verbose` is given; the two exclude each other).
+void add_verbosity(CLI::App* cmd, bool* quiet, bool* verbose, const char* verbose_says) {
+  auto* q = cmd->add_flag("--quiet,-q", *quiet,
+                          "Print the answer, warnings and errors only: no progress, no summaries");
+  if (verbose) cmd->add_flag("--verbose,-v", *verbose, verbose_says)->excludes(q);
+}
+
 int real_main(int argc, char** argv) {
   using namespace rtenv::cli;
+  bool quiet = false;
   set_command_line(argc, argv);
   CLI::App app{
       "rtenv: runtime environments for jobs. Give a job's files and settings as a Ray-style "
@@ -111,7 +120,7 @@ int real_main(int argc, char** argv) {
   run_cmd->add_option("--max-package-size", run.limits.max_package_size,
                       "Largest package allowed, e.g. 500M or 4G (default 2G; env "
                       "RTENV_MAX_PACKAGE_SIZE)");
-  run_cmd->add_flag("--verbose,-v", run.verbose, "Say what setup did and how long it took");
+  add_verbosity(run_cmd, &quiet, &run.verbose, "Say what setup did and how long it took");
   // Everything from the first non-option argument (or after --) is the command, untouched.
   run_cmd->prefix_command();
 
@@ -133,6 +142,7 @@ int real_main(int argc, char** argv) {
                        "Hashing and upload threads (default: one per core)");
   pack_cmd->add_flag("--no-index", pack.no_index, "Read every file, ignoring the file index");
   pack_cmd->add_flag("--json", pack.json, "Print one JSON object (for scripts)");
+  add_verbosity(pack_cmd, &quiet, &pack.verbose, "Also say how long each phase took");
 
   LockArgs lock;
   auto* lock_cmd = app.add_subcommand(
@@ -146,6 +156,15 @@ int real_main(int argc, char** argv) {
   lock_cmd->add_flag("--refresh", lock.refresh,
                      "Ask the index again instead of reusing an earlier resolution");
   lock_cmd->add_flag("--json", lock.json, "Print the runtime_env with its packages locked");
+  add_verbosity(lock_cmd, &quiet, &lock.verbose,
+                "Say what was resolved, with what, and how long it took");
+
+  std::string completion_shell;
+  auto* completion_cmd = app.add_subcommand(
+      "completion",
+      "Print a shell completion script for rtenv's commands and flags: eval \"$(rtenv "
+      "completion bash)\" in ~/.bashrc (zsh: the same with zsh, in ~/.zshrc)");
+  completion_cmd->add_option("SHELL", completion_shell, "bash or zsh")->required();
 
   auto* schema_cmd =
       app.add_subcommand("schema",
@@ -221,9 +240,9 @@ int real_main(int argc, char** argv) {
       "RTENV_WORKING_DIR (docs/slurm.md)");
   print_exports_flag->excludes(json_flag);
   bool agent_verbose = false;
-  create_cmd->add_flag("--verbose,-v", agent_verbose,
-                       "Say what preparing the env did (what was solved or packed) and what was "
-                       "done to reach the agent");
+  add_verbosity(create_cmd, &quiet, &agent_verbose,
+                "Say what preparing the env did (what was solved or packed) and what was done to "
+                "reach the agent");
   auto* no_install_flag = create_cmd->add_flag(
       "--no-install", create.no_install,
       "Only resolve: pack local paths into the store and lock pip/uv, then print "
@@ -238,7 +257,9 @@ int real_main(int argc, char** argv) {
       "The holder given to `env create --holder`; ending in '*', every holder with that prefix "
       "(slurm:<job>.* for all steps of a job)");
   release_job_opt->excludes(release_holder_opt);
-  release_cmd->require_option(1);
+  bool release_json = false;
+  release_cmd->add_flag("--json", release_json,
+                        "Print one JSON object: released (references), holders");
   bool list_json = false;
   auto* list_cmd = env_cmd->add_subcommand(
       "list", "Envs and resources on this node: state, holders, sizes, references, leases");
@@ -254,6 +275,11 @@ int real_main(int argc, char** argv) {
   show_cmd->add_option("ID", show_id, "The env's id, or a prefix of it that names one env")
       ->required();
   show_cmd->add_flag("--json", show_json, "Print one JSON object");
+  std::string logs_id;
+  auto* logs_cmd = env_cmd->add_subcommand(
+      "logs", "The agent's log of one env: what setting it up did, step by step, and how it ended");
+  logs_cmd->add_option("ID", logs_id, "The env's id, or a prefix of it that names one env")
+      ->required();
 
   bool gc_dry_run = false;
   auto* gc_cmd = app.add_subcommand(
@@ -265,7 +291,7 @@ int real_main(int argc, char** argv) {
   bool gc_json = false;
   gc_cmd->add_flag("--json", gc_json,
                    "Print one JSON object: evicted [{uri, bytes}], bytes_freed, cache_bytes_after");
-  gc_cmd->add_flag("--verbose,-v", agent_verbose, "Say what was done to reach the agent");
+  add_verbosity(gc_cmd, &quiet, &agent_verbose, "Say what was done to reach the agent");
 
   auto* store_cmd = app.add_subcommand("store", "The blob store");
   store_cmd->require_subcommand(1);
@@ -301,6 +327,7 @@ int real_main(int argc, char** argv) {
     int code = app.exit(e);
     return code == 0 ? 0 : kExitUsage;
   }
+  set_quiet(quiet);
   // One configuration for the whole command, flags included; one that cannot be read fails
   // every command at once.
   rtenv::config::Flags flags;
@@ -344,6 +371,7 @@ int real_main(int argc, char** argv) {
     std::printf("%s\n", rtenv::spec::runtime_env_schema().dump(2).c_str());
     return 0;
   }
+  if (completion_cmd->parsed()) return completion_command(app, completion_shell);
   if (pack_cmd->parsed()) return pack_command(pack);
   if (lock_cmd->parsed()) return lock_command(lock);
   if (create_cmd->parsed() && create.no_install) {
@@ -354,7 +382,7 @@ int real_main(int argc, char** argv) {
   (void)agent_stop_cmd;
   (void)agent_status_cmd;
   if (agent_cmd->parsed() || create_cmd->parsed() || release_cmd->parsed() || list_cmd->parsed() ||
-      show_cmd->parsed() || gc_cmd->parsed() || serve_cmd->parsed()) {
+      show_cmd->parsed() || logs_cmd->parsed() || gc_cmd->parsed() || serve_cmd->parsed()) {
     return exec_full();
   }
 #else
@@ -380,9 +408,10 @@ int real_main(int argc, char** argv) {
     create.verbose = agent_verbose;
     return env_create_command(create);
   }
-  if (release_cmd->parsed()) return env_release_command(release_job, release_holder);
+  if (release_cmd->parsed()) return env_release_command(release_job, release_holder, release_json);
   if (list_cmd->parsed()) return env_list_command(list_json, list_wide);
   if (show_cmd->parsed()) return env_show_command(show_id, show_json);
+  if (logs_cmd->parsed()) return env_logs_command(logs_id);
   if (gc_cmd->parsed()) return gc_command(gc_dry_run, gc_json);
   if (serve_cmd->parsed()) return store_serve_command(serve);
 #endif
@@ -395,6 +424,8 @@ int main(int argc, char** argv) {
   // A helper that exits before reading what it is sent (a resolver's stdin) must give EPIPE,
   // not end rtenv.
   std::signal(SIGPIPE, SIG_IGN);
+  // ^C while a resolver runs ends it too, and says what was interrupted.
+  rtenv::install_interrupt_handlers("rtenv");
   try {
     return real_main(argc, argv);
   } catch (const std::exception& e) {

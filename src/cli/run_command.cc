@@ -18,6 +18,7 @@
 #include "env/agent_process.h"
 #include "env/package_cache.h"
 #include "util/fs.h"
+#include "util/interrupt.h"
 #include "util/process.h"
 
 extern char** environ;
@@ -179,15 +180,13 @@ int run_command(const RunArgs& args) {
     return fail(kExitSetup, "setup failed: opening the store: " + store.error().message());
 
   ProgressLine progress;
-  upload.progress = pack_progress(&progress);
+  show_setup_progress(&upload, &progress);
+  InterruptActivity preparing("setting up the env, before the command started");
   // When the front hands the run to rtenv-full, that packs again (from the index, so it finds
   // nothing to do): only the front's report of the packing is true, so rtenv-full skips its own.
   const char* reported = std::getenv(kPackReported);
   bool show_packing = !(reported && *reported);
   ::unsetenv(kPackReported);  // not for the command
-  upload.install_progress = [&](const std::string& line) {
-    progress.show("rtenv: resolving: " + line);
-  };
   // Resolving packages no one resolved before means this env is new here: the agent will be
   // needed, so it starts while the resolver runs rather than after.
   bool agent_wanted = args.store_url.empty() && !home->config().no_agent();
@@ -239,7 +238,9 @@ int run_command(const RunArgs& args) {
         here.prepare_in_agent = nullptr;
         return (*registry)->find(field)->prepare(value, {*home, **store, here, whole});
       }
-      progress.show("rtenv: resolving " + field + " (in the agent)");
+      progress.show_timed("rtenv: resolving " + field + " (in the agent)");
+      InterruptActivity busy("the agent resolves " + field,
+                             "the agent finishes it, so the next run finds it resolved");
       RTENV_ASSIGN_OR_RETURN(std::string text, agent_client->prepare_field(field, part.dump()));
       spec::Json prepared = spec::Json::parse(text, nullptr, false);
       if (prepared.is_discarded()) {
@@ -278,8 +279,11 @@ int run_command(const RunArgs& args) {
 #else
     if (connect_agent()) {
       holder = agent::process_holder(::getpid());
-      auto created = agent_client->get_or_create(
-          serialized, "", holder, [&](const std::string& m) { progress.show("rtenv: " + m); });
+      InterruptActivity waiting("the agent installs the env",
+                                "the agent finishes it, so the next run finds it ready");
+      auto created = agent_client->get_or_create(serialized, "", holder, [&](const std::string& m) {
+        progress.show_timed("rtenv: " + m);
+      });
       progress.clear();
       if (!created) return fail(kExitSetup, "setup failed: " + created.error().message());
       for (const auto& t : created->timings) say(fmt::format("{} ({:.1f} ms)", t.phase, t.ms));

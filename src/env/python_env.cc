@@ -16,9 +16,11 @@
 #include "pack/packer.h"
 #include "spec/pip_options.h"
 #include "util/clock.h"
+#include "util/interrupt.h"
 #include "util/lines.h"
 #include "util/process.h"
 #include "util/redact.h"
+#include "util/size.h"
 
 namespace rtenv::env {
 
@@ -546,11 +548,30 @@ Result<spec::PythonPackages> lock_packages(const spec::PythonPackages& loose, co
   }
   if (!found) {
     if (options.before_resolving) options.before_resolving();
+    // The list's requirements, not its option lines (--index-url ...).
+    const std::string requirements =
+        count_of(std::count_if(loose.packages.begin(), loose.packages.end(),
+                               [](const std::string& l) { return !l.starts_with('-'); }),
+                 "Python requirement", "Python requirements");
+    const std::string what = fmt::format("resolving {} with {}", requirements, installer.name());
+    InterruptActivity busy(what, "nothing was installed");
+    LockOptions step = options;
+    if (options.progress) {
+      options.progress(what);
+      step.progress = [&](const std::string& line) { options.progress(what + ": " + line); };
+    }
+    auto started = std::chrono::steady_clock::now();
     auto resolved = installer.tool == Installer::Tool::kUv
-                        ? resolve_with_uv(loose, home, python, installer, options)
-                        : resolve_with_pip(loose, home, python, options);
+                        ? resolve_with_uv(loose, home, python, installer, step)
+                        : resolve_with_pip(loose, home, python, step);
     if (!resolved) return resolved.error();
     pins = std::move(resolved).value();
+    if (options.report) {
+      options.report(fmt::format(
+          "resolved {} to {} with {} in {:.1f} s", requirements,
+          count_of(pins.size(), "pin", "pins"), installer.name(),
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()));
+    }
     json record = {{"pins", pins}, {"python", python.named().string()}};
     RTENV_TRY(write_file_atomic(cached, record.dump(1), 0600));  // pins with index URLs
   }

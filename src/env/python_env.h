@@ -101,6 +101,9 @@ struct LockOptions {
   int64_t timeout_ms = -1;  ///< for the resolver process; negative: none
   bool refresh = false;     ///< resolve again even if this requirement list was resolved before
   InstallProgress progress;
+  /// Called with a one-line summary when a resolver has finished ("resolved 3 Python
+  /// requirements to 7 pins with uv in 2.1 s").
+  InstallProgress report;
   /// Called once just before a resolver starts (the list was not resolved before): the slow
   /// path, which a caller may use to start other work meanwhile.
   std::function<void()> before_resolving;

@@ -501,7 +501,7 @@ def test_release_by_holder_prefix_gives_back_every_step_of_a_job(rtenv, agent, t
     assert sorted(holders(env_list(rtenv))) == ["slurm:7.0", "slurm:7.batch", "slurm:70.0"]
     r = rtenv("env", "release", "--holder", "slurm:7.*")
     assert_ok(r)
-    assert "released 2 reference(s) of slurm:7.*" in r.stdout, r.stdout
+    assert "released 2 references of slurm:7.*" in r.stdout, r.stdout
     assert holders(env_list(rtenv)) == ["slurm:70.0"]
     r = rtenv("env", "release", "--holder", "slurm:70.0")
     assert_ok(r)

@@ -19,9 +19,11 @@
 #include "env/published_dirs.h"
 #include "env/python_env.h"
 #include "util/clock.h"
+#include "util/interrupt.h"
 #include "util/lines.h"
 #include "util/process.h"
 #include "util/redact.h"
+#include "util/size.h"
 
 namespace rtenv::env {
 
@@ -578,6 +580,10 @@ class CondaField : public Field {
                     {"platform", platform},
                     {"repodata_cache", (home.root / "conda" / "repodata").string()},
                     {"lock_path", lock_file.string()}};
+    const std::string what =
+        fmt::format("solving the conda env ({})", count_of(dict.specs.size(), "spec", "specs"));
+    InterruptActivity busy(what, "nothing was installed");
+    if (ctx.options.install_progress) ctx.options.install_progress(what);
     auto solved = call_helper(home, "solve", request, timeout_ms, ctx.options.install_progress);
     auto text = solved ? read_file(lock_file) : Result<std::string>(solved.error());
     (void)::unlink(lock_file.c_str());

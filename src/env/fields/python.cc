@@ -90,6 +90,7 @@ class PythonPackagesField : public Field {
     LockOptions lock;
     lock.refresh = ctx.options.refresh_lock;
     lock.progress = ctx.options.install_progress;
+    lock.report = ctx.options.report;
     lock.before_resolving = ctx.options.before_resolving;
     int64_t timeout_s = ctx.env.config().setup_timeout_seconds;
     lock.timeout_ms = timeout_s > 0 ? timeout_s * 1000 : -1;
