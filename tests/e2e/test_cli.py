@@ -1,8 +1,11 @@
 """Help output and usage errors."""
 
+import subprocess
+import sys
+
 import pytest
 
-from conftest import assert_clean_error, assert_ok
+from conftest import REPO, assert_clean_error, assert_ok
 
 
 def test_top_level_help(rtenv):
@@ -170,3 +173,10 @@ def test_cmake_install_puts_the_programs_side_by_side(rtenv, rtenv_bin, tmp_path
     assert r.returncode == 0, r.stderr
     subprocess.run([str(prefix / "bin" / "rtenv"), "agent", "stop"], env=installed,
                    capture_output=True, timeout=90)
+
+
+def test_the_cli_reference_is_the_binarys_own_help(rtenv_bin):
+    # docs/cli.md is generated from the binary; a command or flag changed without it fails here.
+    p = subprocess.run([sys.executable, str(REPO / "scripts" / "cli_reference.py"), "--check",
+                        "--bin", rtenv_bin], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
