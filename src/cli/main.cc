@@ -74,6 +74,15 @@ std::optional<std::string> unknown_command_hint(CLI::App& app, int argc, char** 
   return std::nullopt;
 }
 
+// `rtenv run --help`: its one usage line says where the command goes.
+class RunUsage : public CLI::Formatter {
+ public:
+  std::string make_usage(const CLI::App*, std::string) const override {
+    return "Usage: rtenv run [OPTIONS] [--] COMMAND [ARGS...]  (everything from COMMAND on is "
+           "passed to the command untouched)\n";
+  }
+};
+
 // -q on `cmd` (and -v, when `verbose` is given; the two exclude each other).
 void add_verbosity(CLI::App* cmd, bool* quiet, bool* verbose, const char* verbose_says) {
   auto* q = cmd->add_flag("--quiet,-q", *quiet,
@@ -107,10 +116,8 @@ int real_main(int argc, char** argv) {
       "command cannot be run. pip/uv packages are installed into a virtualenv whose bin/ comes "
       "first on PATH (base interpreter: $RTENV_PYTHON or python3; installer: uv if found, else "
       "pip; $RTENV_INSTALLER, $RTENV_UV). Fields of exec plugins (config \"plugins\", "
-      "RTENV_PLUGINS; docs/plugins.md) work the same way.\n\nUsage: rtenv run [OPTIONS] [--] "
-      "COMMAND [ARGS...]  "
-      "(everything "
-      "from COMMAND on is passed to the command untouched)");
+      "RTENV_PLUGINS; docs/plugins.md) work the same way.");
+  run_cmd->formatter(std::make_shared<RunUsage>());
   run_cmd->add_option("--runtime-env,-e", run.runtime_env,
                       "The runtime_env: inline JSON ('{\"working_dir\": \".\"}') or a .json, "
                       ".yaml or .yml file");

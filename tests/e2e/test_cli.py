@@ -20,6 +20,9 @@ def test_run_help(rtenv):
     assert_ok(p)
     for word in ("--runtime-env", "--verbose", "-v", "--max-package-size", "--store", "working_dir"):
         assert word in p.stdout, f"{word!r} not in `rtenv run --help`:\n{p.stdout}"
+    usage = [line for line in p.stdout.splitlines() if line.startswith("Usage:")]
+    assert usage == ["Usage: rtenv run [OPTIONS] [--] COMMAND [ARGS...]  (everything from COMMAND "
+                     "on is passed to the command untouched)"], p.stdout
 
 
 def test_pack_help(rtenv):
