@@ -417,12 +417,17 @@ int gc_command(bool dry_run, bool json) {
 
 void set_agent_verbose(bool verbose) { g_agent_verbose = verbose; }
 
-int agent_stop_command() {
+int agent_stop_command(bool json) {
   env::Home home;
   auto client = connect(&home, /*start=*/false);
   if (!client) {
     if (client.error().code() == ErrorCode::kUnavailable && !env::agent_process_running(home)) {
-      std::printf("no rtenv agent is running for %s\n", home.root.c_str());
+      if (json) {
+        std::printf("%s\n",
+                    nlohmann::json({{"stopped", false}, {"running", false}}).dump().c_str());
+      } else {
+        std::printf("no rtenv agent is running for %s\n", home.root.c_str());
+      }
       return 0;
     }
     return fail(kExitSetup, client.error().message());
@@ -440,7 +445,11 @@ int agent_stop_command() {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  std::printf("stopped the rtenv agent (pid %lld)\n", static_cast<long long>(*pid));
+  if (json) {
+    std::printf("%s\n", nlohmann::json({{"stopped", true}, {"pid", *pid}}).dump().c_str());
+  } else {
+    std::printf("stopped the rtenv agent (pid %lld)\n", static_cast<long long>(*pid));
+  }
   return 0;
 }
 

@@ -105,7 +105,7 @@ int env_show_command(const std::string& id, bool json);
 /// `rtenv gc`: evict unused resources down to the cache's low watermark.
 int gc_command(bool dry_run, bool json);
 /// `rtenv agent stop`: asks the agent to stop and waits (bounded) until its process is gone.
-int agent_stop_command();
+int agent_stop_command(bool json);
 /// `rtenv agent status [--json]`: the agent's pid, version, socket, whether it was started on
 /// demand and whether its configuration is this shell's. Exit 1 if no agent is running.
 int agent_status_command(bool json);

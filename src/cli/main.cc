@@ -201,6 +201,8 @@ int real_main(int argc, char** argv) {
       "stop",
       "Stop this node's agent: it refuses new calls, lets running installs finish and exits "
       "(waits until it is gone, at most 60 s)");
+  bool agent_stop_json = false;
+  agent_stop_cmd->add_flag("--json", agent_stop_json, "Print one JSON object: stopped, pid");
   bool agent_status_json = false;
   auto* agent_status_cmd = agent_cmd->add_subcommand(
       "status",
@@ -394,7 +396,7 @@ int real_main(int argc, char** argv) {
   }
 #else
   set_agent_verbose(agent_verbose);
-  if (agent_stop_cmd->parsed()) return agent_stop_command();
+  if (agent_stop_cmd->parsed()) return agent_stop_command(agent_stop_json);
   if (agent_status_cmd->parsed()) return agent_status_command(agent_status_json);
   if (agent_cmd->parsed()) {
     // The lean agent binary beside this one, if installed, serves with less memory.

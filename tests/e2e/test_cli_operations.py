@@ -273,3 +273,29 @@ def test_a_file_rtenv_cannot_read_fails_with_the_way_to_leave_it_out(rtenv, nobo
     (tree / ".rtenvignore").write_text("secret.key\n")
     os.chown(tree / ".rtenvignore", nobody.pw_uid, nobody.pw_gid)
     assert_ok(subprocess.run(as_nobody, env=env, capture_output=True, text=True, timeout=60))
+
+
+def test_every_command_that_reports_prints_one_json_document_with_json(rtenv, tmp_path):
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    (wd / "f").write_text("x")
+    spec = json.dumps({"working_dir": str(wd)})
+
+    def one_json(*args):
+        p = rtenv(*args, "--json", timeout=60)
+        assert_ok(p)
+        try:
+            return json.loads(p.stdout)  # exactly one document: trailing text fails here
+        except json.JSONDecodeError as e:
+            pytest.fail(f"rtenv {' '.join(args)} --json: not one JSON document ({e}): {p.stdout!r}")
+
+    assert one_json("pack", wd)["uri"].startswith("rtenv://sha256/")
+    created = one_json("env", "create", "--job", "j", "-e", spec)
+    assert one_json("env", "list")["envs"][0]["env_id"] == created["env_id"]
+    assert one_json("env", "show", created["env_id"][:8])["env_id"] == created["env_id"]
+    assert one_json("env", "release", "--job", "j")["released"] == 1
+    assert "bytes_freed" in one_json("gc", "--dry-run")
+    assert one_json("config", "show")
+    assert one_json("agent", "status")["running"] is True
+    assert one_json("agent", "stop")["stopped"] is True
+    assert one_json("agent", "stop") == {"stopped": False, "running": False}
