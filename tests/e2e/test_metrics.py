@@ -11,8 +11,6 @@ import time
 import urllib.error
 import urllib.request
 
-import pytest
-
 from agent_helpers import (
     agent_factory,  # noqa: F401  (fixture)
     env_create,
@@ -203,9 +201,7 @@ def test_metrics_follow_creates_runs_failures_and_eviction(rtenv, agent_factory,
     assert m.get("rtenv_references") == 0
     assert env_list(rtenv)["resources"] == []
 
-    # Scrapes are not calls: they leave the agent's idle clock alone (checked by its effect in
-    # docs; here, only that the agent is still the same process).
-    assert agent.proc.poll() is None
+    assert agent.proc.poll() is None, agent.log_text()
 
 
 def raw(port: int, data: bytes, read: bool = True) -> bytes:
@@ -279,3 +275,18 @@ def test_metrics_listen_is_checked_and_comes_from_the_configuration(rtenv, tmp_p
         assert p.returncode == 3, p.stderr
         assert f"127.0.0.1:{port}" in p.stderr, p.stderr
         assert_clean_error(p.stderr)
+
+
+def test_scrapes_do_not_keep_an_idle_agent_alive(rtenv, agent_factory):
+    agent = agent_factory(args=["--metrics-listen", "127.0.0.1:0", "--idle-exit", "1"])
+    wait_for(lambda: BOUND.search(agent.log_text()), 10, "the agent to say where metrics are")
+    scrape = Scraper(int(BOUND.search(agent.log_text()).group(1)))
+    deadline = time.monotonic() + 15
+    while agent.proc.poll() is None:
+        assert time.monotonic() < deadline, "scraped every 50 ms, the agent never went idle"
+        try:
+            scrape.text()
+        except (urllib.error.URLError, ConnectionError):
+            pass  # it is stopping
+        time.sleep(0.05)
+    assert agent.proc.returncode == 0, agent.log_text()
