@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
@@ -26,6 +27,14 @@ namespace {
 
 double ms_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) { return ms_since(t) / 1000.0; }
+
+std::vector<std::string> kind_names(const env::NodeCache& cache) {
+  std::vector<std::string> out;
+  for (const auto& k : cache.kinds()) out.push_back(k->name());
+  return out;
 }
 
 // Field 22 of /proc/<pid>/stat: when the process started, in clock ticks since boot. With the
@@ -107,9 +116,12 @@ Agent::Agent(env::Home home, std::unique_ptr<store::BlobStore> store, AgentOptio
       options_(std::move(options)),
       registry_(std::move(registry)),
       cache_(home_, *store_, registry_->plugins()),
+      metrics_(kind_names(cache_)),
       db_(std::move(db)),
       free_slots_(std::max(1u, options_.max_parallel_installs)),
-      last_activity_ms_(wall_ms()) {}
+      last_activity_ms_(wall_ms()) {
+  metrics_.registry.on_render([this] { refresh_gauges(); });
+}
 
 Result<std::unique_ptr<Agent>> Agent::open(env::Home home, std::unique_ptr<store::BlobStore> store,
                                            AgentOptions options,
@@ -209,6 +221,7 @@ Result<CreateResult> Agent::get_or_create(const std::string& serialized_env,
     if (auto id = ids_.find(serialized_env); id != ids_.end()) {
       if (auto r = ready_.find(id->second);
           r != ready_.end() && r->second.holders.contains(holder)) {
+        metrics_.cache_hits.inc();
         return r->second.result;  // a retried call: the holder counts once
       }
     }
@@ -231,6 +244,7 @@ Result<CreateResult> Agent::get_or_create(const std::string& serialized_env,
     std::lock_guard lock(mu_);
     if (auto f = failures_.find(env_id); f != failures_.end()) {
       if (wall_ms() - f->second.first < options_.failure_ttl_ms) {
+        metrics_.failure_cache_hits.inc();
         return f->second.second;  // a crash-looping caller does not hammer the installer
       }
       failures_.erase(f);
@@ -259,11 +273,22 @@ Result<CreateResult> Agent::get_or_create(const std::string& serialized_env,
       log(job_id, fmt::format("env {} {}", short_id, line));
       if (progress) progress(line);
     };
+    InstallOutcome outcome;
+    auto t0 = std::chrono::steady_clock::now();
+    metrics_.setups_in_progress.add({}, 1);
     try {
-      r = install(env, env_id, config, job_id, logged);
+      r = install(env, env_id, config, job_id, logged, &outcome);
     } catch (const std::exception& e) {
       r = make_error(ErrorCode::kInternal, "internal error while setting up env {}: {}",
                      env_id.substr(0, 12), printable_line(e.what()));
+      outcome.failed_kind = AgentMetrics::kNoKind;
+    }
+    metrics_.setups_in_progress.add({}, -1);
+    metrics_.setup_seconds.observe({"total"}, seconds_since(t0));
+    if (!r) {
+      metrics_.env_failures.inc({outcome.failed_kind});
+    } else {
+      for (const auto& kind : outcome.built_kinds) metrics_.envs_created.inc({kind});
     }
     {
       std::lock_guard lock(mu_);
@@ -275,6 +300,9 @@ Result<CreateResult> Agent::get_or_create(const std::string& serialized_env,
     progress("waiting for another request that is setting up the same env");
   }
   Result<CreateResult> out = result.get();
+  // A hit: nothing had to be installed for this request; a miss: someone installed for it, or
+  // the setup failed.
+  (out && !out->installed ? metrics_.cache_hits : metrics_.cache_misses).inc();
   if (out && !leader) out->installed = false;  // another request installed it
   std::lock_guard lock(mu_);
   if (!out) {
@@ -293,7 +321,8 @@ Result<CreateResult> Agent::get_or_create(const std::string& serialized_env,
 
 Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& env_id,
                                     const spec::SetupConfig& config, const std::string& job_id,
-                                    const Progress& progress) {
+                                    const Progress& progress, InstallOutcome* outcome) {
+  auto queued = std::chrono::steady_clock::now();
   {
     std::unique_lock lock(slots_mu_);
     slots_cv_.wait(lock, [&] { return free_slots_ > 0; });
@@ -311,6 +340,7 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
   } slot{this};
 
   auto t0 = std::chrono::steady_clock::now();
+  metrics_.setup_seconds.observe({"queue"}, seconds_since(queued));
   auto fail = [&](const Error& e) -> Result<CreateResult> {
     std::lock_guard lock(mu_);
     (void)db_->set_env_state(env_id, "failed", e.message(), "[]", wall_ms());
@@ -328,8 +358,13 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
   lock.progress = [&](const std::string& line) {
     if (progress) progress("resolving: " + line);
   };
+  auto resolving = std::chrono::steady_clock::now();
   auto locked = env::lock_python(env, home_, lock);
-  if (!locked) return fail(locked.error());
+  metrics_.setup_seconds.observe({"resolve"}, seconds_since(resolving));
+  if (!locked) {
+    outcome->failed_kind = "python";  // resolving Python package lists
+    return fail(locked.error());
+  }
   auto planned = env::plan(*locked, *registry_, cache_);
   if (!planned) return fail(planned.error());
 
@@ -357,7 +392,10 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
     }
   } unmark{this, *planned};
 
+  auto resources_start = std::chrono::steady_clock::now();
   for (const auto& r : planned->resources) {
+    const std::string kind = r.kind->name();
+    outcome->failed_kind = kind;
     if (config.setup_timeout_seconds > 0 && ms_since(t0) > config.setup_timeout_seconds * 1000.0) {
       return fail(make_error(ErrorCode::kTimeout,
                              "setup timed out after {} s (config.setup_timeout_seconds) before {}",
@@ -366,14 +404,17 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
     auto t = std::chrono::steady_clock::now();
     std::string what = fmt::format("{} {}", r.field, r.uri);
     // Packages are written from the store; every other kind runs an installer or a plugin.
-    const bool materializes = r.kind->name() == "package";
+    const bool materializes = kind == "package";
     const char* verb = materializes ? "materializing" : "installing";
     auto report = [&](const std::string& line) {
       if (progress) progress(fmt::format("{} {}: {}", verb, what, line));
     };
     auto built = cache_.ensure(r, report, left_ms());
+    std::string result = !built ? "failed" : *built ? "installed" : "cached";
+    metrics_.install_seconds.observe({kind, result}, seconds_since(t));
     if (!built) return fail(built.error().with_context(fmt::format("{} {}", verb, what)));
     out.installed |= *built;
+    if (*built) outcome->built_kinds.insert(kind);
     // Also a resource found on the node unsized (made by a process without the agent, or by an
     // agent killed before it recorded the size).
     if (*built || !sized.contains(r.uri)) {
@@ -386,6 +427,8 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
     out.timings.push_back({done + what, ms_since(t)});
     out.resource_uris.push_back(r.uri);
   }
+  metrics_.setup_seconds.observe({"resources"}, seconds_since(resources_start));
+  outcome->failed_kind = AgentMetrics::kNoKind;
   auto launch = env::launch_plan(*locked, *registry_, cache_, *planned);
   if (!launch) return fail(launch.error());
   out.plan = std::move(launch).value();
@@ -501,6 +544,47 @@ Result<Agent::Info> Agent::info() {
   return out;
 }
 
+std::string Agent::metrics_text() { return metrics_.registry.render(); }
+
+void Agent::refresh_gauges() {
+  Result<StateCounts> counts = StateCounts{};
+  {
+    std::lock_guard lock(mu_);
+    counts = db_->counts();
+  }
+  metrics_.cache_limit_bytes.set(static_cast<double>(options_.cache_high_bytes));
+  metrics_.cache_low_bytes.set(static_cast<double>(options_.cache_low_bytes));
+  metrics_.kind_limit_bytes.clear();
+  for (const auto& [kind, bytes] : options_.kind_high_bytes) {
+    metrics_.kind_limit_bytes.set({kind}, static_cast<double>(bytes));
+  }
+  if (!counts) return;  // the database failed: the gauges keep their last values
+  metrics_.references.set(static_cast<double>(counts->references));
+  metrics_.holders.set(static_cast<double>(counts->holders));
+  metrics_.envs.clear();
+  for (const char* state : {"creating", "ready", "failed"}) metrics_.envs.set({state}, 0);
+  for (const auto& [state, n] : counts->envs_by_state) {
+    metrics_.envs.set({state}, static_cast<double>(n));
+  }
+  // Every kind of the node, 0 when it has nothing (a series that vanishes reads as "no data").
+  std::map<std::string, std::array<uint64_t, 3>> by_kind;  // bytes, resources, leases
+  for (const auto& k : cache_.kinds()) by_kind[k->name()] = {0, 0, 0};
+  for (const auto& r : counts->resources) {
+    auto& totals = by_kind[r.kind];
+    totals[0] += r.size_bytes;
+    totals[1] += 1;
+    totals[2] += cache_.process_leases(r.uri);
+  }
+  metrics_.cache_bytes.clear();
+  metrics_.resources.clear();
+  metrics_.process_leases.clear();
+  for (const auto& [kind, totals] : by_kind) {
+    metrics_.cache_bytes.set({kind}, static_cast<double>(totals[0]));
+    metrics_.resources.set({kind}, static_cast<double>(totals[1]));
+    metrics_.process_leases.set({kind}, static_cast<double>(totals[2]));
+  }
+}
+
 Result<GcReport> Agent::gc(bool dry_run, bool in_background) {
   note_activity();
   std::lock_guard gc_lock(gc_mu_);
@@ -562,6 +646,10 @@ Result<GcReport> Agent::gc(bool dry_run, bool in_background) {
       RTENV_TRY(db_->forget_resource(c.row.uri));
     } else if (cache_.process_leases(c.row.uri) > 0) {
       continue;
+    }
+    if (!dry_run) {
+      metrics_.evictions.inc({c.row.kind});
+      metrics_.evicted_bytes.inc({c.row.kind}, static_cast<double>(c.bytes));
     }
     report.evicted.push_back(c.row.uri);
     report.evicted_bytes.push_back(c.bytes);

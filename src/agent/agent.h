@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "agent/agent_metrics.h"
 #include "agent/state_db.h"
 #include "env/home.h"
 #include "env/node_cache.h"
@@ -124,6 +125,10 @@ class Agent {
   /// install that made the cache grow) does not wait for it.
   Result<GcReport> gc(bool dry_run, bool in_background = false);
 
+  /// The agent's metrics in Prometheus text format (docs/metrics.md), the gauges computed from
+  /// its state now. Not a call into the agent: a scraper does not keep an idle agent alive.
+  std::string metrics_text();
+
   const AgentOptions& options() const { return options_; }
   const env::Home& home() const { return home_; }
   /// Milliseconds since the last call into the agent, or 0 while an install runs.
@@ -134,9 +139,17 @@ class Agent {
  private:
   Agent(env::Home home, std::unique_ptr<store::BlobStore> store, AgentOptions options,
         std::shared_ptr<const env::Registry> registry, std::unique_ptr<StateDb> db);
+  /// What an install did, for the metrics: the kinds of the resources it built, or the kind of
+  /// the one that failed.
+  struct InstallOutcome {
+    std::set<std::string> built_kinds;
+    std::string failed_kind = AgentMetrics::kNoKind;
+  };
   Result<CreateResult> install(const spec::RuntimeEnv& env, const std::string& env_id,
                                const spec::SetupConfig& config, const std::string& job_id,
-                               const Progress& progress);
+                               const Progress& progress, InstallOutcome* outcome);
+  /// Sets the gauges computed when scraped (on_render of the metrics' registry).
+  void refresh_gauges();
   void reap_loop();
   /// Records resources on the node that the state does not know (with their size).
   Result<void> adopt_unknown_resources();
@@ -148,6 +161,7 @@ class Agent {
   AgentOptions options_;
   std::shared_ptr<const env::Registry> registry_;
   env::NodeCache cache_;
+  AgentMetrics metrics_;
 
   std::mutex mu_;  // guards db_, inflight_, failures_, installing_
   std::unique_ptr<StateDb> db_;

@@ -13,6 +13,7 @@
 
 #include "agent.grpc.pb.h"
 #include "agent/wire.h"
+#include "store/http_server.h"
 #include "util/fs.h"
 
 namespace rtenv::agent {
@@ -237,6 +238,49 @@ class Service final : public pb::RuntimeEnvAgent::Service {
   std::string fingerprint_;
 };
 
+// The metrics endpoint: GET (or HEAD) /metrics and nothing else. Whatever else arrives is refused
+// by the gate, before any body is read; the server bounds heads and slow clients.
+Result<std::unique_ptr<store::http::Server>> serve_metrics(Agent& agent,
+                                                           const std::string& address) {
+  namespace http = store::http;
+  RTENV_ASSIGN_OR_RETURN(auto host_port, http::parse_listen_address(address));
+  http::ServerOptions o;
+  o.host = host_port.first;
+  o.port = host_port.second;
+  o.threads = 2;  // scrapes are rare and quick
+  o.max_head_bytes = 8 * 1024;
+  o.head_timeout = std::chrono::milliseconds(5'000);
+  o.max_waiting_per_peer = 16;
+  o.max_waiting = 256;
+  auto gate = [](const http::Request& req) -> std::optional<http::Response> {
+    http::Response res;
+    res.content_type = "text/plain; charset=utf-8";
+    res.close = true;
+    if (req.path != "/metrics") {
+      res.status = 404;
+      res.body = "not found: the agent serves its metrics on /metrics\n";
+      return res;
+    }
+    if (req.method != "GET" && req.method != "HEAD") {
+      res.status = 405;
+      res.headers.emplace_back("Allow", "GET, HEAD");
+      res.body = "only GET and HEAD are served on /metrics\n";
+      return res;
+    }
+    return std::nullopt;
+  };
+  auto handler = [&agent](const http::Request& req, http::Body&, http::Response& res) {
+    res.content_type = std::string(metrics::kContentType);
+    std::string text = agent.metrics_text();
+    if (req.method == "HEAD") {
+      res.head_length = text.size();
+    } else {
+      res.body = std::move(text);
+    }
+  };
+  return http::Server::start(std::move(o), gate, handler, nullptr);
+}
+
 }  // namespace
 
 Result<void> serve(Agent& agent, const ServeOptions& options) {
@@ -250,6 +294,17 @@ Result<void> serve(Agent& agent, const ServeOptions& options) {
   if (!options.tcp_address.empty() && options.token.empty()) {
     return Error(ErrorCode::kInvalidArgument,
                  "listening on TCP needs a bearer token (--token-file)");
+  }
+  // Bound only by the agent that holds the lock, before it serves: a second agent that finds
+  // the home served never takes the port, and an address that cannot be bound stops this one.
+  std::unique_ptr<store::http::Server> metrics_server;
+  if (!options.metrics_address.empty()) {
+    auto m = serve_metrics(agent, options.metrics_address);
+    if (!m) return m.error().with_context("serving metrics on " + options.metrics_address);
+    metrics_server = std::move(m).value();
+    std::string host = options.metrics_address.substr(0, options.metrics_address.rfind(':'));
+    std::fprintf(stderr, "rtenv agent: serving metrics on http://%s:%d/metrics\n", host.c_str(),
+                 metrics_server->port());
   }
   ::unlink(options.socket.c_str());  // a stale socket from a crash; we hold the agent lock
   std::atomic<bool> shutdown_requested{false};
@@ -306,6 +361,7 @@ Result<void> serve(Agent& agent, const ServeOptions& options) {
   server->Wait();
   g_stop = true;
   watcher.join();
+  if (metrics_server) metrics_server->stop();
   ::unlink(options.socket.c_str());
   ::unlink((agent.home().root / "agent.pid").c_str());
   return ok_result();

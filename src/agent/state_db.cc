@@ -308,6 +308,30 @@ Result<std::vector<ResourceRow>> StateDb::resources() {
   return out;
 }
 
+Result<StateCounts> StateDb::counts() {
+  StateCounts out;
+  {
+    Stmt q(db_, "SELECT COUNT(*), COUNT(DISTINCT holder) FROM refs");
+    if (q.step() != SQLITE_ROW) return q.error();
+    out.references = static_cast<uint64_t>(q.integer(0));
+    out.holders = static_cast<uint64_t>(q.integer(1));
+  }
+  int rc;
+  {
+    Stmt q(db_, "SELECT state, COUNT(*) FROM envs GROUP BY state");
+    while ((rc = q.step()) == SQLITE_ROW) {
+      out.envs_by_state[q.text(0)] = static_cast<uint64_t>(q.integer(1));
+    }
+    if (rc != SQLITE_DONE) return q.error();
+  }
+  Stmt q(db_, "SELECT kind, uri, size_bytes FROM resources");
+  while ((rc = q.step()) == SQLITE_ROW) {
+    out.resources.push_back({q.text(0), q.text(1), static_cast<uint64_t>(q.integer(2))});
+  }
+  if (rc != SQLITE_DONE) return q.error();
+  return out;
+}
+
 Result<void> StateDb::forget_resource(const std::string& uri) {
   RTENV_TRY(Stmt(db_,
                  "DELETE FROM envs WHERE env_id IN (SELECT env_id FROM env_resources WHERE uri = "

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,6 +33,20 @@ struct ResourceRow {
   uint64_t size_bytes = 0;
   int64_t created_ms = 0, last_used_ms = 0;
   uint32_t env_references = 0;  ///< envs with at least one holder that use this resource
+};
+
+/// Totals of the state, for the agent's metrics: cheap aggregate queries, no per-env rows.
+struct StateCounts {
+  uint64_t references = 0;  ///< (env, holder) pairs
+  uint64_t holders = 0;     ///< distinct holders
+  std::map<std::string, uint64_t> envs_by_state;
+  /// Every resource recorded: (kind, uri, size in bytes).
+  struct Resource {
+    std::string kind;
+    std::string uri;
+    uint64_t size_bytes = 0;
+  };
+  std::vector<Resource> resources;
 };
 
 /// Not thread-safe: the Agent serializes all calls with its own mutex.
@@ -68,6 +83,7 @@ class StateDb {
 
   Result<std::vector<EnvRow>> envs();
   Result<std::vector<ResourceRow>> resources();
+  Result<StateCounts> counts();
   /// Forgets a resource (evicted) and the envs that used it and have no holders left.
   Result<void> forget_resource(const std::string& uri);
   /// Envs left "creating" by a crash become "failed" (nobody is building them any more).

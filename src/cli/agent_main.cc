@@ -22,7 +22,9 @@ int main(int argc, char** argv) {
     }
     // A configuration that cannot be read stops the agent at once, with the reason (which the
     // client that started it reports).
-    auto config = rtenv::config::Config::from_environment();
+    rtenv::config::Flags flags;
+    if (!args.metrics_listen.empty()) flags.metrics_listen = args.metrics_listen;
+    auto config = rtenv::config::Config::from_environment(flags);
     if (!config) return rtenv::cli::fail(rtenv::cli::kExitUsage, config.error().message());
     rtenv::cli::set_config(
         std::make_shared<const rtenv::config::Config>(std::move(config).value()));

@@ -5,8 +5,11 @@
 #include <unistd.h>
 #include <cstdio>
 
+#include <fmt/format.h>
+
 #include "agent/service.h"
 #include "cli/commands.h"
+#include "store/http_server.h"
 #include "util/fs.h"
 
 namespace rtenv::cli {
@@ -22,6 +25,16 @@ int agent_command(const AgentArgs& args) {
   serve.tcp_address = args.tcp_address;
   serve.idle_exit_seconds = args.idle_exit_seconds;
   serve.on_demand = args.on_demand;
+  if (auto metrics = home->config().metrics_listen()) {
+    // Checked before anything starts: a bad address names where it came from.
+    auto address = store::http::parse_listen_address(*metrics);
+    if (!address) {
+      return fail(kExitUsage, fmt::format("metrics_listen (from {}): {}",
+                                          home->config().origin("metrics_listen").describe(),
+                                          address.error().message()));
+    }
+    serve.metrics_address = *metrics;
+  }
   if (!args.token_file.empty()) {
     auto token = read_file(args.token_file);
     if (!token) return fail(kExitUsage, token.error().message());

@@ -56,7 +56,8 @@ struct AgentArgs {
   std::string tcp_address;
   std::string token_file;
   int idle_exit_seconds = 0;
-  bool on_demand = false;  ///< started by a client (env/agent_process), not by hand
+  bool on_demand = false;      ///< started by a client (env/agent_process), not by hand
+  std::string metrics_listen;  ///< --metrics-listen: the config's metrics_listen from the flag
 };
 /// `rtenv agent`: serve this node's agent in the foreground.
 int agent_command(const AgentArgs& args);

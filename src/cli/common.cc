@@ -87,6 +87,9 @@ void add_agent_options(CLI::App* app, AgentArgs* args) {
                   "Also listen on TCP HOST:PORT (needs --token-file)");
   app->add_option("--token-file", args->token_file,
                   "File holding the bearer token TCP callers must send");
+  app->add_option("--metrics-listen", args->metrics_listen,
+                  "Serve Prometheus metrics on http://HOST:PORT/metrics (port 0: any free port, "
+                  "printed; config key metrics_listen, RTENV_METRICS_LISTEN; docs/metrics.md)");
   app->add_option("--idle-exit", args->idle_exit_seconds,
                   "Exit after this many seconds without calls (default 0: never)");
   // Set by the client that starts the agent for itself; not for people.

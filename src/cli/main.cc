@@ -195,7 +195,8 @@ int real_main(int argc, char** argv) {
       "demand otherwise). It installs envs once, counts references by holder, releases dead "
       "holders, and evicts unused resources when the cache is over its limit. Socket: "
       "$RTENV_HOME/agent.sock (owner-only). Cache limits: $RTENV_HOME/config.json "
-      "(cache_limit, cache_low, kind_limits), RTENV_CACHE_LIMIT, RTENV_CACHE_LOW.");
+      "(cache_limit, cache_low, kind_limits), RTENV_CACHE_LIMIT, RTENV_CACHE_LOW. Prometheus "
+      "metrics: --metrics-listen HOST:PORT (docs/metrics.md).");
   add_agent_options(agent_cmd, &agent_args);
   auto* agent_stop_cmd = agent_cmd->add_subcommand(
       "stop",
@@ -348,6 +349,8 @@ int real_main(int argc, char** argv) {
     if (!pack.limits.max_package_size.empty()) {
       flags.max_package_size = pack.limits.max_package_size;
     }
+  } else if (agent_cmd->parsed()) {
+    if (!agent_args.metrics_listen.empty()) flags.metrics_listen = agent_args.metrics_listen;
   } else if (config_show_cmd->parsed()) {
     if (!config_store.empty()) flags.store = config_store;
     if (!config_max_package_size.empty()) flags.max_package_size = config_max_package_size;

@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "store/blob_server.h"
+#include "store/http_server.h"
 #include "util/fs.h"
 
 namespace rtenv::cli {
@@ -39,7 +40,7 @@ Result<std::string> read_token(const std::string& token_file) {
 }  // namespace
 
 int store_serve_command(const StoreServeArgs& args) {
-  auto address = store::parse_listen_address(args.listen);
+  auto address = store::http::parse_listen_address(args.listen);
   if (!address) return fail(kExitUsage, address.error().message());
   auto token = read_token(args.token_file);
   if (!token) return fail(kExitUsage, token.error().message());
@@ -76,7 +77,7 @@ int store_serve_command(const StoreServeArgs& args) {
   std::fflush(stdout);
   std::fprintf(stderr, "rtenv store: serving %s%s\n", options.root.c_str(),
                options.token.empty() ? "" : " (bearer token required)");
-  if (options.token.empty() && !store::is_loopback_host(options.host)) {
+  if (options.token.empty() && !store::http::is_loopback_host(options.host)) {
     std::fprintf(stderr,
                  "rtenv store: warning: listening on %s without a token: anyone who can reach "
                  "it can read, write and delete blobs (use --token-file or RTENV_STORE_TOKEN)\n",

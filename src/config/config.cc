@@ -92,6 +92,15 @@ const std::vector<KeyDef>& key_defs() {
        false,
        {}},
       {"warn_file_size", {"RTENV_WARN_FILE_SIZE"}, nullptr, true, Type::kSize, false, {}},
+      // Not in the fingerprint: where metrics are served does not change what the agent does,
+      // and an agent started with the flag must not look misconfigured to its clients.
+      {"metrics_listen",
+       {"RTENV_METRICS_LISTEN"},
+       "--metrics-listen",
+       true,
+       Type::kString,
+       false,
+       {}},
       {"plugins", {"RTENV_PLUGINS"}, nullptr, true, Type::kPlugins, true, {}},
   };
   return defs;
@@ -460,6 +469,7 @@ Result<Config> Config::load(const Lookup& env, const Flags& flags) {
   };
   RTENV_TRY(flag("store", flags.store));
   RTENV_TRY(flag("max_package_size", flags.max_package_size));
+  RTENV_TRY(flag("metrics_listen", flags.metrics_listen));
 
   // Derived values.
   uint64_t limit = c.cache_limit();
@@ -546,6 +556,9 @@ uint64_t Config::max_package_size() const {
   return entry("max_package_size").value.get<uint64_t>();
 }
 uint64_t Config::warn_file_size() const { return entry("warn_file_size").value.get<uint64_t>(); }
+std::optional<std::string> Config::metrics_listen() const {
+  return opt_string(entry("metrics_listen").value);
+}
 
 const Origin& Config::origin(std::string_view key) const { return entry(key).origin; }
 

@@ -42,6 +42,7 @@ struct Origin {
 struct Flags {
   std::optional<std::string> store;             ///< --store
   std::optional<std::string> max_package_size;  ///< --max-package-size
+  std::optional<std::string> metrics_listen;    ///< --metrics-listen (rtenv agent)
 };
 
 /// An exec plugin: the runtime_env field it serves and the program that serves it.
@@ -90,6 +91,8 @@ class Config {
   bool no_agent() const;
   uint64_t max_package_size() const;
   uint64_t warn_file_size() const;
+  /// HOST:PORT the agent serves its metrics on (as given; the agent checks it); nullopt: none.
+  std::optional<std::string> metrics_listen() const;
   const std::vector<Plugin>& plugins() const { return plugins_; }
 
   /// Where `key`'s value came from. `key` must be one of keys().

@@ -349,33 +349,4 @@ bool BlobServer::running() const { return impl_->http->running(); }
 
 void BlobServer::wait() { impl_->http->wait(); }
 
-Result<std::pair<std::string, int>> parse_listen_address(std::string_view address) {
-  auto bad = [&](std::string_view why) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "listen address \"{}\": {} (expected HOST:PORT, e.g. 127.0.0.1:7878 or "
-                      "[::1]:7878)",
-                      address, why);
-  };
-  size_t colon = address.rfind(':');
-  if (colon == std::string_view::npos) return bad("no port");
-  std::string host(address.substr(0, colon));
-  std::string port_text(address.substr(colon + 1));
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
-    host = host.substr(1, host.size() - 2);
-  } else if (host.find(':') != std::string::npos) {
-    return bad("an IPv6 address must be in brackets");
-  }
-  if (host.empty()) return bad("no host");
-  char* end = nullptr;
-  long port = std::strtol(port_text.c_str(), &end, 10);
-  if (port_text.empty() || *end != '\0' || port < 0 || port > 65535) {
-    return bad("the port must be a number from 0 to 65535");
-  }
-  return std::make_pair(host, static_cast<int>(port));
-}
-
-bool is_loopback_host(std::string_view host) {
-  return host == "localhost" || host == "::1" || host.starts_with("127.");
-}
-
 }  // namespace rtenv::store

@@ -74,11 +74,4 @@ class BlobServer {
   std::unique_ptr<Impl> impl_;
 };
 
-/// Parses "HOST:PORT" ("[v6 address]:PORT" for IPv6; PORT 0 to 65535): kInvalidArgument naming
-/// the problem.
-Result<std::pair<std::string, int>> parse_listen_address(std::string_view address);
-
-/// True for an address that only this machine can reach (127.0.0.0/8, ::1, localhost).
-bool is_loopback_host(std::string_view host);
-
 }  // namespace rtenv::store

@@ -131,4 +131,11 @@ class Server {
 /// The reason phrase of a status code ("Not Found"), "Unknown" for codes not listed.
 std::string_view reason_phrase(int status);
 
+/// Parses "HOST:PORT" ("[v6 address]:PORT" for IPv6; PORT 0 to 65535): kInvalidArgument naming
+/// the problem.
+Result<std::pair<std::string, int>> parse_listen_address(std::string_view address);
+
+/// True for an address that only this machine can reach (127.0.0.0/8, ::1, localhost).
+bool is_loopback_host(std::string_view host);
+
 }  // namespace rtenv::store::http

@@ -299,6 +299,69 @@ TEST_F(AgentTest, EveryWayOfLettingGoMarksTheResourcesUsed) {
   EXPECT_GE(last_used(c), before) << "a dead process's holder, reaped";
 }
 
+// The value of the sample `series` (name and labels, as rendered) in a metrics text; -1 if absent.
+double sample(const std::string& text, const std::string& series) {
+  size_t at = text.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + series.size() + 2));
+}
+
+// Concurrent requests for one env: one install counted, every request a hit or a miss; the
+// gauges follow references and eviction.
+TEST_F(AgentTest, MetricsFollowRequestsInstallsAndEviction) {
+  Package p = make_package(src_, "m", 10, *store_);
+  AgentOptions o;
+  o.cache_high_bytes = 1;
+  o.cache_low_bytes = 0;
+  o.kind_high_bytes["package"] = 4096;
+  auto agent = open_agent(o);
+  ASSERT_TRUE(agent);
+  std::string text = agent->metrics_text();
+  EXPECT_EQ(sample(text, "rtenv_cache_limit_bytes"), 1);
+  EXPECT_EQ(sample(text, "rtenv_cache_kind_limit_bytes{kind=\"package\"}"), 4096);
+  EXPECT_EQ(sample(text, "rtenv_envs_created_total{kind=\"package\"}"), 0);
+
+  constexpr int kThreads = 16;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      if (!agent->get_or_create(p.env(), "", "", fmt::format("job:{}", i)).ok()) ++failures;
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(failures.load(), 0);
+  text = agent->metrics_text();
+  double hits = sample(text, "rtenv_cache_hits_total");
+  double misses = sample(text, "rtenv_cache_misses_total");
+  EXPECT_EQ(hits + misses, kThreads) << text;
+  EXPECT_GE(misses, 1) << text;
+  EXPECT_EQ(sample(text, "rtenv_envs_created_total{kind=\"package\"}"), 1) << text;
+  EXPECT_EQ(
+      sample(text, "rtenv_install_duration_seconds_count{kind=\"package\",outcome=\"installed\"}"),
+      1)
+      << text;
+  EXPECT_EQ(sample(text, "rtenv_references"), kThreads);
+  EXPECT_EQ(sample(text, "rtenv_holders"), kThreads);
+  EXPECT_EQ(sample(text, "rtenv_resources{kind=\"package\"}"), 1);
+  double bytes = sample(text, "rtenv_cache_bytes{kind=\"package\"}");
+  EXPECT_GT(bytes, 0);
+  EXPECT_EQ(sample(text, "rtenv_setups_in_progress"), 0);
+
+  // A retried call of a holder that has the env: answered from memory, a hit.
+  ASSERT_TRUE(agent->get_or_create(p.env(), "", "", "job:0").ok());
+  EXPECT_EQ(sample(agent->metrics_text(), "rtenv_cache_hits_total"), hits + 1);
+
+  for (int i = 0; i < kThreads; ++i)
+    ASSERT_TRUE(*agent->release(p.env(), fmt::format("job:{}", i)));
+  ASSERT_TRUE(agent->gc(false).ok());
+  text = agent->metrics_text();
+  EXPECT_EQ(sample(text, "rtenv_evictions_total{kind=\"package\"}"), 1) << text;
+  EXPECT_EQ(sample(text, "rtenv_evicted_bytes_total{kind=\"package\"}"), bytes) << text;
+  EXPECT_EQ(sample(text, "rtenv_references"), 0);
+  EXPECT_EQ(sample(text, "rtenv_cache_bytes{kind=\"package\"}"), 0);
+}
+
 // With a tiny cache limit, gc keeps what a holder or a lease uses and evicts the rest.
 TEST_F(AgentTest, GcEvictsOnlyUnusedResources) {
   Package held = make_package(src_, "held", 10, *store_);

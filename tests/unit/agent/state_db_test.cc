@@ -57,5 +57,36 @@ TEST(StateDbTest, ANewerSchemaIsRefusedWithWhatToDo) {
   EXPECT_NE(db.error().message().find("newer rtenv"), std::string::npos) << db.error().message();
 }
 
+TEST(StateDbTest, CountsReferencesHoldersEnvsAndResources) {
+  testing::TempDir tmp;
+  auto db = StateDb::open(tmp / "agent.db");
+  ASSERT_TRUE(db.ok()) << db.error().message();
+  StateDb& d = **db;
+  auto empty = d.counts();
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(empty->references, 0u);
+  EXPECT_TRUE(empty->resources.empty());
+
+  ASSERT_TRUE(d.upsert_env("e1", "", "{}", 1).ok());
+  ASSERT_TRUE(d.upsert_env("e2", "", "{}", 1).ok());
+  ASSERT_TRUE(d.set_env_state("e2", "ready", "", "[]", 2).ok());
+  ASSERT_TRUE(d.add_ref("e1", "job:a", 1).ok());
+  ASSERT_TRUE(d.add_ref("e2", "job:a", 1).ok());
+  ASSERT_TRUE(d.add_ref("e2", "pid:1:2", 1).ok());
+  ASSERT_TRUE(d.link_resource("e2", "rtenv://sha256/aa", "package", 1).ok());
+  ASSERT_TRUE(d.set_resource_size("rtenv://sha256/aa", 1234).ok());
+
+  auto c = d.counts();
+  ASSERT_TRUE(c.ok()) << c.error().message();
+  EXPECT_EQ(c->references, 3u);
+  EXPECT_EQ(c->holders, 2u);
+  EXPECT_EQ(c->envs_by_state["ready"], 1u);
+  EXPECT_EQ(c->envs_by_state.size(), 2u);  // e1 is still "creating"
+  ASSERT_EQ(c->resources.size(), 1u);
+  EXPECT_EQ(c->resources[0].kind, "package");
+  EXPECT_EQ(c->resources[0].uri, "rtenv://sha256/aa");
+  EXPECT_EQ(c->resources[0].size_bytes, 1234u);
+}
+
 }  // namespace
 }  // namespace rtenv::agent

@@ -50,6 +50,7 @@ TEST_F(ConfigTest, DefaultsMatchTheDocumentedOnes) {
   EXPECT_FALSE(c->store_token());
   EXPECT_FALSE(c->uv());
   EXPECT_TRUE(c->plugins().empty());
+  EXPECT_FALSE(c->metrics_listen());
   for (const auto& key : Config::keys()) {
     if (key == "home") continue;
     EXPECT_EQ(c->origin(key).kind, Origin::Kind::kDefault) << key;
@@ -266,6 +267,34 @@ TEST_F(ConfigTest, FingerprintFollowsWhatTheAgentActsOn) {
   auto from_file = load();
   ASSERT_TRUE(from_file);
   EXPECT_EQ(from_file->fingerprint(), pip->fingerprint());
+}
+
+TEST_F(ConfigTest, MetricsListenFromEachLayerAndOutOfTheFingerprint) {
+  write_config(R"({"metrics_listen": "127.0.0.1:9100"})");
+  auto file_only = load();
+  ASSERT_TRUE(file_only) << file_only.error().message();
+  EXPECT_EQ(file_only->metrics_listen(), "127.0.0.1:9100");
+  EXPECT_EQ(file_only->origin("metrics_listen").describe(), file());
+
+  auto var = load({{"RTENV_METRICS_LISTEN", "0.0.0.0:9200"}});
+  ASSERT_TRUE(var);
+  EXPECT_EQ(var->metrics_listen(), "0.0.0.0:9200");
+  EXPECT_EQ(var->origin("metrics_listen").describe(), "RTENV_METRICS_LISTEN");
+
+  Flags flags;
+  flags.metrics_listen = "127.0.0.1:0";
+  auto flag = load({{"RTENV_METRICS_LISTEN", "0.0.0.0:9200"}}, flags);
+  ASSERT_TRUE(flag);
+  EXPECT_EQ(flag->metrics_listen(), "127.0.0.1:0");
+  EXPECT_EQ(flag->origin("metrics_listen").describe(), "--metrics-listen");
+
+  // Where metrics are served is not how the agent sets envs up: an agent started with the flag
+  // is not "another configuration" to its clients.
+  EXPECT_EQ(file_only->fingerprint(), flag->fingerprint());
+  write_config(R"({"metrics_listen": 9100})");
+  auto wrong = load();
+  ASSERT_FALSE(wrong);
+  EXPECT_NE(wrong.error().message().find("metrics_listen"), std::string::npos);
 }
 
 TEST_F(ConfigTest, TheTokenIsNeverShown) {

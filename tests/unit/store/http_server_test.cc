@@ -163,6 +163,19 @@ TEST(ParseRequestHeadTest, ParsesARequestAndRefusesWhatIsNotOne) {
   }
 }
 
+TEST(ListenAddressTest, HostAndPortOrWhyNot) {
+  auto a = parse_listen_address("127.0.0.1:0");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(*a, std::make_pair(std::string("127.0.0.1"), 0));
+  EXPECT_EQ(*parse_listen_address("[::1]:7878"), std::make_pair(std::string("::1"), 7878));
+  for (const char* bad : {"127.0.0.1", ":80", "h:", "h:65536", "h:x", "::1:80"}) {
+    EXPECT_EQ(parse_listen_address(bad).error().code(), ErrorCode::kInvalidArgument) << bad;
+  }
+  EXPECT_TRUE(is_loopback_host("127.0.0.1"));
+  EXPECT_TRUE(is_loopback_host("localhost"));
+  EXPECT_FALSE(is_loopback_host("0.0.0.0"));
+}
+
 TEST(HttpServerTest, AnswersRequestsOneAfterAnotherOnOneConnection) {
   auto s = start({});
   RawClient c(s->server->port());
