@@ -37,19 +37,23 @@ def _installed_in_venv() -> bool:
 # cluster on PYTHONPATH) and $RTENV_BIN, else build/src/cli/rtenv.
 INSTALLED = _installed_in_venv()
 
+# Read once, at import: a running RayCluster takes RTENV_* out of this process's environment.
+_RTENV_BIN = os.environ.get("RTENV_BIN") or None
+_RTENV_WHEEL = os.environ.get("RTENV_WHEEL") or None
+
 
 def for_nodes(rtenv_bin: str) -> dict:
     """RayCluster's arguments for the package under test: installed, the nodes import it and
     find its binaries themselves (unless RTENV_BIN overrides them); else python/ and rtenv_bin."""
     if INSTALLED:
-        return {"rtenv_bin": os.environ.get("RTENV_BIN") or None, "package_dir": None}
+        return {"rtenv_bin": _RTENV_BIN, "package_dir": None}
     return {"rtenv_bin": rtenv_bin, "package_dir": str(PYTHON_PKG)}
 
 
 def rtenv_wheel() -> Path:
     """The rtenv wheel under test: $RTENV_WHEEL (scripts/test.sh builds it once with
     scripts/build_wheel.sh). Without it the test fails in CI and is skipped elsewhere."""
-    given: Optional[str] = os.environ.get("RTENV_WHEEL")
+    given: Optional[str] = _RTENV_WHEEL
     if given and Path(given).is_file():
         return Path(given)
     why = (f"RTENV_WHEEL={given} is not a file" if given else "RTENV_WHEEL is not set") + \
