@@ -46,6 +46,15 @@ if ! "$py" -c 'import wheel' 2>/dev/null; then
   "$py" -m pip install -q 'wheel==0.45.1'
 fi
 
+# scikit-build-core and build: the Python package's build backend and the frontend
+# scripts/build_wheel.sh runs (`python -m build --wheel --no-isolation python/`: the wheel with the
+# three binaries, built by CMake). Pinned: the versions the wheel was built and tested with.
+if ! "$py" -c 'import scikit_build_core, build; from importlib.metadata import version as v
+assert (v("scikit-build-core"), v("build")) == ("1.1.2", "1.6.1")' 2>/dev/null; then
+  echo "setup: installing scikit-build-core and build (the Python package's wheel)"
+  "$py" -m pip install -q 'scikit-build-core==1.1.2' 'build==1.6.1'
+fi
+
 # uv: what installs the pip/uv fields' packages (rtenv falls back to pip without it; the tests
 # exercise both). Pinned: the version the tests and benchmarks were measured with.
 if ! "$py" -c 'import uv' 2>/dev/null; then

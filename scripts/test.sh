@@ -42,7 +42,21 @@ fi
 echo "== Slurm tests (a real Slurm on this host: slurmctld, munged, two slurmd)"
 RTENV_BIN=$PWD/build/src/cli/rtenv python3 -m pytest -q tests/slurm
 
-if [ -d python/tests ] || [ -d tests/ray ]; then
-  echo "== Python package and Ray"
-  RTENV_BIN=$PWD/build/src/cli/rtenv python3 -m pytest -q $(ls -d python/tests tests/ray 2>/dev/null)
-fi
+echo "== Python package (python/, against build/)"
+RTENV_BIN=$PWD/build/src/cli/rtenv python3 -m pytest -q python/tests
+
+echo "== the wheel: built once, installed into a fresh venv, rtenv run from it, Ray against it"
+# ccache makes it nearly all hits of the build above (same flags, scripts/build_wheel.sh).
+wheel=$(bash scripts/build_wheel.sh -DRTENV_WERROR=ON | tail -n 1)
+venv=$PWD/build-wheel/venv
+rm -rf "$venv"
+# The system's site-packages stay visible: Ray, pytest and the test tools come from there, rtenv
+# (its code and its binaries) from the wheel.
+python3 -m venv --system-site-packages --without-pip "$venv"
+python3 -m pip --python "$venv/bin/python" install -q --no-deps --no-index "$wheel"
+smoke_home=$(mktemp -d)
+env -u RTENV_BIN PATH=/usr/bin:/bin RTENV_HOME="$smoke_home" \
+  "$venv/bin/rtenv" run -e '{"env_vars": {"WHEEL_SMOKE": "ok"}}' -- sh -c 'test "$WHEEL_SMOKE" = ok'
+rm -rf "$smoke_home"
+# No RTENV_BIN: the tests, the driver and every node's plugin use the package's own binaries.
+env -u RTENV_BIN RTENV_WHEEL="$wheel" "$venv/bin/python" -m pytest -q tests/ray

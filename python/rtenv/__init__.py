@@ -2,7 +2,8 @@
 
 - `rtenv.RuntimeEnv`: a typed runtime_env (from `rtenv.runtime_env`, imported on first use).
 - `rtenv.ray`: Ray's runtime_env plugin and the driver-side helper (needs Ray where it is used).
-- The binary is `$RTENV_BIN`, else `rtenv` on PATH (`rtenv.find_binary()`).
+- The binary is `$RTENV_BIN` (an override), else the one installed with this package (its
+  wheel's, `pip install ./python`), else `rtenv` on PATH (`rtenv.find_binary()`).
 
 Importing `rtenv` imports neither Ray nor anything outside the standard library.
 """

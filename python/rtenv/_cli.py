@@ -1,8 +1,9 @@
 """The rtenv binary, called from Python.
 
 Every call is one `rtenv ...` process: the binary owns the rules (validation, packing, locking,
-the node agent), this module only finds it, runs it and turns its exit status into exceptions
-that carry rtenv's own message (the one line it printed on stderr).
+the node agent), this module only finds it (find_binary: $RTENV_BIN, else the binaries the
+package's wheel installed, else `rtenv` on PATH), runs it and turns its exit status into
+exceptions that carry rtenv's own message (the one line it printed on stderr).
 
 Exit statuses (README): 0 ok, 2 invalid runtime_env or usage, 3 setup failed.
 """
@@ -10,6 +11,7 @@ Exit statuses (README): 0 ok, 2 invalid runtime_env or usage, 3 setup failed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import shutil
@@ -25,6 +27,7 @@ __all__ = [
     "create_async",
     "env_list",
     "find_binary",
+    "own_binary",
     "release",
     "release_async",
     "resolve",
@@ -57,11 +60,43 @@ class SetupFailed(RtenvError):
 
 
 class BinaryNotFound(FileNotFoundError):
-    """Neither $RTENV_BIN nor `rtenv` on PATH names an executable."""
+    """No rtenv binary: $RTENV_BIN is not set, this package was installed without its binaries,
+    and `rtenv` is not on PATH (or $RTENV_BIN names no executable)."""
+
+
+_BINARY = "rtenv"
+
+
+@functools.lru_cache(maxsize=None)
+def own_binary() -> Optional[str]:
+    """The `rtenv` binary installed with this package, None if it has none.
+
+    A wheel of the package (`pip install ./python`) carries rtenv, rtenv-full and rtenv-agent as
+    scripts: pip puts them in the scripts directory of the environment it installs into (a
+    venv's bin/, ~/.local/bin, <target>/bin). The package's record (RECORD in its .dist-info,
+    beside this package's directory) says where they went, whatever the install scheme. A
+    package imported from a source tree (the repository's python/) has no record: None."""
+    import importlib.metadata  # here: `import rtenv` stays light
+
+    site_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for dist in importlib.metadata.distributions(path=[site_dir]):
+        if (dist.metadata["Name"] or "").lower() != "rtenv":
+            continue
+        for file in dist.files or ():
+            if file.name != _BINARY or file.parent.name != "bin":
+                continue
+            # `pip install --target DIR` records the scripts relative to the site-packages it
+            # installed into before moving everything to DIR: there they are in DIR/bin.
+            for path in (str(dist.locate_file(file)), os.path.join(site_dir, "bin", _BINARY)):
+                path = os.path.normpath(path)
+                if os.path.isfile(path) and os.access(path, os.X_OK):
+                    return path
+    return None
 
 
 def find_binary(env: Optional[Mapping[str, str]] = None) -> str:
-    """The rtenv binary: $RTENV_BIN (which must be an executable file), else `rtenv` on PATH.
+    """The rtenv binary: $RTENV_BIN if set (an override, which must be an executable file),
+    else the binary installed with this package (own_binary()), else `rtenv` on PATH.
     Raises BinaryNotFound saying what was looked at."""
     environ = os.environ if env is None else env
     given = environ.get("RTENV_BIN")
@@ -70,13 +105,20 @@ def find_binary(env: Optional[Mapping[str, str]] = None) -> str:
             return given
         raise BinaryNotFound(
             f"RTENV_BIN={given} is not an executable file; point it at the rtenv binary "
-            "(e.g. build/src/cli/rtenv, with rtenv-full and rtenv-agent beside it)")
-    found = shutil.which("rtenv", path=environ.get("PATH"))
+            "(e.g. build/src/cli/rtenv, with rtenv-full and rtenv-agent beside it), or unset it "
+            "to use the rtenv package's own binaries (or `rtenv` on PATH)")
+    own = own_binary()
+    if own:
+        return own
+    found = shutil.which(_BINARY, path=environ.get("PATH"))
     if found:
         return found
     raise BinaryNotFound(
-        "the rtenv binary was not found: set RTENV_BIN to its path or put `rtenv` on PATH "
-        "(it must be installed on every node that runs the env)")
+        "the rtenv binary was not found: RTENV_BIN is not set, the rtenv package imported from "
+        f"{os.path.dirname(os.path.abspath(__file__))} was not installed with its binaries, and "
+        "`rtenv` is not on PATH; install the package with `pip install ./python` from the rtenv "
+        "repository (it builds and installs the binaries) or set RTENV_BIN to the rtenv "
+        "binary's path (on every node that runs the env)")
 
 
 def _message(stderr: str, returncode: int) -> str:

@@ -2,8 +2,10 @@
 node with its own $RTENV_HOME and rtenv agent, one shared store), a package index on 127.0.0.1
 with tiny wheels (tests/e2e/pyindex.py), and a driver connected with a job env.
 
-The binary is $RTENV_BIN, or <repo>/build/src/cli/rtenv. Nothing reaches the network but
-127.0.0.1.
+The package and binary under test: run by the python of a venv that the rtenv wheel is
+installed in (scripts/test.sh), that package and the binaries it installed (ray_testlib.INSTALLED;
+$RTENV_BIN still overrides them); otherwise the repository's python/ and $RTENV_BIN, or
+<repo>/build/src/cli/rtenv. Nothing reaches the network but 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -21,11 +23,14 @@ import pytest
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
-sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(HERE))
 
+from ray_testlib import BROKEN_MESSAGE, INSTALLED, JOB_ENV_VARS, PY, for_nodes  # noqa: E402
+
+if not INSTALLED:
+    sys.path.insert(0, str(REPO / "python"))
+
 from pyindex import PackageIndex, build_failing_sdist, build_wheel, find_uv  # noqa: E402
-from ray_testlib import BROKEN_MESSAGE, JOB_ENV_VARS, PY  # noqa: E402
 from raycluster import RayCluster, driver_connected, node_resource  # noqa: E402
 
 DEFAULT_BIN = REPO / "build" / "src" / "cli" / "rtenv"
@@ -33,11 +38,23 @@ UV = find_uv(PY)
 
 
 def _binary() -> Path:
-    return Path(os.environ.get("RTENV_BIN", str(DEFAULT_BIN)))
+    if os.environ.get("RTENV_BIN"):
+        return Path(os.environ["RTENV_BIN"])
+    if INSTALLED:
+        import rtenv
+
+        own = rtenv._cli.own_binary()
+        if not own:
+            pytest.fail(f"the rtenv package installed at {Path(rtenv.__file__).parent} has no "
+                        "binaries of its own: install it from its wheel "
+                        "(scripts/build_wheel.sh)", pytrace=False)
+        return Path(own)
+    return DEFAULT_BIN
 
 
 @pytest.fixture(scope="session")
 def rtenv_bin() -> str:
+    """The rtenv binary under test (the installed package's own, $RTENV_BIN or build/'s)."""
     path = _binary()
     if not (path.is_file() and os.access(path, os.X_OK)):
         pytest.fail(f"rtenv binary not found or not executable at {path}; build it "
@@ -105,7 +122,7 @@ def cluster(rtenv_bin, index):
     wrapper.write_text(
         f'#!/bin/sh\nprintf "%s\\n" "$*" >> "$RTENV_HOME/uv-calls.log"\nexec "{UV}" "$@"\n')
     wrapper.chmod(0o755)
-    rc = RayCluster(root, rtenv_bin=rtenv_bin, nodes={"head": 2, "w1": 2}, uv=str(wrapper),
+    rc = RayCluster(root, **for_nodes(rtenv_bin), nodes={"head": 2, "w1": 2}, uv=str(wrapper),
                     extra_env={"UV_HTTP_RETRIES": "0", "RTENV_FAILURE_TTL": "2"})
     started = time.monotonic()
     job_env = rtenv.ray.runtime_env(env_vars=JOB_ENV_VARS)

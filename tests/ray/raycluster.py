@@ -4,7 +4,8 @@ Used by tests/ray and bench/ray. Nodes are raylets of one `ray.cluster_utils.Clu
 and worker nodes, all on 127.0.0.1), each started with its own environment: its own
 $RTENV_HOME (so its own agent, packages and venvs, as separate machines would have), one shared
 store ($RTENV_STORE, a directory), and the plugin registered (RAY_RUNTIME_ENV_PLUGINS) and
-importable (PYTHONPATH = <repo>/python). Every process the cluster starts carries a marker
+importable (PYTHONPATH = <repo>/python, or the rtenv package installed in the cluster's Python
+with package_dir=None). Every process the cluster starts carries a marker
 variable, so `stop()` can find and end whatever is left (workers, rtenv agents) by pid without
 touching anyone else's Ray.
 
@@ -47,15 +48,28 @@ def node_resource(name: str) -> str:
 
 
 class RayCluster:
-    def __init__(self, root: Path, *, rtenv_bin: str, nodes: Mapping[str, int] | None = None,
+    def __init__(self, root: Path, *, rtenv_bin: Optional[str],
+                 nodes: Mapping[str, int] | None = None,
                  object_store_memory: int = 80 << 20, store_url: str | None = None,
                  python: str = sys.executable, uv: str | None = None,
-                 extra_env: Optional[Mapping[str, str]] = None, plugin: bool = True):
+                 extra_env: Optional[Mapping[str, str]] = None, plugin: bool = True,
+                 package_dir: Optional[str] = str(PYTHON_PKG)):
         """nodes: {name: num_cpus}, the first one the head. Each node's home is root/<name>;
-        the driver's (this process's, while the cluster is up) is root/driver."""
+        the driver's (this process's, while the cluster is up) is root/driver.
+
+        rtenv_bin: the binary every node runs ($RTENV_BIN); None: each node's rtenv package
+        finds its own (`rtenv.find_binary()`: the wheel's binaries, else `rtenv` on PATH).
+        package_dir: the rtenv package the nodes import (put on PYTHONPATH); None: the one
+        installed in `python`."""
         self.root = Path(root)
         self.nodes = dict(nodes or {"head": 2, "w1": 2})
-        self.rtenv_bin = rtenv_bin
+        self.node_rtenv_bin = rtenv_bin
+        self.package_dir = package_dir
+        if rtenv_bin is None:
+            from rtenv import find_binary  # the package this process imports, as the nodes do
+
+            rtenv_bin = find_binary({k: v for k, v in os.environ.items() if k != "RTENV_BIN"})
+        self.rtenv_bin = rtenv_bin  # what the tests run to look at a node
         self.store_url = store_url or f"file://{self.root / 'store'}"
         self.homes: Dict[str, Path] = {n: self.root / "homes" / n for n in self.nodes}
         self.driver_home = self.root / "homes" / "driver"
@@ -72,14 +86,16 @@ class RayCluster:
 
     def common_env(self) -> Dict[str, str]:
         env = {
-            "RTENV_BIN": self.rtenv_bin,
             "RTENV_STORE": self.store_url,
             "RTENV_PYTHON": self.python,
-            "PYTHONPATH": str(PYTHON_PKG),
             MARKER: str(self.root),
             "RAY_USAGE_STATS_ENABLED": "0",
             "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         }
+        if self.node_rtenv_bin is not None:
+            env["RTENV_BIN"] = self.node_rtenv_bin
+        if self.package_dir is not None:
+            env["PYTHONPATH"] = self.package_dir
         if self.plugin:
             env["RAY_RUNTIME_ENV_PLUGINS"] = json.dumps([{"class": "rtenv.ray.RtenvPlugin"}])
         if self.uv:

@@ -4,10 +4,12 @@ passes plugin fields through, and turns an rtenv launch plan into Ray's worker c
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -16,32 +18,91 @@ import rtenv
 from rtenv import _cli
 from rtenv.ray.helper import merge
 
-from ray_testlib import PY, REPO
+from ray_testlib import PY, REPO, rtenv_wheel
+from raycluster import stop_agent
+
+
+BINARIES = ("rtenv", "rtenv-full", "rtenv-agent")
+
+
+def test_the_wheel_carries_the_three_binaries_as_scripts():
+    wheel = rtenv_wheel()
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        scripts = {n.rsplit("/", 1)[-1]: z.getinfo(n) for n in names if "/scripts/" in n}
+    assert sorted(scripts) == sorted(BINARIES), names
+    for name, info in scripts.items():
+        assert info.file_size > 100_000, f"{name} is {info.file_size} bytes"
+    assert "rtenv/ray/plugin.py" in names and "rtenv/_cli.py" in names
+    # Built for this platform, for any Python 3 (the binaries do not use Python's ABI).
+    assert wheel.name.startswith("rtenv-0.1.0-py3-none-linux_"), wheel.name
 
 
 def test_pip_install_and_import_without_ray(tmp_path):
     target = tmp_path / "site"
-    # From a copy: a build leaves build/ and *.egg-info beside pyproject.toml.
-    src = tmp_path / "src"
-    shutil.copytree(REPO / "python", src, ignore=shutil.ignore_patterns(
-        "build", "*.egg-info", "__pycache__", "tests"))
-    p = subprocess.run([PY, "-m", "pip", "install", "--quiet", "--no-build-isolation",
-                        "--no-deps", "--target", str(target), str(src)],
+    p = subprocess.run([PY, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                        "--target", str(target), str(rtenv_wheel())],
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr
     assert (target / "rtenv" / "ray" / "plugin.py").is_file()
-    # Ray made unimportable: `rtenv` and the helper still import.
+    # Ray made unimportable: `rtenv` and the helper still import, and the package finds the
+    # binaries pip put in <target>/bin, with nothing on PATH and no RTENV_BIN.
     blocker = tmp_path / "block"
     blocker.mkdir()
     (blocker / "ray.py").write_text("raise ImportError('ray is not installed here')\n")
     code = ("import sys, rtenv, rtenv.ray; print(rtenv.__file__); "
-            "print('ray' in sys.modules); print(callable(rtenv.ray.runtime_env))")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            "print('ray' in sys.modules); print(callable(rtenv.ray.runtime_env)); "
+            "print(rtenv.find_binary())")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "RTENV_BIN")}
     env["PYTHONPATH"] = f"{blocker}{os.pathsep}{target}"
+    env["PATH"] = "/usr/bin:/bin"
     p = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert p.returncode == 0, p.stderr
     out = p.stdout.split()
-    assert out[0].startswith(str(target)) and out[1:] == ["False", "True"]
+    assert out[0].startswith(str(target)) and out[1:3] == ["False", "True"]
+    assert out[3] == str(target / "bin" / "rtenv")
+
+
+def test_the_wheel_in_a_fresh_venv_runs_its_own_binaries(tmp_path):
+    """A venv with only the wheel in it: the package finds the binaries its wheel installed in
+    the venv's bin/ (no RTENV_BIN, no rtenv on PATH), and `rtenv run` from there works,
+    including a run that hands over to rtenv-full and starts rtenv-agent beside it."""
+    venv = tmp_path / "venv"
+    subprocess.run([PY, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    vpy = venv / "bin" / "python"
+    p = subprocess.run([PY, "-m", "pip", "--python", str(vpy), "install", "--quiet",
+                        "--no-deps", "--no-index", str(rtenv_wheel())],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    for name in BINARIES:
+        assert os.access(venv / "bin" / name, os.X_OK), f"{name} is not in the venv's bin/"
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTHON", "RTENV_", "VIRTUAL_ENV"))}
+    env.update(PATH="/usr/bin:/bin", RTENV_HOME=str(home))
+    assert shutil.which("rtenv", path=env["PATH"]) is None
+    p = subprocess.run([str(vpy), "-c", "import rtenv; print(rtenv.find_binary())"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == str(venv / "bin" / "rtenv")
+
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    (wd / "hello.txt").write_text("from the working_dir\n")
+    spec = json.dumps({"working_dir": str(wd), "env_vars": {"GREETING": "hi"}})
+    try:
+        p = subprocess.run([str(venv / "bin" / "rtenv"), "run", "-e", spec, "--",
+                            "sh", "-c", 'echo "$GREETING"; cat hello.txt'],
+                           env=env, capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.split("\n")[:2] == ["hi", "from the working_dir"]
+        # The same through the Python API, whose binary is the venv's.
+        code = ("import rtenv._cli as c; print(c.run(['run', '--', 'true']) == '')")
+        p = subprocess.run([str(vpy), "-c", code], env=env, capture_output=True, text=True,
+                           timeout=60)
+        assert p.returncode == 0 and p.stdout.strip() == "True", p.stderr
+    finally:
+        stop_agent(home)
 
 
 def test_runtime_env_class_is_lazy():
@@ -55,14 +116,32 @@ def test_runtime_env_class_is_lazy():
         rtenv.no_such_thing
 
 
-def test_find_binary(tmp_path, rtenv_bin):
+def test_find_binary(tmp_path, rtenv_bin, monkeypatch):
+    # A package without binaries of its own (the repository's python/): RTENV_BIN, else PATH.
+    monkeypatch.setattr(_cli, "own_binary", lambda: None)
     assert _cli.find_binary({"RTENV_BIN": rtenv_bin, "PATH": ""}) == rtenv_bin
     with pytest.raises(rtenv.BinaryNotFound, match="RTENV_BIN=/nope is not an executable"):
         _cli.find_binary({"RTENV_BIN": "/nope", "PATH": ""})
-    with pytest.raises(rtenv.BinaryNotFound, match="set RTENV_BIN"):
+    with pytest.raises(rtenv.BinaryNotFound, match=r"pip install \./python.*set RTENV_BIN"):
         _cli.find_binary({"PATH": str(tmp_path)})
     (tmp_path / "rtenv").symlink_to(rtenv_bin)
     assert _cli.find_binary({"PATH": str(tmp_path)}) == str(tmp_path / "rtenv")
+    # The package's own binaries come before PATH; RTENV_BIN overrides them.
+    own = tmp_path / "own" / "bin" / "rtenv"
+    own.parent.mkdir(parents=True)
+    own.symlink_to(rtenv_bin)
+    monkeypatch.setattr(_cli, "own_binary", lambda: str(own))
+    assert _cli.find_binary({"PATH": str(tmp_path)}) == str(own)
+    assert _cli.find_binary({"RTENV_BIN": rtenv_bin, "PATH": str(tmp_path)}) == rtenv_bin
+
+
+def test_a_source_tree_package_has_no_binaries_of_its_own(tmp_path):
+    code = "import rtenv._cli as c; print(c.__file__); print(c.own_binary())"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(REPO / "python")
+    p = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == [str(REPO / "python" / "rtenv" / "_cli.py"), "None"]
 
 
 def test_errors_carry_rtenvs_message(tmp_path, rtenv_bin):

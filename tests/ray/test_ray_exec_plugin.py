@@ -16,7 +16,7 @@ import pytest
 import ray
 
 import rtenv.ray
-from ray_testlib import PY
+from ray_testlib import PY, for_nodes
 from raycluster import RayCluster, driver_connected, node_resource
 
 # The plugin (protocol rtenv-plugin/1, docs/plugins.md): validate refuses a value without a
@@ -87,7 +87,7 @@ def plugin_cluster(rtenv_bin):
     plugin.chmod(0o755)
     plugins = json.dumps([{"field": "hello", "exec": str(plugin), "priority": 10}])
 
-    rc = RayCluster(root, rtenv_bin=rtenv_bin, nodes={"head": 2, "w1": 2},
+    rc = RayCluster(root, **for_nodes(rtenv_bin), nodes={"head": 2, "w1": 2},
                     extra_env={"RTENV_PLUGINS": plugins})
     with driver_connected(rc, root, rtenv.ray.runtime_env(env_vars={"JOB_A": "a"})):
         yield rc

@@ -55,6 +55,23 @@ def get(ref, timeout=120):
     return ray.get(ref, timeout=timeout)
 
 
+# ---- the binaries ----------------------------------------------------------------------------
+
+
+def test_every_node_runs_the_binaries_under_test(cluster):
+    # Run from the wheel's venv (scripts/test.sh), the nodes have no RTENV_BIN: each node's
+    # plugin finds the package's own binaries, and the agent it starts is the rtenv-agent beside
+    # them. Otherwise the nodes run $RTENV_BIN's.
+    bindir = Path(cluster.rc.rtenv_bin).parent
+    env = rtenv.ray.runtime_env(env_vars={"BINARIES": "under test"})
+    for node in cluster.rc.nodes:
+        r = get(probe.options(runtime_env=env, **cluster.on(node)).remote())
+        assert r["env"]["BINARIES"] == "under test"
+        assert ("RTENV_BIN" in r["env"]) == (cluster.rc.node_rtenv_bin is not None), r["env"]
+        pid = (cluster.home(node) / "agent.pid").read_text().strip()
+        assert os.readlink(f"/proc/{pid}/exe") == str(bindir / "rtenv-agent")
+
+
 # ---- Python packages -------------------------------------------------------------------------
 
 

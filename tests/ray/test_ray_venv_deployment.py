@@ -1,8 +1,10 @@
-"""Ray running from a venv, as most clusters run it: Ray 2.60.0 and the rtenv package installed
-into a venv of their own (offline, from the wheelhouse scripts/setup.sh fills), a two-node cluster
-started with that venv's Ray and the plugin, and a task in an rtenv `pip` env on each node. The
-worker must run the venv's Ray (not the one the test interpreter has), the env's own package, and
-a package installed only in the Ray venv, as Ray's own `pip` field allows.
+"""Ray running from a venv, as most clusters run it: Ray 2.60.0 and rtenv's wheel (the Python
+package and the three binaries) installed into a venv of their own (offline, from the wheelhouse
+scripts/setup.sh fills, and $RTENV_WHEEL), a two-node cluster started with that venv's Ray and
+the plugin, and a task in an rtenv `pip` env on each node. The worker must run the venv's Ray (not
+the one the test interpreter has), the env's own package, and a package installed only in the Ray
+venv, as Ray's own `pip` field allows; every node runs the binaries the wheel put in the venv,
+with no RTENV_BIN.
 
 The cluster runs in a driver process of the venv's interpreter (this process has imported the
 test interpreter's Ray, which must not start it); that process starts the cluster with
@@ -21,21 +23,21 @@ from pathlib import Path
 import pytest
 
 from pyindex import PackageIndex, build_wheel, find_uv
-from ray_testlib import HERE, PY, REPO
+from ray_testlib import HERE, PY, rtenv_wheel
 
 UV = find_uv(PY)
 RAY_VERSION = "2.60.0"
 WHEELHOUSE = Path(os.environ.get("RTENV_WHEELHOUSE", Path.home() / ".cache" / "rtenv-wheels"))
 
 DRIVER = r'''
-import json, sys
+import json, os, sys
 sys.path.insert(0, sys.argv[1])  # tests/ray: raycluster.py
 from pathlib import Path
 from raycluster import RayCluster, driver_connected, node_resource
 import ray
 import rtenv.ray
 
-root, rtenv_bin, index_url, uv = Path(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+root, index_url, uv = Path(sys.argv[2]), sys.argv[3], sys.argv[4]
 
 
 @ray.remote(num_cpus=0.5)
@@ -49,8 +51,9 @@ def probe():
             "envpkg": envpkg.__file__, "prefix": sys.prefix, "executable": sys.executable}
 
 
-# PYTHONPATH empty: the nodes import rtenv from the venv, not from the repository.
-rc = RayCluster(root, rtenv_bin=rtenv_bin, nodes={"head": 2, "w1": 2}, uv=uv,
+# PYTHONPATH empty: the nodes import rtenv from the venv, not from the repository; no RTENV_BIN:
+# they run the binaries the rtenv wheel installed in the venv's bin/.
+rc = RayCluster(root, rtenv_bin=None, package_dir=None, nodes={"head": 2, "w1": 2}, uv=uv,
                 extra_env={"PYTHONPATH": "", "UV_HTTP_RETRIES": "0"})
 with driver_connected(rc, root, {}):
     env = rtenv.ray.runtime_env(pip=[f"--index-url {index_url}", "envpkg"])
@@ -60,7 +63,11 @@ with driver_connected(rc, root, {}):
                     timeout=300)
         r["expected_node_id"] = rc.node_id(node)
         results[node] = r
-    out = {"env": env, "results": results,
+    agents = {}
+    for node, home in rc.homes.items():
+        pid = (home / "agent.pid").read_text().strip()
+        agents[node] = os.readlink(f"/proc/{pid}/exe")
+    out = {"env": env, "results": results, "agents": agents, "driver_rtenv": rc.rtenv_bin,
            "homes": {n: str(h) for n, h in rc.homes.items()}}
 print("RESULT " + json.dumps(out))
 '''
@@ -80,16 +87,13 @@ def _wheelhouse_ray() -> Path:
 
 @pytest.fixture(scope="module")
 def ray_venv(tmp_path_factory):
-    """A venv with Ray, rtenv's Python package and `venvmarker` installed (nothing else of the
-    test interpreter visible in it); its directory."""
+    """A venv with Ray, rtenv's wheel (its Python package and binaries) and `venvmarker`
+    installed (nothing else of the test interpreter visible in it); its directory."""
     _wheelhouse_ray()
     work = tmp_path_factory.mktemp("ray-venv")
     wheels = work / "wheels"
     build_wheel(wheels, "venvmarker", "1.0")
-    p = subprocess.run([PY, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                        "--wheel-dir", str(wheels), str(REPO / "python")],
-                       capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, f"building rtenv's wheel failed: {p.stderr}"
+    shutil.copy(rtenv_wheel(), wheels)
     venv = work / "venv"
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work),
            "UV_CACHE_DIR": str(work / "uv-cache")}
@@ -107,7 +111,7 @@ def ray_venv(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def venv_cluster_run(ray_venv, rtenv_bin):
+def venv_cluster_run(ray_venv):
     """What the tasks saw on each node of a cluster started from the venv."""
     with PackageIndex() as index:
         index.add(build_wheel(Path(tempfile.mkdtemp(prefix="rtvenv-dists-")), "envpkg", "1.0"))
@@ -118,7 +122,7 @@ def venv_cluster_run(ray_venv, rtenv_bin):
         env["PATH"] = f"{ray_venv / 'bin'}:{env.get('PATH', '/usr/bin:/bin')}"
         try:
             p = subprocess.run(
-                [str(ray_venv / "bin" / "python"), "-c", DRIVER, str(HERE), str(root), rtenv_bin,
+                [str(ray_venv / "bin" / "python"), "-c", DRIVER, str(HERE), str(root),
                  index.url, UV],
                 env=env, capture_output=True, text=True, timeout=900)
         finally:
@@ -146,3 +150,13 @@ def test_a_task_imports_the_venvs_ray_and_packages_on_every_node(ray_venv, venv_
         assert Path(r["prefix"]).parent == home / "pyenvs", r
         assert r["envpkg"].startswith(r["prefix"]), r
         assert r["executable"].startswith(r["prefix"]), r
+
+
+def test_every_node_runs_the_binaries_the_wheel_installed_in_the_venv(ray_venv,
+                                                                       venv_cluster_run):
+    # No RTENV_BIN and no rtenv on the nodes' PATH but the venv's bin/: the driver's helper and
+    # each node's plugin found the package's own binaries, and the agents they started are the
+    # venv's rtenv-agent.
+    assert venv_cluster_run["driver_rtenv"] == str(ray_venv / "bin" / "rtenv")
+    assert venv_cluster_run["agents"] == {
+        node: str(ray_venv / "bin" / "rtenv-agent") for node in venv_cluster_run["homes"]}
