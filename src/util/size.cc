@@ -30,6 +30,21 @@ Result<uint64_t> parse_size(const std::string& text) {
   return static_cast<uint64_t>(v * mult);
 }
 
+Result<int64_t> parse_duration_ms(const std::string& text) {
+  size_t digits = 0;
+  while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
+  std::string unit = text.substr(digits);
+  static const std::pair<const char*, int64_t> kUnits[] = {
+      {"", 1000}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}, {"d", 86'400'000}};
+  if (digits > 0 && digits <= 9) {
+    for (const auto& [name, ms] : kUnits) {
+      if (unit == name) return std::stoll(text.substr(0, digits)) * ms;
+    }
+  }
+  return make_error(ErrorCode::kInvalidArgument,
+                    "'{}' is not a duration (a number with s, m, h or d, such as 6h or 7d)", text);
+}
+
 std::string count_of(uint64_t n, std::string_view one, std::string_view many) {
   return fmt::format("{} {}", n, n == 1 ? one : many);
 }

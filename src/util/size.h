@@ -12,6 +12,10 @@ namespace rtenv {
 /// trailing "B" or "iB" is optional). kInvalidArgument otherwise.
 Result<uint64_t> parse_size(const std::string& text);
 
+/// Parses a duration: "90s", "30m", "6h", "7d" (a plain number is seconds), into milliseconds.
+/// kInvalidArgument otherwise.
+Result<int64_t> parse_duration_ms(const std::string& text);
+
 /// "1 file", "3 files": `n` and the noun that agrees with it.
 std::string count_of(uint64_t n, std::string_view one, std::string_view many);
 

@@ -22,5 +22,22 @@ TEST(ParseSizeTest, RejectsWhatIsNotASize) {
   }
 }
 
+TEST(ParseDurationTest, UnitsAndPlainSeconds) {
+  EXPECT_EQ(*parse_duration_ms("90"), 90'000);
+  EXPECT_EQ(*parse_duration_ms("90s"), 90'000);
+  EXPECT_EQ(*parse_duration_ms("30m"), 1'800'000);
+  EXPECT_EQ(*parse_duration_ms("6h"), 21'600'000);
+  EXPECT_EQ(*parse_duration_ms("7d"), 604'800'000);
+  for (const char* bad : {"", "d", "7w", "-1h", "1.5h", "1234567890d"}) {
+    EXPECT_FALSE(parse_duration_ms(bad).ok()) << bad;
+  }
+}
+
+TEST(CountOfTest, TheNounAgreesWithTheCount) {
+  EXPECT_EQ(count_of(0, "file", "files"), "0 files");
+  EXPECT_EQ(count_of(1, "file", "files"), "1 file");
+  EXPECT_EQ(count_of(2, "directory", "directories"), "2 directories");
+}
+
 }  // namespace
 }  // namespace rtenv
