@@ -219,6 +219,9 @@ Result<PackResult> pack_path(const fs::path& path, store::BlobStore& store,
   // under a manifest it has needs no question. An unchanged tree costs one lookup; a change, the
   // lookups along its path.
   auto t_query = Clock::now();
+  // What is found present here is relied on until the root is published: no collection of the
+  // store may run in between.
+  RTENV_ASSIGN_OR_RETURN(FileLock held, store.hold_against_collection());
   std::unordered_set<Digest> asked;
   std::vector<size_t> missing_manifests;  // indices, to upload bottom-up
   std::vector<size_t> missing_files;      // one file per missing content

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include "util/digest.h"
+#include "util/fs.h"
 #include "util/result.h"
 
 namespace rtenv::store {
@@ -57,6 +58,10 @@ class BlobStore {
   /// Calls `fn(digest, stored_bytes)` for every blob.
   virtual Result<void> list(const std::function<void(const Digest&, uint64_t)>& fn) = 0;
 
+  /// A hold a pack keeps from its `missing` query until its root manifest is published, so
+  /// that a collection of the store cannot take a blob the pack found present in between (a
+  /// directory store: a shared lock its collector takes exclusively). Default: none needed.
+  virtual Result<FileLock> hold_against_collection() { return FileLock(); }
   /// How many reads are worth keeping in flight at once: a network store is bound by round
   /// trips, a directory by the disk (0: one per core).
   virtual unsigned parallel_reads() const { return 0; }

@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include <dirent.h>
 
@@ -15,6 +16,24 @@ namespace rtenv::store {
 
 namespace {
 constexpr mode_t kBlobMode = 0444;
+
+int64_t mtime_ms(const struct stat& st) {
+  return static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1'000'000;
+}
+
+int64_t now_ms() {
+  timespec t;
+  ::clock_gettime(CLOCK_REALTIME, &t);
+  return static_cast<int64_t>(t.tv_sec) * 1000 + t.tv_nsec / 1'000'000;
+}
+
+// Sets the blob's mtime to now if it is older than the touch interval. Best effort: a blob of
+// another user on a shared directory may refuse (its age then counts from its last write).
+void touch_if_stale(int dirfd, const char* rel, const struct stat& st) {
+  if (now_ms() - mtime_ms(st) < LocalStore::kTouchIntervalMs) return;
+  timespec times[2] = {{0, UTIME_OMIT}, {0, UTIME_NOW}};
+  (void)::utimensat(dirfd, rel, times, 0);
+}
 constexpr size_t kChunk = 256 * 1024;
 
 // Reads `fd` to the end, handing each chunk to `sink` and hashing it.
@@ -67,6 +86,8 @@ Result<std::vector<bool>> LocalStore::missing(const std::vector<Digest>& digests
     std::memcpy(rel + 3, hex.data(), 64);
     rel[67] = '\0';
     out[i] = ::fstatat(root.get(), rel, &st, 0) != 0;
+    // Found present: the caller will rely on it (a pack publishes a manifest naming it).
+    if (!out[i]) touch_if_stale(root.get(), rel, st);
   }
   return out;
 }
@@ -146,6 +167,8 @@ Result<std::string> LocalStore::get(const Digest& digest) {
   }
   Digest actual = Digest::of(*data);
   if (actual != digest) return corrupt(digest, actual);
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) touch_if_stale(AT_FDCWD, path.c_str(), st);  // in use
   return std::move(data).value();
 }
 
@@ -158,6 +181,8 @@ Result<void> LocalStore::get_to_file(const Digest& digest, const fs::path& dest,
     }
     return io_error("cannot open", path, errno);
   }
+  struct stat st;
+  if (::fstat(src.get(), &st) == 0) touch_if_stale(AT_FDCWD, path.c_str(), st);  // in use
   UniqueFd out(::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
   if (!out.valid()) return io_error("cannot create", dest, errno);
   auto actual = stream_hashed(
@@ -196,6 +221,64 @@ Result<void> LocalStore::list(const std::function<void(const Digest&, uint64_t)>
     return make_error(ErrorCode::kIo, "cannot list store {}: {}", url(), ec.message());
   }
   return ok_result();
+}
+
+Result<void> LocalStore::scan(const std::function<void(const Digest&, uint64_t, int64_t)>& fn) {
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(root_, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    if (!it->is_directory() || it->path().filename().string().size() != 2) continue;
+    UniqueFd dir(::open(it->path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir.valid()) return io_error("cannot list", it->path(), errno);
+    for (auto blob = fs::directory_iterator(it->path(), ec);
+         !ec && blob != fs::directory_iterator(); blob.increment(ec)) {
+      std::string name = blob->path().filename().string();
+      auto d = Digest::from_hex(name);
+      if (!d) continue;  // temp files and strangers
+      struct stat st;
+      if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone
+      fn(*d, static_cast<uint64_t>(st.st_size), mtime_ms(st));
+    }
+  }
+  if (ec) return make_error(ErrorCode::kIo, "cannot list store {}: {}", url(), ec.message());
+  return ok_result();
+}
+
+Result<void> LocalStore::scan_records(
+    const std::function<void(const std::string&, const std::string&)>& fn) {
+  fs::path records = root_ / "records";
+  std::error_code ec;
+  auto it = fs::recursive_directory_iterator(records, ec);
+  if (ec) return ok_result();  // none yet
+  for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (!it->is_regular_file()) continue;
+    std::string name = it->path().lexically_relative(records).string();
+    if (!check_record_name(name)) continue;  // temp files
+    if (auto text = read_file(it->path())) fn(name, *text);
+  }
+  if (ec) return make_error(ErrorCode::kIo, "cannot list records of {}: {}", url(), ec.message());
+  return ok_result();
+}
+
+Result<bool> LocalStore::remove_if_untouched_since(const Digest& digest, int64_t cutoff_ms) {
+  fs::path path = blob_path(digest);
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return false;
+    return io_error("cannot stat", path, errno);
+  }
+  if (mtime_ms(st) >= cutoff_ms) return false;
+  if (::unlink(path.c_str()) == 0) return true;
+  if (errno == ENOENT) return false;
+  return io_error("cannot remove", path, errno);
+}
+
+Result<FileLock> LocalStore::lock_for_collection(FileLock::Mode mode) {
+  auto lock = FileLock::acquire(root_ / ".collection.lock", mode);
+  // A store this user may read but not write (a shared directory) is never collected by them, and
+  // their packs fail at the first upload anyway: nothing to hold.
+  if (!lock && mode == FileLock::Mode::kShared) return FileLock();
+  return lock;
 }
 
 Result<fs::path> LocalStore::record_path(std::string_view name, bool create_dir) const {

@@ -7,7 +7,8 @@ namespace rtenv::store {
 /// A store in a directory: `<root>/<first two hex digits>/<64 hex digits>`, blobs stored as is
 /// (compression does not pay on a local disk). Safe for several writers on several hosts of a
 /// shared filesystem: every write goes to a unique temp name in the final directory, then is
-/// renamed into place; no file locks are used. Thread-safe.
+/// renamed into place. The one file lock is between packs and a collection (see below).
+/// Thread-safe.
 class LocalStore final : public BlobStore {
  public:
   /// Creates `root` if needed.
@@ -30,6 +31,28 @@ class LocalStore final : public BlobStore {
 
   /// Where the blob with this digest lives (whether or not it exists).
   fs::path blob_path(const Digest& digest) const;
+
+  // ---- Collection (pack/store_gc). A blob's mtime says when it was last written, found
+  // present by `missing` or read by `get`/`get_to_file` (refreshed at most every
+  // kTouchInterval), so a collector that keeps what was touched within a longer window never
+  // takes a blob a pack has just relied on or a node has just fetched.
+
+  /// How stale a blob's mtime may get before `missing`, `get` or `get_to_file` refreshes it.
+  static constexpr int64_t kTouchIntervalMs = 10 * 60 * 1000;
+  /// Calls `fn(digest, stored_bytes, touched_ms)` for every blob (touched_ms: its mtime, in ms
+  /// since the epoch).
+  Result<void> scan(const std::function<void(const Digest&, uint64_t, int64_t)>& fn);
+  /// Calls `fn(name, text)` for every record (unreadable ones are skipped).
+  Result<void> scan_records(const std::function<void(const std::string&, const std::string&)>& fn);
+  /// Removes the blob if its mtime is still before `cutoff_ms` (a blob touched since it was
+  /// scanned stays): true if removed.
+  Result<bool> remove_if_untouched_since(const Digest& digest, int64_t cutoff_ms);
+  /// Held shared by a pack from its `missing` query until its root manifest is published, and
+  /// exclusive by a collector while it sweeps, so a sweep never runs between the two.
+  Result<FileLock> lock_for_collection(FileLock::Mode mode);
+  Result<FileLock> hold_against_collection() override {
+    return lock_for_collection(FileLock::Mode::kShared);
+  }
 
  private:
   explicit LocalStore(fs::path root) : root_(std::move(root)) {}

@@ -1,0 +1,102 @@
+#include "pack/store_gc.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "pack/manifest.h"
+#include "util/fs.h"
+
+namespace rtenv::pack {
+
+namespace {
+
+constexpr std::string_view kManifestHeader = "rtenv-manifest 1\n";
+
+// True if the blob's first bytes are a manifest's header (read without loading it).
+bool starts_as_manifest(const store::LocalStore& store, const Digest& digest) {
+  UniqueFd fd(::open(store.blob_path(digest).c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return false;
+  char head[kManifestHeader.size()];
+  size_t got = 0;
+  while (got < sizeof head) {
+    ssize_t n = ::read(fd.get(), head + got, sizeof head - got);
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  return std::string_view(head, got) == kManifestHeader;
+}
+
+}  // namespace
+
+std::vector<Digest> digests_named_in(std::string_view text) {
+  std::vector<Digest> out;
+  for (size_t at = text.find("sha256"); at != std::string_view::npos;
+       at = text.find("sha256", at + 1)) {
+    size_t hex_at = at + 7;
+    if (hex_at + 64 > text.size() || (text[at + 6] != '/' && text[at + 6] != ':')) continue;
+    if (auto d = Digest::from_hex(text.substr(hex_at, 64))) out.push_back(*d);
+  }
+  return out;
+}
+
+Result<StoreCollection> collect_store(store::LocalStore& store, const std::vector<Digest>& roots,
+                                      int64_t keep_after_ms, bool dry_run) {
+  // Packs wait while the store is scanned and swept, so none relies on a blob in between.
+  FileLock lock;
+  if (!dry_run) {
+    RTENV_ASSIGN_OR_RETURN(lock, store.lock_for_collection(FileLock::Mode::kExclusive));
+  }
+  struct Blob {
+    uint64_t bytes;
+    int64_t touched_ms;
+  };
+  std::unordered_map<Digest, Blob> blobs;
+  RTENV_TRY(store.scan([&](const Digest& d, uint64_t bytes, int64_t touched_ms) {
+    blobs.emplace(d, Blob{bytes, touched_ms});
+  }));
+
+  // Mark: the roots, what was touched recently, and everything below a kept manifest.
+  std::unordered_set<Digest> marked;
+  std::vector<Digest> todo;
+  auto keep = [&](const Digest& d) {
+    if (blobs.contains(d) && marked.insert(d).second) todo.push_back(d);
+  };
+  for (const auto& d : roots) keep(d);
+  for (const auto& [d, b] : blobs) {
+    if (b.touched_ms >= keep_after_ms) keep(d);
+  }
+  while (!todo.empty()) {
+    Digest d = todo.back();
+    todo.pop_back();
+    if (!starts_as_manifest(store, d)) continue;
+    // Read past the store's `get`, which would mark it used.
+    auto text = read_file(store.blob_path(d));
+    if (!text || Digest::of(*text) != d) continue;  // unreadable or corrupt: nothing below
+    auto manifest = Manifest::parse(*text);
+    if (!manifest) continue;  // a file that begins like a manifest
+    for (const auto& e : manifest->entries()) {
+      if (e.kind != EntryKind::kSymlink) keep(e.digest);
+    }
+  }
+
+  StoreCollection out;
+  for (const auto& [d, b] : blobs) {
+    ++out.blobs;
+    out.bytes += b.bytes;
+    if (marked.contains(d)) continue;
+    if (!dry_run) {
+      // Touched since the scan (found present by a query outside a pack): kept.
+      auto removed = store.remove_if_untouched_since(d, keep_after_ms);
+      if (!removed || !*removed) continue;
+    }
+    out.collected.emplace_back(d, b.bytes);
+    out.bytes_collected += b.bytes;
+  }
+  return out;
+}
+
+}  // namespace rtenv::pack
