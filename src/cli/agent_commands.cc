@@ -17,6 +17,7 @@
 #include "agent.pb.h"
 #include "agent/client.h"
 #include "cli/commands.h"
+#include "cli/store_gc_command.h"
 #include "env/agent_process.h"
 #include "env/remote_fetch.h"
 #include "util/fs.h"
@@ -376,12 +377,27 @@ int env_show_command(const std::string& id, bool json) {
   return 0;
 }
 
-int gc_command(bool dry_run, bool json) {
+int gc_command(bool dry_run, bool json, const std::string& store_keep) {
+  auto keep_ms = parse_duration_ms(store_keep);
+  if (!keep_ms) return fail(kExitUsage, "gc: --store-keep: " + keep_ms.error().message());
   env::Home home;
   auto client = connect(&home);
   if (!client) return fail(kExitSetup, client.error().message());
   auto r = (*client)->gc(dry_run);
   if (!r) return fail(kExitSetup, r.error().message());
+  // This node's own store: blobs nothing on the node needs any more (a shared store is never
+  // collected by a node: `rtenv store gc` is its administrator's).
+  std::optional<pack::StoreCollection> collected;
+  if (home.config().store_is_home_default()) {
+    auto info = (*client)->info();
+    if (!info) return fail(kExitSetup, info.error().message());
+    std::vector<std::string> texts;
+    for (const auto& e : info->envs()) texts.push_back(e.summary());
+    for (const auto& res : info->resources()) texts.push_back(res.uri());
+    auto c = collect_home_store(home, texts, *keep_ms, dry_run);
+    if (!c) return fail(kExitSetup, "gc: collecting the store: " + c.error().message());
+    collected = std::move(c).value();
+  }
   // An older agent sends no sizes.
   auto size_of = [&](int i) -> std::optional<uint64_t> {
     if (i < r->evicted_bytes_size()) return r->evicted_bytes(i);
@@ -398,6 +414,7 @@ int gc_command(bool dry_run, bool json) {
                         {"evicted", std::move(evicted)},
                         {"bytes_freed", r->bytes_freed()},
                         {"cache_bytes_after", r->cache_bytes()}};
+    if (collected) j["store"] = collection_json(*collected);
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
@@ -412,6 +429,11 @@ int gc_command(bool dry_run, bool json) {
   std::printf("%s %s; cache %s %s\n", dry_run ? "would free" : "freed",
               pack::format_bytes(r->bytes_freed()).c_str(), dry_run ? "after:" : "now",
               pack::format_bytes(r->cache_bytes()).c_str());
+  if (collected) {
+    std::printf("store: %s; store %s %s\n", collection_summary(*collected, dry_run).c_str(),
+                dry_run ? "after:" : "now",
+                pack::format_bytes(collected->bytes - collected->bytes_collected).c_str());
+  }
   return 0;
 }
 

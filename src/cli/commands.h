@@ -44,6 +44,16 @@ int lock_command(const LockArgs& args);
 /// `rtenv completion bash|zsh`: prints a completion script made from `app`'s commands and flags.
 int completion_command(const CLI::App& app, const std::string& shell);
 
+struct StoreGcArgs {
+  std::string store_url;   ///< empty: the configured store
+  std::string older_than;  ///< a duration: blobs touched within it are kept
+  bool dry_run = false;
+  bool json = false;
+};
+/// `rtenv store gc`: collects a directory store (blobs no record names, not touched within
+/// --older-than, not below a kept manifest).
+int store_gc_command(const StoreGcArgs& args);
+
 /// `rtenv config show [--json]`: every setting, its effective value and its origin (the token
 /// masked).
 int config_show_command(bool json);
@@ -104,7 +114,7 @@ int env_list_command(bool json, bool wide);
 /// values hidden), holders, resources with sizes and paths, timings, the agent's log of it.
 int env_show_command(const std::string& id, bool json);
 /// `rtenv gc`: evict unused resources down to the cache's low watermark.
-int gc_command(bool dry_run, bool json);
+int gc_command(bool dry_run, bool json, const std::string& store_keep);
 /// `rtenv agent stop`: asks the agent to stop and waits (bounded) until its process is gone.
 int agent_stop_command(bool json);
 /// `rtenv agent status [--json]`: the agent's pid, version, socket, whether it was started on

@@ -302,6 +302,11 @@ int real_main(int argc, char** argv) {
   gc_cmd->add_flag("--json", gc_json,
                    "Print one JSON object: evicted [{uri, bytes}], bytes_freed, cache_bytes_after");
   add_verbosity(gc_cmd, &quiet, &agent_verbose, "Say what was done to reach the agent");
+  std::string gc_store_keep = "2h";
+  gc_cmd->add_option("--store-keep", gc_store_keep,
+                     "When the store is this node's own ($RTENV_HOME/store), gc also collects "
+                     "its blobs nothing on the node needs; those written or used within this "
+                     "long are kept (default 2h; 30m, 6h, 7d)");
 
   auto* store_cmd = app.add_subcommand("store", "The blob store");
   store_cmd->require_subcommand(1);
@@ -323,6 +328,25 @@ int real_main(int argc, char** argv) {
                         "connections still sending a request wait on one thread, each for at "
                         "most 10 s, at most 64 per client address");
   serve_cmd->add_flag("--verbose,-v", serve.verbose, "Log one line per request to stderr");
+  StoreGcArgs store_gc;
+  auto* store_gc_cmd = store_cmd->add_subcommand(
+      "gc",
+      "Collect a directory store (a path or file://, shared by nodes or not): remove the blobs "
+      "no record names (built envs, fetched URLs) and no one wrote or used within --older-than, "
+      "keeping everything below a manifest kept. Packs into the store wait while it sweeps. "
+      "s3:// and the blob server are not collected yet.");
+  store_gc_cmd->add_option("--store", store_gc.store_url,
+                           "The store (default: the configured one, see rtenv config show)");
+  store_gc_cmd
+      ->add_option("--older-than", store_gc.older_than,
+                   "Keep what was written or used within this long (20m at least; e.g. 7d)")
+      ->required();
+  store_gc_cmd->add_flag("--dry-run", store_gc.dry_run, "Only say what would be collected");
+  store_gc_cmd->add_flag(
+      "--json", store_gc.json,
+      "Print one JSON object: store, dry_run, blobs, bytes, collected [{digest, bytes}], "
+      "bytes_collected");
+  add_verbosity(store_gc_cmd, &quiet, nullptr, nullptr);
 
   // `rtenv help [COMMAND...]` is `rtenv [COMMAND...] --help` (args are reversed: the first word
   // is last).
@@ -384,6 +408,10 @@ int real_main(int argc, char** argv) {
     return 0;
   }
   if (completion_cmd->parsed()) return completion_command(app, completion_shell);
+  if (store_gc_cmd->parsed()) {
+    if (store_needs_full(store_gc.store_url)) return exec_full();
+    return store_gc_command(store_gc);
+  }
   if (pack_cmd->parsed()) return pack_command(pack);
   if (lock_cmd->parsed()) return lock_command(lock);
   if (create_cmd->parsed() && create.no_install) {
@@ -424,7 +452,7 @@ int real_main(int argc, char** argv) {
   if (list_cmd->parsed()) return env_list_command(list_json, list_wide);
   if (show_cmd->parsed()) return env_show_command(show_id, show_json);
   if (logs_cmd->parsed()) return env_logs_command(logs_id);
-  if (gc_cmd->parsed()) return gc_command(gc_dry_run, gc_json);
+  if (gc_cmd->parsed()) return gc_command(gc_dry_run, gc_json, gc_store_keep);
   if (serve_cmd->parsed()) return store_serve_command(serve);
 #endif
   return kExitUsage;

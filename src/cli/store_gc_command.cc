@@ -1,0 +1,136 @@
+// Collecting stores: `rtenv store gc` (a directory store, shared or not) and the part of
+// `rtenv gc` that collects this node's own store.
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/store_gc_command.h"
+
+#include "cli/commands.h"
+#include "pack/packer.h"
+#include "pack/store_gc.h"
+#include "store/local_store.h"
+#include "util/size.h"
+
+namespace rtenv::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The directory of a "file://" or absolute-path store URL; nullopt for other kinds.
+std::optional<fs::path> directory_of(const std::string& url) {
+  if (url.starts_with("file://")) return fs::path(url.substr(7));
+  if (url.starts_with("/")) return fs::path(url);
+  return std::nullopt;
+}
+
+// The records of the store name what was published (built venvs, fetched URLs): roots.
+Result<std::vector<Digest>> record_roots(store::LocalStore& store) {
+  std::vector<Digest> roots;
+  RTENV_TRY(store.scan_records([&](const std::string&, const std::string& text) {
+    for (const auto& d : pack::digests_named_in(text)) roots.push_back(d);
+  }));
+  return roots;
+}
+
+}  // namespace
+
+nlohmann::json collection_json(const pack::StoreCollection& c) {
+  nlohmann::json collected = nlohmann::json::array();
+  for (const auto& [d, bytes] : c.collected) {
+    collected.push_back({{"digest", d.hex()}, {"bytes", bytes}});
+  }
+  return {{"blobs", c.blobs},
+          {"bytes", c.bytes},
+          {"collected", std::move(collected)},
+          {"bytes_collected", c.bytes_collected}};
+}
+
+std::string collection_summary(const pack::StoreCollection& c, bool dry_run) {
+  return fmt::format("{} {} ({}) of {} ({})", dry_run ? "would collect" : "collected",
+                     count_of(c.collected.size(), "blob", "blobs"),
+                     pack::format_bytes(c.bytes_collected), count_of(c.blobs, "blob", "blobs"),
+                     pack::format_bytes(c.bytes));
+}
+
+Result<pack::StoreCollection> collect_home_store(const env::Home& home,
+                                                 const std::vector<std::string>& agent_texts,
+                                                 int64_t keep_ms, bool dry_run) {
+  RTENV_ASSIGN_OR_RETURN(auto store, store::LocalStore::open(home.store()));
+  RTENV_ASSIGN_OR_RETURN(std::vector<Digest> roots, record_roots(*store));
+  // What the agent knows: its envs (their packages, locks) and resources.
+  for (const auto& text : agent_texts) {
+    for (const auto& d : pack::digests_named_in(text)) roots.push_back(d);
+  }
+  // The node's copies of packages (a changed copy is restored from the store).
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(home.pkgs(), ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    if (auto d = Digest::from_hex(it->path().filename().string())) roots.push_back(*d);
+  }
+  // Resolutions kept on this node (conda locks name the lock's blob).
+  for (auto it = fs::directory_iterator(home.locks(), ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    if (auto text = read_file(it->path())) {
+      for (const auto& d : pack::digests_named_in(*text)) roots.push_back(d);
+    }
+  }
+  return pack::collect_store(*store, roots, now_ms() - keep_ms, dry_run);
+}
+
+int store_gc_command(const StoreGcArgs& args) {
+  auto keep = parse_duration_ms(args.older_than);
+  if (!keep) return fail(kExitUsage, "store gc: --older-than: " + keep.error().message());
+  if (*keep < store::LocalStore::kTouchIntervalMs * 2) {
+    return fail(kExitUsage,
+                fmt::format("store gc: --older-than must be at least {} min: blobs in use are "
+                            "marked as used every {} min",
+                            store::LocalStore::kTouchIntervalMs * 2 / 60'000,
+                            store::LocalStore::kTouchIntervalMs / 60'000));
+  }
+  auto home = open_home();
+  if (!home) return fail(kExitSetup, home.error().message());
+  std::string url = args.store_url.empty() ? home->store_url() : args.store_url;
+  auto dir = directory_of(url);
+  if (!dir) {
+    return fail(kExitUsage,
+                "store gc: " + url +
+                    ": only directory stores (a path or file://) are collected so far; s3:// and "
+                    "rtenv's blob server are not supported yet");
+  }
+  auto store = store::LocalStore::open(*dir);
+  if (!store) return fail(kExitSetup, store.error().message());
+  auto roots = record_roots(**store);
+  if (!roots) return fail(kExitSetup, "store gc: " + roots.error().message());
+  auto c = pack::collect_store(**store, *roots, now_ms() - *keep, args.dry_run);
+  if (!c) return fail(kExitSetup, "store gc: " + c.error().message());
+  if (args.json) {
+    nlohmann::json j = collection_json(*c);
+    j["store"] = (*store)->url();
+    j["dry_run"] = args.dry_run;
+    std::printf("%s\n", j.dump().c_str());
+    return 0;
+  }
+  if (!quiet()) {
+    std::printf(
+        "%s in %s (kept: what its records name, what was written or used in the last "
+        "%s, and all below)\n",
+        collection_summary(*c, args.dry_run).c_str(), (*store)->url().c_str(),
+        args.older_than.c_str());
+  }
+  return 0;
+}
+
+}  // namespace rtenv::cli
