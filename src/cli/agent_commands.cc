@@ -398,6 +398,8 @@ int gc_command(bool dry_run, bool json, const std::string& store_keep) {
     if (!c) return fail(kExitSetup, "gc: collecting the store: " + c.error().message());
     collected = std::move(c).value();
   }
+  auto uv_cache = prune_uv_cache(home, dry_run);
+  if (!uv_cache) return fail(kExitSetup, "gc: " + uv_cache.error().message());
   // An older agent sends no sizes.
   auto size_of = [&](int i) -> std::optional<uint64_t> {
     if (i < r->evicted_bytes_size()) return r->evicted_bytes(i);
@@ -415,6 +417,9 @@ int gc_command(bool dry_run, bool json, const std::string& store_keep) {
                         {"bytes_freed", r->bytes_freed()},
                         {"cache_bytes_after", r->cache_bytes()}};
     if (collected) j["store"] = collection_json(*collected);
+    j["uv_cache"] = {{"pruned", uv_cache->pruned},
+                     {"bytes_before", uv_cache->bytes_before},
+                     {"bytes_after", uv_cache->bytes_after}};
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
@@ -433,6 +438,16 @@ int gc_command(bool dry_run, bool json, const std::string& store_keep) {
     std::printf("store: %s; store %s %s\n", collection_summary(*collected, dry_run).c_str(),
                 dry_run ? "after:" : "now",
                 pack::format_bytes(collected->bytes - collected->bytes_collected).c_str());
+  }
+  if (uv_cache->bytes_before > 0) {
+    std::printf("uv cache: %s\n",
+                uv_cache->pruned ? fmt::format("pruned {}; now {}",
+                                               pack::format_bytes(uv_cache->bytes_before -
+                                                                  std::min(uv_cache->bytes_before,
+                                                                           uv_cache->bytes_after)),
+                                               pack::format_bytes(uv_cache->bytes_after))
+                                       .c_str()
+                                 : pack::format_bytes(uv_cache->bytes_before).c_str());
   }
   return 0;
 }

@@ -292,3 +292,22 @@ def test_a_thousand_packs_runs_and_collections_leave_no_broken_package(rtenv, tm
     assert sum(ops.values()) >= 1000, ops
     assert ops["gc"] > 100 and ops["pack"] > 300 and ops["age"] > 20, ops
     assert_every_manifest_whole(shared)
+
+
+def test_gc_prunes_the_uv_cache_with_uv(rtenv):
+    from conftest import PY
+    from pyindex import find_uv
+    garbage = rtenv.home / "uv-cache" / "archive-v0" / "unreferenced"
+    garbage.mkdir(parents=True)
+    (garbage / "payload").write_bytes(os.urandom(100_000))
+    env = {"RTENV_UV": find_uv(PY)}
+    dry = rtenv("gc", "--dry-run", "--json", env=env, timeout=60)
+    assert_ok(dry)
+    assert json.loads(dry.stdout)["uv_cache"] == {"pruned": False, "bytes_before": 100_000,
+                                                  "bytes_after": 100_000}
+    assert garbage.exists()
+    done = rtenv("gc", "--json", env=env, timeout=60)
+    assert_ok(done)
+    report = json.loads(done.stdout)["uv_cache"]
+    assert report["pruned"] and report["bytes_before"] == 100_000 and report["bytes_after"] < 1000
+    assert not garbage.exists()
