@@ -8,7 +8,6 @@
 #include <map>
 #include <string_view>
 #include <thread>
-#include <variant>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -262,11 +261,23 @@ int env_list_command(bool json, bool wide) {
 
 namespace {
 
-// The one env of the agent's listing whose id starts with `id`; else the exit status, said.
-std::variant<const rtenv::agent::v1::EnvInfo*, int> find_env(
-    const rtenv::agent::v1::GetRuntimeEnvsInfoReply& info, const std::string& id) {
+// The agent's listing and the one env in it whose id starts with `id` (filled in place: `env`
+// points into `info`).
+struct OneEnv {
+  env::Home home;
+  rtenv::agent::v1::GetRuntimeEnvsInfoReply info;
+  const rtenv::agent::v1::EnvInfo* env = nullptr;
+};
+
+// 0, with `out` filled; else the exit status, said.
+int look_up_env(const std::string& id, OneEnv* out) {
+  auto client = connect(&out->home, /*start=*/true, /*any_config=*/true);
+  if (!client) return fail(kExitSetup, client.error().message());
+  auto info = (*client)->info();
+  if (!info) return fail(kExitSetup, info.error().message());
+  out->info = std::move(info).value();
   std::vector<const rtenv::agent::v1::EnvInfo*> found;
-  for (const auto& e : info.envs()) {
+  for (const auto& e : out->info.envs()) {
     if (!id.empty() && e.env_id().starts_with(id)) found.push_back(&e);
   }
   if (found.empty()) {
@@ -277,21 +288,17 @@ std::variant<const rtenv::agent::v1::EnvInfo*, int> find_env(
     return fail(kExitUsage,
                 fmt::format("{} envs start with {}: give more of the id", found.size(), id));
   }
-  return found.front();
+  out->env = found.front();
+  return 0;
 }
 
 }  // namespace
 
 int env_logs_command(const std::string& id) {
-  env::Home home;
-  auto client = connect(&home, /*start=*/true, /*any_config=*/true);
-  if (!client) return fail(kExitSetup, client.error().message());
-  auto info = (*client)->info();
-  if (!info) return fail(kExitSetup, info.error().message());
-  auto found = find_env(*info, id);
-  if (const int* rc = std::get_if<int>(&found)) return *rc;
-  const auto& e = *std::get<const rtenv::agent::v1::EnvInfo*>(found);
-  std::filesystem::path log = agent::log_file(home, e.job_id());
+  OneEnv found;
+  if (int rc = look_up_env(id, &found)) return rc;
+  const auto& e = *found.env;
+  std::filesystem::path log = agent::log_file(found.home, e.job_id());
   auto text = read_file(log);
   if (!text && text.error().code() != ErrorCode::kNotFound)
     return fail(kExitSetup, text.error().message());
@@ -315,17 +322,12 @@ int env_logs_command(const std::string& id) {
 }
 
 int env_show_command(const std::string& id, bool json) {
-  env::Home home;
-  auto client = connect(&home, /*start=*/true, /*any_config=*/true);
-  if (!client) return fail(kExitSetup, client.error().message());
-  auto info = (*client)->info();
-  if (!info) return fail(kExitSetup, info.error().message());
-  auto found = find_env(*info, id);
-  if (const int* rc = std::get_if<int>(&found)) return *rc;
-  const auto& e = *std::get<const rtenv::agent::v1::EnvInfo*>(found);
+  OneEnv found;
+  if (int rc = look_up_env(id, &found)) return rc;
+  const auto& e = *found.env;
   std::map<std::string, const rtenv::agent::v1::ResourceInfo*> by_uri;
-  for (const auto& r : info->resources()) by_uri[r.uri()] = &r;
-  std::filesystem::path log = agent::log_file(home, e.job_id());
+  for (const auto& r : found.info.resources()) by_uri[r.uri()] = &r;
+  std::filesystem::path log = agent::log_file(found.home, e.job_id());
   if (json) {
     nlohmann::json j = env_json(e);
     nlohmann::json resources = nlohmann::json::array();
