@@ -24,6 +24,41 @@ namespace pb = ::rtenv::agent::v1;
 std::atomic<bool> g_stop{false};
 void on_stop_signal(int) { g_stop = true; }
 
+// What a caller names (a job, a holder, a field) goes into the database, log lines and log file
+// names: bounded, and one line of printable characters.
+constexpr size_t kMaxName = 1024;
+constexpr size_t kMaxSerializedEnv = 16 << 20;
+constexpr size_t kMaxSerializedConfig = 64 << 10;
+
+Result<void> check_name(std::string_view what, std::string_view value) {
+  if (value.size() > kMaxName) {
+    return make_error(ErrorCode::kInvalidArgument, "{} is {} bytes long; at most {} are accepted",
+                      what, value.size(), kMaxName);
+  }
+  for (unsigned char c : value) {
+    if (c < 0x20 || c == 0x7f) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "{} contains a control character (byte {:#04x}); give one line of "
+                        "printable characters",
+                        what, c);
+    }
+  }
+  return ok_result();
+}
+
+Result<void> check_text(std::string_view what, std::string_view value, size_t max) {
+  if (value.size() <= max) return ok_result();
+  return make_error(ErrorCode::kTooLarge, "{} is {} bytes long; at most {} are accepted", what,
+                    value.size(), max);
+}
+
+Result<void> check_request(const pb::GetOrCreateRuntimeEnvRequest& req) {
+  RTENV_TRY(check_name("job_id", req.job_id()));
+  RTENV_TRY(check_name("holder", req.holder()));
+  RTENV_TRY(check_text("serialized_runtime_env", req.serialized_runtime_env(), kMaxSerializedEnv));
+  return check_text("serialized_config", req.serialized_config(), kMaxSerializedConfig);
+}
+
 void fill_context(const CreateResult& r, pb::GetOrCreateRuntimeEnvReply* reply) {
   reply->set_ok(true);
   reply->set_env_id(r.env_id);
@@ -57,6 +92,10 @@ class Service final : public pb::RuntimeEnvAgent::Service {
                                      const pb::GetOrCreateRuntimeEnvRequest* req,
                                      pb::GetOrCreateRuntimeEnvReply* reply) override {
     if (auto s = authorize(ctx); !s.ok()) return s;
+    if (auto bad = check_request(*req); !bad) {
+      fill_error(bad.error(), reply);
+      return grpc::Status::OK;
+    }
     auto r = agent_.get_or_create(req->serialized_runtime_env(), req->serialized_config(),
                                   req->job_id(), req->holder());
     if (r)
@@ -70,6 +109,12 @@ class Service final : public pb::RuntimeEnvAgent::Service {
                                             const pb::GetOrCreateRuntimeEnvRequest* req,
                                             grpc::ServerWriter<pb::SetupUpdate>* writer) override {
     if (auto s = authorize(ctx); !s.ok()) return s;
+    if (auto bad = check_request(*req); !bad) {
+      pb::SetupUpdate refused;
+      fill_error(bad.error(), refused.mutable_result());
+      writer->Write(refused);
+      return grpc::Status::OK;
+    }
     auto t0 = std::chrono::steady_clock::now();
     std::mutex mu;
     auto progress = [&](const std::string& message) {
@@ -96,7 +141,9 @@ class Service final : public pb::RuntimeEnvAgent::Service {
                                           const pb::DeleteRuntimeEnvIfPossibleRequest* req,
                                           pb::DeleteRuntimeEnvIfPossibleReply* reply) override {
     if (auto s = authorize(ctx); !s.ok()) return s;
-    auto r = agent_.release(req->serialized_runtime_env(), req->holder());
+    auto named = check_name("holder", req->holder());
+    auto r = named ? agent_.release(req->serialized_runtime_env(), req->holder())
+                   : Result<bool>(named.error());
     reply->set_ok(r.ok());
     if (r) {
       reply->set_released(*r);
@@ -110,7 +157,13 @@ class Service final : public pb::RuntimeEnvAgent::Service {
   grpc::Status PrepareField(grpc::ServerContext* ctx, const pb::PrepareFieldRequest* req,
                             pb::PrepareFieldReply* reply) override {
     if (auto s = authorize(ctx); !s.ok()) return s;
-    auto r = agent_.prepare_field(req->field(), req->serialized_runtime_env());
+    auto named = check_name("field", req->field());
+    if (named) {
+      named =
+          check_text("serialized_runtime_env", req->serialized_runtime_env(), kMaxSerializedEnv);
+    }
+    auto r = named ? agent_.prepare_field(req->field(), req->serialized_runtime_env())
+                   : Result<std::string>(named.error());
     reply->set_ok(r.ok());
     if (r) {
       reply->set_value(*r);
@@ -124,6 +177,9 @@ class Service final : public pb::RuntimeEnvAgent::Service {
   grpc::Status ReleaseHolder(grpc::ServerContext* ctx, const pb::ReleaseHolderRequest* req,
                              pb::ReleaseHolderReply* reply) override {
     if (auto s = authorize(ctx); !s.ok()) return s;
+    if (auto bad = check_name("holder", req->holder()); !bad) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, bad.error().message());
+    }
     auto r = agent_.release_holder(req->holder());
     if (!r) return grpc::Status(grpc::StatusCode::INTERNAL, r.error().message());
     reply->set_released(*r);
@@ -149,7 +205,7 @@ class Service final : public pb::RuntimeEnvAgent::Service {
       auto timings = nlohmann::json::parse(e.timings, nullptr, false);
       if (timings.is_array()) {
         for (const auto& t : timings) {
-          if (!t.is_array() || t.size() != 2) continue;
+          if (!t.is_array() || t.size() != 2 || !t[0].is_string() || !t[1].is_number()) continue;
           auto* pt = pe->add_timings();
           pt->set_phase(t[0].get<std::string>());
           pt->set_ms(t[1].get<double>());

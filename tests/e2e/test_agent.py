@@ -627,3 +627,21 @@ def test_env_show_names_what_is_wrong_with_the_id(rtenv, agent, tmp_path):
     assert p.returncode == 2 and "no env zz on this node" in p.stderr, p.stderr
     p = rtenv("env", "show")
     assert p.returncode == 2 and "ID" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("flag,value,says", [
+    ("--job", "7\nforged log line", "job_id contains a control character"),
+    ("--job", "j" * 2000, "job_id is 2000 bytes long; at most 1024 are accepted"),
+])
+def test_the_agent_refuses_holders_and_jobs_it_could_not_log_or_store_as_given(
+        rtenv, tmp_path, flag, value, says):
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    (wd / "f").write_text("x")
+    p = rtenv("env", "create", flag, value, "-e", json.dumps({"working_dir": str(wd)}), timeout=60)
+    assert p.returncode == 3, p.stderr
+    assert says in p.stderr
+    listed = rtenv("env", "list", "--json")
+    assert_ok(listed)
+    assert json.loads(listed.stdout)["envs"] == []  # nothing was recorded for it
+    assert_ok(rtenv("env", "release", "--holder", "ok"))
