@@ -928,6 +928,8 @@ struct BuildKeys {
   }
 };
 
+namespace {
+
 Result<BuildKeys> build_keys(const config::Config& config) {
   BuildKeys keys;
   if (auto path = config.build_signing_key()) {
@@ -951,6 +953,8 @@ Result<BuildKeys> build_keys(const config::Config& config) {
   }
   return keys;
 }
+
+}  // namespace
 
 Result<void> PythonEnvCache::build_or_fetch(const PythonEnvRequest& request, const FileLock& lock,
                                             const InstallProgress& progress, int64_t deadline) {

@@ -128,7 +128,8 @@ Result<Digest> digest_of(const fs::path& path) {
 struct Listed {
   std::string hash;
   std::string size;
-  std::string dist;  // "<name> <version>", for messages
+  std::string dist;        // "<name> <version>", for messages
+  bool is_record = false;  // the RECORD itself, which lists itself without a hash
 };
 
 }  // namespace
@@ -295,10 +296,10 @@ Result<void> verify_venv_files(const fs::path& dir, const fs::path& site_package
       if (p.is_absolute()) continue;
       fs::path rel = (site_packages / p).lexically_normal();
       if (rel.empty() || *rel.begin() == "..") continue;
-      listed[rel.string()] = Listed{row.hash, row.size, who};
+      listed[rel.string()] = Listed{row.hash, row.size, who, false};
     }
     // RECORD lists itself without a hash: it is what the others are checked against.
-    listed[record_rel.string()] = Listed{"self", "", who};
+    listed[record_rel.string()] = Listed{"", "", who, true};
   }
   if (ec) return io_error("cannot read directory", sp_abs, ec.value());
   for (const auto& p : pins) {
@@ -321,7 +322,7 @@ Result<void> verify_venv_files(const fs::path& dir, const fs::path& site_package
       return make_error(ErrorCode::kCorrupt,
                         "{} is not a file of any pinned distribution (no RECORD lists it)", rel);
     }
-    if (l->second.hash == "self") continue;
+    if (l->second.is_record) continue;
     if (l->second.hash.empty()) {
       return make_error(ErrorCode::kCorrupt, "the RECORD of {} lists {} without a hash",
                         l->second.dist, rel);

@@ -157,6 +157,12 @@ TEST(VenvVerifyTest, AFileListedWithoutAHashIsRefused) {
   v.write("sharedpkg-1.0.dist-info/RECORD", record + "sharedpkg/extra.py,,\n");
   expect_refused(v.verify(),
                  "lists lib/python3.11/site-packages/sharedpkg/extra.py without a hash");
+  // Only the RECORD itself goes without one, however a row is spelled.
+  FakeVenv w;
+  w.write("sharedpkg/extra.py", "x = 1\n");
+  record = read_file(w.dir / kSite / "sharedpkg-1.0.dist-info/RECORD").value();
+  w.write("sharedpkg-1.0.dist-info/RECORD", record + "sharedpkg/extra.py,self,6\n");
+  expect_refused(w.verify(), "a hash that is not SHA-256");
 }
 
 TEST(VenvVerifyTest, ARecordHashIsUrlsafeBase64WithoutPadding) {
