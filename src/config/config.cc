@@ -76,6 +76,8 @@ const std::vector<KeyDef>& key_defs() {
        Type::kSeconds,
        true,
        {}},
+      {"build_signing_key", {"RTENV_BUILD_SIGNING_KEY"}, nullptr, true, Type::kString, true, {}},
+      {"build_verify_key", {"RTENV_BUILD_VERIFY_KEY"}, nullptr, true, Type::kString, true, {}},
       {"agent_idle_exit_seconds",
        {"RTENV_AGENT_IDLE_EXIT"},
        nullptr,
@@ -547,6 +549,12 @@ std::optional<std::string> Config::uv() const { return opt_string(entry("uv").va
 std::string Config::share_builds() const { return entry("share_builds").value.get<std::string>(); }
 double Config::build_lease_seconds() const {
   return entry("build_lease_seconds").value.get<double>();
+}
+std::optional<std::string> Config::build_signing_key() const {
+  return opt_string(entry("build_signing_key").value);
+}
+std::optional<std::string> Config::build_verify_key() const {
+  return opt_string(entry("build_verify_key").value);
 }
 int64_t Config::agent_idle_exit_seconds() const {
   return entry("agent_idle_exit_seconds").value.get<int64_t>();

@@ -87,6 +87,12 @@ class Config {
   std::optional<std::string> uv() const;
   std::string share_builds() const;  ///< "auto", "1" or "0"
   double build_lease_seconds() const;
+  /// The Ed25519 private key (PEM file) this node signs the venvs it publishes with; nullopt:
+  /// it publishes them unsigned.
+  std::optional<std::string> build_signing_key() const;
+  /// The Ed25519 public key (PEM file) a published venv's record must be signed by (besides the
+  /// signing key's own). With either set, an unsigned record is refused (docs/cluster.md).
+  std::optional<std::string> build_verify_key() const;
   int64_t agent_idle_exit_seconds() const;
   bool no_agent() const;
   uint64_t max_package_size() const;

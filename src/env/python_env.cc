@@ -13,6 +13,7 @@
 #include "env/package_cache.h"
 #include "env/records.h"
 #include "env/shared_build.h"
+#include "env/venv_verify.h"
 #include "pack/packer.h"
 #include "spec/pip_options.h"
 #include "util/clock.h"
@@ -20,6 +21,7 @@
 #include "util/lines.h"
 #include "util/process.h"
 #include "util/redact.h"
+#include "util/signature.h"
 #include "util/size.h"
 
 namespace rtenv::env {
@@ -405,19 +407,12 @@ Result<void> retarget_scripts(const fs::path& bin, const std::string& from, cons
        it.increment(ec)) {
     if (it->is_symlink(ec) || !it->is_regular_file(ec)) continue;
     auto text = read_file(it->path());
-    if (!text || !text->starts_with("#!")) continue;
-    size_t header_end = text->find('\n');
-    if (header_end != std::string::npos) header_end = text->find('\n', header_end + 1);
-    if (header_end == std::string::npos) header_end = text->size();
-    size_t at = text->find(from);
-    if (at == std::string::npos || at > header_end) continue;
-    // Only the interpreter itself, not a longer path that starts the same way.
-    char next = at + from.size() < text->size() ? (*text)[at + from.size()] : '\n';
-    if (next != '\n' && next != ' ' && next != '\'' && next != '"') continue;
-    text->replace(at, from.size(), to);
+    if (!text) continue;
+    auto retargeted = retarget_script_header(*text, from, to);
+    if (!retargeted) continue;
     struct stat st;
     mode_t mode = ::stat(it->path().c_str(), &st) == 0 ? st.st_mode & 07777 : 0755;
-    RTENV_TRY(write_file_atomic(it->path(), *text, mode));
+    RTENV_TRY(write_file_atomic(it->path(), *retargeted, mode));
   }
   return ok_result();
 }
@@ -914,8 +909,51 @@ const std::vector<std::string> kUnpublished = {
     "/lib64",
     "/rtenv-requirements.txt",
     "/rtenv-pip-version.txt",
+    "/.lock",  // uv's lock of the prefix it installs into
     std::string("/lib/python*/site-packages/") + kBaseVenvPth,
     "__pycache__/"};
+}  // namespace
+
+/// The keys of shared builds the configuration names: the one this node signs with, and the
+/// ones a published venv's record must be signed by (none: records are not signed, and a
+/// fetched venv is only checked against its lock).
+struct BuildKeys {
+  std::optional<SigningKey> signing;
+  std::vector<VerifyKey> trusted;
+
+  std::string trusted_ids() const {
+    std::vector<std::string> ids;
+    for (const auto& k : trusted) ids.push_back(k.id());
+    return fmt::format("{}", fmt::join(ids, ", "));
+  }
+};
+
+namespace {
+
+Result<BuildKeys> build_keys(const config::Config& config) {
+  BuildKeys keys;
+  if (auto path = config.build_signing_key()) {
+    auto key = SigningKey::load(*path);
+    if (!key) {
+      return key.error().with_context(fmt::format("build_signing_key (from {})",
+                                                  config.origin("build_signing_key").describe()));
+    }
+    keys.trusted.push_back(key->verify_key());
+    keys.signing = std::move(key).value();
+  }
+  if (auto path = config.build_verify_key()) {
+    auto key = VerifyKey::load(*path);
+    if (!key) {
+      return key.error().with_context(
+          fmt::format("build_verify_key (from {})", config.origin("build_verify_key").describe()));
+    }
+    if (std::find(keys.trusted.begin(), keys.trusted.end(), *key) == keys.trusted.end()) {
+      keys.trusted.push_back(*key);
+    }
+  }
+  return keys;
+}
+
 }  // namespace
 
 Result<void> PythonEnvCache::build_or_fetch(const PythonEnvRequest& request, const FileLock& lock,
@@ -928,6 +966,9 @@ Result<void> PythonEnvCache::build_or_fetch(const PythonEnvRequest& request, con
   auto report = [&](const std::string& line) {
     if (progress) progress(line);
   };
+  // A key that is configured and cannot be read fails the env: building and publishing unsigned,
+  // or trusting any record, would silently undo what the keys are for.
+  RTENV_ASSIGN_OR_RETURN(BuildKeys keys, build_keys(home_.config()));
   const std::string name = "pyenvs/" + request.key.hex();
   SharedBuilds builds(*shared_store_, SharedBuilds::options_from(home_.config()));
   auto claim = builds.claim(name + ".json", name + ".lease", deadline, report);
@@ -938,9 +979,9 @@ Result<void> PythonEnvCache::build_or_fetch(const PythonEnvRequest& request, con
     return build(request, lock, progress, ms_left(deadline));
   }
   if (claim->published) {
-    auto fetched = fetch_published(request, *claim->published, progress);
+    auto fetched = fetch_published(request, *claim->published, keys, progress);
     if (fetched) return ok_result();
-    report(fmt::format("cannot use the env another node published ({}): building it here",
+    report(fmt::format("refusing the Python env in the store ({}): building it here",
                        fetched.error().message()));
     RTENV_TRY(remove_tree(dir_of(request.key)));
     return build(request, lock, progress, ms_left(deadline));
@@ -948,13 +989,18 @@ Result<void> PythonEnvCache::build_or_fetch(const PythonEnvRequest& request, con
   RTENV_TRY(build(request, lock, progress, ms_left(deadline)));
   // The env is ready here whatever happens next; a failed publication only costs other nodes
   // a build of their own.
-  if (auto r = publish(request, progress); !r) {
+  if (!keys.trusted.empty() && !keys.signing) {
+    // Its record would be refused by every node that checks signatures, and would stay.
+    report(
+        "built; not publishing it (this node has a build_verify_key but no build_signing_key "
+        "to sign it with)");
+  } else if (auto r = publish(request, keys, progress); !r) {
     report(fmt::format("built; publishing it to the store failed: {}", r.error().message()));
   }
   return ok_result();
 }
 
-Result<void> PythonEnvCache::publish(const PythonEnvRequest& request,
+Result<void> PythonEnvCache::publish(const PythonEnvRequest& request, const BuildKeys& keys,
                                      const InstallProgress& progress) {
   if (progress) progress("publishing the Python env to the store");
   const fs::path dir = dir_of(request.key);
@@ -972,13 +1018,50 @@ Result<void> PythonEnvCache::publish(const PythonEnvRequest& request,
   record.system_site_packages = request.packages.system_site_packages;
   record.tool = request.installer.name();
   record.built_by = SharedBuilds::this_holder();
-  return shared_store_->put_record("pyenvs/" + request.key.hex() + ".json", record_text(record));
+  record.key = request.key.hex();
+  if (keys.signing) {
+    record.signed_by = keys.signing->verify_key().id();
+    record.signature = keys.signing->sign(signed_text(record, record.key));
+  }
+  // Created, never replaced: a record names its env for good, and a node that built the same
+  // env after another published it (a lease taken over) leaves the first record alone.
+  const std::string name = "pyenvs/" + request.key.hex() + ".json";
+  auto created = shared_store_->create_record(name, record_text(record));
+  if (!created && created.error().code() == ErrorCode::kAlreadyExists) {
+    if (progress) progress("another node published this env first; its record stays");
+    return ok_result();
+  }
+  return created;
 }
 
 Result<void> PythonEnvCache::fetch_published(const PythonEnvRequest& request,
-                                             const std::string& text,
+                                             const std::string& text, const BuildKeys& keys,
                                              const InstallProgress& progress) {
   RTENV_ASSIGN_OR_RETURN(PublishedVenvRecord record, parse_published_venv_record(text));
+  const std::string key = request.key.hex();
+  // What the record claims is checked against what this node computed, never taken from it.
+  if (!record.key.empty() && record.key != key) {
+    return make_error(ErrorCode::kCorrupt, "its record is the record of env {}, not of {}",
+                      record.key, key);
+  }
+  if (!keys.trusted.empty()) {
+    if (record.signature.empty()) {
+      return make_error(ErrorCode::kCorrupt,
+                        "its record is not signed, and this node uses only envs signed by key "
+                        "{} (build_signing_key, build_verify_key)",
+                        keys.trusted_ids());
+    }
+    const std::string message = signed_text(record, key);
+    bool trusted = std::any_of(keys.trusted.begin(), keys.trusted.end(), [&](const VerifyKey& k) {
+      return k.verify(message, record.signature);
+    });
+    if (!trusted) {
+      return make_error(ErrorCode::kCorrupt,
+                        "its record's signature (by key {:?}) is not a valid signature of this env "
+                        "by a key this node trusts ({})",
+                        record.signed_by, keys.trusted_ids());
+    }
+  }
   const Interpreter& py = request.python;
   if (record.python_version != py.version || record.platform != py.platform ||
       record.implementation != py.implementation) {
@@ -987,19 +1070,41 @@ Result<void> PythonEnvCache::fetch_published(const PythonEnvRequest& request,
                       record.implementation, record.python_version, record.platform,
                       py.implementation, py.version, py.platform);
   }
+  RTENV_ASSIGN_OR_RETURN(std::vector<PinnedDistribution> pins,
+                         pinned_distributions(request.packages));
   if (progress) progress(fmt::format("fetching the Python env built by {}", record.built_by));
   const fs::path dir = dir_of(request.key);
   RTENV_TRY(remove_tree(dir));
-  RTENV_TRY(materialize_tree(*shared_store_, record.package, dir));
+  std::string file_list;
+  RTENV_TRY(materialize_tree(*shared_store_, record.package, dir, nullptr, nullptr, &file_list));
+  // Checked before anything on this node can run it: the venv has no interpreter yet, and is
+  // not ready (the caller removes it when this fails).
+  std::map<std::string, Digest> digests;
+  for (std::string_view rest = file_list; !rest.empty();) {
+    std::string_view line = next_line(&rest);
+    auto digest = Digest::from_hex(line.substr(0, 64));
+    if (line.size() > 65 && digest) digests.emplace(std::string(line.substr(65)), *digest);
+  }
+  const fs::path site_packages =
+      fs::path("lib") / ("python" + major_minor(py.version)) / "site-packages";
+  const std::vector<HeaderChange> changes = {
+      {record.python, (fs::path(record.venv) / "bin" / "python").string()}};
+  if (auto checked = verify_venv_files(dir, site_packages, pins, digests, changes); !checked) {
+    return make_error(checked.error().code(),
+                      "the venv {} (built by {}) does not match its lock: {}", record.package.str(),
+                      record.built_by, checked.error().message());
+  }
   RTENV_TRY(write_venv(dir, py, request.packages.system_site_packages));
   const fs::path python = python_of(dir);
   RTENV_TRY(retarget_scripts(dir / "bin", (fs::path(record.venv) / "bin" / "python").string(),
                              python.string()));
-  json ready = {{"packages", request.packages.to_json()},
-                {"python", py.executable.string()},
-                {"python_version", py.version},
-                {"tool", record.tool},
-                {"fetched_from", shared_store_->url()}};
+  json ready = {
+      {"packages", request.packages.to_json()},
+      {"python", py.executable.string()},
+      {"python_version", py.version},
+      {"tool", record.tool},
+      {"fetched_from", shared_store_->url()},
+      {"verified", keys.trusted.empty() ? "lock" : "lock, signature " + record.signed_by}};
   return write_file_atomic(sidecar(request.key, ".ready"), redact_url_credentials(ready.dump(1)));
 }
 

@@ -160,6 +160,9 @@ struct PythonEnvRequest {
   static constexpr std::string_view kUriPrefix = "pyenv://";
 };
 
+/// The keys a shared build is signed and checked with (python_env.cc).
+struct BuildKeys;
+
 /// The node's virtualenvs, each in $RTENV_HOME/pyenvs/<key>/ with <key>.lock (users hold it
 /// shared; builders and eviction exclusive) and <key>.ready (written last: an env without it is
 /// never used, and is removed and rebuilt by the next builder). Venvs are built in place (their
@@ -223,9 +226,15 @@ class PythonEnvCache {
   /// build(), or fetching what another node published, when builds are shared.
   Result<void> build_or_fetch(const PythonEnvRequest& request, const FileLock& lock,
                               const InstallProgress& progress, int64_t deadline);
-  Result<void> publish(const PythonEnvRequest& request, const InstallProgress& progress);
+  /// Publishes the env built here: its tree as a package, and a record naming it (created, never
+  /// replaced), signed when the configuration has a signing key.
+  Result<void> publish(const PythonEnvRequest& request, const BuildKeys& keys,
+                       const InstallProgress& progress);
+  /// Fetches the env another node published, refusing it (kCorrupt, the caller builds the env
+  /// itself) unless its record is this env's (and signed by a trusted key, when keys are
+  /// configured) and its tree matches the lock (venv_verify.h).
   Result<void> fetch_published(const PythonEnvRequest& request, const std::string& record,
-                               const InstallProgress& progress);
+                               const BuildKeys& keys, const InstallProgress& progress);
   Result<void> build_wheel_target(const PythonEnvRequest& request, const FileLock& lock,
                                   const InstallProgress& progress, int64_t timeout_ms);
   Result<void> build_launcher(const PythonEnvRequest& request);

@@ -55,8 +55,18 @@ std::string record_text(const PublishedVenvRecord& r) {
             {"base_venv", r.base_venv},
             {"system_site_packages", r.system_site_packages},
             {"tool", r.tool},
-            {"built_by", r.built_by}};
+            {"built_by", r.built_by},
+            {"key", r.key},
+            {"signature", r.signature},
+            {"signed_by", r.signed_by}};
   return dump(j);
+}
+
+std::string signed_text(const PublishedVenvRecord& record, std::string_view key) {
+  PublishedVenvRecord unsigned_record = record;
+  unsigned_record.key = std::string(key);
+  unsigned_record.signature.clear();
+  return "rtenv published venv 1\n" + record_text(unsigned_record);
 }
 
 std::string record_text(const UrlRecord& r) { return dump(Json{{"uri", r.uri}, {"url", r.url}}); }
@@ -88,6 +98,9 @@ Result<PublishedVenvRecord> parse_published_venv_record(std::string_view text) {
   RTENV_ASSIGN_OR_RETURN(r.base_venv, string_field(j, "base_venv", what, none));
   RTENV_ASSIGN_OR_RETURN(r.tool, string_field(j, "tool", what, none));
   RTENV_ASSIGN_OR_RETURN(r.built_by, string_field(j, "built_by", what, none));
+  RTENV_ASSIGN_OR_RETURN(r.key, string_field(j, "key", what, none));
+  RTENV_ASSIGN_OR_RETURN(r.signature, string_field(j, "signature", what, none));
+  RTENV_ASSIGN_OR_RETURN(r.signed_by, string_field(j, "signed_by", what, none));
   if (auto s = j.find("system_site_packages"); s != j.end()) {
     if (!s->is_boolean()) {
       return make_error(ErrorCode::kCorrupt, "{}: \"system_site_packages\" is {}, not a boolean",

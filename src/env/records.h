@@ -30,9 +30,22 @@ struct PublishedVenvRecord {
   bool system_site_packages = true;
   std::string tool;      ///< "uv" or "pip"
   std::string built_by;  ///< "<host>:<pid>"
+  /// The env's key (hex), which the record's name also carries: what it claims to be. A node
+  /// uses a record only for the key it computed itself from its lock and interpreter; the key is
+  /// in what is signed, so a signed record cannot be copied to another key's name. Empty in
+  /// records of rtenv before it.
+  std::string key;
+  /// The builder's Ed25519 signature (hex) of signed_text(), and its key's id
+  /// (VerifyKey::id()); both empty in an unsigned record.
+  std::string signature;
+  std::string signed_by;
 
   bool operator==(const PublishedVenvRecord&) const = default;
 };
+
+/// What a published venv's signature signs: every field but the signature, for the key `key`
+/// (the verifier's own, not the record's claim).
+std::string signed_text(const PublishedVenvRecord& record, std::string_view key);
 
 /// A URL fetched before (by any machine using the store) and the package it became.
 struct UrlRecord {
@@ -59,7 +72,8 @@ std::string record_text(const LeaseRecord& record);
 
 /// kCorrupt unless `text` is a JSON object of format PublishedVenvRecord::kFormat whose
 /// "package" is a package URI and whose other fields, when present, have their types (absent
-/// strings are empty, an absent system_site_packages is true). Unknown keys are ignored.
+/// strings are empty, an absent system_site_packages is true). Unknown keys are ignored. Says
+/// nothing of whether the record can be believed (see python_env.cc, docs/cluster.md).
 Result<PublishedVenvRecord> parse_published_venv_record(std::string_view text);
 /// kCorrupt unless `text` is a JSON object with a string "uri" ("url", optional, a string).
 Result<UrlRecord> parse_url_record(std::string_view text);

@@ -20,6 +20,9 @@ PublishedVenvRecord venv_record() {
   r.system_site_packages = false;
   r.tool = "uv";
   r.built_by = "node-1:42";
+  r.key = std::string(64, 'a');
+  r.signature = std::string(128, 'b');
+  r.signed_by = "0123456789abcdef";
   return r;
 }
 
@@ -37,6 +40,27 @@ TEST(RecordsTest, EachRecordReadsBackFromItsText) {
   auto lease_back = parse_lease_record(record_text(lease));
   ASSERT_TRUE(lease_back.ok()) << lease_back.error().message();
   EXPECT_EQ(*lease_back, lease);
+}
+
+TEST(RecordsTest, ThePublishedVenvsSignedTextIsEveryFieldButTheSignatureForTheGivenKey) {
+  PublishedVenvRecord r = venv_record();
+  const std::string key = r.key;
+  const std::string text = signed_text(r, key);
+  r.signature = std::string(128, 'c');  // not signed: a signature cannot sign itself
+  EXPECT_EQ(signed_text(r, key), text);
+  // The verifier's key, not the record's claim, is what is signed.
+  EXPECT_NE(signed_text(r, std::string(64, 'd')), text);
+  r.key = std::string(64, 'd');
+  EXPECT_EQ(signed_text(r, key), text);
+  for (auto change :
+       {+[](PublishedVenvRecord& v) { v.package = pack::PackageUri(Digest::of("x")); },
+        +[](PublishedVenvRecord& v) { v.venv = "/elsewhere"; },
+        +[](PublishedVenvRecord& v) { v.python = "/usr/bin/evil"; },
+        +[](PublishedVenvRecord& v) { v.signed_by = "another"; }}) {
+    PublishedVenvRecord changed = venv_record();
+    change(changed);
+    EXPECT_NE(signed_text(changed, key), text);
+  }
 }
 
 TEST(RecordsTest, APublishedVenvNeedsItsFormatAndAPackageUri) {
@@ -65,6 +89,14 @@ TEST(RecordsTest, APublishedVenvsFieldsHaveTheirTypesAndDefaults) {
   EXPECT_FALSE(
       parse_published_venv_record(R"({"format": 1, "system_site_packages": "no", )" + package + "}")
           .ok());
+  for (const char* field : {"key", "signature", "signed_by"}) {
+    auto r = parse_published_venv_record(R"({"format": 1, ")" + std::string(field) + R"(": [1], )" +
+                                         package + "}");
+    ASSERT_FALSE(r.ok()) << field;
+    EXPECT_EQ(r.error().code(), ErrorCode::kCorrupt);
+  }
+  EXPECT_EQ(minimal->key, "");
+  EXPECT_EQ(minimal->signature, "");
 }
 
 TEST(RecordsTest, UrlAndLeaseRecordsNeedTheirKeys) {
