@@ -334,8 +334,18 @@ Result<EncodedFileReader::Measure> EncodedFileReader::measure(bool hash) {
 // ---- DecodedFileWriter ----------------------------------------------------------------------
 
 DecodedFileWriter::DecodedFileWriter(const Digest& digest, fs::path dest, mode_t mode,
-                                     uint64_t max_bytes)
-    : digest_(digest), dest_(std::move(dest)), mode_(mode), decoder_(max_bytes) {}
+                                     uint64_t max_bytes, std::string source)
+    : digest_(digest),
+      dest_(std::move(dest)),
+      mode_(mode),
+      source_(std::move(source)),
+      decoder_(max_bytes) {}
+
+Error DecodedFileWriter::corrupt(const Error& why) const {
+  if (why.code() != ErrorCode::kCorrupt) return why;
+  return make_error(ErrorCode::kCorrupt, "blob {} from {} is corrupt ({})", digest_.hex(), source_,
+                    why.message());
+}
 
 DecodedFileWriter::~DecodedFileWriter() {
   if (fd_ >= 0) ::close(fd_);
@@ -363,7 +373,7 @@ Result<void> DecodedFileWriter::restart() {
 
 Result<void> DecodedFileWriter::write(std::string_view wire) {
   if (fd_ < 0) RTENV_TRY(restart());
-  return decoder_.update(wire, [&](std::string_view bytes) -> Result<void> {
+  auto r = decoder_.update(wire, [&](std::string_view bytes) -> Result<void> {
     sha_.update(bytes);
     buffered_.append(bytes);
     if (buffered_.size() < kWriteChunk) return ok_result();
@@ -371,17 +381,18 @@ Result<void> DecodedFileWriter::write(std::string_view wire) {
     buffered_.clear();
     return ok_result();
   });
+  if (!r) return corrupt(r.error());
+  return ok_result();
 }
 
-Result<void> DecodedFileWriter::finish(std::string_view source) {
+Result<void> DecodedFileWriter::finish() {
   if (fd_ < 0) RTENV_TRY(restart());
-  RTENV_TRY(decoder_.finish());
+  if (auto r = decoder_.finish(); !r) return corrupt(r.error());
   RTENV_TRY(write_all(fd_, buffered_, dest_));
   buffered_.clear();
   Digest actual = sha_.finish();
   if (actual != digest_) {
-    return make_error(ErrorCode::kCorrupt, "blob {} from {} is corrupt (its content hashes to {})",
-                      digest_.hex(), source, actual.hex());
+    return corrupt(make_error(ErrorCode::kCorrupt, "its content hashes to {}", actual.hex()));
   }
   ::fchmod(fd_, mode_);  // the umask may have narrowed it
   int fd = fd_;

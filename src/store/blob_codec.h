@@ -162,25 +162,32 @@ class EncodedFileReader {
 /// the caller calls discard(), which removes the file. One thread at a time.
 class DecodedFileWriter {
  public:
-  DecodedFileWriter(const Digest& digest, fs::path dest, mode_t mode, uint64_t max_bytes);
+  /// `source` names where the blob comes from in errors ("store s3://...").
+  DecodedFileWriter(const Digest& digest, fs::path dest, mode_t mode, uint64_t max_bytes,
+                    std::string source);
   ~DecodedFileWriter();
   DecodedFileWriter(const DecodedFileWriter&) = delete;
   DecodedFileWriter& operator=(const DecodedFileWriter&) = delete;
 
   /// Creates the file (the first time) or empties it: what an earlier attempt wrote is dropped.
   Result<void> restart();
-  /// The next chunk of the encoded form.
+  /// The next chunk of the encoded form. kCorrupt ("blob <digest> from <source> is corrupt")
+  /// if it does not decode.
   Result<void> write(std::string_view wire);
   /// Ends the blob: kCorrupt if the encoded form is cut short or its content does not hash to
-  /// the digest (naming `source`), kIo if the file cannot be written. The file then has `mode`.
-  Result<void> finish(std::string_view source);
+  /// the digest, kIo if the file cannot be written. The file then has `mode`.
+  Result<void> finish();
   /// Removes the file if this writer created it.
   void discard();
 
  private:
+  /// kCorrupt errors of the decoder, naming the blob and its source.
+  Error corrupt(const Error& why) const;
+
   Digest digest_;
   fs::path dest_;
   mode_t mode_;
+  std::string source_;
   BlobDecoder decoder_;
   Sha256 sha_;
   int fd_ = -1;

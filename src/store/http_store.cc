@@ -222,7 +222,8 @@ Result<std::string> HttpStore::fetch_verified(const Digest& digest) {
 Result<std::string> HttpStore::get(const Digest& digest) { return fetch_verified(digest); }
 
 Result<void> HttpStore::get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) {
-  DecodedFileWriter writer(digest, dest, mode, std::numeric_limits<uint64_t>::max());
+  DecodedFileWriter writer(digest, dest, mode, std::numeric_limits<uint64_t>::max(),
+                           "store " + redact_url_credentials(base_));
   DecodedFileSink sink(writer);
   std::string path = "/v1/blobs/" + digest.hex();
   auto fetched = [&]() -> Result<void> {
@@ -232,16 +233,13 @@ Result<void> HttpStore::get_to_file(const Digest& digest, const fs::path& dest, 
                         redact_url_credentials(base_));
     }
     if (resp.status != 200) return failure("GET", path, resp);
-    if (auto r = writer.finish("store " + redact_url_credentials(base_)); !r) {
-      if (r.error().code() != ErrorCode::kCorrupt) return r;
-      return make_error(ErrorCode::kCorrupt,
-                        "{}; delete it on the server and pack the package again",
-                        r.error().message());
-    }
-    return ok_result();
+    return writer.finish();
   }();
-  if (!fetched) writer.discard();
-  return fetched;
+  if (fetched) return fetched;
+  writer.discard();
+  if (fetched.error().code() != ErrorCode::kCorrupt) return fetched;
+  return make_error(ErrorCode::kCorrupt, "{}; delete it on the server and pack the package again",
+                    fetched.error().message());
 }
 
 Result<bool> HttpStore::remove(const Digest& digest) {

@@ -808,7 +808,8 @@ Result<std::string> S3Store::fetch_verified(const Digest& digest) {
 Result<std::string> S3Store::get(const Digest& digest) { return fetch_verified(digest); }
 
 Result<void> S3Store::get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) {
-  DecodedFileWriter writer(digest, dest, mode, std::numeric_limits<uint64_t>::max());
+  DecodedFileWriter writer(digest, dest, mode, std::numeric_limits<uint64_t>::max(),
+                           "store " + url());
   DecodedFileSink sink(writer);
   auto fetched = [&]() -> Result<void> {
     Request get("GET", object_key(digest));
@@ -822,15 +823,13 @@ Result<void> S3Store::get_to_file(const Digest& digest, const fs::path& dest, mo
                         bucket_);
     }
     if (resp.status != 200) return failure(get, resp);
-    if (auto r = writer.finish("store " + url()); !r) {
-      if (r.error().code() != ErrorCode::kCorrupt) return r;
-      return make_error(ErrorCode::kCorrupt, "{}; delete {} and pack the package again",
-                        r.error().message(), object_url(digest));
-    }
-    return ok_result();
+    return writer.finish();
   }();
-  if (!fetched) writer.discard();
-  return fetched;
+  if (fetched) return fetched;
+  writer.discard();
+  if (fetched.error().code() != ErrorCode::kCorrupt) return fetched;
+  return make_error(ErrorCode::kCorrupt, "{}; delete {} and pack the package again",
+                    fetched.error().message(), object_url(digest));
 }
 
 Result<bool> S3Store::remove(const Digest& digest) {

@@ -175,7 +175,7 @@ TEST(BlobCodecTest, ADecodedFileIsCheckedAndNeverReplacesOne) {
   std::string blob = text(2 << 20);
   std::string wire = encode_blob(blob);
   {
-    DecodedFileWriter writer(Digest::of(blob), tmp / "out", 0640, 100 << 20);
+    DecodedFileWriter writer(Digest::of(blob), tmp / "out", 0640, 100 << 20, "the test");
     ASSERT_TRUE(writer.restart().ok());
     ASSERT_TRUE(writer.write(wire.substr(0, 1000)).ok());
     // A retried transfer starts over.
@@ -183,22 +183,22 @@ TEST(BlobCodecTest, ADecodedFileIsCheckedAndNeverReplacesOne) {
     for (size_t at = 0; at < wire.size(); at += 5000) {
       ASSERT_TRUE(writer.write(std::string_view(wire).substr(at, 5000)).ok());
     }
-    ASSERT_TRUE(writer.finish("the test").ok());
+    ASSERT_TRUE(writer.finish().ok());
   }
   EXPECT_TRUE(*read_file(tmp / "out") == blob);
   struct stat st;
   ASSERT_EQ(::stat((tmp / "out").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0640u);
   {
-    DecodedFileWriter writer(Digest::of(blob), tmp / "out", 0640, 100 << 20);
+    DecodedFileWriter writer(Digest::of(blob), tmp / "out", 0640, 100 << 20, "the test");
     EXPECT_EQ(writer.restart().error().code(), ErrorCode::kAlreadyExists);
     writer.discard();
     EXPECT_TRUE(fs::exists(tmp / "out")) << "a file it did not create is not removed";
   }
   {
-    DecodedFileWriter writer(Digest::of("other"), tmp / "wrong", 0644, 100 << 20);
+    DecodedFileWriter writer(Digest::of("other"), tmp / "wrong", 0644, 100 << 20, "the test");
     ASSERT_TRUE(writer.write(wire).ok());
-    auto r = writer.finish("the test");
+    auto r = writer.finish();
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.error().code(), ErrorCode::kCorrupt);
     writer.discard();
