@@ -621,15 +621,17 @@ Result<void> S3Store::upload_multipart(const std::string& key, const NextPart& n
     threads.emplace_back([&] {
       for (;;) {
         std::pair<uint64_t, std::string> job;
+        bool failed = false;
         {
           std::unique_lock lock(shared.mu);
           shared.cv.wait(lock, [&] { return !shared.queue.empty() || shared.done; });
           if (shared.queue.empty()) return;
           job = std::move(shared.queue.front());
           shared.queue.pop_front();
+          failed = shared.error.has_value();
         }
         Result<std::string> etag = Error(ErrorCode::kInternal, "a part was not sent");
-        if (!shared.error) etag = send_part(job.first, job.second);
+        if (!failed) etag = send_part(job.first, job.second);
         {
           std::lock_guard lock(shared.mu);
           if (etag) {
