@@ -1,8 +1,10 @@
 #include "store/blob_server.h"
 
 #include <sys/stat.h>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <optional>
 
 #include "store/blob_codec.h"
@@ -71,6 +73,10 @@ std::optional<Digest> digest_of(std::string_view hex, http::Response& res) {
 }
 
 constexpr std::string_view kBlobs = "/v1/blobs";
+/// Blobs larger than this are sent as they are read, not encoded whole in memory.
+constexpr uint64_t kStreamBytes = 1 << 20;
+/// Request bodies are read in pieces of this size.
+constexpr size_t kBodyChunk = 256 * 1024;
 constexpr std::string_view kRecords = "/v1/records/";
 
 }  // namespace
@@ -171,7 +177,25 @@ void BlobServer::Impl::get_blob(std::string_view name, bool head, http::Response
     res.status = 200;
     return;
   }
-  // Sent as it is on disk, unverified: the client checks the digest of what it decodes.
+  // Sent as it is on disk, unverified: the client checks the digest of what it decodes. A small
+  // blob is encoded whole; a larger one as it is read (chunked when compressed, its encoded
+  // size unknown), so a GET holds a few hundred KiB whatever the blob's size.
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT)
+      return answer_text(res, 404, fmt::format("blob {} is not here", digest->hex()));
+    return answer_error(res, io_error("cannot stat", path, errno));
+  }
+  if (static_cast<uint64_t>(st.st_size) > kStreamBytes) {
+    auto reader = EncodedFileReader::open(path, std::nullopt);
+    if (!reader) return answer_error(res, reader.error());
+    std::shared_ptr<EncodedFileReader> shared = std::move(reader).value();
+    res.status = 200;
+    res.content_type = "application/octet-stream";
+    if (!shared->compressed()) res.stream_length = shared->known_encoded_size();
+    res.body_stream = [shared](char* out, size_t n) { return shared->read(out, n); };
+    return;
+  }
   auto data = read_file(path);
   if (!data) {
     if (data.error().code() == ErrorCode::kNotFound) {
@@ -189,26 +213,47 @@ void BlobServer::Impl::get_blob(std::string_view name, bool head, http::Response
 void BlobServer::Impl::put_blob(std::string_view name, http::Body& body, http::Response& res) {
   auto digest = digest_of(name, res);
   if (!digest) return;
-  auto wire = body.read_all(options.max_body_bytes);
-  if (!wire) return answer_error(res, wire.error());
-  auto data = decode_blob(*wire);
-  if (!data) {
-    answer_text(res, 400,
-                fmt::format("the body sent for blob {} is not an encoded blob: {}", digest->hex(),
-                            data.error().message()));
-    return;
+  // Read and decoded as it arrives, into a temp file the store renames into place only if the
+  // content hashes to the name: memory stays at a chunk whatever the size, and the decoded size
+  // is bounded as the body is (a small compressed body must not fill the disk).
+  std::unique_ptr<char[]> buf(new char[kBodyChunk]);
+  BlobDecoder decoder(options.max_body_bytes);
+  std::optional<Error> decode_error;
+  auto r = store->put_stream(
+      *digest,
+      [&](const ChunkSink& sink) -> Result<void> {
+        for (;;) {
+          RTENV_ASSIGN_OR_RETURN(size_t n, body.read(buf.get(), kBodyChunk));
+          if (n == 0) break;
+          if (auto d = decoder.update(std::string_view(buf.get(), n), sink); !d) {
+            if (d.error().code() == ErrorCode::kCorrupt) decode_error = d.error();
+            return d;
+          }
+        }
+        if (auto d = decoder.finish(); !d) {
+          decode_error = d.error();
+          return d;
+        }
+        return ok_result();
+      },
+      "the body sent");
+  if (decode_error) {
+    return answer_text(res, 400,
+                       fmt::format("the body sent for blob {} is not an encoded blob: {}; nothing "
+                                   "was stored",
+                                   digest->hex(), decode_error->message()));
   }
-  Digest actual = Digest::of(*data);
-  if (actual != *digest) {
-    answer_text(res, 400,
-                fmt::format("refused blob {}: its content hashes to {} (expected {}); nothing "
-                            "was stored",
-                            digest->hex(), actual.hex(), digest->hex()));
-    return;
+  if (!r && r.error().code() == ErrorCode::kCorrupt) {
+    return answer_text(
+        res, 400,
+        fmt::format("refused blob {}: {}; nothing was stored", digest->hex(), r.error().message()));
   }
-  if (auto r = store->put(*digest, *data); !r) {
-    answer_error(res, r.error());
-    return;
+  if (!r) return answer_error(res, r.error());
+  // The blob was here already (the body was not read): drop the body, so the client, which is
+  // still sending it, gets the answer rather than a reset.
+  while (body.remaining() > 0) {
+    auto n = body.read(buf.get(), kBodyChunk);
+    if (!n || *n == 0) break;
   }
   res.status = 204;
 }

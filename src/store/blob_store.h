@@ -21,6 +21,9 @@ namespace rtenv::store {
 
 namespace fs = std::filesystem;
 
+/// Where bytes go, chunk by chunk, as they are produced; an error stops the stream.
+using ChunkSink = std::function<Result<void>(std::string_view)>;
+
 /// A content-addressed blob store. Every implementation is safe to call from several threads
 /// and from several processes (and hosts, where the backend is shared) at once: puts of the same
 /// blob race harmlessly, and no reader ever sees a partly written blob.

@@ -62,6 +62,33 @@ int seek_body(void* user, curl_off_t offset, int origin) {
   return CURL_SEEKFUNC_OK;
 }
 
+// An upload read from a BodySource; its error, if it failed, is the request's.
+struct SourceReader {
+  BodySource* source;
+  std::optional<Error> error;
+};
+
+size_t read_source(char* buf, size_t size, size_t n, void* user) {
+  auto* reader = static_cast<SourceReader*>(user);
+  auto got = reader->source->read(buf, size * n);
+  if (!got) {
+    reader->error = std::move(got).error();
+    return CURL_READFUNC_ABORT;
+  }
+  return *got;
+}
+
+int seek_source(void* user, curl_off_t offset, int origin) {
+  auto* reader = static_cast<SourceReader*>(user);
+  // libcurl rewinds to resend a body (a redirect, an authentication round): only to the start.
+  if (origin != SEEK_SET || offset != 0) return CURL_SEEKFUNC_CANTSEEK;
+  if (auto r = reader->source->restart(); !r) {
+    reader->error = std::move(r).error();
+    return CURL_SEEKFUNC_FAIL;
+  }
+  return CURL_SEEKFUNC_OK;
+}
+
 // Where an answer's body goes: memory, or the request's sink once the answer is a success.
 struct BodyTarget {
   CURL* curl;
@@ -200,6 +227,8 @@ Result<HttpResponse> http_perform(const HttpRequest& req, const RetryPolicy& pol
   if (req.body_sink) RTENV_TRY(req.body_sink->restart());
   BodyTarget target{curl, &resp.body, req.body_sink, std::nullopt};
 
+  if (req.body_source) RTENV_TRY(req.body_source->restart());
+  SourceReader reader{req.body_source, std::nullopt};
   UploadSource source{req.body};
   curl_easy_setopt(curl, CURLOPT_URL, req.url.c_str());
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers.get());
@@ -225,11 +254,20 @@ Result<HttpResponse> http_perform(const HttpRequest& req, const RetryPolicy& pol
     curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
   } else if (req.method == "PUT") {
     curl_easy_setopt(curl, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(curl, CURLOPT_READFUNCTION, read_body);
-    curl_easy_setopt(curl, CURLOPT_READDATA, &source);
-    curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, seek_body);
-    curl_easy_setopt(curl, CURLOPT_SEEKDATA, &source);
-    curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+    if (req.body_source) {
+      curl_easy_setopt(curl, CURLOPT_READFUNCTION, read_source);
+      curl_easy_setopt(curl, CURLOPT_READDATA, &reader);
+      curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, seek_source);
+      curl_easy_setopt(curl, CURLOPT_SEEKDATA, &reader);
+      curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE,
+                       static_cast<curl_off_t>(req.body_source->size()));
+    } else {
+      curl_easy_setopt(curl, CURLOPT_READFUNCTION, read_body);
+      curl_easy_setopt(curl, CURLOPT_READDATA, &source);
+      curl_easy_setopt(curl, CURLOPT_SEEKFUNCTION, seek_body);
+      curl_easy_setopt(curl, CURLOPT_SEEKDATA, &source);
+      curl_easy_setopt(curl, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
+    }
   } else if (req.method == "POST") {
     curl_easy_setopt(curl, CURLOPT_POST, 1L);
     curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(req.body.size()));
@@ -245,6 +283,7 @@ Result<HttpResponse> http_perform(const HttpRequest& req, const RetryPolicy& pol
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
   if (target.sink_error) return std::move(*target.sink_error);
+  if (reader.error) return std::move(*reader.error);
   if (rc != CURLE_OK) {
     std::string why = errbuf[0] ? errbuf : curl_easy_strerror(rc);
     bool retryable =

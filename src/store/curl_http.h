@@ -80,6 +80,21 @@ class FileSink final : public BodySink {
   uint64_t written_ = 0;
 };
 
+/// Where an upload's body comes from instead of memory (HttpRequest::body_source): a body too
+/// large to hold, read as it is sent.
+class BodySource {
+ public:
+  virtual ~BodySource() = default;
+  /// The body's size in bytes (its Content-Length): read() must give exactly that many.
+  virtual uint64_t size() const = 0;
+  /// Called before every attempt: start again at the first byte.
+  virtual Result<void> restart() = 0;
+  /// The next bytes of the body, up to `n`; 0 at its end. An error stops the transfer (the
+  /// server never sees a whole body) and becomes the request's error, retried only if it is
+  /// retryable.
+  virtual Result<size_t> read(char* out, size_t n) = 0;
+};
+
 /// One HTTP request. `body` is sent for PUT and POST and must outlive the call.
 struct HttpRequest {
   std::string method;  ///< GET, HEAD, PUT, POST or DELETE
@@ -98,6 +113,9 @@ struct HttpRequest {
   /// For a GET too large to hold: the successful answer's body goes here, not to
   /// HttpResponse::body. Not owned; must outlive the call.
   BodySink* body_sink = nullptr;
+  /// For a PUT too large to hold: the body is read from here instead of `body`. Not owned;
+  /// must outlive the call.
+  BodySource* body_source = nullptr;
 };
 
 struct HttpResponse {

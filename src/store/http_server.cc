@@ -19,6 +19,7 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <variant>
@@ -108,9 +109,16 @@ bool send_all(int fd, std::string_view data) {
 }
 
 std::string response_head(const Request& req, const Response& res, bool keep_alive) {
-  uint64_t length = req.method == "HEAD" && res.head_length ? *res.head_length : res.body.size();
-  std::string head = fmt::format("HTTP/1.1 {} {}\r\nContent-Length: {}\r\n", res.status,
-                                 reason_phrase(res.status), length);
+  std::string head = fmt::format("HTTP/1.1 {} {}\r\n", res.status, reason_phrase(res.status));
+  if (req.method == "HEAD" && res.head_length) {
+    head += fmt::format("Content-Length: {}\r\n", *res.head_length);
+  } else if (!res.body_stream) {
+    head += fmt::format("Content-Length: {}\r\n", res.body.size());
+  } else if (res.stream_length) {
+    head += fmt::format("Content-Length: {}\r\n", *res.stream_length);
+  } else if (!req.http_1_0) {
+    head += "Transfer-Encoding: chunked\r\n";
+  }
   if (!res.content_type.empty()) head += fmt::format("Content-Type: {}\r\n", res.content_type);
   for (const auto& [name, value] : res.headers) head += fmt::format("{}: {}\r\n", name, value);
   head += keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
@@ -208,6 +216,7 @@ std::variant<ParsedHead, Response> parse_request_head(std::string_view head) {
     req.headers.emplace_back(std::move(name), std::string(value));
   }
   req.content_length = length.value_or(0);
+  req.http_1_0 = version == "HTTP/1.0";
   std::string connection = lower(req.header("connection").value_or(""));
   bool keep_alive = version == "HTTP/1.1" ? connection.find("close") == std::string::npos
                                           : connection.find("keep-alive") != std::string::npos;
@@ -619,6 +628,31 @@ struct Server::Impl {
     }
   }
 
+  /// Sends a streamed body (Response::body_stream); false if it could not be sent whole.
+  static bool send_stream(int fd, const Request& req, const Response& res) {
+    constexpr size_t kChunk = 256 * 1024;
+    std::unique_ptr<char[]> buf(new char[kChunk]);
+    const bool chunked = !res.stream_length && !req.http_1_0;
+    uint64_t sent = 0;
+    for (;;) {
+      Result<size_t> n = Error(ErrorCode::kInternal, "unset");
+      try {
+        n = res.body_stream(buf.get(), kChunk);
+      } catch (...) {
+        return false;
+      }
+      if (!n) return false;
+      if (*n == 0) break;
+      sent += *n;
+      if (res.stream_length && sent > *res.stream_length) return false;
+      if (chunked && !send_all(fd, fmt::format("{:x}\r\n", *n))) return false;
+      if (!send_all(fd, std::string_view(buf.get(), *n))) return false;
+      if (chunked && !send_all(fd, "\r\n")) return false;
+    }
+    if (res.stream_length && sent != *res.stream_length) return false;
+    return !chunked || send_all(fd, "0\r\n\r\n");
+  }
+
   void serve(Ready r) {
     Conn& conn = *r.conn;
     set_nonblocking(conn.fd, false);
@@ -643,8 +677,13 @@ struct Server::Impl {
       auto n = body.read(sink, sizeof(sink));
       if (!n || *n == 0) keep = false;
     }
+    // A streamed body of unknown length ends with the connection for an HTTP/1.0 client.
+    if (res.body_stream && !res.stream_length && r.req.http_1_0) keep = false;
     std::string out = response_head(r.req, res, keep);
-    bool sent = send_all(conn.fd, out) && (r.req.method == "HEAD" || send_all(conn.fd, res.body));
+    bool sent = send_all(conn.fd, out);
+    if (sent && r.req.method != "HEAD") {
+      sent = res.body_stream ? send_stream(conn.fd, r.req, res) : send_all(conn.fd, res.body);
+    }
     log(r.req, res, body_read, r.start);
     if (!sent) return;  // the connection closes with r.conn
     ++conn.served;

@@ -32,6 +32,7 @@ struct Request {
   std::vector<std::pair<std::string, std::string>> headers;
   std::string peer;             ///< the client's address
   uint64_t content_length = 0;  ///< the body's size (0 without Content-Length)
+  bool http_1_0 = false;        ///< sent as HTTP/1.0 (which has no chunked answers)
 
   /// The first header of that name (case-insensitive), if any.
   std::optional<std::string_view> header(std::string_view name) const;
@@ -45,6 +46,13 @@ struct Response {
   bool close = false;  ///< close the connection after this answer
   /// For HEAD answers: the Content-Length to announce (the body is not sent).
   std::optional<uint64_t> head_length;
+  /// A body too large to hold, sent as it is read instead of `body`: up to `n` bytes per call,
+  /// 0 at its end. With `stream_length` it goes with that Content-Length (and must give exactly
+  /// that many bytes); without, chunked (to an HTTP/1.0 client: until the connection closes).
+  /// An error, or a wrong length, cuts the body short and closes the connection, so the client
+  /// sees a failed transfer rather than a short blob.
+  std::function<Result<size_t>(char* out, size_t n)> body_stream;
+  std::optional<uint64_t> stream_length;
 };
 
 /// A request's head that parsed: the request (without its peer), and whether its connection may

@@ -6,9 +6,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <unordered_map>
 
 #include "store/blob_codec.h"
+#include "store/blob_transfer.h"
 #include "util/fs.h"
 #include "util/lines.h"
 #include "util/redact.h"
@@ -79,12 +81,14 @@ std::string HttpStore::blob_url(const Digest& digest) const {
 }
 
 Result<HttpResponse> HttpStore::send(const char* method, const std::string& path,
-                                     std::string_view body,
-                                     std::vector<std::string> headers) const {
+                                     std::string_view body, std::vector<std::string> headers,
+                                     BodySource* source, BodySink* sink) const {
   HttpRequest req;
   req.method = method;
   req.url = base_ + path;
   req.body = body;
+  req.body_source = source;
+  req.body_sink = sink;
   req.headers = std::move(headers);
   req.ca_bundle = settings_.ca_bundle;
   if (!settings_.token.empty()) req.headers.push_back("Authorization: Bearer " + settings_.token);
@@ -169,9 +173,25 @@ Result<void> HttpStore::put(const Digest& digest, std::string_view data) {
   return upload(digest, data, "the data");
 }
 
-Result<void> HttpStore::put_file(const Digest& digest, const fs::path& path) {
-  RTENV_ASSIGN_OR_RETURN(std::string data, read_file(path));
-  return upload(digest, data, path.string());
+Result<void> HttpStore::put_file(const Digest& digest, const fs::path& file) {
+  struct stat st;
+  if (::stat(file.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) <= kInMemoryBytes) {
+    RTENV_ASSIGN_OR_RETURN(std::string data, read_file(file));
+    return upload(digest, data, file.string());
+  }
+  RTENV_ASSIGN_OR_RETURN(auto reader, EncodedFileReader::open(file, digest));
+  uint64_t size = reader->known_encoded_size();
+  if (reader->compressed()) {
+    RTENV_ASSIGN_OR_RETURN(auto measured, reader->measure(/*hash=*/false));
+    size = measured.bytes;
+  }
+  EncodedFileSource source(*reader, size);
+  std::string path = "/v1/blobs/" + digest.hex();
+  RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send("PUT", path, {}, {}, &source));
+  if (resp.status != 200 && resp.status != 201 && resp.status != 204) {
+    return failure("PUT", path, resp);
+  }
+  return ok_result();
 }
 
 Result<std::string> HttpStore::fetch_verified(const Digest& digest) {
@@ -202,9 +222,24 @@ Result<std::string> HttpStore::fetch_verified(const Digest& digest) {
 Result<std::string> HttpStore::get(const Digest& digest) { return fetch_verified(digest); }
 
 Result<void> HttpStore::get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) {
-  RTENV_ASSIGN_OR_RETURN(std::string data, fetch_verified(digest));
-  // Never replaces an existing file: `dest` must be new, as with LocalStore.
-  return write_new_file(dest, data, mode);
+  DecodedFileWriter writer(digest, dest, mode, std::numeric_limits<uint64_t>::max(),
+                           "store " + redact_url_credentials(base_));
+  DecodedFileSink sink(writer);
+  std::string path = "/v1/blobs/" + digest.hex();
+  auto fetched = [&]() -> Result<void> {
+    RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send("GET", path, {}, {}, nullptr, &sink));
+    if (resp.status == 404) {
+      return make_error(ErrorCode::kNotFound, "blob {} is not in store {}", digest.hex(),
+                        redact_url_credentials(base_));
+    }
+    if (resp.status != 200) return failure("GET", path, resp);
+    return writer.finish();
+  }();
+  if (fetched) return fetched;
+  writer.discard();
+  if (fetched.error().code() != ErrorCode::kCorrupt) return fetched;
+  return make_error(ErrorCode::kCorrupt, "{}; delete it on the server and pack the package again",
+                    fetched.error().message());
 }
 
 Result<bool> HttpStore::remove(const Digest& digest) {

@@ -47,11 +47,15 @@ class HttpStore final : public BlobStore {
   Result<std::vector<bool>> missing(const std::vector<Digest>& digests) override;
   /// One PUT of the encoded blob; the server keeps the copy it has if it has one.
   Result<void> put(const Digest& digest, std::string_view data) override;
+  /// One PUT, the file's encoded form read as it is sent (a compressed one is encoded twice: once
+  /// to learn its Content-Length); files up to kInMemoryBytes are read whole first. Its last
+  /// bytes are sent only once the file hashed to `digest`.
   Result<void> put_file(const Digest& digest, const fs::path& path) override;
   /// kNotFound if absent; kCorrupt if it does not decode or does not hash to `digest`.
   Result<std::string> get(const Digest& digest) override;
-  /// Downloads and verifies the blob, writes it to a temp file beside `dest` and renames it to
-  /// `dest` (which must not exist; kAlreadyExists if it does). Nothing is left on error.
+  /// Downloads the blob into the new file `dest` (kAlreadyExists if it exists), decoded and
+  /// hashed as it arrives: memory stays small whatever its size. kCorrupt if it does not hash to
+  /// `digest`. Nothing is left on error.
   Result<void> get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) override;
   Result<bool> remove(const Digest& digest) override;
   /// GET /v1/blobs: one "<hex> <stored bytes>" line per blob.
@@ -75,7 +79,8 @@ class HttpStore final : public BlobStore {
   /// One request to `path` (under the base URL), retried on connection errors, timeouts and 5xx.
   /// Any answer that is not retryable is returned for the caller to judge.
   Result<HttpResponse> send(const char* method, const std::string& path, std::string_view body = {},
-                            std::vector<std::string> headers = {}) const;
+                            std::vector<std::string> headers = {}, BodySource* source = nullptr,
+                            BodySink* sink = nullptr) const;
   /// The error for a failed answer: the server's reason, and what to do for 401/403.
   Error failure(const char* method, const std::string& path, const HttpResponse& resp) const;
   /// Uploads `data` as blob `digest` after checking that it hashes to it (content_mismatch
@@ -87,6 +92,9 @@ class HttpStore final : public BlobStore {
   std::string base_;  ///< "http://host:port[/base]", no trailing '/'
   HttpStoreSettings settings_;
 };
+
+/// Files up to this size are read whole before they are sent.
+inline constexpr uint64_t kInMemoryBytes = 1 << 20;
 
 /// True if `url` names a blob server (http:// or https://).
 bool is_http_store_url(std::string_view url);

@@ -141,6 +141,22 @@ Result<void> LocalStore::put_file(const Digest& digest, const fs::path& path) {
   });
 }
 
+Result<void> LocalStore::put_stream(const Digest& digest,
+                                    const std::function<Result<void>(const ChunkSink&)>& produce,
+                                    std::string_view source) {
+  return publish(digest, [&](int fd) -> Result<void> {
+    Sha256 sha;
+    fs::path path = blob_path(digest);
+    RTENV_TRY(produce([&](std::string_view chunk) -> Result<void> {
+      sha.update(chunk);
+      return write_all(fd, chunk, path);
+    }));
+    Digest actual = sha.finish();
+    if (actual != digest) return content_mismatch(digest, actual, source);
+    return ok_result();
+  });
+}
+
 Error LocalStore::corrupt(const Digest& digest, const Digest& actual) const {
   // Moved aside (not deleted: it may be looked at), so that the store lacks the blob and the
   // next upload of the right content replaces it.

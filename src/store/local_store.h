@@ -29,6 +29,15 @@ class LocalStore final : public BlobStore {
   Result<std::string> get_record(std::string_view name) override;
   Result<bool> remove_record(std::string_view name) override;
 
+  /// Stores the bytes `produce` hands to the sink it is given, in order, unless the blob is
+  /// already here (then `produce` is not called). They go to a temp file beside the blob and are
+  /// hashed on the way; the file is renamed into place only if they hash to `digest`
+  /// (content_mismatch naming `source` otherwise, and nothing is kept). An error from `produce`
+  /// is returned as it is. Memory: none beyond what `produce` holds, whatever the blob's size.
+  Result<void> put_stream(const Digest& digest,
+                          const std::function<Result<void>(const ChunkSink&)>& produce,
+                          std::string_view source);
+
   /// Where the blob with this digest lives (whether or not it exists).
   fs::path blob_path(const Digest& digest) const;
 

@@ -6,12 +6,20 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <limits>
 #include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
 
 #include "store/blob_codec.h"
+#include "store/blob_transfer.h"
+#include "store/http_store.h"  // kInMemoryBytes
 #include "util/fs.h"
 #include "util/lines.h"
 #include "util/parallel.h"
@@ -323,6 +331,10 @@ struct S3Store::Request {
   std::string content_type;
   std::string range;           ///< a Range header's value, or empty
   bool if_none_match = false;  ///< create only: `If-None-Match: *`
+  /// The body read as it is sent instead of `body`, and its SHA-256 (what the request is signed
+  /// with).
+  BodySource* source = nullptr;
+  Digest source_sha256;
 };
 
 Result<std::unique_ptr<S3Store>> S3Store::open(std::string_view url) {
@@ -380,10 +392,10 @@ Result<std::unique_ptr<S3Store>> S3Store::open(std::string_view url, S3Settings 
     return make_error(ErrorCode::kInvalidArgument, "store URL {}: no AWS credentials given", url);
   }
   if (settings.max_attempts < 1 || settings.part_size == 0 || settings.parallel_requests == 0 ||
-      settings.list_page_size == 0) {
+      settings.parallel_parts == 0 || settings.list_page_size == 0) {
     return make_error(ErrorCode::kInvalidArgument,
-                      "S3 settings: max_attempts, part_size, parallel_requests and list_page_size "
-                      "must be positive");
+                      "S3 settings: max_attempts, part_size, parallel_requests, parallel_parts and "
+                      "list_page_size must be positive");
   }
   http_global_init();
   return std::unique_ptr<S3Store>(
@@ -446,11 +458,14 @@ Result<HttpResponse> S3Store::send(const Request& req, BodySink* sink) const {
   http.method = req.method;
   http.url = http_url(req.key, req.query);
   http.body = req.body;
+  http.body_source = req.source;
   http.ca_bundle = settings_.ca_bundle;
   http.body_sink = sink;
   // S3 requires the payload's hash; giving it also lets libcurl sign it without reading the body.
-  http.headers.push_back("x-amz-content-sha256: " +
-                         (req.body.empty() ? kEmptySha : Digest::of(req.body).hex()));
+  std::string payload_sha = req.source         ? req.source_sha256.hex()
+                            : req.body.empty() ? kEmptySha
+                                               : Digest::of(req.body).hex();
+  http.headers.push_back("x-amz-content-sha256: " + payload_sha);
   if (!settings_.credentials.session_token.empty()) {
     http.headers.push_back("x-amz-security-token: " + settings_.credentials.session_token);
   }
@@ -537,8 +552,10 @@ Result<std::vector<bool>> S3Store::missing(const std::vector<Digest>& digests) {
 Result<void> S3Store::upload(const Digest& digest, std::string_view data, std::string_view source) {
   Digest actual = Digest::of(data);
   if (actual != digest) return content_mismatch(digest, actual, source);
-  std::string wire = encode_blob(data);
-  std::string key = object_key(digest);
+  return upload_wire(object_key(digest), encode_blob(data));
+}
+
+Result<void> S3Store::upload_wire(const std::string& key, std::string_view wire) {
   if (wire.size() > settings_.multipart_threshold) return upload_multipart(key, wire);
   Request put("PUT", key);
   put.body = wire;
@@ -553,6 +570,17 @@ Result<void> S3Store::upload(const Digest& digest, std::string_view data, std::s
 }
 
 Result<void> S3Store::upload_multipart(const std::string& key, std::string_view wire) {
+  uint64_t part_size = std::max(settings_.part_size, uint64_t{1});
+  size_t offset = 0;
+  return upload_multipart(key, [&](std::string* part) -> Result<bool> {
+    size_t take = static_cast<size_t>(std::min<uint64_t>(part_size, wire.size() - offset));
+    part->assign(wire.substr(offset, take));
+    offset += take;
+    return offset < wire.size();
+  });
+}
+
+Result<void> S3Store::upload_multipart(const std::string& key, const NextPart& next_part) {
   Request create("POST", key, "uploads=");
   RTENV_ASSIGN_OR_RETURN(HttpResponse created, send(create));
   if (created.status != 200) return failure(create, created);
@@ -563,27 +591,96 @@ Result<void> S3Store::upload_multipart(const std::string& key, std::string_view 
   }
   std::string id = uri_encode(*upload_id, false);
 
-  auto parts = [&]() -> Result<std::string> {
-    std::string list = "<CompleteMultipartUpload>";
-    uint64_t part_size = std::max(settings_.part_size, uint64_t{1});
-    for (uint64_t offset = 0, number = 1; offset < wire.size(); offset += part_size, ++number) {
-      Request part("PUT", key, fmt::format("partNumber={}&uploadId={}", number, id));
-      part.body = wire.substr(offset, part_size);
-      part.content_type = "application/octet-stream";
-      RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(part));
-      if (resp.status != 200) return failure(part, resp);
-      std::string etag = resp.header("etag");
-      if (etag.empty()) {
-        return make_error(ErrorCode::kIo, "PUT {}: the answer has no ETag",
-                          http_url(part.key, part.query));
+  // Parts are read in order on this thread and sent by up to `parallel_parts` threads; a part
+  // is read only when one of them is free, so at most parallel_parts + 1 parts are held.
+  struct Shared {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::pair<uint64_t, std::string>> queue;
+    unsigned held = 0;  ///< parts queued or being sent
+    bool done = false;
+    std::optional<Error> error;
+    std::map<uint64_t, std::string> etags;
+  } shared;
+  auto send_part = [&](uint64_t number, const std::string& body) -> Result<std::string> {
+    Request part("PUT", key, fmt::format("partNumber={}&uploadId={}", number, id));
+    part.body = body;
+    part.content_type = "application/octet-stream";
+    RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(part));
+    if (resp.status != 200) return failure(part, resp);
+    std::string etag = resp.header("etag");
+    if (etag.empty()) {
+      return make_error(ErrorCode::kIo, "PUT {}: the answer has no ETag",
+                        http_url(part.key, part.query));
+    }
+    return etag;
+  };
+  const unsigned senders = std::max(settings_.parallel_parts, 1u);
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < senders; ++t) {
+    threads.emplace_back([&] {
+      for (;;) {
+        std::pair<uint64_t, std::string> job;
+        bool failed = false;
+        {
+          std::unique_lock lock(shared.mu);
+          shared.cv.wait(lock, [&] { return !shared.queue.empty() || shared.done; });
+          if (shared.queue.empty()) return;
+          job = std::move(shared.queue.front());
+          shared.queue.pop_front();
+          failed = shared.error.has_value();
+        }
+        Result<std::string> etag = Error(ErrorCode::kInternal, "a part was not sent");
+        if (!failed) etag = send_part(job.first, job.second);
+        {
+          std::lock_guard lock(shared.mu);
+          if (etag) {
+            shared.etags[job.first] = std::move(etag).value();
+          } else if (!shared.error) {
+            shared.error = std::move(etag).error();
+          }
+          --shared.held;
+        }
+        shared.cv.notify_all();
       }
-      list += fmt::format("<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>", number,
+    });
+  }
+  for (uint64_t number = 1;; ++number) {
+    {
+      std::unique_lock lock(shared.mu);
+      shared.cv.wait(lock, [&] { return shared.held < senders || shared.error; });
+      if (shared.error) break;
+    }
+    std::string part;
+    auto more = next_part(&part);
+    std::lock_guard lock(shared.mu);
+    if (!more) {
+      if (!shared.error) shared.error = std::move(more).error();
+      break;
+    }
+    // S3 wants at least one part, even an empty one.
+    if (!part.empty() || number == 1) {
+      shared.queue.emplace_back(number, std::move(part));
+      ++shared.held;
+      shared.cv.notify_all();
+    }
+    if (!*more) break;
+  }
+  {
+    std::lock_guard lock(shared.mu);
+    shared.done = true;
+  }
+  shared.cv.notify_all();
+  for (auto& t : threads) t.join();
+
+  auto complete = [&]() -> Result<void> {
+    if (shared.error) return *shared.error;
+    std::string body = "<CompleteMultipartUpload>";
+    for (const auto& [number, etag] : shared.etags) {
+      body += fmt::format("<Part><PartNumber>{}</PartNumber><ETag>{}</ETag></Part>", number,
                           xml_escape(etag));
     }
-    return list + "</CompleteMultipartUpload>";
-  };
-  auto complete = [&]() -> Result<void> {
-    RTENV_ASSIGN_OR_RETURN(std::string body, parts());
+    body += "</CompleteMultipartUpload>";
     Request done("POST", key, "uploadId=" + id);
     done.body = body;
     done.content_type = "application/xml";
@@ -598,6 +695,7 @@ Result<void> S3Store::upload_multipart(const std::string& key, std::string_view 
   auto r = complete();
   if (!r) {
     // Best effort: an abandoned upload's parts would be billed until a lifecycle rule ends them.
+    // (An upload's parts, never a blob: nothing a reader sees is deleted.)
     Request abort("DELETE", key, "uploadId=" + id);
     (void)send(abort);
   }
@@ -621,12 +719,63 @@ Result<void> S3Store::put(const Digest& digest, std::string_view data) {
 Result<void> S3Store::put_file(const Digest& digest, const fs::path& path) {
   std::error_code ec;
   uint64_t size = fs::file_size(path, ec);
+  if (!ec && size <= kInMemoryBytes) {
+    RTENV_ASSIGN_OR_RETURN(std::string data, read_file(path));
+    return upload(digest, data, path.string());
+  }
   if (ec || may_go_multipart(size)) {
     RTENV_ASSIGN_OR_RETURN(bool there, exists(digest));
     if (there) return ok_result();
   }
-  RTENV_ASSIGN_OR_RETURN(std::string data, read_file(path));
-  return upload(digest, data, path.string());
+  RTENV_ASSIGN_OR_RETURN(auto reader, EncodedFileReader::open(path, digest));
+  std::string key = object_key(digest);
+  if (!may_go_multipart(reader->file_size())) {
+    // One PUT, read from the file as it is sent; measured (and hashed, for the signature) first.
+    RTENV_ASSIGN_OR_RETURN(auto measured, reader->measure(/*hash=*/true));
+    EncodedFileSource source(*reader, measured.bytes);
+    Request put("PUT", key);
+    put.source = &source;
+    put.source_sha256 = measured.sha256;
+    put.content_type = "application/octet-stream";
+    put.if_none_match = true;
+    RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(put));
+    if (resp.status == 412 || resp.status == 409) return ok_result();
+    if (resp.status != 200) return failure(put, resp);
+    return ok_result();
+  }
+  // In parts read from the file; each part is held while it is sent (S3 signs it by its hash).
+  // Parts grow for a blob that would need more than S3's 10000.
+  const uint64_t part_size =
+      std::max({settings_.part_size, uint64_t{1}, (reader->file_size() + 1) / 9999 + 1});
+  std::optional<char> carried;  // read ahead to learn whether a full part was the last
+  auto fill = [&](std::string* part) -> Result<bool> {
+    part->clear();
+    part->resize(part_size);
+    size_t at = 0;
+    if (carried) part->front() = *carried, at = 1, carried.reset();
+    while (at < part->size()) {
+      RTENV_ASSIGN_OR_RETURN(size_t n, reader->read(part->data() + at, part->size() - at));
+      if (n == 0) break;
+      at += n;
+    }
+    part->resize(at);
+    if (at < part_size) return false;
+    char next;
+    RTENV_ASSIGN_OR_RETURN(size_t n, reader->read(&next, 1));
+    if (n == 0) return false;
+    carried = next;
+    return true;
+  };
+  std::string first;
+  RTENV_ASSIGN_OR_RETURN(bool more, fill(&first));
+  if (!more) return upload_wire(key, first);  // it compressed to one part: one PUT after all
+  bool first_given = false;
+  return upload_multipart(key, [&](std::string* part) -> Result<bool> {
+    if (first_given) return fill(part);
+    first_given = true;
+    *part = std::move(first);
+    return true;
+  });
 }
 
 Result<std::string> S3Store::fetch_verified(const Digest& digest) {
@@ -661,9 +810,28 @@ Result<std::string> S3Store::fetch_verified(const Digest& digest) {
 Result<std::string> S3Store::get(const Digest& digest) { return fetch_verified(digest); }
 
 Result<void> S3Store::get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) {
-  RTENV_ASSIGN_OR_RETURN(std::string data, fetch_verified(digest));
-  // Never replaces an existing file: `dest` must be new, as with LocalStore.
-  return write_new_file(dest, data, mode);
+  DecodedFileWriter writer(digest, dest, mode, std::numeric_limits<uint64_t>::max(),
+                           "store " + url());
+  DecodedFileSink sink(writer);
+  auto fetched = [&]() -> Result<void> {
+    Request get("GET", object_key(digest));
+    RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(get, &sink));
+    if (resp.status == 404 && xml_text(resp.body, "Code") != "NoSuchBucket") {
+      return make_error(ErrorCode::kNotFound, "blob {} is not in store {}", digest.hex(), url());
+    }
+    if (resp.status == 404) {
+      return make_error(ErrorCode::kInvalidArgument,
+                        "store {}: bucket {} does not exist (or is in another account)", url(),
+                        bucket_);
+    }
+    if (resp.status != 200) return failure(get, resp);
+    return writer.finish();
+  }();
+  if (fetched) return fetched;
+  writer.discard();
+  if (fetched.error().code() != ErrorCode::kCorrupt) return fetched;
+  return make_error(ErrorCode::kCorrupt, "{}; delete {} and pack the package again",
+                    fetched.error().message(), object_url(digest));
 }
 
 Result<bool> S3Store::remove(const Digest& digest) {

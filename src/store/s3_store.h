@@ -52,7 +52,10 @@ struct S3Settings {
   /// (S3 takes at most 5 GiB in one PUT, and a failed part is cheaper to resend than a blob).
   /// S3 requires parts of at least 5 MiB, except the last.
   uint64_t multipart_threshold = 64ull << 20;
-  uint64_t part_size = 16ull << 20;
+  uint64_t part_size = 8ull << 20;
+  /// Parts of one upload sent at once. A file's upload holds this many parts and one more in
+  /// memory (parallel_parts + 1) * part_size, whatever the file's size.
+  unsigned parallel_parts = 4;
   /// HEAD requests in flight at once in missing().
   unsigned parallel_requests = 16;
   /// Keys per ListObjectsV2 page (S3 gives at most 1000).
@@ -108,12 +111,18 @@ class S3Store final : public BlobStore {
   Result<std::vector<bool>> missing(const std::vector<Digest>& digests) override;
   /// Put-if-absent: a HEAD first, then one PUT (or a multipart upload) of the encoded blob.
   Result<void> put(const Digest& digest, std::string_view data) override;
+  /// Streams the file's encoded form: files up to kInMemoryBytes are read whole; files up to the
+  /// multipart threshold go in one PUT read from the file as it is sent (encoded once before to
+  /// measure and hash it for the signature); larger ones in parts read from the file, up to
+  /// `parallel_parts` sent at once (one PUT if they compress to less than a part). The file is
+  /// hashed as it is read and the last bytes (the last part) go only if it matches `digest`.
   Result<void> put_file(const Digest& digest, const fs::path& path) override;
   /// kNotFound if absent; kCorrupt if it does not decode or does not hash to `digest` (reading
   /// again may help if the object was being replaced).
   Result<std::string> get(const Digest& digest) override;
-  /// Downloads and verifies the blob, writes it to a temp file beside `dest` and renames it to
-  /// `dest` (which must not exist; kAlreadyExists if it does). Nothing is left on error.
+  /// Downloads the blob into the new file `dest` (kAlreadyExists if it exists), decoded and
+  /// hashed as it arrives: memory stays small whatever its size. kCorrupt if it does not hash to
+  /// `digest`. Nothing is left on error.
   Result<void> get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) override;
   /// false if the blob was not there.
   Result<bool> remove(const Digest& digest) override;
@@ -160,7 +169,14 @@ class S3Store final : public BlobStore {
   Result<void> upload(const Digest& digest, std::string_view data, std::string_view source);
   /// Whether a blob of this size may be uploaded in parts (encoded, it may pass the threshold).
   bool may_go_multipart(uint64_t raw_bytes) const;
+  /// One PUT of an encoded blob, or a multipart upload past the threshold.
+  Result<void> upload_wire(const std::string& key, std::string_view wire);
   Result<void> upload_multipart(const std::string& key, std::string_view wire);
+  /// Fills the next part of an upload; false once that was the last.
+  using NextPart = std::function<Result<bool>(std::string* part)>;
+  /// A multipart upload of the parts `next_part` gives, read on the calling thread and sent by
+  /// up to settings_.parallel_parts threads; aborted (the upload, never an object) on error.
+  Result<void> upload_multipart(const std::string& key, const NextPart& next_part);
   Result<std::string> fetch_verified(const Digest& digest);
   Result<std::string> record_key(std::string_view name) const;
   Result<void> write_record(std::string_view name, std::string_view data, bool if_absent);

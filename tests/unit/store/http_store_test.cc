@@ -189,6 +189,90 @@ TEST_F(HttpStoreTest, UploadWhoseContentDoesNotMatchItsNameIsRefused) {
   EXPECT_EQ(raw("GET", "/v2/anything").status, 404);
 }
 
+TEST_F(HttpStoreTest, FilesAreStreamedBothWays) {
+  // Over kInMemoryBytes: read as they are sent, written as they arrive; one compresses (a
+  // Content-Length measured first, a chunked answer), one does not.
+  std::string repetitive;
+  while (repetitive.size() < (6u << 20)) repetitive += "some text that repeats a lot\n";
+  std::string random = noise(5 << 20, 4);
+  for (const std::string* data : {&repetitive, &random}) {
+    Digest d = Digest::of(*data);
+    fs::path file = tmp_.write("upload", *data);
+    auto put = store_->put_file(d, file);
+    ASSERT_TRUE(put.ok()) << put.error().message();
+    EXPECT_TRUE(*read_file(local_->blob_path(d)) == *data) << "stored raw";
+    // Again: the server has it, drops the body and says so.
+    ASSERT_TRUE(store_->put_file(d, file).ok());
+    fs::path dest = tmp_ / "download";
+    auto got = store_->get_to_file(d, dest, 0600);
+    ASSERT_TRUE(got.ok()) << got.error().message();
+    EXPECT_TRUE(*read_file(dest) == *data);
+    EXPECT_EQ(store_->get_to_file(d, dest, 0600).error().code(), ErrorCode::kAlreadyExists);
+    EXPECT_TRUE(*read_file(dest) == *data) << "never replaced";
+    fs::remove(dest);
+    fs::remove(file);
+  }
+  auto wire = raw("GET", "/v1/blobs/" + Digest::of(repetitive).hex());
+  EXPECT_EQ(wire.status, 200);
+  EXPECT_EQ(wire.header("transfer-encoding"), "chunked");
+  EXPECT_LT(wire.body.size(), repetitive.size() / 10);
+  EXPECT_TRUE(*decode_blob(wire.body) == repetitive);
+  wire = raw("GET", "/v1/blobs/" + Digest::of(random).hex());
+  EXPECT_EQ(wire.header("content-length"), std::to_string(random.size() + 1));
+}
+
+TEST_F(HttpStoreTest, AStreamedFileThatIsNotItsDigestIsNotStored) {
+  std::string data = noise(3 << 20, 5);
+  fs::path file = tmp_.write("upload", data);
+  Digest claimed = Digest::of("what was hashed before the file changed");
+  auto put = store_->put_file(claimed, file);
+  ASSERT_FALSE(put.ok());
+  EXPECT_EQ(put.error().code(), ErrorCode::kCorrupt) << put.error().message();
+  EXPECT_TRUE(*local_->missing({claimed}) == std::vector<bool>{true});
+  // The server saw a body cut short and kept nothing of it, not even a temp file.
+  for (int i = 0; i < 100; ++i) {
+    size_t files = 0;
+    for (const auto& e : fs::recursive_directory_iterator(tmp_ / "served")) {
+      if (e.is_regular_file()) ++files;
+    }
+    if (files == 0) break;
+    ASSERT_LT(i, 99) << "a temp file stayed on the server";
+    std::this_thread::sleep_for(50ms);
+  }
+
+  // A body sent by hand that decodes to something else is refused too, as it is stored.
+  std::string other = noise(2 << 20, 6);
+  auto resp = raw("PUT", "/v1/blobs/" + Digest::of(data).hex(), encode_blob(other));
+  EXPECT_EQ(resp.status, 400);
+  EXPECT_NE(resp.body.find(Digest::of(other).hex()), std::string::npos) << resp.body;
+  EXPECT_TRUE(*local_->missing({Digest::of(data)}) == std::vector<bool>{true});
+}
+
+TEST_F(HttpStoreTest, ABodyThatDecodesPastTheLimitIsRefused) {
+  BlobServerOptions o;
+  o.root = tmp_ / "small";
+  o.port = 0;
+  o.max_body_bytes = 1 << 20;
+  auto server = BlobServer::start(o);
+  ASSERT_TRUE(server.ok());
+  // 1 KiB of body, 16 MiB of zeros once decoded.
+  std::string zeros(16 << 20, '\0');
+  std::string wire = encode_blob(zeros);
+  ASSERT_LT(wire.size(), 4096u);
+  HttpRequest req;
+  req.method = "PUT";
+  req.url = (*server)->url() + "/v1/blobs/" + Digest::of(zeros).hex();
+  req.body = wire;
+  auto r = http_perform(req, quick_retries());
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 413) << r->body;
+  size_t files = 0;
+  for (const auto& e : fs::recursive_directory_iterator(tmp_ / "small")) {
+    if (e.is_regular_file()) ++files;
+  }
+  EXPECT_EQ(files, 0u);
+}
+
 TEST_F(HttpStoreTest, CorruptBlobOnTheServersDiskIsCaughtByTheReader) {
   std::string data = noise(5000, 2);
   Digest d = Digest::of(data);

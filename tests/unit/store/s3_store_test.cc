@@ -868,6 +868,66 @@ TEST_F(S3StoreTest, LargeBlobsGoUpInParts) {
   EXPECT_EQ(*store->get(Digest::of(small)), small);
 }
 
+TEST_F(S3StoreTest, FilesAreStreamedBothWays) {
+  auto store = open_with([](S3Settings& s) {
+    s.multipart_threshold = 6 << 20;
+    s.part_size = 5 << 20;
+    s.parallel_parts = 2;
+  });
+  testing::TempDir tmp;
+  std::string text;
+  while (text.size() < (20u << 20))
+    text += "text that compresses well " + std::to_string(text.size()) + "\n";
+  struct Case {
+    std::string data;
+    const char* etag_end;  // "" for one PUT
+  };
+  std::vector<Case> cases = {
+      {noise(3 << 20, 11), ""},             // one PUT read from the file
+      {noise((16 << 20) + 3, 12), "-4\""},  // parts of 5, 5, 5 and 1 MiB
+      {noise((10 << 20) - 1, 13), "-2\""},  // exactly two full parts with the tag byte
+      {text, ""},                           // compresses to less than a part: one PUT
+  };
+  for (const Case& c : cases) {
+    Digest d = Digest::of(c.data);
+    fs::path file = tmp.write("upload", c.data);
+    auto put = store->put_file(d, file);
+    ASSERT_TRUE(put.ok()) << put.error().message();
+    auto head = signed_request("HEAD", store->object_url(d));
+    ASSERT_EQ(head.status, 200);
+    if (*c.etag_end) {
+      EXPECT_NE(head.headers.find(c.etag_end), std::string::npos) << head.headers;
+    } else {
+      EXPECT_EQ(head.headers.find("-1\""), std::string::npos) << head.headers;
+    }
+    fs::path dest = tmp / "download";
+    auto got = store->get_to_file(d, dest, 0640);
+    ASSERT_TRUE(got.ok()) << got.error().message();
+    EXPECT_TRUE(*read_file(dest) == c.data);
+    EXPECT_TRUE(*store->get(d) == c.data);
+    fs::remove(dest);
+    fs::remove(file);
+  }
+}
+
+TEST_F(S3StoreTest, AStreamedFileThatIsNotItsDigestIsNotStored) {
+  auto store = open_with([](S3Settings& s) {
+    s.multipart_threshold = 6 << 20;
+    s.part_size = 5 << 20;
+  });
+  testing::TempDir tmp;
+  for (size_t size : {size_t{3} << 20, size_t{12} << 20}) {
+    std::string data = noise(size, 14);
+    fs::path file = tmp.write("upload", data);
+    Digest claimed = Digest::of("hashed before the file changed " + std::to_string(size));
+    auto put = store->put_file(claimed, file);
+    ASSERT_FALSE(put.ok());
+    EXPECT_EQ(put.error().code(), ErrorCode::kCorrupt) << put.error().message();
+    EXPECT_TRUE(*store->missing({claimed}) == std::vector<bool>{true});
+    fs::remove(file);
+  }
+}
+
 // Turns moto's signature and permission checks on for its lifetime (moto skips them by default).
 class MotoAuth {
  public:
