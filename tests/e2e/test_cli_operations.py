@@ -299,3 +299,45 @@ def test_every_command_that_reports_prints_one_json_document_with_json(rtenv, tm
     assert one_json("agent", "status")["running"] is True
     assert one_json("agent", "stop")["stopped"] is True
     assert one_json("agent", "stop") == {"stopped": False, "running": False}
+
+
+def run_on_a_terminal(args: list[str], env: dict, timeout: float = 30) -> tuple[int, str]:
+    """Runs `args` with stdout and stderr on a pseudo-terminal; returns (exit status, output)."""
+    import pty
+    import select
+    primary, secondary = pty.openpty()
+    p = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=secondary,
+                         stderr=secondary, close_fds=True)
+    os.close(secondary)
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([primary], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal closed: the program ended
+                break
+            if not chunk:
+                break
+            out += chunk
+        elif p.poll() is not None:
+            break
+    os.close(primary)
+    return p.wait(timeout=10), out.decode(errors="replace")
+
+
+def test_on_a_terminal_a_resolve_shows_what_it_does_and_for_how_long(rtenv, tmp_path):
+    # A resolver that takes 1.5 s and then fails: the live line must have counted the time.
+    uv = tmp_path / "slow-failing-uv"
+    uv.write_text("#!/bin/sh\nsleep 1.5\necho 'no solution' >&2\nexit 1\n")
+    uv.chmod(0o755)
+    spec = json.dumps({"pip": ["--index-url http://127.0.0.1:9/simple/", "somepkg"]})
+    env = rtenv._env({"RTENV_UV": str(uv), "RTENV_INSTALLER": "uv", "RTENV_PYTHON": PY})
+    status, out = run_on_a_terminal([rtenv.binary, "lock", "-e", spec], env)
+    assert status == 3, out
+    assert "rtenv: resolving 1 Python requirement with uv (1." in out, out
+    assert "no solution" in out
+    quiet_status, quiet_out = run_on_a_terminal([rtenv.binary, "lock", "-q", "-e", spec], env)
+    assert quiet_status == 3
+    assert "resolving 1 Python requirement" not in quiet_out, quiet_out
