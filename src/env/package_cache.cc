@@ -253,6 +253,16 @@ void sweep_tmp(const fs::path& tmp) {
   }
 }
 
+// Fetches one file of a package, no bigger than its manifest says (a store that sends more is
+// refused as it does, before it fills the disk: the manifest lies, or the store does).
+Result<void> fetch_file(store::BlobStore& store, const PackageUri& uri, const FileJob& file) {
+  auto r = store.get_to_file(file.digest, file.dest, file.mode, file.size);
+  if (r || r.error().code() != ErrorCode::kTooLarge) return r;
+  return make_error(ErrorCode::kCorrupt,
+                    "package {}: {} is bigger than the {} bytes its manifest says", uri.str(),
+                    file.rel, file.size);
+}
+
 Result<void> materialize_tree(store::BlobStore& store, const PackageUri& uri, const fs::path& dest,
                               const MaterializeProgress& progress, const LocalBlobs& local,
                               std::string* file_list, const TreeLimits& limits) {
@@ -278,7 +288,8 @@ Result<void> materialize_tree(store::BlobStore& store, const PackageUri& uri, co
         if (copied) break;
       }
     }
-    if (!copied) RTENV_TRY(store.get_to_file(first.digest, first.dest, first.mode));
+    // No more than the manifest says: a store that sends more is refused before it fills the disk.
+    if (!copied) RTENV_TRY(fetch_file(store, uri, first));
     // The size a manifest states is what the limits were checked against: a lie is corruption.
     struct stat st;
     if (::lstat(first.dest.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) != first.size) {
@@ -289,7 +300,7 @@ Result<void> materialize_tree(store::BlobStore& store, const PackageUri& uri, co
       const FileJob& twin = files[(*groups[g])[k]];
       RTENV_ASSIGN_OR_RETURN(bool ok,
                              copy_if_digest(first.dest, twin.dest, twin.mode, twin.digest));
-      if (!ok) RTENV_TRY(store.get_to_file(twin.digest, twin.dest, twin.mode));
+      if (!ok) RTENV_TRY(fetch_file(store, uri, twin));
     }
     size_t n = done += groups[g]->size();
     if (progress && (n % 256 < groups[g]->size() || n == files.size())) {

@@ -51,9 +51,14 @@ class BlobStore {
   /// Reads a whole blob. kNotFound if absent; kCorrupt if its content does not hash to `digest`.
   virtual Result<std::string> get(const Digest& digest) = 0;
 
+  /// What get_to_file's `max_bytes` is when the caller does not know the blob's size.
+  static constexpr uint64_t kAnySize = ~uint64_t{0};
   /// Writes a blob into the new file `dest` (which must not exist) with `mode`, verifying its
-  /// digest; on any error `dest` is removed.
-  virtual Result<void> get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) = 0;
+  /// digest; on any error `dest` is removed. A blob bigger than `max_bytes` (the size the caller
+  /// expects, such as a manifest's) is refused (kTooLarge) as soon as it passes that size, so a
+  /// hostile store cannot fill the disk.
+  virtual Result<void> get_to_file(const Digest& digest, const fs::path& dest, mode_t mode,
+                                   uint64_t max_bytes = kAnySize) = 0;
 
   /// Deletes a blob; returns false if it was not there.
   virtual Result<bool> remove(const Digest& digest) = 0;

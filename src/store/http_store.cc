@@ -221,9 +221,9 @@ Result<std::string> HttpStore::fetch_verified(const Digest& digest) {
 
 Result<std::string> HttpStore::get(const Digest& digest) { return fetch_verified(digest); }
 
-Result<void> HttpStore::get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) {
-  DecodedFileWriter writer(digest, dest, mode, std::numeric_limits<uint64_t>::max(),
-                           "store " + redact_url_credentials(base_));
+Result<void> HttpStore::get_to_file(const Digest& digest, const fs::path& dest, mode_t mode,
+                                    uint64_t max_bytes) {
+  DecodedFileWriter writer(digest, dest, mode, max_bytes, "store " + redact_url_credentials(base_));
   DecodedFileSink sink(writer);
   std::string path = "/v1/blobs/" + digest.hex();
   auto fetched = [&]() -> Result<void> {

@@ -56,7 +56,8 @@ class HttpStore final : public BlobStore {
   /// Downloads the blob into the new file `dest` (kAlreadyExists if it exists), decoded and
   /// hashed as it arrives: memory stays small whatever its size. kCorrupt if it does not hash to
   /// `digest`. Nothing is left on error.
-  Result<void> get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) override;
+  Result<void> get_to_file(const Digest& digest, const fs::path& dest, mode_t mode,
+                           uint64_t max_bytes = kAnySize) override;
   Result<bool> remove(const Digest& digest) override;
   /// GET /v1/blobs: one "<hex> <stored bytes>" line per blob.
   Result<void> list(const std::function<void(const Digest&, uint64_t)>& fn) override;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -188,7 +189,8 @@ Result<std::string> LocalStore::get(const Digest& digest) {
   return std::move(data).value();
 }
 
-Result<void> LocalStore::get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) {
+Result<void> LocalStore::get_to_file(const Digest& digest, const fs::path& dest, mode_t mode,
+                                     uint64_t max_bytes) {
   fs::path path = blob_path(digest);
   UniqueFd src(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!src.valid()) {
@@ -201,8 +203,16 @@ Result<void> LocalStore::get_to_file(const Digest& digest, const fs::path& dest,
   if (::fstat(src.get(), &st) == 0) touch_if_stale(AT_FDCWD, path.c_str(), st);  // in use
   UniqueFd out(::open(dest.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
   if (!out.valid()) return io_error("cannot create", dest, errno);
-  auto actual = stream_hashed(
-      src.get(), path, [&](std::string_view chunk) { return write_all(out.get(), chunk, dest); });
+  uint64_t written = 0;
+  auto actual = stream_hashed(src.get(), path, [&](std::string_view chunk) -> Result<void> {
+    if (chunk.size() > max_bytes - std::min(written, max_bytes)) {
+      return make_error(ErrorCode::kTooLarge,
+                        "blob {} in store {} is larger than the {} bytes expected", digest.hex(),
+                        url(), max_bytes);
+    }
+    written += chunk.size();
+    return write_all(out.get(), chunk, dest);
+  });
   if (actual && *actual != digest) actual = corrupt(digest, *actual);
   if (!actual) {
     ::unlink(dest.c_str());

@@ -19,7 +19,8 @@ class LocalStore final : public BlobStore {
   Result<void> put(const Digest& digest, std::string_view data) override;
   Result<void> put_file(const Digest& digest, const fs::path& path) override;
   Result<std::string> get(const Digest& digest) override;
-  Result<void> get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) override;
+  Result<void> get_to_file(const Digest& digest, const fs::path& dest, mode_t mode,
+                           uint64_t max_bytes = kAnySize) override;
   Result<bool> remove(const Digest& digest) override;
   Result<void> list(const std::function<void(const Digest&, uint64_t)>& fn) override;
   /// Records live in `<root>/records/<name>`; create_record writes a temp file and hard-links

@@ -809,9 +809,9 @@ Result<std::string> S3Store::fetch_verified(const Digest& digest) {
 
 Result<std::string> S3Store::get(const Digest& digest) { return fetch_verified(digest); }
 
-Result<void> S3Store::get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) {
-  DecodedFileWriter writer(digest, dest, mode, std::numeric_limits<uint64_t>::max(),
-                           "store " + url());
+Result<void> S3Store::get_to_file(const Digest& digest, const fs::path& dest, mode_t mode,
+                                  uint64_t max_bytes) {
+  DecodedFileWriter writer(digest, dest, mode, max_bytes, "store " + url());
   DecodedFileSink sink(writer);
   auto fetched = [&]() -> Result<void> {
     Request get("GET", object_key(digest));

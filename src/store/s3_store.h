@@ -123,7 +123,8 @@ class S3Store final : public BlobStore {
   /// Downloads the blob into the new file `dest` (kAlreadyExists if it exists), decoded and
   /// hashed as it arrives: memory stays small whatever its size. kCorrupt if it does not hash to
   /// `digest`. Nothing is left on error.
-  Result<void> get_to_file(const Digest& digest, const fs::path& dest, mode_t mode) override;
+  Result<void> get_to_file(const Digest& digest, const fs::path& dest, mode_t mode,
+                           uint64_t max_bytes = kAnySize) override;
   /// false if the blob was not there.
   Result<bool> remove(const Digest& digest) override;
   /// Every blob under the prefix (ListObjectsV2, page by page); `stored_bytes` is the encoded

@@ -27,9 +27,10 @@ class CountingStore final : public rtenv::testing::ForwardingStore {
     ++reads;
     return inner_.get(d);
   }
-  Result<void> get_to_file(const Digest& d, const fs::path& dest, mode_t mode) override {
+  Result<void> get_to_file(const Digest& d, const fs::path& dest, mode_t mode,
+                           uint64_t max_bytes = kAnySize) override {
     ++reads;
-    return inner_.get_to_file(d, dest, mode);
+    return inner_.get_to_file(d, dest, mode, max_bytes);
   }
 
   std::atomic<int> reads{0};

@@ -129,6 +129,10 @@ TEST_F(HttpStoreTest, PutGetMissingRemoveListRoundTrip) {
   EXPECT_EQ(store_->get_to_file(absent, tmp_ / "out" / "x", 0644).error().code(),
             ErrorCode::kNotFound);
   EXPECT_FALSE(fs::exists(tmp_ / "out" / "x"));
+  // Bigger than the caller expects (a manifest's size): refused as it arrives, no file left.
+  EXPECT_EQ(store_->get_to_file(b, tmp_ / "out" / "capped", 0644, text.size() - 1).error().code(),
+            ErrorCode::kTooLarge);
+  EXPECT_FALSE(fs::exists(tmp_ / "out" / "capped"));
 
   std::map<std::string, uint64_t> listed;
   ASSERT_TRUE(store_->list([&](const Digest& d, uint64_t n) { listed[d.hex()] = n; }).ok());

@@ -61,6 +61,12 @@ TEST_F(LocalStoreTest, PutIsIdempotentAndPutFileCopies) {
   ASSERT_TRUE(store_->get_to_file(d, tmp_ / "out", 0755).ok());
   EXPECT_EQ(testing::slurp(tmp_ / "out"), std::string(300000, 'x'));
   EXPECT_TRUE((fs::status(tmp_ / "out").permissions() & fs::perms::owner_exec) != fs::perms::none);
+  // Bigger than the caller expects: refused, nothing left behind.
+  auto capped = store_->get_to_file(d, tmp_ / "capped", 0644, 299999);
+  ASSERT_FALSE(capped.ok());
+  EXPECT_EQ(capped.error().code(), ErrorCode::kTooLarge);
+  EXPECT_FALSE(fs::exists(tmp_ / "capped"));
+  ASSERT_TRUE(store_->get_to_file(d, tmp_ / "exact", 0644, 300000).ok());
 }
 
 TEST_F(LocalStoreTest, ACorruptBlobIsDetectedMovedAsideAndReplacedByTheNextUpload) {

@@ -654,6 +654,18 @@ TEST_F(S3StoreTest, PutOfAPresentBlobUploadsNothing) {
   EXPECT_EQ(store_->get(d).error().code(), ErrorCode::kCorrupt);
 }
 
+TEST_F(S3StoreTest, ABlobBiggerThanExpectedIsRefusedAsItArrives) {
+  std::string data(100000, 'q');
+  Digest d = Digest::of(data);
+  ASSERT_TRUE(store_->put(d, data).ok());
+  testing::TempDir tmp;
+  auto capped = store_->get_to_file(d, tmp / "capped", 0644, data.size() - 1);
+  ASSERT_FALSE(capped.ok());
+  EXPECT_EQ(capped.error().code(), ErrorCode::kTooLarge) << capped.error().message();
+  EXPECT_FALSE(fs::exists(tmp / "capped"));
+  ASSERT_TRUE(store_->get_to_file(d, tmp / "exact", 0644, data.size()).ok());
+}
+
 TEST_F(S3StoreTest, AbsentBlobIsNotFound) {
   Digest d = Digest::of("never stored");
   auto got = store_->get(d);

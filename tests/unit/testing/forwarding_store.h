@@ -19,9 +19,9 @@ class ForwardingStore : public store::BlobStore {
     return inner_.put_file(d, p);
   }
   Result<std::string> get(const Digest& d) override { return inner_.get(d); }
-  Result<void> get_to_file(const Digest& d, const std::filesystem::path& dest,
-                           mode_t mode) override {
-    return inner_.get_to_file(d, dest, mode);
+  Result<void> get_to_file(const Digest& d, const std::filesystem::path& dest, mode_t mode,
+                           uint64_t max_bytes = kAnySize) override {
+    return inner_.get_to_file(d, dest, mode, max_bytes);
   }
   Result<bool> remove(const Digest& d) override { return inner_.remove(d); }
   Result<void> list(const std::function<void(const Digest&, uint64_t)>& fn) override {
