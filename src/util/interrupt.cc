@@ -101,7 +101,13 @@ void install_interrupt_handlers(const char* program) {
   sa.sa_handler = on_interrupt;
   sigemptyset(&sa.sa_mask);
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&sa.sa_mask, sig);  // one handler at a time
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    // A signal this process was started with ignored stays ignored (as nohup, or a parent that
+    // must not have its helper killed by a signal meant for others, wants it).
+    struct sigaction old {};
+    if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+    ::sigaction(sig, &sa, nullptr);
+  }
 }
 
 bool interrupt_pending() { return g_pending.load(); }

@@ -16,7 +16,8 @@ namespace rtenv {
 /// of every helper program still running, and SIGKILL to those left after half a second, (2)
 /// write "<program>: interrupted while <activity>" (and the activity's consequence) to stderr,
 /// when an InterruptActivity names one, and (3) end this process by the same signal, so its
-/// parent sees it killed by that signal (a shell: status 130 for SIGINT). Call once, early, from
+/// parent sees it killed by that signal (a shell: status 130 for SIGINT). A signal the process
+/// was started with ignored stays ignored (nohup; Slurm's release hooks). Call once, early, from
 /// main; a command that handles these signals itself (the agent, a server, `run` while its
 /// command runs) installs its own handlers over these.
 void install_interrupt_handlers(const char* program);

@@ -341,3 +341,26 @@ def test_on_a_terminal_a_resolve_shows_what_it_does_and_for_how_long(rtenv, tmp_
     quiet_status, quiet_out = run_on_a_terminal([rtenv.binary, "lock", "-q", "-e", spec], env)
     assert quiet_status == 3
     assert "resolving 1 Python requirement" not in quiet_out, quiet_out
+
+
+def test_a_signal_ignored_when_rtenv_started_stays_ignored(rtenv, slow_uv):
+    # As nohup, or Slurm's release hook, which must outlive the TERM sent to the step's processes.
+    script, pids = slow_uv
+    spec = json.dumps({"pip": ["--index-url http://127.0.0.1:9/simple/", "somepkg"]})
+    env = rtenv._env({"RTENV_UV": str(script), "RTENV_INSTALLER": "uv", "RTENV_PYTHON": PY})
+    p = subprocess.Popen([rtenv.binary, "lock", "-e", spec], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+    try:
+        wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, 30,
+                 "the resolver to start")
+        p.send_signal(signal.SIGTERM)
+        with pytest.raises(subprocess.TimeoutExpired):
+            p.wait(timeout=1)  # still resolving
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == -signal.SIGINT, err
+    assert "interrupted while resolving" in err
