@@ -778,17 +778,19 @@ Result<void> S3Store::put_file(const Digest& digest, const fs::path& path) {
   });
 }
 
+Error S3Store::not_found(const Digest& digest, const HttpResponse& resp) const {
+  if (xml_text(resp.body, "Code") != "NoSuchBucket") {
+    return make_error(ErrorCode::kNotFound, "blob {} is not in store {}", digest.hex(), url());
+  }
+  return make_error(ErrorCode::kInvalidArgument,
+                    "store {}: bucket {} does not exist (or is in another account)", url(),
+                    bucket_);
+}
+
 Result<std::string> S3Store::fetch_verified(const Digest& digest) {
   Request get("GET", object_key(digest));
   RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(get));
-  if (resp.status == 404 && xml_text(resp.body, "Code") != "NoSuchBucket") {
-    return make_error(ErrorCode::kNotFound, "blob {} is not in store {}", digest.hex(), url());
-  }
-  if (resp.status == 404) {
-    return make_error(ErrorCode::kInvalidArgument,
-                      "store {}: bucket {} does not exist (or is in another account)", url(),
-                      bucket_);
-  }
+  if (resp.status == 404) return not_found(digest, resp);
   if (resp.status != 200) return failure(get, resp);
   auto data = decode_blob(resp.body);
   if (!data) {
@@ -816,14 +818,7 @@ Result<void> S3Store::get_to_file(const Digest& digest, const fs::path& dest, mo
   auto fetched = [&]() -> Result<void> {
     Request get("GET", object_key(digest));
     RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(get, &sink));
-    if (resp.status == 404 && xml_text(resp.body, "Code") != "NoSuchBucket") {
-      return make_error(ErrorCode::kNotFound, "blob {} is not in store {}", digest.hex(), url());
-    }
-    if (resp.status == 404) {
-      return make_error(ErrorCode::kInvalidArgument,
-                        "store {}: bucket {} does not exist (or is in another account)", url(),
-                        bucket_);
-    }
+    if (resp.status == 404) return not_found(digest, resp);
     if (resp.status != 200) return failure(get, resp);
     return writer.finish();
   }();

@@ -178,6 +178,9 @@ class S3Store final : public BlobStore {
   /// A multipart upload of the parts `next_part` gives, read on the calling thread and sent by
   /// up to settings_.parallel_parts threads; aborted (the upload, never an object) on error.
   Result<void> upload_multipart(const std::string& key, const NextPart& next_part);
+  /// The error for a 404 of the blob's object: kNotFound, or kInvalidArgument when the bucket
+  /// itself does not exist.
+  Error not_found(const Digest& digest, const HttpResponse& resp) const;
   Result<std::string> fetch_verified(const Digest& digest);
   Result<std::string> record_key(std::string_view name) const;
   Result<void> write_record(std::string_view name, std::string_view data, bool if_absent);
