@@ -19,6 +19,7 @@
 #include "pack/store_gc.h"
 #include "store/local_store.h"
 #include "util/process.h"
+#include "util/redact.h"
 #include "util/size.h"
 
 namespace rtenv::cli {
@@ -31,13 +32,6 @@ int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-// The directory of a "file://" or absolute-path store URL; nullopt for other kinds.
-std::optional<fs::path> directory_of(const std::string& url) {
-  if (url.starts_with("file://")) return fs::path(url.substr(7));
-  if (url.starts_with("/")) return fs::path(url);
-  return std::nullopt;
 }
 
 // The records of the store name what was published (built venvs, fetched URLs): roots.
@@ -145,15 +139,14 @@ int store_gc_command(const StoreGcArgs& args) {
   auto home = open_home();
   if (!home) return fail(kExitSetup, home.error().message());
   std::string url = args.store_url.empty() ? home->store_url() : args.store_url;
-  auto dir = directory_of(url);
-  if (!dir) {
+  auto store = store::LocalStore::open_url(url);
+  if (!store && store.error().code() == ErrorCode::kUnsupported) {
     return fail(kExitUsage,
-                "store gc: " + url +
+                "store gc: " + redact_url_credentials(url) +
                     ": only directory stores (a path or file://) are collected so far; s3:// and "
                     "rtenv's blob server are not supported yet");
   }
-  auto store = store::LocalStore::open(*dir);
-  if (!store) return fail(kExitSetup, store.error().message());
+  if (!store) return fail(kExitUsage, "store gc: " + store.error().message());
   auto roots = record_roots(**store);
   if (!roots) return fail(kExitSetup, "store gc: " + roots.error().message());
   auto c = pack::collect_store(**store, *roots, now_ms() - *keep, args.dry_run);

@@ -372,6 +372,11 @@ Result<void> check_record_name(std::string_view name) {
 }
 
 Result<std::unique_ptr<BlobStore>> open_store(std::string_view url) {
+  RTENV_ASSIGN_OR_RETURN(auto store, LocalStore::open_url(url));
+  return std::unique_ptr<BlobStore>(std::move(store));
+}
+
+Result<std::unique_ptr<LocalStore>> LocalStore::open_url(std::string_view url) {
   std::string_view path = url;
   if (url.starts_with("file://")) {
     path = url.substr(7);
@@ -394,8 +399,7 @@ Result<std::unique_ptr<BlobStore>> open_store(std::string_view url) {
     return make_error(ErrorCode::kInvalidArgument,
                       "store URL {}: expected file:///absolute/dir or an absolute directory", url);
   }
-  RTENV_ASSIGN_OR_RETURN(auto store, LocalStore::open(fs::path(path)));
-  return std::unique_ptr<BlobStore>(std::move(store));
+  return LocalStore::open(fs::path(path));
 }
 
 }  // namespace rtenv::store

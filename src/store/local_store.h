@@ -13,6 +13,9 @@ class LocalStore final : public BlobStore {
  public:
   /// Creates `root` if needed.
   static Result<std::unique_ptr<LocalStore>> open(const fs::path& root);
+  /// Opens the store a URL names: "file:///abs/dir" or an absolute directory path. Other kinds
+  /// of store give kUnsupported (s3://, http(s)://) or kInvalidArgument, as open_store says.
+  static Result<std::unique_ptr<LocalStore>> open_url(std::string_view url);
 
   std::string url() const override;
   Result<std::vector<bool>> missing(const std::vector<Digest>& digests) override;

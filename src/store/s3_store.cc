@@ -559,6 +559,10 @@ Result<void> S3Store::upload_wire(const std::string& key, std::string_view wire)
   if (wire.size() > settings_.multipart_threshold) return upload_multipart(key, wire);
   Request put("PUT", key);
   put.body = wire;
+  return put_if_absent(put);
+}
+
+Result<void> S3Store::put_if_absent(Request& put) const {
   put.content_type = "application/octet-stream";
   // Put-if-absent in one request: S3 answers 412 (409 when racing another writer) if the object
   // exists, and leaves it. A store that ignores the condition overwrites it with the same bytes.
@@ -736,12 +740,7 @@ Result<void> S3Store::put_file(const Digest& digest, const fs::path& path) {
     Request put("PUT", key);
     put.source = &source;
     put.source_sha256 = measured.sha256;
-    put.content_type = "application/octet-stream";
-    put.if_none_match = true;
-    RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(put));
-    if (resp.status == 412 || resp.status == 409) return ok_result();
-    if (resp.status != 200) return failure(put, resp);
-    return ok_result();
+    return put_if_absent(put);
   }
   // In parts read from the file; each part is held while it is sent (S3 signs it by its hash).
   // Parts grow for a blob that would need more than S3's 10000.

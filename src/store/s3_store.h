@@ -181,6 +181,9 @@ class S3Store final : public BlobStore {
   /// The error for a 404 of the blob's object: kNotFound, or kInvalidArgument when the bucket
   /// itself does not exist.
   Error not_found(const Digest& digest, const HttpResponse& resp) const;
+  /// Sends `put` (its body set) as a put-if-absent of a blob's object: an object already there
+  /// is success, left as it is.
+  Result<void> put_if_absent(Request& put) const;
   Result<std::string> fetch_verified(const Digest& digest);
   Result<std::string> record_key(std::string_view name) const;
   Result<void> write_record(std::string_view name, std::string_view data, bool if_absent);
