@@ -15,6 +15,9 @@ namespace rtenv::pack {
 namespace {
 
 constexpr std::string_view kManifestHeader = "rtenv-manifest 1\n";
+// A manifest lists one directory; a blob bigger than this that starts like one is a file (or
+// planted), not read into memory.
+constexpr uint64_t kMaxManifestBytes = 64 << 20;
 
 // True if the blob's first bytes are a manifest's header (read without loading it).
 bool starts_as_manifest(const store::LocalStore& store, const Digest& digest) {
@@ -72,7 +75,7 @@ Result<StoreCollection> collect_store(store::LocalStore& store, const std::vecto
   while (!todo.empty()) {
     Digest d = todo.back();
     todo.pop_back();
-    if (!starts_as_manifest(store, d)) continue;
+    if (blobs.at(d).bytes > kMaxManifestBytes || !starts_as_manifest(store, d)) continue;
     // Read past the store's `get`, which would mark it used.
     auto text = read_file(store.blob_path(d));
     if (!text || Digest::of(*text) != d) continue;  // unreadable or corrupt: nothing below

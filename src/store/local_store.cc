@@ -280,6 +280,9 @@ Result<void> LocalStore::scan_records(
     if (!it->is_regular_file()) continue;
     std::string name = it->path().lexically_relative(records).string();
     if (!check_record_name(name)) continue;  // temp files
+    // Records are small values; a planted big file is not read into memory.
+    std::error_code size_ec;
+    if (it->file_size(size_ec) > kMaxRecordBytes || size_ec) continue;
     if (auto text = read_file(it->path())) fn(name, *text);
   }
   if (ec) return make_error(ErrorCode::kIo, "cannot list records of {}: {}", url(), ec.message());

@@ -55,7 +55,9 @@ class LocalStore final : public BlobStore {
   /// Calls `fn(digest, stored_bytes, touched_ms)` for every blob (touched_ms: its mtime, in ms
   /// since the epoch).
   Result<void> scan(const std::function<void(const Digest&, uint64_t, int64_t)>& fn);
-  /// Calls `fn(name, text)` for every record (unreadable ones are skipped).
+  /// Records bigger than this are skipped by scan_records (none is written that big).
+  static constexpr uint64_t kMaxRecordBytes = 1 << 20;
+  /// Calls `fn(name, text)` for every record (unreadable or bigger ones are skipped).
   Result<void> scan_records(const std::function<void(const std::string&, const std::string&)>& fn);
   /// Removes the blob if its mtime is still before `cutoff_ms` (a blob touched since it was
   /// scanned stays): true if removed.
