@@ -129,6 +129,8 @@ struct StoreServeArgs {
   std::string token_file;
   unsigned threads = 64;
   bool verbose = false;
+  std::string gc_every;  ///< empty: the server collects nothing
+  std::string gc_older_than = "7d";
 };
 /// `rtenv store serve`: serve a store directory over HTTP until SIGINT/SIGTERM.
 int store_serve_command(const StoreServeArgs& args);

@@ -53,6 +53,7 @@ Result<std::unique_ptr<store::BlobStore>> open_any_store(const std::string& url)
   options.token = c.store_token().value_or("");
   options.ca_bundle = c.ca_bundle().value_or("");
   options.s3_endpoint = c.s3_endpoint().value_or("");
+  options.s3_touch_interval_ms = static_cast<int64_t>(c.s3_touch_interval_seconds() * 1000);
   return store::open_store_any(url, options);
 #endif
 }

@@ -328,18 +328,25 @@ int real_main(int argc, char** argv) {
                         "connections still sending a request wait on one thread, each for at "
                         "most 10 s, at most 64 per client address");
   serve_cmd->add_flag("--verbose,-v", serve.verbose, "Log one line per request to stderr");
+  serve_cmd->add_option("--gc-every", serve.gc_every,
+                        "Collect the store at start and then this often (e.g. 6h), as `rtenv "
+                        "store gc` does; presence queries wait while it runs (default: never)");
+  serve_cmd->add_option("--gc-older-than", serve.gc_older_than,
+                        "With --gc-every: keep what was written or used within this long "
+                        "(default 7d; 20m at least)");
   StoreGcArgs store_gc;
   auto* store_gc_cmd = store_cmd->add_subcommand(
       "gc",
-      "Collect a directory store (a path or file://, shared by nodes or not): remove the blobs "
-      "no record names (built envs, fetched URLs) and no one wrote or used within --older-than, "
-      "keeping everything below a manifest kept. Packs into the store wait while it sweeps. "
-      "s3:// and the blob server are not collected yet.");
+      "Collect a store (a directory or file://, shared by nodes or not, or s3://): remove the "
+      "blobs no record names (built envs, fetched URLs) and no one wrote or used within "
+      "--older-than, keeping everything below a manifest kept. Packs into a directory store wait "
+      "while it runs. rtenv's blob server collects its own store (store serve --gc-every).");
   store_gc_cmd->add_option("--store", store_gc.store_url,
                            "The store (default: the configured one, see rtenv config show)");
   store_gc_cmd
       ->add_option("--older-than", store_gc.older_than,
-                   "Keep what was written or used within this long (20m at least; e.g. 7d)")
+                   "Keep what was written or used within this long (e.g. 7d; at least 20m for "
+                   "a directory, 2d for S3: twice how often a use marks a blob)")
       ->required();
   store_gc_cmd->add_flag("--dry-run", store_gc.dry_run, "Only say what would be collected");
   store_gc_cmd->add_flag(
@@ -409,7 +416,6 @@ int real_main(int argc, char** argv) {
   }
   if (completion_cmd->parsed()) return completion_command(app, completion_shell);
   if (store_gc_cmd->parsed()) {
-    if (store_needs_full(store_gc.store_url)) return exec_full();
     return store_gc_command(store_gc);
   }
   if (pack_cmd->parsed()) return pack_command(pack);

@@ -8,9 +8,12 @@
 #include <ctime>
 
 #include "cli/commands.h"
+#include "cli/store_gc_command.h"
 #include "store/blob_server.h"
 #include "store/http_server.h"
+#include "store/local_store.h"
 #include "util/fs.h"
+#include "util/size.h"
 
 namespace rtenv::cli {
 
@@ -37,6 +40,23 @@ Result<std::string> read_token(const std::string& token_file) {
   return token;
 }
 
+int64_t monotonic_ms() {
+  timespec t;
+  ::clock_gettime(CLOCK_MONOTONIC, &t);
+  return static_cast<int64_t>(t.tv_sec) * 1000 + t.tv_nsec / 1'000'000;
+}
+
+// One collection of the served store, said on stderr.
+void collect_served_store(store::LocalStore& store, int64_t keep_ms) {
+  auto c = collect_shared_store(store, keep_ms, /*dry_run=*/false);
+  if (!c) {
+    std::fprintf(stderr, "rtenv store: collecting %s failed: %s\n", store.url().c_str(),
+                 c.error().message().c_str());
+    return;
+  }
+  std::fprintf(stderr, "rtenv store: %s\n", collection_summary(*c, false).c_str());
+}
+
 }  // namespace
 
 int store_serve_command(const StoreServeArgs& args) {
@@ -44,6 +64,25 @@ int store_serve_command(const StoreServeArgs& args) {
   if (!address) return fail(kExitUsage, address.error().message());
   auto token = read_token(args.token_file);
   if (!token) return fail(kExitUsage, token.error().message());
+  int64_t gc_every_ms = 0;
+  int64_t gc_keep_ms = 0;
+  if (!args.gc_every.empty()) {
+    auto every = parse_duration_ms(args.gc_every);
+    if (!every || *every <= 0) {
+      return fail(kExitUsage, "store serve: --gc-every: " +
+                                  (every ? "must be more than 0" : every.error().message()));
+    }
+    auto keep = parse_duration_ms(args.gc_older_than);
+    if (!keep) return fail(kExitUsage, "store serve: --gc-older-than: " + keep.error().message());
+    if (*keep < store::LocalStore::kTouchIntervalMs * 2) {
+      return fail(kExitUsage, "store serve: --gc-older-than must be at least " +
+                                  format_duration_ms(store::LocalStore::kTouchIntervalMs * 2) +
+                                  ": blobs in use are marked as used every " +
+                                  format_duration_ms(store::LocalStore::kTouchIntervalMs));
+    }
+    gc_every_ms = *every;
+    gc_keep_ms = *keep;
+  }
 
   store::BlobServerOptions options;
   if (!args.root.empty()) {
@@ -84,7 +123,22 @@ int store_serve_command(const StoreServeArgs& args) {
                  options.host.c_str());
   }
 
+  // The collector works on the same directory through a store of its own; the server's `missing`
+  // answers wait while it runs (BlobServer).
+  std::unique_ptr<store::LocalStore> collected;
+  if (gc_every_ms > 0) {
+    auto opened = store::LocalStore::open(options.root);
+    if (!opened) return fail(kExitSetup, opened.error().message());
+    collected = std::move(opened).value();
+    std::fprintf(stderr, "rtenv store: collecting every %s what was not used in %s\n",
+                 args.gc_every.c_str(), args.gc_older_than.c_str());
+  }
+  int64_t next_gc = monotonic_ms();  // the first collection at start
   while ((*server)->running()) {
+    if (collected && monotonic_ms() >= next_gc) {
+      collect_served_store(*collected, gc_keep_ms);
+      next_gc = monotonic_ms() + gc_every_ms;
+    }
     timespec tick{0, 200 * 1000 * 1000};
     int sig = sigtimedwait(&stop_signals, nullptr, &tick);
     if (sig == SIGINT || sig == SIGTERM) {

@@ -35,7 +35,7 @@ int64_t now_ms() {
 }
 
 // The records of the store name what was published (built venvs, fetched URLs): roots.
-Result<std::vector<Digest>> record_roots(store::LocalStore& store) {
+Result<std::vector<Digest>> record_roots(store::CollectableStore& store) {
   std::vector<Digest> roots;
   RTENV_TRY(store.scan_records([&](const std::string&, const std::string& text) {
     for (const auto& d : pack::digests_named_in(text)) roots.push_back(d);
@@ -126,34 +126,43 @@ Result<UvCachePrune> prune_uv_cache(const env::Home& home, bool dry_run) {
   return out;
 }
 
+Result<pack::StoreCollection> collect_shared_store(store::CollectableStore& store, int64_t keep_ms,
+                                                   bool dry_run) {
+  RTENV_ASSIGN_OR_RETURN(std::vector<Digest> roots, record_roots(store));
+  return pack::collect_store(store, roots, now_ms() - keep_ms, dry_run);
+}
+
 int store_gc_command(const StoreGcArgs& args) {
   auto keep = parse_duration_ms(args.older_than);
   if (!keep) return fail(kExitUsage, "store gc: --older-than: " + keep.error().message());
-  if (*keep < store::LocalStore::kTouchIntervalMs * 2) {
-    return fail(kExitUsage,
-                fmt::format("store gc: --older-than must be at least {} min: blobs in use are "
-                            "marked as used every {} min",
-                            store::LocalStore::kTouchIntervalMs * 2 / 60'000,
-                            store::LocalStore::kTouchIntervalMs / 60'000));
-  }
   auto home = open_home();
   if (!home) return fail(kExitSetup, home.error().message());
   std::string url = args.store_url.empty() ? home->store_url() : args.store_url;
-  auto store = store::LocalStore::open_url(url);
-  if (!store && store.error().code() == ErrorCode::kUnsupported) {
+  if (store_needs_full(url)) return exec_full();
+  auto opened = open_any_store(url);
+  if (!opened) return fail(kExitUsage, "store gc: " + opened.error().message());
+  auto* store = dynamic_cast<store::CollectableStore*>(opened->get());
+  if (store == nullptr) {
     return fail(kExitUsage,
                 "store gc: " + redact_url_credentials(url) +
-                    ": only directory stores (a path or file://) are collected so far; s3:// and "
-                    "rtenv's blob server are not supported yet");
+                    ": rtenv's blob server collects its own store: run it with `rtenv store serve "
+                    "--gc-every 6h --gc-older-than 7d`, or `rtenv store gc --store DIR` on its "
+                    "directory");
   }
-  if (!store) return fail(kExitUsage, "store gc: " + store.error().message());
-  auto roots = record_roots(**store);
-  if (!roots) return fail(kExitSetup, "store gc: " + roots.error().message());
-  auto c = pack::collect_store(**store, *roots, now_ms() - *keep, args.dry_run);
+  int64_t interval = store->touch_interval_ms();
+  if (*keep < interval * 2) {
+    return fail(kExitUsage,
+                fmt::format("store gc: --older-than must be at least {} for {}: blobs in use are "
+                            "marked as used every {}",
+                            format_duration_ms(interval * 2), redact_url_credentials(url),
+                            format_duration_ms(interval)));
+  }
+  auto c = collect_shared_store(*store, *keep, args.dry_run);
   if (!c) return fail(kExitSetup, "store gc: " + c.error().message());
+  std::string shown = redact_url_credentials((*opened)->url());
   if (args.json) {
     nlohmann::json j = collection_json(*c);
-    j["store"] = (*store)->url();
+    j["store"] = shown;
     j["dry_run"] = args.dry_run;
     std::printf("%s\n", j.dump().c_str());
     return 0;
@@ -162,8 +171,7 @@ int store_gc_command(const StoreGcArgs& args) {
     std::printf(
         "%s in %s (kept: what its records name, what was written or used in the last "
         "%s, and all below)\n",
-        collection_summary(*c, args.dry_run).c_str(), (*store)->url().c_str(),
-        args.older_than.c_str());
+        collection_summary(*c, args.dry_run).c_str(), shown.c_str(), args.older_than.c_str());
   }
   return 0;
 }

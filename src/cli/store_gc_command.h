@@ -1,5 +1,6 @@
 #pragma once
-// What `rtenv gc` and `rtenv store gc` share: collecting a directory store and reporting it.
+// What `rtenv gc`, `rtenv store gc` and `rtenv store serve --gc-every` share: collecting a store
+// and reporting it.
 
 #include <cstdint>
 #include <string>
@@ -18,6 +19,11 @@ namespace rtenv::cli {
 Result<pack::StoreCollection> collect_home_store(const env::Home& home,
                                                  const std::vector<std::string>& agent_texts,
                                                  int64_t keep_ms, bool dry_run);
+
+/// Collects a store shared by nodes (a directory, S3): keeps what its records name (built envs,
+/// fetched URLs), what was used in the last `keep_ms`, and all below those.
+Result<pack::StoreCollection> collect_shared_store(store::CollectableStore& store, int64_t keep_ms,
+                                                   bool dry_run);
 
 /// What pruning the node's uv cache ($RTENV_HOME/uv-cache) did.
 struct UvCachePrune {

@@ -55,6 +55,13 @@ const std::vector<KeyDef>& key_defs() {
        Type::kString,
        true,
        {}},
+      {"s3_touch_interval_seconds",
+       {"RTENV_S3_TOUCH_INTERVAL"},
+       nullptr,
+       true,
+       Type::kSeconds,
+       true,
+       {}},
       {"cache_limit", {"RTENV_CACHE_LIMIT"}, nullptr, true, Type::kSize, true, {}},
       {"cache_low", {"RTENV_CACHE_LOW"}, nullptr, true, Type::kSize, true, {}},
       {"kind_limits", {}, nullptr, true, Type::kKindLimits, true, {}},
@@ -383,6 +390,7 @@ Config Config::defaults(const fs::path& root) {
   c.entries_["installer"].value = "auto";
   c.entries_["share_builds"].value = "auto";
   c.entries_["build_lease_seconds"].value = 60.0;
+  c.entries_["s3_touch_interval_seconds"].value = 86400.0;
   c.entries_["agent_idle_exit_seconds"].value = int64_t{600};
   c.entries_["no_agent"].value = false;
   c.entries_["max_package_size"].value = uint64_t{2} << 30;
@@ -547,6 +555,10 @@ std::string Config::python() const { return entry("python").value.get<std::strin
 std::string Config::installer() const { return entry("installer").value.get<std::string>(); }
 std::optional<std::string> Config::uv() const { return opt_string(entry("uv").value); }
 std::string Config::share_builds() const { return entry("share_builds").value.get<std::string>(); }
+double Config::s3_touch_interval_seconds() const {
+  return entry("s3_touch_interval_seconds").value.get<double>();
+}
+
 double Config::build_lease_seconds() const {
   return entry("build_lease_seconds").value.get<double>();
 }

@@ -78,6 +78,8 @@ class Config {
   std::optional<std::string> store_token() const;
   std::optional<std::string> ca_bundle() const;
   std::optional<std::string> s3_endpoint() const;
+  /// How stale an S3 blob's LastModified may get before a use refreshes it (store/s3_store.h).
+  double s3_touch_interval_seconds() const;
   uint64_t cache_limit() const;
   uint64_t cache_low() const;  ///< never above cache_limit()
   std::map<std::string, uint64_t> kind_limits() const;

@@ -23,6 +23,8 @@ Result<void> download_s3(const Home& home, const RemoteUrl& url, const fs::path&
   store::StoreOptions options;
   options.ca_bundle = home.config().ca_bundle().value_or("");
   options.s3_endpoint = home.config().s3_endpoint().value_or("");
+  options.s3_touch_interval_ms =
+      static_cast<int64_t>(home.config().s3_touch_interval_seconds() * 1000);
   auto settings = store::s3_settings_for(options);
   if (!settings) return settings.error().with_context(url.shown());
   RTENV_ASSIGN_OR_RETURN(auto bucket, store::S3Store::open("s3://" + object.bucket, *settings));

@@ -1,8 +1,5 @@
 #include "pack/store_gc.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -19,20 +16,6 @@ constexpr std::string_view kManifestHeader = "rtenv-manifest 1\n";
 // planted), not read into memory.
 constexpr uint64_t kMaxManifestBytes = 64 << 20;
 
-// True if the blob's first bytes are a manifest's header (read without loading it).
-bool starts_as_manifest(const store::LocalStore& store, const Digest& digest) {
-  UniqueFd fd(::open(store.blob_path(digest).c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return false;
-  char head[kManifestHeader.size()];
-  size_t got = 0;
-  while (got < sizeof head) {
-    ssize_t n = ::read(fd.get(), head + got, sizeof head - got);
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
-  return std::string_view(head, got) == kManifestHeader;
-}
-
 }  // namespace
 
 std::vector<Digest> digests_named_in(std::string_view text) {
@@ -46,8 +29,9 @@ std::vector<Digest> digests_named_in(std::string_view text) {
   return out;
 }
 
-Result<StoreCollection> collect_store(store::LocalStore& store, const std::vector<Digest>& roots,
-                                      int64_t keep_after_ms, bool dry_run) {
+Result<StoreCollection> collect_store(store::CollectableStore& store,
+                                      const std::vector<Digest>& roots, int64_t keep_after_ms,
+                                      bool dry_run) {
   // Packs wait while the store is scanned and swept, so none relies on a blob in between.
   FileLock lock;
   if (!dry_run) {
@@ -75,10 +59,10 @@ Result<StoreCollection> collect_store(store::LocalStore& store, const std::vecto
   while (!todo.empty()) {
     Digest d = todo.back();
     todo.pop_back();
-    if (blobs.at(d).bytes > kMaxManifestBytes || !starts_as_manifest(store, d)) continue;
-    // Read past the store's `get`, which would mark it used.
-    auto text = read_file(store.blob_path(d));
-    if (!text || Digest::of(*text) != d) continue;  // unreadable or corrupt: nothing below
+    if (blobs.at(d).bytes > kMaxManifestBytes) continue;
+    RTENV_ASSIGN_OR_RETURN(auto text,
+                           store.read_if_starts_with(d, kManifestHeader, kMaxManifestBytes));
+    if (!text) continue;  // a file, gone, or corrupt: nothing below
     auto manifest = Manifest::parse(*text);
     if (!manifest) continue;  // a file that begins like a manifest
     for (const auto& e : manifest->entries()) {

@@ -1,19 +1,20 @@
 #pragma once
-// Collecting a directory store: removing the blobs nothing needs any more.
+// Collecting a store (a directory, S3): removing the blobs nothing needs any more.
 //
 // What is kept: everything reachable from the roots the caller names (packages of node copies
 // and envs, records, locks), everything written, found present or fetched within the grace
 // window (LocalStore refreshes a blob's mtime then), and everything below any manifest kept:
 // a store holds a manifest only with its whole subtree, which packs rely on when they find a
-// manifest present. Everything else is removed, while packs into the store wait (a pack holds the
-// store's collection lock shared from its first presence query to its root manifest).
+// manifest present. Everything else is removed. On a directory store packs wait meanwhile (a pack
+// holds the store's collection lock shared from its first presence query to its root manifest);
+// S3 has no such lock, and the window (days) protects what packs rely on (store/collectable.h).
 
 #include <cstdint>
 #include <string_view>
 #include <utility>
 #include <vector>
 
-#include "store/local_store.h"
+#include "store/collectable.h"
 #include "util/digest.h"
 #include "util/result.h"
 
@@ -35,7 +36,8 @@ struct StoreCollection {
 /// `keep_after_ms` (ms since the epoch) and not below a manifest kept. `dry_run`: removes
 /// nothing and takes no lock. Errors: the store cannot be listed or locked (a blob that cannot be
 /// removed is kept, not an error).
-Result<StoreCollection> collect_store(store::LocalStore& store, const std::vector<Digest>& roots,
-                                      int64_t keep_after_ms, bool dry_run);
+Result<StoreCollection> collect_store(store::CollectableStore& store,
+                                      const std::vector<Digest>& roots, int64_t keep_after_ms,
+                                      bool dry_run);
 
 }  // namespace rtenv::pack

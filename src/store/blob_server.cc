@@ -300,6 +300,10 @@ void BlobServer::Impl::missing(http::Body& body, http::Response& res) {
     }
     digests.push_back(*d);
   }
+  // A collection (`store serve --gc-every`) waits for the query and the query for it: what is
+  // found present is marked used before a collector can look.
+  auto held = store->hold_against_collection();
+  if (!held) return answer_error(res, held.error());
   auto absent = store->missing(digests);
   if (!absent) return answer_error(res, absent.error());
   std::string out;

@@ -289,6 +289,38 @@ Result<void> LocalStore::scan_records(
   return ok_result();
 }
 
+Result<std::optional<std::string>> LocalStore::read_if_starts_with(const Digest& digest,
+                                                                   std::string_view header,
+                                                                   uint64_t max_bytes) {
+  // Read past `get`, which would mark the blob used.
+  UniqueFd fd(::open(blob_path(digest).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) return std::optional<std::string>();
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<uint64_t>(st.st_size) > max_bytes) {
+    return std::optional<std::string>();
+  }
+  std::string text(header.size(), '\0');
+  size_t got = 0;
+  while (got < text.size()) {
+    ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (std::string_view(text).substr(0, got) != header) return std::optional<std::string>();
+  text.resize(got);
+  char buf[kChunk];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    if (text.size() + static_cast<size_t>(n) > max_bytes) return std::optional<std::string>();
+    text.append(buf, static_cast<size_t>(n));
+  }
+  if (Digest::of(text) != digest) return std::optional<std::string>();  // corrupt
+  return std::optional<std::string>(std::move(text));
+}
+
 Result<bool> LocalStore::remove_if_untouched_since(const Digest& digest, int64_t cutoff_ms) {
   fs::path path = blob_path(digest);
   struct stat st;

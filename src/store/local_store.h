@@ -1,6 +1,7 @@
 #pragma once
 
 #include "store/blob_store.h"
+#include "store/collectable.h"
 
 namespace rtenv::store {
 
@@ -9,7 +10,7 @@ namespace rtenv::store {
 /// shared filesystem: every write goes to a unique temp name in the final directory, then is
 /// renamed into place. The one file lock is between packs and a collection (see below).
 /// Thread-safe.
-class LocalStore final : public BlobStore {
+class LocalStore final : public BlobStore, public CollectableStore {
  public:
   /// Creates `root` if needed.
   static Result<std::unique_ptr<LocalStore>> open(const fs::path& root);
@@ -45,26 +46,23 @@ class LocalStore final : public BlobStore {
   /// Where the blob with this digest lives (whether or not it exists).
   fs::path blob_path(const Digest& digest) const;
 
-  // ---- Collection (pack/store_gc). A blob's mtime says when it was last written, found
+  // ---- Collection (store/collectable.h). A blob's mtime says when it was last written, found
   // present by `missing` or read by `get`/`get_to_file` (refreshed at most every
-  // kTouchInterval), so a collector that keeps what was touched within a longer window never
-  // takes a blob a pack has just relied on or a node has just fetched.
+  // kTouchInterval).
 
-  /// How stale a blob's mtime may get before `missing`, `get` or `get_to_file` refreshes it.
   static constexpr int64_t kTouchIntervalMs = 10 * 60 * 1000;
-  /// Calls `fn(digest, stored_bytes, touched_ms)` for every blob (touched_ms: its mtime, in ms
-  /// since the epoch).
-  Result<void> scan(const std::function<void(const Digest&, uint64_t, int64_t)>& fn);
-  /// Records bigger than this are skipped by scan_records (none is written that big).
-  static constexpr uint64_t kMaxRecordBytes = 1 << 20;
-  /// Calls `fn(name, text)` for every record (unreadable or bigger ones are skipped).
-  Result<void> scan_records(const std::function<void(const std::string&, const std::string&)>& fn);
-  /// Removes the blob if its mtime is still before `cutoff_ms` (a blob touched since it was
-  /// scanned stays): true if removed.
-  Result<bool> remove_if_untouched_since(const Digest& digest, int64_t cutoff_ms);
-  /// Held shared by a pack from its `missing` query until its root manifest is published, and
-  /// exclusive by a collector while it sweeps, so a sweep never runs between the two.
-  Result<FileLock> lock_for_collection(FileLock::Mode mode);
+  int64_t touch_interval_ms() const override { return kTouchIntervalMs; }
+  Result<void> scan(const std::function<void(const Digest&, uint64_t, int64_t)>& fn) override;
+  Result<void> scan_records(
+      const std::function<void(const std::string&, const std::string&)>& fn) override;
+  Result<std::optional<std::string>> read_if_starts_with(const Digest& digest,
+                                                         std::string_view header,
+                                                         uint64_t max_bytes) override;
+  Result<bool> remove_if_untouched_since(const Digest& digest, int64_t cutoff_ms) override;
+  /// Held shared by a pack from its `missing` query until its root manifest is published (and by
+  /// the blob server while it answers a `missing` query), and exclusive by a collector while it
+  /// runs, so a collection never runs between the two.
+  Result<FileLock> lock_for_collection(FileLock::Mode mode) override;
   Result<FileLock> hold_against_collection() override {
     return lock_for_collection(FileLock::Mode::kShared);
   }

@@ -9,6 +9,7 @@ Result<S3Settings> s3_settings_for(const StoreOptions& options) {
   RTENV_ASSIGN_OR_RETURN(S3Settings settings, S3Settings::from_environment());
   if (!options.s3_endpoint.empty()) settings.endpoint = options.s3_endpoint;
   settings.ca_bundle = options.ca_bundle;
+  if (options.s3_touch_interval_ms > 0) settings.touch_interval_ms = options.s3_touch_interval_ms;
   return settings;
 }
 

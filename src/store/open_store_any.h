@@ -17,6 +17,7 @@ struct StoreOptions {
   std::string token;        ///< the blob server's bearer token (RTENV_STORE_TOKEN)
   std::string ca_bundle;    ///< CA certificates for https (RTENV_CA_BUNDLE); empty: the system's
   std::string s3_endpoint;  ///< over AWS_ENDPOINT_URL(_S3) (RTENV_S3_ENDPOINT); empty: those
+  int64_t s3_touch_interval_ms = 0;  ///< S3Settings::touch_interval_ms (0: its default)
 };
 
 /// Opens `url`: `s3://bucket[/prefix]` as an S3Store (credentials and region as the AWS CLI

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <limits>
 #include <map>
@@ -227,6 +228,26 @@ std::optional<std::string> xml_text(std::string_view xml, std::string_view tag) 
   return xml_unescape(*raw);
 }
 
+int64_t wall_ms() {
+  timespec t;
+  ::clock_gettime(CLOCK_REALTIME, &t);
+  return static_cast<int64_t>(t.tv_sec) * 1000 + t.tv_nsec / 1'000'000;
+}
+
+// A time as S3 writes it, in ms since the epoch: ISO 8601 in listings ("2026-12-08T04:40:00.000Z")
+// or an HTTP date in headers ("Tue, 08 Dec 2026 04:40:00 GMT"). 0 if it is neither.
+int64_t parse_s3_time(const std::string& text) {
+  struct tm tm = {};
+  const char* end = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (end == nullptr) {
+    tm = {};
+    end = ::strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S", &tm);
+  }
+  if (end == nullptr) return 0;
+  time_t t = ::timegm(&tm);
+  return t < 0 ? 0 : static_cast<int64_t>(t) * 1000;
+}
+
 bool retryable_status(long status, std::string_view body) {
   if (status >= 500 || status == 429 || status == 408) return true;
   // S3 closes an upload that stalled with 400 RequestTimeout; sending it again is the fix.
@@ -329,8 +350,9 @@ struct S3Store::Request {
   std::string query;   ///< canonical: names sorted, names and values uri_encoded
   std::string_view body;
   std::string content_type;
-  std::string range;           ///< a Range header's value, or empty
-  bool if_none_match = false;  ///< create only: `If-None-Match: *`
+  std::string range;                 ///< a Range header's value, or empty
+  bool if_none_match = false;        ///< create only: `If-None-Match: *`
+  std::vector<std::string> headers;  ///< more headers, "Name: value"
   /// The body read as it is sent instead of `body`, and its SHA-256 (what the request is signed
   /// with).
   BodySource* source = nullptr;
@@ -472,6 +494,7 @@ Result<HttpResponse> S3Store::send(const Request& req, BodySink* sink) const {
   if (!req.content_type.empty()) http.headers.push_back("Content-Type: " + req.content_type);
   if (!req.range.empty()) http.headers.push_back("Range: " + req.range);
   if (req.if_none_match) http.headers.push_back("If-None-Match: *");
+  for (const auto& h : req.headers) http.headers.push_back(h);
   http.sigv4 =
       AwsSigV4{fmt::format("aws:amz:{}:s3", settings_.region), settings_.credentials.access_key_id,
                settings_.credentials.secret_access_key};
@@ -518,10 +541,16 @@ Error S3Store::failure(const Request& req, const HttpResponse& resp) const {
 }
 
 Result<bool> S3Store::exists(const Digest& digest) const {
+  RTENV_ASSIGN_OR_RETURN(auto used, last_used(digest));
+  return used.has_value();
+}
+
+Result<std::optional<int64_t>> S3Store::last_used(const Digest& digest) const {
   Request head("HEAD", object_key(digest));
   RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(head));
-  if (resp.status == 200) return true;
-  if (resp.status == 404) return false;
+  if (resp.status == 200)
+    return std::optional<int64_t>(parse_s3_time(resp.header("last-modified")));
+  if (resp.status == 404) return std::optional<int64_t>();
   // A HEAD answer has no body, so no reason; the same request as a one-byte GET says why.
   Request probe("GET", head.key);
   probe.range = "bytes=0-0";
@@ -536,14 +565,25 @@ Result<bool> S3Store::exists(const Digest& digest) const {
   return e;
 }
 
+void S3Store::touch_if_stale(const std::string& key, int64_t modified_ms) const {
+  if (modified_ms == 0 || wall_ms() - modified_ms < settings_.touch_interval_ms) return;
+  // A copy onto itself is refused unless something changes: the metadata is replaced (by none).
+  Request copy("PUT", key);
+  copy.headers.push_back("x-amz-copy-source: /" + bucket_ + "/" + uri_encode(key, true));
+  copy.headers.push_back("x-amz-metadata-directive: REPLACE");
+  copy.content_type = "application/octet-stream";
+  (void)send(copy);
+}
+
 Result<std::vector<bool>> S3Store::missing(const std::vector<Digest>& digests) {
   // One byte per answer: vector<bool> packs bits, which threads cannot write independently.
   std::vector<char> absent(digests.size(), 0);
   unsigned threads = static_cast<unsigned>(
       std::min<size_t>(settings_.parallel_requests, std::max<size_t>(digests.size(), 1)));
   RTENV_TRY(parallel_for(digests.size(), threads, [&](size_t i) -> Result<void> {
-    RTENV_ASSIGN_OR_RETURN(bool there, exists(digests[i]));
-    absent[i] = !there;
+    RTENV_ASSIGN_OR_RETURN(auto used, last_used(digests[i]));
+    absent[i] = !used;
+    if (used) touch_if_stale(object_key(digests[i]), *used);  // a pack relies on it from now
     return ok_result();
   }));
   return std::vector<bool>(absent.begin(), absent.end());
@@ -805,6 +845,7 @@ Result<std::string> S3Store::fetch_verified(const Digest& digest) {
                       "pack the package again",
                       digest.hex(), url(), actual.hex(), object_url(digest));
   }
+  touch_if_stale(get.key, parse_s3_time(resp.header("last-modified")));  // a node uses it
   return std::move(data).value();
 }
 
@@ -819,7 +860,9 @@ Result<void> S3Store::get_to_file(const Digest& digest, const fs::path& dest, mo
     RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(get, &sink));
     if (resp.status == 404) return not_found(digest, resp);
     if (resp.status != 200) return failure(get, resp);
-    return writer.finish();
+    RTENV_TRY(writer.finish());
+    touch_if_stale(get.key, parse_s3_time(resp.header("last-modified")));  // a node uses it
+    return ok_result();
   }();
   if (fetched) return fetched;
   writer.discard();
@@ -838,8 +881,9 @@ Result<bool> S3Store::remove(const Digest& digest) {
   return true;
 }
 
-Result<void> S3Store::list(const std::function<void(const Digest&, uint64_t)>& fn) {
-  std::string key_prefix = prefix_.empty() ? "" : prefix_ + "/";
+Result<void> S3Store::list_objects(
+    std::string_view under, const std::function<void(std::string_view, uint64_t, int64_t)>& fn) {
+  std::string key_prefix = (prefix_.empty() ? "" : prefix_ + "/") + std::string(under);
   std::string token;
   for (;;) {
     // Query names in byte order, as SigV4's canonical form has them.
@@ -860,14 +904,12 @@ Result<void> S3Store::list(const std::function<void(const Digest&, uint64_t)>& f
       auto key = xml_text(*entry, "Key");
       auto size = xml_text(*entry, "Size");
       if (!key || !size || !key->starts_with(key_prefix)) continue;
-      std::string_view rel = std::string_view(*key).substr(key_prefix.size());
-      if (rel.size() != 67 || rel[2] != '/') continue;
-      auto d = Digest::from_hex(rel.substr(3));
-      if (!d || d->hex() != rel.substr(3) || rel.substr(0, 2) != rel.substr(3, 2)) continue;
       char* end = nullptr;
       uint64_t bytes = std::strtoull(size->c_str(), &end, 10);
       if (size->empty() || *end != '\0') continue;
-      fn(*d, bytes);
+      auto modified = xml_text(*entry, "LastModified");
+      fn(std::string_view(*key).substr(key_prefix.size()), bytes,
+         modified ? parse_s3_time(*modified) : 0);
     }
     if (xml_text(xml, "IsTruncated") != "true") return ok_result();
     auto next = xml_text(xml, "NextContinuationToken");
@@ -878,6 +920,90 @@ Result<void> S3Store::list(const std::function<void(const Digest&, uint64_t)>& f
     }
     token = *next;
   }
+}
+
+namespace {
+// The digest a blob's key names relative to the store's prefix ("ab/ab12..."), if it is one.
+std::optional<Digest> blob_key_digest(std::string_view rel) {
+  if (rel.size() != 67 || rel[2] != '/') return std::nullopt;
+  auto d = Digest::from_hex(rel.substr(3));
+  if (!d || d->hex() != rel.substr(3) || rel.substr(0, 2) != rel.substr(3, 2)) return std::nullopt;
+  return *d;
+}
+}  // namespace
+
+Result<void> S3Store::list(const std::function<void(const Digest&, uint64_t)>& fn) {
+  return list_objects("", [&](std::string_view rel, uint64_t bytes, int64_t) {
+    if (auto d = blob_key_digest(rel)) fn(*d, bytes);
+  });
+}
+
+Result<void> S3Store::scan(const std::function<void(const Digest&, uint64_t, int64_t)>& fn) {
+  return list_objects("", [&](std::string_view rel, uint64_t bytes, int64_t modified) {
+    if (auto d = blob_key_digest(rel)) fn(*d, bytes, modified);
+  });
+}
+
+Result<void> S3Store::scan_records(
+    const std::function<void(const std::string&, const std::string&)>& fn) {
+  std::vector<std::string> names;
+  RTENV_TRY(list_objects("records/", [&](std::string_view name, uint64_t bytes, int64_t) {
+    if (bytes <= kMaxRecordBytes && check_record_name(name)) names.emplace_back(name);
+  }));
+  for (const auto& name : names) {
+    auto text = get_record(name);
+    if (text && text->size() <= kMaxRecordBytes) fn(name, *text);
+  }
+  return ok_result();
+}
+
+Result<std::optional<std::string>> S3Store::read_if_starts_with(const Digest& digest,
+                                                                std::string_view header,
+                                                                uint64_t max_bytes) {
+  // zstd's first block (at most 128 KiB of content) lies whole within this much of a frame, so
+  // the first bytes decode from it.
+  constexpr uint64_t kProbeBytes = (128 << 10) + 64;
+  std::string text;
+  auto collect = [&](std::string_view chunk) -> Result<void> {
+    text.append(chunk);
+    return ok_result();
+  };
+  Request probe("GET", object_key(digest));
+  probe.range = fmt::format("bytes=0-{}", kProbeBytes - 1);
+  RTENV_ASSIGN_OR_RETURN(HttpResponse first, send(probe));
+  if (first.status == 404 || first.status == 416) return std::optional<std::string>();
+  if (first.status != 200 && first.status != 206) return failure(probe, first);
+  {
+    BlobDecoder decoder(max_bytes);
+    // A frame cut short is not an error yet; too big or bad data is (not a manifest).
+    if (!decoder.update(first.body, collect)) return std::optional<std::string>();
+    if (!std::string_view(text).starts_with(header)) return std::optional<std::string>();
+    bool whole = first.status == 200 || first.body.size() < kProbeBytes;
+    if (whole) {
+      if (!decoder.finish()) return std::optional<std::string>();
+      if (Digest::of(text) != digest) return std::optional<std::string>();
+      return std::optional<std::string>(std::move(text));
+    }
+  }
+  text.clear();
+  Request get("GET", object_key(digest));
+  RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(get));
+  if (resp.status == 404) return std::optional<std::string>();
+  if (resp.status != 200) return failure(get, resp);
+  BlobDecoder decoder(max_bytes);
+  if (!decoder.update(resp.body, collect) || !decoder.finish() || Digest::of(text) != digest) {
+    return std::optional<std::string>();
+  }
+  return std::optional<std::string>(std::move(text));
+}
+
+Result<bool> S3Store::remove_if_untouched_since(const Digest& digest, int64_t cutoff_ms) {
+  RTENV_ASSIGN_OR_RETURN(auto used, last_used(digest));
+  if (!used || *used == 0 || *used >= cutoff_ms) return false;
+  Request del("DELETE", object_key(digest));
+  RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(del));
+  if (resp.status != 204 && resp.status != 200) return failure(del, resp);
+  return true;
 }
 
 Result<S3ObjectUrl> S3ObjectUrl::parse(std::string_view url) {

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "store/blob_store.h"
+#include "store/collectable.h"
 #include "store/curl_http.h"
 #include "store/open_store_any.h"  // open_store_any, which was declared here before
 
@@ -60,6 +61,8 @@ struct S3Settings {
   unsigned parallel_requests = 16;
   /// Keys per ListObjectsV2 page (S3 gives at most 1000).
   unsigned list_page_size = 1000;
+  /// How stale a blob's LastModified may get before a use refreshes it (see S3Store).
+  int64_t touch_interval_ms = 24ll * 60 * 60 * 1000;
 
   /// Looks a variable up; nullopt when unset.
   using Lookup = std::function<std::optional<std::string>(const std::string& name)>;
@@ -97,7 +100,7 @@ struct S3ObjectUrl {
 ///
 /// Thread-safe: every call may come from any thread; each thread keeps its own libcurl handle
 /// (so its connections are reused) and no state is shared between calls.
-class S3Store final : public BlobStore {
+class S3Store final : public BlobStore, public CollectableStore {
  public:
   /// Opens `s3://bucket[/prefix]` with settings from the environment (see
   /// S3Settings::from_environment). Makes no request: a missing bucket or bad credentials show
@@ -108,6 +111,7 @@ class S3Store final : public BlobStore {
   /// "s3://bucket/prefix", normalized (no trailing slash).
   std::string url() const override;
   /// One HEAD per digest, `parallel_requests` at a time (S3 has no batched existence check).
+  /// A blob found present is marked used (see touch_interval_ms).
   Result<std::vector<bool>> missing(const std::vector<Digest>& digests) override;
   /// Put-if-absent: a HEAD first, then one PUT (or a multipart upload) of the encoded blob.
   Result<void> put(const Digest& digest, std::string_view data) override;
@@ -118,7 +122,7 @@ class S3Store final : public BlobStore {
   /// hashed as it is read and the last bytes (the last part) go only if it matches `digest`.
   Result<void> put_file(const Digest& digest, const fs::path& path) override;
   /// kNotFound if absent; kCorrupt if it does not decode or does not hash to `digest` (reading
-  /// again may help if the object was being replaced).
+  /// again may help if the object was being replaced). The blob is marked used.
   Result<std::string> get(const Digest& digest) override;
   /// Downloads the blob into the new file `dest` (kAlreadyExists if it exists), decoded and
   /// hashed as it arrives: memory stays small whatever its size. kCorrupt if it does not hash to
@@ -131,6 +135,25 @@ class S3Store final : public BlobStore {
   /// size. Objects that are not blobs (other names) are skipped.
   Result<void> list(const std::function<void(const Digest&, uint64_t)>& fn) override;
   unsigned parallel_reads() const override { return settings_.parallel_requests; }
+
+  // ---- Collection (store/collectable.h). S3 keeps no access time: a use (found present by
+  // `missing`, read by `get`/`get_to_file`) refreshes a blob's LastModified by copying the
+  // object onto itself, at most once per settings().touch_interval_ms (one request per blob and
+  // day by default). S3 has
+  // no lock and no conditional delete: a collector checks an object's LastModified just before
+  // deleting it, so a blob is kept unless it went unused for the whole window (days).
+
+  int64_t touch_interval_ms() const override { return settings_.touch_interval_ms; }
+  Result<void> scan(const std::function<void(const Digest&, uint64_t, int64_t)>& fn) override;
+  Result<void> scan_records(
+      const std::function<void(const std::string&, const std::string&)>& fn) override;
+  /// A ranged GET of the first bytes (enough for zstd's first block), then the whole blob only
+  /// when they begin with `header`.
+  Result<std::optional<std::string>> read_if_starts_with(const Digest& digest,
+                                                         std::string_view header,
+                                                         uint64_t max_bytes) override;
+  Result<bool> remove_if_untouched_since(const Digest& digest, int64_t cutoff_ms) override;
+  Result<FileLock> lock_for_collection(FileLock::Mode) override { return FileLock(); }
 
   /// Downloads the object `key` of this store's bucket (a whole key, not one under the blob
   /// prefix; the bytes as stored, not blob-decoded) into the file `dest`, streamed, each request
@@ -165,6 +188,15 @@ class S3Store final : public BlobStore {
   /// The error for a failed (non-2xx) answer, with S3's own code and message where it sent one.
   Error failure(const Request& request, const HttpResponse& response) const;
   Result<bool> exists(const Digest& digest) const;
+  /// When the blob was last used (its LastModified, ms since the epoch; 0 if S3 did not say),
+  /// nullopt if it is absent.
+  Result<std::optional<int64_t>> last_used(const Digest& digest) const;
+  /// Marks the object used (a copy onto itself) if it was last modified (`modified_ms`) more than
+  /// touch_interval_ms() ago. Best effort: a failure only leaves it older.
+  void touch_if_stale(const std::string& key, int64_t modified_ms) const;
+  /// Every object under "<prefix>/<under>": `fn(key relative to it, size, LastModified ms)`.
+  Result<void> list_objects(std::string_view under,
+                            const std::function<void(std::string_view, uint64_t, int64_t)>& fn);
   /// Uploads `data` as blob `digest` after checking that it hashes to it (content_mismatch
   /// naming `source` otherwise).
   Result<void> upload(const Digest& digest, std::string_view data, std::string_view source);

@@ -45,6 +45,15 @@ Result<int64_t> parse_duration_ms(const std::string& text) {
                     "'{}' is not a duration (a number with s, m, h or d, such as 6h or 7d)", text);
 }
 
+std::string format_duration_ms(int64_t ms) {
+  static const std::pair<const char*, int64_t> kUnits[] = {
+      {"d", 86'400'000}, {"h", 3'600'000}, {"m", 60'000}, {"s", 1000}};
+  for (const auto& [name, unit] : kUnits) {
+    if (ms != 0 && ms % unit == 0) return fmt::format("{}{}", ms / unit, name);
+  }
+  return fmt::format("{}ms", ms);
+}
+
 std::string count_of(uint64_t n, std::string_view one, std::string_view many) {
   return fmt::format("{} {}", n, n == 1 ? one : many);
 }

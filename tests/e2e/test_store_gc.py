@@ -1,8 +1,10 @@
-"""Collecting directory stores, through the real binary: `rtenv gc` collects the node's own store
-(blobs no node copy, env, lock or record needs, and not touched within --store-keep), `rtenv
-store gc --older-than` a shared directory store (blobs no record names and no one wrote or used
-within the window). Time passing is simulated by setting blobs' mtimes into the past, as a store
-that has been in use for days would have them."""
+"""Collecting stores, through the real binary: `rtenv gc` collects the node's own store (blobs no
+node copy, env, lock or record needs, and not touched within --store-keep), `rtenv store gc
+--older-than` a shared directory store or an S3 bucket (blobs no record names and no one wrote or
+used within the window), `rtenv store serve --gc-every` the blob server's own. Time passing is
+simulated by setting blobs' mtimes into the past, as a store that has been in use for days would
+have them; S3 objects cannot be aged, so there a use marks a blob every few seconds
+(s3_touch_interval_seconds) and the windows are seconds of real time."""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_ok
+from conftest import Rtenv, assert_ok
+from test_blob_server import BlobServer
+from test_s3_store import BUCKET, s3  # noqa: F401  (s3 is a fixture)
 
 DAY = 86400
 
@@ -165,11 +169,11 @@ def package_blobs_present(store: Path, root: str) -> bool:
 
 def test_store_gc_refuses_what_it_cannot_do_safely(rtenv, tmp_path):
     too_short = rtenv("store", "gc", "--older-than", "5m", "--store", str(tmp_path / "s"))
-    assert too_short.returncode == 2 and "at least 20 min" in too_short.stderr
+    assert too_short.returncode == 2 and "at least 20m" in too_short.stderr
     bad = rtenv("store", "gc", "--older-than", "a week", "--store", str(tmp_path / "s"))
     assert bad.returncode == 2 and "not a duration" in bad.stderr
-    s3 = rtenv("store", "gc", "--older-than", "7d", "--store", "s3://bucket/prefix")
-    assert s3.returncode == 2 and "not supported yet" in s3.stderr
+    server = rtenv("store", "gc", "--older-than", "7d", "--store", "http://127.0.0.1:9/x")
+    assert server.returncode == 2 and "store serve --gc-every" in server.stderr, server.stderr
 
 
 class AgeLock:
@@ -179,7 +183,7 @@ class AgeLock:
     def __init__(self):
         self._cond = threading.Condition()
         self._pairs = 0
-        self._aging = False
+        self._aging = 0  # threads aging the store now (several may)
 
     def pair(self):
         lock = self
@@ -187,7 +191,7 @@ class AgeLock:
         class Pair:
             def __enter__(self):
                 with lock._cond:
-                    lock._cond.wait_for(lambda: not lock._aging)
+                    lock._cond.wait_for(lambda: lock._aging == 0)
                     lock._pairs += 1
 
             def __exit__(self, *exc):
@@ -198,13 +202,13 @@ class AgeLock:
 
     def age(self, store: Path):
         with self._cond:
-            self._aging = True
+            self._aging += 1
             self._cond.wait_for(lambda: self._pairs == 0)
         try:
             age(store, DAY)
         finally:
             with self._cond:
-                self._aging = False
+                self._aging -= 1
                 self._cond.notify_all()
 
 
@@ -311,3 +315,129 @@ def test_gc_prunes_the_uv_cache_with_uv(rtenv):
     report = json.loads(done.stdout)["uv_cache"]
     assert report["pruned"] and report["bytes_before"] == 100_000 and report["bytes_after"] < 1000
     assert not garbage.exists()
+
+
+# ---- S3 (moto on 127.0.0.1)
+
+S3_TOUCH = 2  # seconds: how stale an object gets before a use marks it again
+
+
+def s3_objects(s3, prefix: str) -> set[str]:
+    """The blob digests under s3://BUCKET/<prefix>/."""
+    out = set()
+    pages = s3["client"].get_paginator("list_objects_v2").paginate(Bucket=BUCKET,
+                                                                  Prefix=prefix + "/")
+    for page in pages:
+        for o in page.get("Contents", []):
+            name = o["Key"][len(prefix) + 1:]
+            if len(name) == 67 and name[2] == "/":
+                out.add(name[3:])
+    return out
+
+
+def test_store_gc_of_an_s3_store_keeps_what_is_named_used_and_below(rtenv, rtenv_bin, s3,
+                                                                     tmp_path):
+    store = f"s3://{BUCKET}/gc"
+    rtenv.env.update(s3["env"], RTENV_S3_TOUCH_INTERVAL=str(S3_TOUCH))
+    s = ["--store", store]
+    # The same trees packed into a directory too: the same digests, readable here.
+    mirror = tmp_path / "mirror"
+    trees = {name: tree(tmp_path / name, files) for name, files in {
+        "named": {"n.txt": "named", "d/m.txt": "below"},
+        "used": {"u.txt": "used", "d/v.txt": "deep"},
+        "fetched": {"f.txt": "fetched", "g.txt": "g" * 3000},
+        "lost": {"l.txt": "nobody needs this", "d/l2.txt": "nor this"}}.items()}
+    packed = {name: rtenv.pack(t, *s) for name, t in trees.items()}
+    for t in trees.values():
+        rtenv.pack(t, "--store", str(mirror))
+    s3["client"].put_object(Bucket=BUCKET, Key="gc/records/urls/abc",
+                            Body=json.dumps({"uri": packed["named"]["uri"],
+                                             "url": "https://x/y.zip"}).encode())
+    time.sleep(2 * S3_TOUCH + 1)  # everything is older than the window now
+    # Packed again: its root is found present and marked used; all below stays with it.
+    assert rtenv.pack(trees["used"], *s)["uri"] == packed["used"]["uri"]
+    # Fetched by another node: what it read is marked used.
+    other = Rtenv(rtenv_bin, tmp_path / "other-home", tmp_path / "other-fake-home")
+    other.env.update(rtenv.env, RTENV_HOME=str(tmp_path / "other-home"), RTENV_NO_AGENT="1",
+                     RTENV_STORE=store)
+    run = other.run({"working_dir": packed["fetched"]["uri"]}, "cat", "f.txt")
+    assert_ok(run)
+
+    lost = package_blobs(mirror, root_of(packed["lost"]["uri"]))
+    everything = s3_objects(s3, "gc")
+    window = f"{2 * S3_TOUCH}s"
+    dry = rtenv("store", "gc", "--older-than", window, "--dry-run", "--json", *s, timeout=60)
+    assert_ok(dry)
+    assert {c["digest"] for c in json.loads(dry.stdout)["collected"]} == lost
+    assert s3_objects(s3, "gc") == everything
+
+    done = rtenv("store", "gc", "--older-than", window, *s, timeout=60)
+    assert_ok(done)
+    assert done.stdout.startswith(f"collected {len(lost)} blobs"), done.stdout
+    assert s3_objects(s3, "gc") == everything - lost
+    for name in ("named", "used", "fetched"):
+        assert package_blobs(mirror, root_of(packed[name]["uri"])) <= s3_objects(s3, "gc")
+
+    # A window shorter than twice the touch interval could take what a pack relies on.
+    short = rtenv("store", "gc", "--older-than", "3s", *s)
+    assert short.returncode == 2 and "at least 4s" in short.stderr, short.stderr
+
+
+def test_a_collected_s3_blob_is_uploaded_again_by_the_next_pack(rtenv, s3, tmp_path):
+    store = f"s3://{BUCKET}/gc-again"
+    rtenv.env.update(s3["env"], RTENV_S3_TOUCH_INTERVAL=str(S3_TOUCH))
+    t = tree(tmp_path / "t", {"a.txt": "a" * 100})
+    first = rtenv.pack(t, "--store", store)
+    time.sleep(2 * S3_TOUCH + 1)
+    gc = rtenv("store", "gc", "--older-than", f"{2 * S3_TOUCH}s", "--store", store, timeout=60)
+    assert_ok(gc)
+    assert s3_objects(s3, "gc-again") == set()
+    again = rtenv.pack(t, "--store", store)
+    assert again["uri"] == first["uri"] and again["blobs_uploaded"] == again["blobs"]
+    run = rtenv.run({"working_dir": again["uri"]}, "cat", "a.txt",
+                    env={"RTENV_STORE": store, "RTENV_NO_AGENT": "1"})
+    assert_ok(run)
+    assert run.stdout == "a" * 100
+
+
+# ---- rtenv's blob server
+
+
+def test_the_blob_server_collects_its_own_store_every_interval(rtenv, rtenv_bin, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RTENV_")}
+    env["RTENV_HOME"] = str(tmp_path / "server-home")
+    served = tmp_path / "served"
+    server = BlobServer(rtenv_bin, served, None, env).start(
+        0, "--gc-every", "1s", "--gc-older-than", "1h")
+    try:
+        s = ["--store", server.url]
+        kept = rtenv.pack(tree(tmp_path / "kept", {"k.txt": "kept", "d/k2.txt": "below"}), *s)
+        lost = rtenv.pack(tree(tmp_path / "lost", {"l.txt": "lost", "d/l2.txt": "lost below"}), *s)
+        age(served)  # a day passes
+        # Packed again: the server marks what the query finds present.
+        assert rtenv.pack(tmp_path / "kept", *s)["uri"] == kept["uri"]
+        lost_blobs = package_blobs(served, root_of(lost["uri"]))
+        kept_blobs = package_blobs(served, root_of(kept["uri"]))
+        deadline = time.monotonic() + 20
+        while lost_blobs & set(blobs(served)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not lost_blobs & set(blobs(served))
+        assert kept_blobs <= set(blobs(served))
+        run = rtenv.run({"working_dir": kept["uri"]}, "cat", "d/k2.txt",
+                        env={"RTENV_STORE": server.url, "RTENV_NO_AGENT": "1"})
+        assert_ok(run)
+        assert run.stdout == "below"
+    finally:
+        code, err = server.stop()
+    assert code == 0, err
+    assert "collecting every 1s what was not used in 1h" in err, err
+    assert f"collected {len(lost_blobs)} blobs" in err, err
+
+
+def test_store_serve_refuses_a_collection_window_it_cannot_keep(rtenv, tmp_path):
+    p = rtenv("store", "serve", "--root", str(tmp_path / "s"), "--listen", "127.0.0.1:0",
+              "--gc-every", "6h", "--gc-older-than", "5m")
+    assert p.returncode == 2 and "at least 20m" in p.stderr, p.stderr
+    p = rtenv("store", "serve", "--root", str(tmp_path / "s"), "--listen", "127.0.0.1:0",
+              "--gc-every", "often")
+    assert p.returncode == 2 and "not a duration" in p.stderr, p.stderr

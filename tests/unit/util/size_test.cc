@@ -33,6 +33,16 @@ TEST(ParseDurationTest, UnitsAndPlainSeconds) {
   }
 }
 
+TEST(FormatDurationTest, LargestWholeUnitAndBackAgain) {
+  EXPECT_EQ(format_duration_ms(20 * 60'000), "20m");
+  EXPECT_EQ(format_duration_ms(2 * 86'400'000), "2d");
+  EXPECT_EQ(format_duration_ms(90'000), "90s");
+  EXPECT_EQ(format_duration_ms(1500), "1500ms");
+  for (int64_t ms : {int64_t{60'000}, int64_t{3'600'000}, int64_t{7} * 86'400'000}) {
+    EXPECT_EQ(*parse_duration_ms(format_duration_ms(ms)), ms);
+  }
+}
+
 TEST(CountOfTest, TheNounAgreesWithTheCount) {
   EXPECT_EQ(count_of(0, "file", "files"), "0 files");
   EXPECT_EQ(count_of(1, "file", "files"), "1 file");
