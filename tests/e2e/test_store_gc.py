@@ -227,29 +227,97 @@ def assert_every_manifest_whole(store: Path):
                 assert rest.split(" ")[0] in have, f"manifest {d} names a blob the store lacks"
 
 
-def test_a_thousand_packs_runs_and_collections_leave_no_broken_package(rtenv, tmp_path):
-    """Packs, runs (on other nodes' homes) and collections of one shared directory store, at
-    once, while time passes (every blob aged by a day now and then): each package a pack
-    printed runs with the content it was packed with, and no manifest in the store ever names a
-    blob the store lacks."""
-    shared = tmp_path / "shared-store"
-    s = ["--store", str(shared)]
+class StressStore:
+    """One shared store of the stress test: how packs and runs name it, how it is collected, how
+    time passes for it, and what it holds in the end."""
+
+    def __init__(self, kind: str, rtenv_bin: str, tmp_path: Path, s3=None):
+        self.kind = kind
+        self.env: dict[str, str] = {}
+        self.server = None
+        self.dir = tmp_path / "shared-store"
+        if kind == "dir":
+            self.url = str(self.dir)
+            self.gc_args = ["--older-than", "30m", "--store", self.url]
+        elif kind == "server":
+            env = {k: v for k, v in os.environ.items() if not k.startswith("RTENV_")}
+            env["RTENV_HOME"] = str(tmp_path / "server-home")
+            # It collects on its own every second, and the test collects its directory too.
+            self.server = BlobServer(rtenv_bin, self.dir, None, env).start(
+                0, "--gc-every", "1s", "--gc-older-than", "30m")
+            self.url = self.server.url
+            self.gc_args = ["--older-than", "30m", "--store", str(self.dir)]
+        else:
+            # S3 objects cannot be aged: real time passes, a use marks a blob every 3 s and a
+            # collection keeps the last 6 s, much longer than a pack and its run take.
+            self.s3 = s3
+            self.url = f"s3://{BUCKET}/stress"
+            self.env = dict(s3["env"], RTENV_S3_TOUCH_INTERVAL="3")
+            self.gc_args = ["--older-than", "6s", "--store", self.url]
+
+    def age(self, clock: AgeLock):
+        if self.kind != "s3":
+            clock.age(self.dir)
+
+    def stop(self):
+        if self.server is not None:
+            code, err = self.server.stop()
+            assert code == 0, err
+
+    def assert_every_manifest_whole(self):
+        if self.kind != "s3":
+            assert_every_manifest_whole(self.dir)
+            return
+        client = self.s3["client"]
+        have = s3_objects(self.s3, "stress")
+        for d in have:
+            body = client.get_object(Bucket=BUCKET, Key=f"stress/{d[:2]}/{d}")["Body"].read()
+            if body[:1] == b"\x01":
+                body = subprocess.run(["zstd", "-dc"], input=body[1:], capture_output=True,
+                                      check=True).stdout
+            else:
+                body = body[1:]
+            if not body.startswith(b"rtenv-manifest 1\n"):
+                continue
+            for line in body.decode().splitlines()[1:]:
+                kind, rest = line.split(" ", 1)
+                if kind in ("d", "f", "x"):
+                    assert rest.split(" ")[0] in have, f"manifest {d} names a blob S3 lacks"
+
+
+@pytest.fixture(params=["dir", "server", "s3"])
+def stress_store(request, rtenv_bin, tmp_path):
+    s3_env = request.getfixturevalue("s3") if request.param == "s3" else None
+    store = StressStore(request.param, rtenv_bin, tmp_path, s3_env)
+    yield store
+    store.stop()
+
+
+def test_a_thousand_packs_runs_and_collections_leave_no_broken_package(rtenv, tmp_path,
+                                                                       stress_store):
+    """Packs, runs (on other nodes' homes) and collections of one shared store (a directory,
+    rtenv's blob server, S3), at once, while time passes (every blob aged by a day now and then;
+    real seconds on S3): each package a pack printed runs with the content it was packed with,
+    and no manifest in the store ever names a blob the store lacks."""
+    store = stress_store
+    rtenv.env.update(store.env)
+    s = ["--store", store.url]
     trees = [tree(tmp_path / f"t{i}", {"common.txt": "same in every tree " * 50,
                                         f"own{i}.txt": f"tree {i}", "d/x.txt": "0"})
              for i in range(3)]
     tree_locks = [threading.Lock() for _ in trees]
     clock = AgeLock()
     failures: list[str] = []
-    ops = {"pack": 0, "run": 0, "gc": 0, "age": 0, "edit": 0}
+    ops = {"pack": 0, "run": 0, "gc": 0, "age": 0, "edit": 0, "collected": 0}
     ops_lock = threading.Lock()
 
-    def count(op):
+    def count(op, n=1):
         with ops_lock:
-            ops[op] += 1
+            ops[op] += n
 
     def worker(seed: int, n: int):
         r = random.Random(seed)
-        node = {"RTENV_HOME": str(tmp_path / f"node{seed}"), "RTENV_STORE": str(shared),
+        node = {"RTENV_HOME": str(tmp_path / f"node{seed}"), "RTENV_STORE": store.url,
                 "RTENV_NO_AGENT": "1"}
         for _ in range(n):
             if failures:
@@ -274,12 +342,14 @@ def test_a_thousand_packs_runs_and_collections_leave_no_broken_package(rtenv, tm
                     if run.returncode != 0 or run.stdout != files[name]:
                         failures.append(f"run {uri} {name}: exit {run.returncode}: {run.stderr}")
             elif roll < 0.80:
-                p = rtenv("store", "gc", "-q", "--older-than", "30m", *s, timeout=60)
+                p = rtenv("store", "gc", "--json", *store.gc_args, timeout=60)
                 count("gc")
                 if p.returncode != 0:
                     failures.append(f"store gc: {p.stderr}")
+                else:
+                    count("collected", len(json.loads(p.stdout)["collected"]))
             elif roll < 0.88:
-                clock.age(shared)
+                store.age(clock)
                 count("age")
             else:
                 i = r.randrange(len(trees))
@@ -295,7 +365,8 @@ def test_a_thousand_packs_runs_and_collections_leave_no_broken_package(rtenv, tm
     assert not failures, failures[:5]
     assert sum(ops.values()) >= 1000, ops
     assert ops["gc"] > 100 and ops["pack"] > 300 and ops["age"] > 20, ops
-    assert_every_manifest_whole(shared)
+    assert ops["collected"] > 0, ops  # old versions of the trees were collected meanwhile
+    store.assert_every_manifest_whole()
 
 
 def test_gc_prunes_the_uv_cache_with_uv(rtenv):
