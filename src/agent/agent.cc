@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -386,10 +387,13 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
   struct Unmark {
     Agent* a;
     const env::Plan& p;
-    ~Unmark() {
+    bool done = false;
+    void now() {
+      if (std::exchange(done, true)) return;
       std::lock_guard lock(a->mu_);
       for (const auto& r : p.resources) a->installing_.erase(a->installing_.find(r.uri));
     }
+    ~Unmark() { now(); }
   } unmark{this, *planned};
 
   auto resources_start = std::chrono::steady_clock::now();
@@ -439,11 +443,18 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
   }
   log(job_id, fmt::format("env {} ready in {:.1f} ms ({}): {}", env_id.substr(0, 12), ms_since(t0),
                           out.installed ? "installed" : "all cached", redacted_summary(env)));
+  unmark.now();  // installed: the collection below may prune what the install read from
   if (out.installed) {
     auto report = gc(false, /*in_background=*/true);
     if (report && !report->evicted.empty()) {
       log(job_id, fmt::format("gc evicted {} resource(s), freed {} bytes", report->evicted.size(),
                               report->bytes_freed));
+    }
+    for (const auto& t : report ? report->tool_caches : std::vector<env::ToolCache>{}) {
+      if (t.pruned) {
+        log(job_id, fmt::format("gc pruned the {} cache from {} to {} bytes", t.name,
+                                t.bytes_before, t.bytes_after));
+      }
     }
   }
   return out;
@@ -585,7 +596,7 @@ void Agent::refresh_gauges() {
   }
 }
 
-Result<GcReport> Agent::gc(bool dry_run, bool in_background) {
+Result<GcReport> Agent::gc(bool dry_run, bool in_background, bool prune_tool_caches) {
   note_activity();
   std::lock_guard gc_lock(gc_mu_);
   struct Candidate {
@@ -614,6 +625,22 @@ Result<GcReport> Agent::gc(bool dry_run, bool in_background) {
     c.last_used = std::max(c.row.last_used_ms, cache_.last_leased_ms(c.row.uri));
     report.cache_bytes += c.bytes;
     kind_bytes[c.row.kind] += c.bytes;
+  }
+  // The installers' caches count too (a file an env linked from them, once). They go first when
+  // the cache is over its limit: they refill from the network, while an env is rebuilt from them.
+  const auto counted_elsewhere = seen;
+  report.tool_caches = env::measure_tool_caches(home_, &seen);
+  for (const auto& t : report.tool_caches) report.cache_bytes += t.bytes_before;
+  if (!dry_run && (prune_tool_caches || report.cache_bytes > options_.cache_high_bytes)) {
+    bool installs_running;
+    {
+      std::lock_guard lock(mu_);
+      installs_running = !installing_.empty();
+    }
+    env::prune_tool_caches(home_, installs_running, counted_elsewhere, &report.tool_caches);
+    for (const auto& t : report.tool_caches) {
+      report.cache_bytes -= t.bytes_before - std::min(t.bytes_before, t.bytes_after);
+    }
   }
   std::sort(all.begin(), all.end(),
             [](const Candidate& a, const Candidate& b) { return a.last_used < b.last_used; });

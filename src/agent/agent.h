@@ -20,6 +20,7 @@
 #include "env/home.h"
 #include "env/node_cache.h"
 #include "env/setup.h"
+#include "env/tool_caches.h"
 #include "store/blob_store.h"
 
 namespace rtenv::agent {
@@ -65,6 +66,8 @@ struct GcReport {
   std::vector<uint64_t> evicted_bytes;  ///< the size of each of `evicted`
   uint64_t bytes_freed = 0;
   uint64_t cache_bytes = 0;  ///< after eviction (or what it would be, for a dry run)
+  /// The installers' caches, counted in cache_bytes (env/tool_caches.h).
+  std::vector<env::ToolCache> tool_caches;
 };
 
 /// Holder names: "pid:<pid>:<start time in clock ticks>" for a process (released when it dies),
@@ -123,7 +126,10 @@ class Agent {
   /// one a process has leased, or one being installed.
   /// `in_background`: the evicted trees are deleted by a thread of their own, so the caller (an
   /// install that made the cache grow) does not wait for it.
-  Result<GcReport> gc(bool dry_run, bool in_background = false);
+  /// `prune_tool_caches`: prune the installers' caches (env/tool_caches.h) even when the cache is
+  /// under its limit (an explicit `rtenv gc`); over the limit they are pruned anyway, before any
+  /// resource is evicted.
+  Result<GcReport> gc(bool dry_run, bool in_background = false, bool prune_tool_caches = false);
 
   /// The agent's metrics in Prometheus text format (docs/metrics.md), the gauges computed from
   /// its state now. Not a call into the agent: a scraper does not keep an idle agent alive.

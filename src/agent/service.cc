@@ -234,8 +234,16 @@ class Service final : public pb::RuntimeEnvAgent::Service {
   grpc::Status GarbageCollect(grpc::ServerContext* ctx, const pb::GarbageCollectRequest* req,
                               pb::GarbageCollectReply* reply) override {
     if (auto s = authorize(ctx); !s.ok()) return s;
-    auto r = agent_.gc(req->dry_run());
+    auto r = agent_.gc(req->dry_run(), /*in_background=*/false, /*prune_tool_caches=*/true);
     if (!r) return grpc::Status(grpc::StatusCode::INTERNAL, r.error().message());
+    for (const auto& t : r->tool_caches) {
+      auto* out = reply->add_tool_caches();
+      out->set_name(t.name);
+      out->set_bytes_before(t.bytes_before);
+      out->set_bytes_after(t.bytes_after);
+      out->set_pruned(t.pruned);
+      out->set_note(t.note);
+    }
     for (const auto& u : r->evicted) reply->add_evicted(u);
     for (uint64_t b : r->evicted_bytes) reply->add_evicted_bytes(b);
     reply->set_bytes_freed(r->bytes_freed);

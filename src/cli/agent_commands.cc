@@ -400,8 +400,6 @@ int gc_command(bool dry_run, bool json, const std::string& store_keep) {
     if (!c) return fail(kExitSetup, "gc: collecting the store: " + c.error().message());
     collected = std::move(c).value();
   }
-  auto uv_cache = prune_uv_cache(home, dry_run);
-  if (!uv_cache) return fail(kExitSetup, "gc: " + uv_cache.error().message());
   // An older agent sends no sizes.
   auto size_of = [&](int i) -> std::optional<uint64_t> {
     if (i < r->evicted_bytes_size()) return r->evicted_bytes(i);
@@ -419,9 +417,16 @@ int gc_command(bool dry_run, bool json, const std::string& store_keep) {
                         {"bytes_freed", r->bytes_freed()},
                         {"cache_bytes_after", r->cache_bytes()}};
     if (collected) j["store"] = collection_json(*collected);
-    j["uv_cache"] = {{"pruned", uv_cache->pruned},
-                     {"bytes_before", uv_cache->bytes_before},
-                     {"bytes_after", uv_cache->bytes_after}};
+    nlohmann::json tools = nlohmann::json::array();
+    for (const auto& t : r->tool_caches()) {
+      nlohmann::json one = {{"name", t.name()},
+                            {"pruned", t.pruned()},
+                            {"bytes_before", t.bytes_before()},
+                            {"bytes_after", t.bytes_after()}};
+      if (!t.note().empty()) one["note"] = t.note();
+      tools.push_back(std::move(one));
+    }
+    j["tool_caches"] = std::move(tools);
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
@@ -441,15 +446,17 @@ int gc_command(bool dry_run, bool json, const std::string& store_keep) {
                 dry_run ? "after:" : "now",
                 pack::format_bytes(collected->bytes - collected->bytes_collected).c_str());
   }
-  if (uv_cache->bytes_before > 0) {
-    std::printf("uv cache: %s\n",
-                uv_cache->pruned ? fmt::format("pruned {}; now {}",
-                                               pack::format_bytes(uv_cache->bytes_before -
-                                                                  std::min(uv_cache->bytes_before,
-                                                                           uv_cache->bytes_after)),
-                                               pack::format_bytes(uv_cache->bytes_after))
-                                       .c_str()
-                                 : pack::format_bytes(uv_cache->bytes_before).c_str());
+  for (const auto& t : r->tool_caches()) {
+    if (t.bytes_before() == 0) continue;
+    std::string what =
+        t.pruned() ? fmt::format("pruned {}; now {}",
+                                 pack::format_bytes(t.bytes_before() -
+                                                    std::min(t.bytes_before(), t.bytes_after())),
+                                 pack::format_bytes(t.bytes_after()))
+                   : pack::format_bytes(t.bytes_before());
+    if (!t.note().empty()) what += " (left alone: " + t.note() + ")";
+    std::printf("%s cache: %s\n", t.name() == "conda" ? "conda package" : t.name().c_str(),
+                what.c_str());
   }
   return 0;
 }

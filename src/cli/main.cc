@@ -294,13 +294,17 @@ int real_main(int argc, char** argv) {
   bool gc_dry_run = false;
   auto* gc_cmd = app.add_subcommand(
       "gc",
-      "Evict unused resources, least recently used first, down to the low watermark "
-      "(never one in use)");
+      "Prune the installers' caches (uv's with `uv cache prune`; pip's and conda's package cache "
+      "emptied unless an install runs), then, if the cache (they included) is over its limit, "
+      "evict unused resources, least recently used first, down to the low watermark (never one "
+      "in use); collect the node's own store");
   gc_cmd->add_flag("--dry-run", gc_dry_run,
                    "Only say what would be evicted, with sizes, and what the cache would be after");
   bool gc_json = false;
   gc_cmd->add_flag("--json", gc_json,
-                   "Print one JSON object: evicted [{uri, bytes}], bytes_freed, cache_bytes_after");
+                   "Print one JSON object: evicted [{uri, bytes}], bytes_freed, cache_bytes_after, "
+                   "tool_caches [{name, pruned, bytes_before, bytes_after, note}], store (when "
+                   "the node's own was collected)");
   add_verbosity(gc_cmd, &quiet, &agent_verbose, "Say what was done to reach the agent");
   std::string gc_store_keep = "2h";
   gc_cmd->add_option("--store-keep", gc_store_keep,

@@ -1,11 +1,8 @@
 // Collecting stores: `rtenv store gc` (a directory store, shared or not) and the part of
 // `rtenv gc` that collects this node's own store.
 
-#include <sys/stat.h>
-
 #include <chrono>
 #include <cstdio>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -18,7 +15,6 @@
 #include "pack/packer.h"
 #include "pack/store_gc.h"
 #include "store/local_store.h"
-#include "util/process.h"
 #include "util/redact.h"
 #include "util/size.h"
 
@@ -86,44 +82,6 @@ Result<pack::StoreCollection> collect_home_store(const env::Home& home,
     }
   }
   return pack::collect_store(*store, roots, now_ms() - keep_ms, dry_run);
-}
-
-uint64_t bytes_under(const fs::path& dir) {
-  uint64_t total = 0;
-  std::set<std::pair<dev_t, ino_t>> seen;  // a file linked twice counts once
-  std::error_code ec;
-  for (auto it =
-           fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied, ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    struct stat st;
-    if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    if (st.st_nlink > 1 && !seen.emplace(st.st_dev, st.st_ino).second) continue;
-    total += static_cast<uint64_t>(st.st_size);
-  }
-  return total;
-}
-
-Result<UvCachePrune> prune_uv_cache(const env::Home& home, bool dry_run) {
-  UvCachePrune out;
-  fs::path cache = home.uv_cache();
-  std::error_code ec;
-  if (!fs::is_directory(cache, ec)) return out;
-  out.bytes_before = out.bytes_after = bytes_under(cache);
-  if (dry_run) return out;
-  auto uv = home.config().uv() ? find_program(*home.config().uv()) : find_program("uv");
-  if (!uv) return out;  // nothing installed with uv here since uv went away: left as it is
-  ProcessSpec spec;
-  spec.argv = {uv->string(), "cache", "prune", "--cache-dir", cache.string()};
-  spec.env["NO_COLOR"] = "1";
-  spec.timeout_ms = 10 * 60 * 1000;
-  RTENV_ASSIGN_OR_RETURN(ProcessOutcome outcome, run_process(spec));
-  if (!outcome.success()) {
-    return make_error(ErrorCode::kIo, "uv cache prune --cache-dir {} failed ({}): {}",
-                      cache.string(), outcome.describe(), outcome.err);
-  }
-  out.pruned = true;
-  out.bytes_after = bytes_under(cache);
-  return out;
 }
 
 Result<pack::StoreCollection> collect_shared_store(store::CollectableStore& store, int64_t keep_ms,

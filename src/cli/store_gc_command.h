@@ -25,16 +25,6 @@ Result<pack::StoreCollection> collect_home_store(const env::Home& home,
 Result<pack::StoreCollection> collect_shared_store(store::CollectableStore& store, int64_t keep_ms,
                                                    bool dry_run);
 
-/// What pruning the node's uv cache ($RTENV_HOME/uv-cache) did.
-struct UvCachePrune {
-  bool pruned = false;  ///< false: a dry run, no cache, or no uv to prune it with
-  uint64_t bytes_before = 0;
-  uint64_t bytes_after = 0;
-};
-/// Runs `uv cache prune` on the node's uv cache (what no venv of uv's own bookkeeping needs:
-/// uv decides, and it is safe while other uv processes run); dry run: only its size.
-Result<UvCachePrune> prune_uv_cache(const env::Home& home, bool dry_run);
-
 /// {"blobs", "bytes", "collected": [{"digest", "bytes"}], "bytes_collected"}.
 nlohmann::json collection_json(const pack::StoreCollection& c);
 /// "collected 3 blobs (1.2 MiB) of 40 (9.8 MiB)" ("would collect" for a dry run).

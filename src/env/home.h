@@ -22,6 +22,7 @@ namespace fs = std::filesystem;
 ///   python/  what each base interpreter is (probed once)
 ///   locks/   resolved Python requirement lists
 ///   uv-cache/, pip-cache/  the package caches all Python envs share
+///   conda/pkgs/  rattler's package cache, which conda envs link from
 struct Home {
   fs::path root;
   /// The configuration this home was opened with (never null once opened by at() or
@@ -41,6 +42,7 @@ struct Home {
   fs::path locks() const { return root / "locks"; }
   fs::path uv_cache() const { return root / "uv-cache"; }
   fs::path pip_cache() const { return root / "pip-cache"; }
+  fs::path conda_pkgs() const { return root / "conda" / "pkgs"; }
 
   /// The home `config` names (config->home()), with that configuration; creates the
   /// directories.

@@ -369,23 +369,57 @@ def test_a_thousand_packs_runs_and_collections_leave_no_broken_package(rtenv, tm
     store.assert_every_manifest_whole()
 
 
-def test_gc_prunes_the_uv_cache_with_uv(rtenv):
+def tool_caches(report: dict) -> dict:
+    return {t["name"]: t for t in report["tool_caches"]}
+
+
+def test_gc_prunes_the_installers_caches_and_counts_them(rtenv):
     from conftest import PY
     from pyindex import find_uv
-    garbage = rtenv.home / "uv-cache" / "archive-v0" / "unreferenced"
-    garbage.mkdir(parents=True)
-    (garbage / "payload").write_bytes(os.urandom(100_000))
+    garbage = {"uv": rtenv.home / "uv-cache" / "archive-v0" / "unreferenced" / "payload",
+               "pip": rtenv.home / "pip-cache" / "http-v2" / "a" / "payload",
+               "conda": rtenv.home / "conda" / "pkgs" / "demo-1.0-0" / "payload"}
+    for path in garbage.values():
+        path.parent.mkdir(parents=True)
+        path.write_bytes(os.urandom(100_000))
     env = {"RTENV_UV": find_uv(PY)}
     dry = rtenv("gc", "--dry-run", "--json", env=env, timeout=60)
     assert_ok(dry)
-    assert json.loads(dry.stdout)["uv_cache"] == {"pruned": False, "bytes_before": 100_000,
-                                                  "bytes_after": 100_000}
-    assert garbage.exists()
+    report = json.loads(dry.stdout)
+    for name, t in tool_caches(report).items():
+        assert not t["pruned"] and t["bytes_before"] >= 100_000, t
+        assert garbage[name].exists()
+    assert report["cache_bytes_after"] >= 300_000, report  # counted in the cache's size
+
     done = rtenv("gc", "--json", env=env, timeout=60)
     assert_ok(done)
-    report = json.loads(done.stdout)["uv_cache"]
-    assert report["pruned"] and report["bytes_before"] == 100_000 and report["bytes_after"] < 1000
-    assert not garbage.exists()
+    report = json.loads(done.stdout)
+    for name, t in tool_caches(report).items():
+        assert t["pruned"] and t["bytes_after"] < 10_000, t
+        assert not garbage[name].exists()
+    assert report["cache_bytes_after"] < 100_000, report
+    human = rtenv("gc", "--dry-run", env=env, timeout=60)
+    assert_ok(human)
+    assert "pip cache" not in human.stdout  # empty now: not mentioned
+
+
+def test_a_cache_over_its_limit_prunes_the_installers_caches_first(rtenv, tmp_path):
+    payload = rtenv.home / "pip-cache" / "http-v2" / "payload"
+    payload.parent.mkdir(parents=True)
+    payload.write_bytes(os.urandom(3 << 20))
+    env = {"RTENV_CACHE_LIMIT": "2M", "RTENV_CACHE_LOW": "1M"}
+    t = tree(tmp_path / "t", {"a.txt": "small"})
+    # The agent installs the package, then collects: the cache is over its limit.
+    run = rtenv.run({"working_dir": str(t)}, "cat", "a.txt", env=env, timeout=60)
+    assert_ok(run)
+    deadline = time.monotonic() + 20
+    while payload.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not payload.exists()
+    # The package itself stays: the pruned cache brought the node under its limit.
+    again = rtenv("gc", "--dry-run", "--json", env=env, timeout=60)
+    assert_ok(again)
+    assert json.loads(again.stdout)["evicted"] == []
 
 
 # ---- S3 (moto on 127.0.0.1)

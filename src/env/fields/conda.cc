@@ -402,7 +402,7 @@ class CondaEnvKind : public ResourceKind {
       RTENV_TRY(write_file_atomic(lock_file, *text));
       Json install = {{"lock_path", lock_file.string()},
                       {"prefix", dir.string()},
-                      {"package_cache", (home_.root / "conda" / "pkgs").string()},
+                      {"package_cache", home_.conda_pkgs().string()},
                       {"platform", request.platform}};
       RTENV_ASSIGN_OR_RETURN(Json done,
                              call_helper(home_, "install", install, ms_left(deadline), progress));
