@@ -425,7 +425,10 @@ Result<std::unique_ptr<S3Store>> S3Store::open(std::string_view url, S3Settings 
 }
 
 S3Store::S3Store(std::string bucket, std::string prefix, S3Settings settings)
-    : bucket_(std::move(bucket)), prefix_(std::move(prefix)), settings_(std::move(settings)) {
+    : bucket_(std::move(bucket)),
+      prefix_(std::move(prefix)),
+      settings_(std::move(settings)),
+      part_budget_(std::make_unique<PartBudget>(settings_.max_part_bytes_held)) {
   retry_.max_attempts = settings_.max_attempts;
   retry_.initial_backoff = settings_.initial_backoff;
   retry_.max_backoff = settings_.max_backoff;
@@ -616,15 +619,49 @@ Result<void> S3Store::put_if_absent(Request& put) const {
 Result<void> S3Store::upload_multipart(const std::string& key, std::string_view wire) {
   uint64_t part_size = std::max(settings_.part_size, uint64_t{1});
   size_t offset = 0;
-  return upload_multipart(key, [&](std::string* part) -> Result<bool> {
-    size_t take = static_cast<size_t>(std::min<uint64_t>(part_size, wire.size() - offset));
-    part->assign(wire.substr(offset, take));
-    offset += take;
-    return offset < wire.size();
-  });
+  return upload_multipart(
+      key,
+      [&](std::string* part) -> Result<bool> {
+        size_t take = static_cast<size_t>(std::min<uint64_t>(part_size, wire.size() - offset));
+        part->assign(wire.substr(offset, take));
+        offset += take;
+        return offset < wire.size();
+      },
+      part_size);
 }
 
-Result<void> S3Store::upload_multipart(const std::string& key, const NextPart& next_part) {
+uint64_t S3Store::PartBudget::take(uint64_t n) {
+  n = std::min(n, total_);
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [&] { return free_ >= n; });
+  free_ -= n;
+  peak_ = std::max(peak_, total_ - free_);
+  return n;
+}
+
+void S3Store::PartBudget::give_back(uint64_t n) {
+  {
+    std::lock_guard lock(mu_);
+    free_ += n;
+  }
+  cv_.notify_all();
+}
+
+uint64_t S3Store::PartBudget::peak() const {
+  std::lock_guard lock(mu_);
+  return peak_;
+}
+
+uint64_t S3Store::peak_part_bytes_held() const { return part_budget_->peak(); }
+
+Result<void> S3Store::upload_multipart(const std::string& key, const NextPart& next_part,
+                                       uint64_t part_bytes, uint64_t first_reserved) {
+  // A first part's room that no part took (the upload could not start) goes back.
+  struct Unreserve {
+    PartBudget& budget;
+    uint64_t& bytes;
+    ~Unreserve() { budget.give_back(std::exchange(bytes, 0)); }
+  } unreserve{*part_budget_, first_reserved};
   Request create("POST", key, "uploads=");
   RTENV_ASSIGN_OR_RETURN(HttpResponse created, send(create));
   if (created.status != 200) return failure(create, created);
@@ -640,7 +677,12 @@ Result<void> S3Store::upload_multipart(const std::string& key, const NextPart& n
   struct Shared {
     std::mutex mu;
     std::condition_variable cv;
-    std::deque<std::pair<uint64_t, std::string>> queue;
+    struct Part {
+      uint64_t number;
+      std::string body;
+      uint64_t reserved;  ///< taken from the store's budget, given back once sent
+    };
+    std::deque<Part> queue;
     unsigned held = 0;  ///< parts queued or being sent
     bool done = false;
     std::optional<Error> error;
@@ -664,7 +706,7 @@ Result<void> S3Store::upload_multipart(const std::string& key, const NextPart& n
   for (unsigned t = 0; t < senders; ++t) {
     threads.emplace_back([&] {
       for (;;) {
-        std::pair<uint64_t, std::string> job;
+        Shared::Part job;
         bool failed = false;
         {
           std::unique_lock lock(shared.mu);
@@ -675,11 +717,13 @@ Result<void> S3Store::upload_multipart(const std::string& key, const NextPart& n
           failed = shared.error.has_value();
         }
         Result<std::string> etag = Error(ErrorCode::kInternal, "a part was not sent");
-        if (!failed) etag = send_part(job.first, job.second);
+        if (!failed) etag = send_part(job.number, job.body);
+        job.body = std::string();
+        part_budget_->give_back(job.reserved);
         {
           std::lock_guard lock(shared.mu);
           if (etag) {
-            shared.etags[job.first] = std::move(etag).value();
+            shared.etags[job.number] = std::move(etag).value();
           } else if (!shared.error) {
             shared.error = std::move(etag).error();
           }
@@ -695,16 +739,20 @@ Result<void> S3Store::upload_multipart(const std::string& key, const NextPart& n
       shared.cv.wait(lock, [&] { return shared.held < senders || shared.error; });
       if (shared.error) break;
     }
+    // Room for the part among all of the store's uploads, before it is read.
+    uint64_t reserved = std::exchange(first_reserved, 0);
+    if (reserved == 0) reserved = part_budget_->take(part_bytes);
     std::string part;
     auto more = next_part(&part);
     std::lock_guard lock(shared.mu);
+    if (!more || (part.empty() && number != 1)) part_budget_->give_back(reserved);
     if (!more) {
       if (!shared.error) shared.error = std::move(more).error();
       break;
     }
     // S3 wants at least one part, even an empty one.
     if (!part.empty() || number == 1) {
-      shared.queue.emplace_back(number, std::move(part));
+      shared.queue.push_back({number, std::move(part), reserved});
       ++shared.held;
       shared.cv.notify_all();
     }
@@ -805,16 +853,27 @@ Result<void> S3Store::put_file(const Digest& digest, const fs::path& path) {
     carried = next;
     return true;
   };
+  // The first part is read to learn whether there is a second: in the budget too.
+  uint64_t first_reserved = part_budget_->take(part_size);
   std::string first;
-  RTENV_ASSIGN_OR_RETURN(bool more, fill(&first));
-  if (!more) return upload_wire(key, first);  // it compressed to one part: one PUT after all
+  auto more = fill(&first);
+  if (!more || !*more) {
+    auto done = more ? upload_wire(key, first)  // it compressed to one part: one PUT after all
+                     : Result<void>(std::move(more).error());
+    first = std::string();
+    part_budget_->give_back(first_reserved);
+    return done;
+  }
   bool first_given = false;
-  return upload_multipart(key, [&](std::string* part) -> Result<bool> {
-    if (first_given) return fill(part);
-    first_given = true;
-    *part = std::move(first);
-    return true;
-  });
+  return upload_multipart(
+      key,
+      [&](std::string* part) -> Result<bool> {
+        if (first_given) return fill(part);
+        first_given = true;
+        *part = std::move(first);
+        return true;
+      },
+      part_size, first_reserved);
 }
 
 Error S3Store::not_found(const Digest& digest, const HttpResponse& resp) const {

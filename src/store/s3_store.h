@@ -5,9 +5,11 @@
 // store do not load libcurl.
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -57,6 +59,10 @@ struct S3Settings {
   /// Parts of one upload sent at once. A file's upload holds this many parts and one more in
   /// memory (parallel_parts + 1) * part_size, whatever the file's size.
   unsigned parallel_parts = 4;
+  /// Bytes of parts held in memory by all the store's uploads together (a pack uploads many
+  /// files at once): an upload waits for room before it reads its next part. At least one part
+  /// is always let through.
+  uint64_t max_part_bytes_held = 256ull << 20;
   /// HEAD requests in flight at once in missing().
   unsigned parallel_requests = 16;
   /// Keys per ListObjectsV2 page (S3 gives at most 1000).
@@ -176,6 +182,9 @@ class S3Store final : public BlobStore, public CollectableStore {
   /// The HTTP(S) URL of a blob's object (what is requested; no credentials in it).
   std::string object_url(const Digest& digest) const;
   const S3Settings& settings() const { return settings_; }
+  /// The most bytes of parts held at once since the store was opened (settings'
+  /// max_part_bytes_held bounds it).
+  uint64_t peak_part_bytes_held() const;
 
  private:
   struct Request;
@@ -207,9 +216,12 @@ class S3Store final : public BlobStore, public CollectableStore {
   Result<void> upload_multipart(const std::string& key, std::string_view wire);
   /// Fills the next part of an upload; false once that was the last.
   using NextPart = std::function<Result<bool>(std::string* part)>;
-  /// A multipart upload of the parts `next_part` gives, read on the calling thread and sent by
-  /// up to settings_.parallel_parts threads; aborted (the upload, never an object) on error.
-  Result<void> upload_multipart(const std::string& key, const NextPart& next_part);
+  /// A multipart upload of the parts `next_part` gives (each at most `part_bytes`), read on the
+  /// calling thread and sent by up to settings_.parallel_parts threads, each part's bytes taken
+  /// from the store's PartBudget before it is read (`first_reserved`: what the caller took for
+  /// a first part it holds already); aborted (the upload, never an object) on error.
+  Result<void> upload_multipart(const std::string& key, const NextPart& next_part,
+                                uint64_t part_bytes, uint64_t first_reserved = 0);
   /// The error for a 404 of the blob's object: kNotFound, or kInvalidArgument when the bucket
   /// itself does not exist.
   Error not_found(const Digest& digest, const HttpResponse& resp) const;
@@ -220,9 +232,27 @@ class S3Store final : public BlobStore, public CollectableStore {
   Result<std::string> record_key(std::string_view name) const;
   Result<void> write_record(std::string_view name, std::string_view data, bool if_absent);
 
+  /// The bytes of parts all uploads may hold (settings_.max_part_bytes_held). Thread-safe.
+  class PartBudget {
+   public:
+    explicit PartBudget(uint64_t total) : total_(std::max<uint64_t>(total, 1)), free_(total_) {}
+    /// Waits for `n` bytes (at most the whole budget) and takes them; returns what was taken.
+    uint64_t take(uint64_t n);
+    void give_back(uint64_t n);
+    uint64_t peak() const;
+
+   private:
+    const uint64_t total_;
+    mutable std::mutex mu_;
+    std::condition_variable cv_;
+    uint64_t free_;      ///< guarded by mu_
+    uint64_t peak_ = 0;  ///< guarded by mu_
+  };
+
   std::string bucket_;
   std::string prefix_;  ///< without leading or trailing '/'; may be empty
   S3Settings settings_;
+  std::unique_ptr<PartBudget> part_budget_;
   RetryPolicy retry_;  ///< settings_'s patience, in curl_http's terms
 };
 

@@ -922,6 +922,33 @@ TEST_F(S3StoreTest, FilesAreStreamedBothWays) {
   }
 }
 
+TEST_F(S3StoreTest, UploadsTogetherHoldNoMorePartsThanTheBudget) {
+  constexpr uint64_t kPart = 5 << 20;
+  auto store = open_with([](S3Settings& s) {
+    s.multipart_threshold = 6 << 20;
+    s.part_size = kPart;
+    s.parallel_parts = 4;
+    s.max_part_bytes_held = 2 * kPart + (1 << 20);  // two parts at a time, whatever the uploads
+  });
+  testing::TempDir tmp;
+  std::vector<std::pair<Digest, fs::path>> files;
+  for (int i = 0; i < 4; ++i) {
+    std::string data = noise((16 << 20) + i, 20 + i);  // four parts each
+    files.emplace_back(Digest::of(data), tmp.write("f" + std::to_string(i), data));
+  }
+  auto sent = parallel_for(files.size(), 4, [&](size_t i) -> Result<void> {
+    return store->put_file(files[i].first, files[i].second);
+  });
+  ASSERT_TRUE(sent.ok()) << sent.error().message();
+  EXPECT_GE(store->peak_part_bytes_held(), kPart);
+  EXPECT_LE(store->peak_part_bytes_held(), 2 * kPart);
+  for (const auto& [d, file] : files) {
+    fs::path back = tmp / ("back-" + d.hex());
+    ASSERT_TRUE(store->get_to_file(d, back, 0644).ok());
+    EXPECT_TRUE(*read_file(back) == *read_file(file));
+  }
+}
+
 TEST_F(S3StoreTest, AStreamedFileThatIsNotItsDigestIsNotStored) {
   auto store = open_with([](S3Settings& s) {
     s.multipart_threshold = 6 << 20;
