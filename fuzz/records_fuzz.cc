@@ -28,5 +28,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   check(text, rtenv::env::parse_published_venv_record, "published venv");
   check(text, rtenv::env::parse_url_record, "URL");
   check(text, rtenv::env::parse_lease_record, "build lease");
+  check(text, rtenv::env::parse_node_report_record, "node report");
   return 0;
 }

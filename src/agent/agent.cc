@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "env/records.h"
 #include "util/clock.h"
 #include "util/fs.h"
 #include "util/redact.h"
@@ -443,7 +444,8 @@ Result<CreateResult> Agent::install(const RuntimeEnv& env, const std::string& en
   }
   log(job_id, fmt::format("env {} ready in {:.1f} ms ({}): {}", env_id.substr(0, 12), ms_since(t0),
                           out.installed ? "installed" : "all cached", redacted_summary(env)));
-  unmark.now();  // installed: the collection below may prune what the install read from
+  unmark.now();        // installed: the collection below may prune what the install read from
+  report_due_ = true;  // the store learns what this node uses now
   if (out.installed) {
     auto report = gc(false, /*in_background=*/true);
     if (report && !report->evicted.empty()) {
@@ -516,11 +518,47 @@ Result<uint32_t> Agent::release_holder(const std::string& holder) {
   return db_->remove_holder(holder);
 }
 
+void Agent::report_to_store() {
+  // A node's own store is collected by `rtenv gc`, which asks the agent itself.
+  if (home_.config().store_is_home_default()) return;
+  env::NodeReportRecord report;
+  char host[256] = {0};
+  if (::gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "unknown");
+  report.node = host;
+  report.home = home_.root.string();
+  report.written_ms = wall_ms();
+  {
+    std::lock_guard lock(mu_);
+    auto rows = db_->resources();
+    if (!rows) return;
+    for (const auto& row : *rows) {
+      if (row.env_references > 0 || cache_.process_leases(row.uri) > 0) {
+        report.in_use.push_back(row.uri);
+      }
+    }
+  }
+  auto put = store_->put_record(env::NodeReportRecord::name_for(report.node, report.home),
+                                env::record_text(report));
+  if (!put) {
+    log("", "could not tell the store what this node uses (tried again later): " +
+                put.error().message());
+  }
+}
+
 void Agent::reap_loop() {
   std::unique_lock lock(reap_mu_);
+  auto next_report = std::chrono::steady_clock::now();
   while (!stopping_) {
     reap_cv_.wait_for(lock, std::chrono::milliseconds(options_.reap_interval_ms));
     if (stopping_) break;
+    auto now = std::chrono::steady_clock::now();
+    if (report_due_.exchange(false) || now >= next_report) {
+      next_report = now + std::chrono::milliseconds(options_.node_report_interval_ms);
+      lock.unlock();
+      report_to_store();
+      lock.lock();
+      if (stopping_) break;
+    }
     std::vector<std::string> holders;
     {
       std::lock_guard db_lock(mu_);

@@ -45,6 +45,9 @@ struct AgentOptions {
   unsigned max_parallel_installs = 4;
   /// How often holders that are processes are checked for life.
   int64_t reap_interval_ms = 250;
+  /// How often a node whose store is shared writes what it uses into the store
+  /// (env::NodeReportRecord), besides after each env it sets up.
+  int64_t node_report_interval_ms = 60 * 60 * 1000;
 };
 
 /// A phase of an env's setup and how long it took.
@@ -157,6 +160,9 @@ class Agent {
   /// Sets the gauges computed when scraped (on_render of the metrics' registry).
   void refresh_gauges();
   void reap_loop();
+  /// Writes this node's NodeReportRecord into the store when the store is shared (best effort: a
+  /// failure is logged and the next report tries again).
+  void report_to_store();
   /// Records resources on the node that the state does not know (with their size).
   Result<void> adopt_unknown_resources();
   void log(const std::string& job_id, const std::string& line);
@@ -196,6 +202,7 @@ class Agent {
   std::atomic<int64_t> last_activity_ms_;
   std::atomic<int> busy_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> report_due_{true};  ///< the reaper writes the node's report when set
   std::mutex reap_mu_;
   std::condition_variable reap_cv_;
   std::thread reaper_;

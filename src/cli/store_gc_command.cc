@@ -12,6 +12,7 @@
 #include "cli/store_gc_command.h"
 
 #include "cli/commands.h"
+#include "env/records.h"
 #include "pack/packer.h"
 #include "pack/store_gc.h"
 #include "store/local_store.h"
@@ -30,10 +31,16 @@ int64_t now_ms() {
       .count();
 }
 
-// The records of the store name what was published (built venvs, fetched URLs): roots.
-Result<std::vector<Digest>> record_roots(store::CollectableStore& store) {
+// The records of the store name what was published (built venvs, fetched URLs) and what nodes
+// use (their reports, unless older than `reports_after_ms`: a node gone): roots.
+Result<std::vector<Digest>> record_roots(store::CollectableStore& store, int64_t reports_after_ms) {
   std::vector<Digest> roots;
-  RTENV_TRY(store.scan_records([&](const std::string&, const std::string& text) {
+  RTENV_TRY(store.scan_records([&](const std::string& name, const std::string& text) {
+    if (name.starts_with(env::NodeReportRecord::kPrefix)) {
+      // One that does not parse still counts as text: keeping too much is safe.
+      auto report = env::parse_node_report_record(text);
+      if (report && report->written_ms < reports_after_ms) return;
+    }
     for (const auto& d : pack::digests_named_in(text)) roots.push_back(d);
   }));
   return roots;
@@ -63,7 +70,7 @@ Result<pack::StoreCollection> collect_home_store(const env::Home& home,
                                                  const std::vector<std::string>& agent_texts,
                                                  int64_t keep_ms, bool dry_run) {
   RTENV_ASSIGN_OR_RETURN(auto store, store::LocalStore::open(home.store()));
-  RTENV_ASSIGN_OR_RETURN(std::vector<Digest> roots, record_roots(*store));
+  RTENV_ASSIGN_OR_RETURN(std::vector<Digest> roots, record_roots(*store, 0));
   // What the agent knows: its envs (their packages, locks) and resources.
   for (const auto& text : agent_texts) {
     for (const auto& d : pack::digests_named_in(text)) roots.push_back(d);
@@ -86,8 +93,9 @@ Result<pack::StoreCollection> collect_home_store(const env::Home& home,
 
 Result<pack::StoreCollection> collect_shared_store(store::CollectableStore& store, int64_t keep_ms,
                                                    bool dry_run) {
-  RTENV_ASSIGN_OR_RETURN(std::vector<Digest> roots, record_roots(store));
-  return pack::collect_store(store, roots, now_ms() - keep_ms, dry_run);
+  int64_t cutoff = now_ms() - keep_ms;
+  RTENV_ASSIGN_OR_RETURN(std::vector<Digest> roots, record_roots(store, cutoff));
+  return pack::collect_store(store, roots, cutoff, dry_run);
 }
 
 int store_gc_command(const StoreGcArgs& args) {

@@ -1,5 +1,6 @@
 #include "env/records.h"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "util/nesting.h"
@@ -16,8 +17,9 @@ constexpr size_t kMaxRecordBytes = 64 * 1024;
 constexpr size_t kMaxRecordNesting = 8;
 
 /// The record's text as a JSON object, or why it is not one.
-Result<Json> record_object(std::string_view text, std::string_view what) {
-  if (auto bounded = check_nesting(text, kMaxRecordNesting, kMaxRecordBytes, what); !bounded) {
+Result<Json> record_object(std::string_view text, std::string_view what,
+                           size_t max_bytes = kMaxRecordBytes) {
+  if (auto bounded = check_nesting(text, kMaxRecordNesting, max_bytes, what); !bounded) {
     return make_error(ErrorCode::kCorrupt, "{}", bounded.error().message());
   }
   Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -73,6 +75,48 @@ std::string record_text(const UrlRecord& r) { return dump(Json{{"uri", r.uri}, {
 
 std::string record_text(const LeaseRecord& r) {
   return dump(Json{{"holder", r.holder}, {"expires_ms", r.expires_ms}});
+}
+
+std::string NodeReportRecord::name_for(std::string_view host, std::string_view home) {
+  std::string clean;
+  for (char c : host.substr(0, 100)) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    clean += ok ? c : '_';
+  }
+  if (clean.empty() || clean[0] == '.') clean = "node" + clean;
+  return fmt::format("{}{}-{}", kPrefix, clean, Digest::of(home).hex().substr(0, 12));
+}
+
+std::string record_text(const NodeReportRecord& r) {
+  return dump(
+      Json{{"node", r.node}, {"home", r.home}, {"written_ms", r.written_ms}, {"in_use", r.in_use}});
+}
+
+Result<NodeReportRecord> parse_node_report_record(std::string_view text) {
+  constexpr std::string_view what = "the node's report";
+  RTENV_ASSIGN_OR_RETURN(Json j, record_object(text, what, 1 << 20));
+  NodeReportRecord r;
+  RTENV_ASSIGN_OR_RETURN(r.node, string_field(j, "node", what, std::nullopt));
+  RTENV_ASSIGN_OR_RETURN(r.home, string_field(j, "home", what, std::nullopt));
+  auto written = j.find("written_ms");
+  if (written == j.end() || !written->is_number_integer()) {
+    return make_error(ErrorCode::kCorrupt, "{}: \"written_ms\" is {}, not an integer", what,
+                      written == j.end() ? "missing" : written->type_name());
+  }
+  r.written_ms = written->get<int64_t>();
+  auto in_use = j.find("in_use");
+  if (in_use == j.end() || !in_use->is_array()) {
+    return make_error(ErrorCode::kCorrupt, "{}: \"in_use\" is not a list", what);
+  }
+  for (const auto& u : *in_use) {
+    if (!u.is_string()) {
+      return make_error(ErrorCode::kCorrupt, "{}: \"in_use\" holds a {}, not a string", what,
+                        u.type_name());
+    }
+    r.in_use.push_back(u.get<std::string>());
+  }
+  return r;
 }
 
 Result<PublishedVenvRecord> parse_published_venv_record(std::string_view text) {

@@ -1,14 +1,15 @@
 #pragma once
 // The JSON records rtenv keeps in a store (BlobStore::put_record): a published venv
-// (records/pyenvs/<key>.json), a fetched URL (urls/<hash of the URL>) and a build lease
-// (builds/<name>.lease). A store may be written by anyone who can reach it, so a record is
-// untrusted text: each has a value type, the text rtenv writes for it, and a parser that
-// validates text into the type or says why it cannot. Parsers never throw and never recurse on
-// the input (its size and nesting are bounded before JSON parsing).
+// (records/pyenvs/<key>.json), a fetched URL (urls/<hash of the URL>), a build lease
+// (builds/<name>.lease) and what a node uses (nodes/<name>). A store may be written by anyone who
+// can reach it, so a record is untrusted text: each has a value type, the text rtenv writes for it,
+// and a parser that validates text into the type or says why it cannot. Parsers never throw and
+// never recurse on the input (its size and nesting are bounded before JSON parsing).
 
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "pack/manifest.h"
 #include "util/result.h"
@@ -64,11 +65,30 @@ struct LeaseRecord {
   bool operator==(const LeaseRecord&) const = default;
 };
 
+/// What a node tells a store it shares with others: the resources it uses now, so that a
+/// collection of the store (`rtenv store gc`) keeps them although no pack or fetch touched them
+/// within its window. The node's agent rewrites it after each env it sets up and every hour; a
+/// collector ignores one older than its window (a node gone).
+struct NodeReportRecord {
+  static constexpr std::string_view kPrefix = "nodes/";
+  std::string node;  ///< the host name
+  std::string home;  ///< $RTENV_HOME on it
+  int64_t written_ms = 0;
+  std::vector<std::string> in_use;  ///< resource URIs (a package's names its root digest)
+
+  /// "nodes/<host>-<12 hex digits of the home's SHA-256>", the host reduced to the characters a
+  /// record name may hold.
+  static std::string name_for(std::string_view host, std::string_view home);
+
+  bool operator==(const NodeReportRecord&) const = default;
+};
+
 /// The record's text, as written to the store; its parser reads it back to an equal value (for
 /// strings that are UTF-8: other bytes are replaced). Never throws.
 std::string record_text(const PublishedVenvRecord& record);
 std::string record_text(const UrlRecord& record);
 std::string record_text(const LeaseRecord& record);
+std::string record_text(const NodeReportRecord& record);
 
 /// kCorrupt unless `text` is a JSON object of format PublishedVenvRecord::kFormat whose
 /// "package" is a package URI and whose other fields, when present, have their types (absent
@@ -79,5 +99,8 @@ Result<PublishedVenvRecord> parse_published_venv_record(std::string_view text);
 Result<UrlRecord> parse_url_record(std::string_view text);
 /// kCorrupt unless `text` is a JSON object with a string "holder" and an integer "expires_ms".
 Result<LeaseRecord> parse_lease_record(std::string_view text);
+/// kCorrupt unless `text` (at most 1 MiB) is a JSON object with strings "node" and "home", an
+/// integer "written_ms" and "in_use" a list of strings.
+Result<NodeReportRecord> parse_node_report_record(std::string_view text);
 
 }  // namespace rtenv::env

@@ -422,6 +422,47 @@ def test_a_cache_over_its_limit_prunes_the_installers_caches_first(rtenv, tmp_pa
     assert json.loads(again.stdout)["evicted"] == []
 
 
+def test_a_package_a_node_uses_is_kept_until_the_nodes_report_is_older_than_the_window(
+        rtenv, rtenv_bin, tmp_path):
+    """A job that runs for longer than the window: no pack or fetch touches its package, but its
+    node's agent reports it in use (records/nodes/...), so a collection keeps it; a report older
+    than the window is a node gone, and no longer keeps anything."""
+    shared = tmp_path / "shared-store"
+    packed = rtenv.pack(tree(tmp_path / "t", {"job.txt": "long job"}), "--store", str(shared))
+    node_home = tmp_path / "node-home"
+    node = Rtenv(rtenv_bin, node_home, tmp_path / "node-fake-home")
+    node.env.update(RTENV_STORE=str(shared))
+    job = node.popen({"working_dir": packed["uri"]}, "sh", "-c", "cat job.txt; echo; sleep 60")
+    try:
+        assert job.stdout.readline() == "long job\n"
+        reports = shared / "records" / "nodes"
+        deadline = time.monotonic() + 20
+        while not (reports.is_dir() and any(reports.iterdir())) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        [report_file] = list(reports.iterdir())
+        report = json.loads(report_file.read_text())
+        assert report["home"] == str(node_home) and packed["uri"] in report["in_use"], report
+        ours = package_blobs(shared, root_of(packed["uri"]))
+
+        age(shared)  # days pass; the job still runs
+        gc = rtenv("store", "gc", "--older-than", "1h", "--json", "--store", str(shared))
+        assert_ok(gc)
+        assert json.loads(gc.stdout)["collected"] == []
+        assert ours <= set(blobs(shared))
+
+        # The node went away without a word: its last report grows old.
+        report["written_ms"] -= 2 * DAY * 1000
+        report_file.write_text(json.dumps(report))
+        gc = rtenv("store", "gc", "--older-than", "1h", "--json", "--store", str(shared))
+        assert_ok(gc)
+        assert {c["digest"] for c in json.loads(gc.stdout)["collected"]} == ours
+    finally:
+        job.kill()
+        job.wait()
+        from conftest import stop_agent
+        stop_agent(node_home)
+
+
 # ---- S3 (moto on 127.0.0.1)
 
 S3_TOUCH = 2  # seconds: how stale an object gets before a use marks it again

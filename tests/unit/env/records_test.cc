@@ -108,6 +108,26 @@ TEST(RecordsTest, UrlAndLeaseRecordsNeedTheirKeys) {
   EXPECT_FALSE(parse_lease_record(R"({"holder": 1, "expires_ms": 1})").ok());
 }
 
+TEST(RecordsTest, ANodesReportReadsBackAndNeedsItsTypes) {
+  NodeReportRecord report{
+      "node-1", "/home/u/.rtenv", 1767225600000, {"rtenv://sha256/" + kRoot, "python://0f3c"}};
+  auto back = parse_node_report_record(record_text(report));
+  ASSERT_TRUE(back.ok()) << back.error().message();
+  EXPECT_EQ(*back, report);
+  EXPECT_FALSE(parse_node_report_record(R"({"node": "n", "home": "/h", "in_use": []})").ok());
+  EXPECT_FALSE(
+      parse_node_report_record(R"({"node": "n", "home": "/h", "written_ms": 1, "in_use": [1]})")
+          .ok());
+  EXPECT_FALSE(
+      parse_node_report_record(R"({"node": "n", "home": "/h", "written_ms": 1, "in_use": "x"})")
+          .ok());
+  // Named by the host and the home, in the characters a record name may hold.
+  EXPECT_EQ(NodeReportRecord::name_for("node-1", "/a").substr(0, 13), "nodes/node-1-");
+  EXPECT_NE(NodeReportRecord::name_for("node-1", "/a"), NodeReportRecord::name_for("node-1", "/b"));
+  EXPECT_EQ(NodeReportRecord::name_for("a b/c", "/a").substr(0, 12), "nodes/a_b_c-");
+  EXPECT_EQ(NodeReportRecord::name_for(".x", "/a").substr(0, 12), "nodes/node.x");
+}
+
 TEST(RecordsTest, DeepOrHugeRecordsAreRefusedBeforeParsing) {
   const std::string deep = std::string(100000, '[') + std::string(100000, ']');
   auto r = parse_lease_record(deep);
