@@ -762,6 +762,7 @@ Result<void> PythonEnvCache::build_wheel_target(const PythonEnvRequest& request,
               "--target",
               dir.string(),
               "--no-deps",
+              "--compile-bytecode",
               request.wheel->string()};
   } else {
     p.argv = {request.python.named().string(),
@@ -855,11 +856,14 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
   const bool as_prefix = uv && request.python.implementation == "cpython";
   auto install = [&](const std::string& what, const fs::path& file) -> Result<void> {
     std::vector<std::string> argv;
+    // uv writes no bytecode unless asked (pip does by default): without it, every process
+    // started with PYTHONDONTWRITEBYTECODE compiles the env's modules again.
     if (as_prefix) {
-      argv = {uv_bin,     "pip",        "install",   "--python", exe,
-              "--prefix", dir.string(), "--no-deps", "-r",       file.string()};
+      argv = {uv_bin,      "pip", "install",     "--python",          exe, "--prefix", dir.string(),
+              "--no-deps", "-r",  file.string(), "--compile-bytecode"};
     } else if (uv) {
-      argv = {uv_bin, "pip", "install", "--python", py.string(), "--no-deps", "-r", file.string()};
+      argv = {uv_bin,      "pip", "install",     "--python",          py.string(),
+              "--no-deps", "-r",  file.string(), "--compile-bytecode"};
     } else {
       argv = {pip_python, "-m",        "pip", "--python",   py.string(),
               "install",  "--no-deps", "-r",  file.string()};
@@ -1098,6 +1102,12 @@ Result<void> PythonEnvCache::fetch_published(const PythonEnvRequest& request,
   const fs::path python = python_of(dir);
   RTENV_TRY(retarget_scripts(dir / "bin", (fs::path(record.venv) / "bin" / "python").string(),
                              python.string()));
+  // Bytecode is not published (it would be a file no RECORD lists): compiled here, once.
+  ProcessSpec compile;
+  compile.argv = {
+      python.string(), "-m", "compileall", "-q", "-j", "0", (dir / site_packages).string()};
+  compile.timeout_ms = 10 * 60 * 1000;
+  RTENV_TRY(run_step("compiling the fetched env's bytecode", std::move(compile), progress));
   json ready = {
       {"packages", request.packages.to_json()},
       {"python", py.executable.string()},

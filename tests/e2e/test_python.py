@@ -559,6 +559,7 @@ def test_pip_installer(py, index, dists, tmp_path):
 
 @pytest.mark.parametrize("field", ["pip", "uv"])
 def test_command_runs_in_the_venv(py, index, field):
+    py.env["PYTHONDONTWRITEBYTECODE"] = "1"  # the command's imports write no bytecode
     spec = pip(index.url, "withdep", field=field)
     got, _ = inspect(py, spec, "withdep")
     assert got["versions"] == {"withdep": "1.0"}
@@ -582,6 +583,11 @@ def test_command_runs_in_the_venv(py, index, field):
     listing = json.loads(py("env", "list", "--json").stdout)
     kinds = {r["uri"]: r["kind"] for r in listing["resources"]}
     assert kinds == {f"pyenv://{prefix.name}": "python"}, listing
+
+    # Bytecode was compiled at install (uv writes none unless asked): a process started with
+    # PYTHONDONTWRITEBYTECODE, as many are, does not compile the env's modules at every start.
+    compiled = list(prefix.glob("lib/python*/site-packages/*/__pycache__/*.pyc"))
+    assert {c.parent.parent.name for c in compiled} == {"withdep", "depbase"}, compiled
 
 
 # ---- PyPI (opt-in) -----------------------------------------------------------------------------

@@ -91,6 +91,7 @@ def test_an_env_built_on_one_node_is_fetched_by_the_others(cluster):
     assert len(wheel_requests) == 1, index.requests
 
     for node in nodes[1:]:
+        node.env["PYTHONDONTWRITEBYTECODE"] = "1"  # the probe's imports write no bytecode
         version, prefix, tool = run_probe(node, env)
         assert version == "1.0"
         # The fetched venv is the node's own, relocated: its scripts run its own python.
@@ -99,6 +100,9 @@ def test_an_env_built_on_one_node_is_fetched_by_the_others(cluster):
     assert len([r for r in index.requests if r.endswith(".whl")]) == 1, index.requests
     ready = json.loads(next((nodes[2].home / "pyenvs").glob("*.ready")).read_text())
     assert ready["fetched_from"] == f"file://{cluster['store']}"
+    # Bytecode is not published; the node that fetched the env compiled its own.
+    fetched = Path(prefix)
+    assert list(fetched.glob("lib/python*/site-packages/**/__pycache__/*.pyc")), prefix
     # Nothing that names the index (or its credentials) was published.
     records = list((cluster["store"] / "records" / "pyenvs").glob("*.json"))
     assert len(records) == 1 and not list((cluster["store"] / "records").rglob("*.lease"))
