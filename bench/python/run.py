@@ -38,6 +38,11 @@ one repetition to the next, each from cold (fresh cache dir, fresh venv dir, fre
                         that is up meets an env it has never seen
          After each rtenv run that made an env, `rtenv run ... -- python -c "import ..."` (not
          timed) checks that every package of the set is importable at the expected version.
+         import in a new process
+                        `python -c "import every package of the set"` with
+                        PYTHONDONTWRITEBYTECODE=1 (as a worker of a job often starts), alternated
+                        between rtenv's cold venv and the uv peer's venv of the same repetition:
+                        what each start of a process in a warm env pays for the env's modules.
 
 rtenv's CPU time is that of `rtenv run` and its children plus the agent's (user+sys of the agent
 and the children it reaped, from /proc/<pid>/stat), since the agent does the installing.
@@ -277,6 +282,7 @@ def fresh_home(d: Path) -> dict:
 class Peers:
     def __init__(self, py: str, uv: str, index: PackageIndex, scratch: Path, s: Samples):
         self.py, self.uv, self.index, self.scratch, self.s = py, uv, index, scratch, s
+        self.uv_venvs: dict[str, Path] = {}  # the last uv venv of each set
 
     def pip(self, pset: PackageSet, rep: int) -> None:
         d = self.scratch / f"pip-{pset.key}-{rep}"
@@ -305,6 +311,7 @@ class Peers:
                                           *pset.top], env)
         self._record(f"{pset.key}.uv", a, b, n0)
         check_venv(venv / "bin" / "python", pset, f"uv ({pset.label})")
+        self.uv_venvs[pset.key] = venv
         log(f"rep {rep + 1}, {pset.key}: uv venv {a.wall:.0f} ms + uv pip install {b.wall:.0f} ms")
 
     def _record(self, key: str, a: Sample, b: Sample, n0: int) -> None:
@@ -338,8 +345,9 @@ def check_venv(python: Path, pset: PackageSet, what: str) -> None:
 
 class Rtenv:
     def __init__(self, binary: Path, py: str, uv: str, index: PackageIndex, scratch: Path,
-                 s: Samples, hit_runs: int):
+                 s: Samples, hit_runs: int, peers: Peers):
         self.binary, self.py, self.uv, self.index = binary, py, uv, index
+        self.peers = peers
         self.scratch, self.s = scratch, s
         self.hit_runs = hit_runs
         self.bound = 0  # lower bounds for "needs resolution" specs: 0.1, 0.2, ...
@@ -377,6 +385,35 @@ class Rtenv:
                              f"(exit {p.returncode}):\n{p.stderr.strip()}")
         return Path(p.stdout.strip().splitlines()[-1])
 
+    def measure_imports(self, pset: PackageSet, prefix: Path) -> None:
+        """A new process importing the set, over that venv's own `python -c pass`, in rtenv's
+        venv (its bytecode compiled once it was ready) with PYTHONDONTWRITEBYTECODE=1 (as workers
+        often start) and without, and in the uv peer's (none compiled) with it (without it, the
+        first import would write the bytecode); all alternated."""
+        uv_venv = self.peers.uv_venvs.get(pset.key)
+        if uv_venv is None:
+            return
+        deadline = time.monotonic() + 60  # rtenv compiles in the background
+        while not list(prefix.glob("lib/python*/site-packages/*/__pycache__/*.pyc")):
+            if time.monotonic() > deadline:
+                raise CheckError(f"rtenv ({pset.label}): no bytecode in {prefix} after 60 s")
+            time.sleep(0.05)
+        code = import_check_code(pset)
+        series = []
+        for who, python, flags in (("rtenv", prefix / "bin" / "python", ("nobc", "bc")),
+                                   ("uv", uv_venv / "bin" / "python", ("nobc",))):
+            for flag in flags:
+                env = clean_env()
+                if flag == "nobc":
+                    env["PYTHONDONTWRITEBYTECODE"] = "1"
+                series.append((f"import.{who}.{flag}", [python, "-c", code], env))
+                series.append((f"start.{who}.{flag}", [python, "-c", "pass"], env))
+        for i in range(self.hit_runs):
+            for name, cmd, env in series if i % 2 == 0 else series[::-1]:
+                x = run_timed(name, cmd, env)
+                self.s.add(f"{pset.key}.{name}.wall", x.wall)
+                self.s.add(f"{pset.key}.{name}.cpu", x.cpu)
+
     def measure(self, pset: PackageSet, rep: int) -> None:
         s, k = self.s, pset.key
         d = self.scratch / f"rtenv-{k}-{rep}"
@@ -408,6 +445,7 @@ class Rtenv:
                     s.add(f"{k}.{name}.wall", x.wall)
                     s.add(f"{k}.{name}.cpu", x.cpu)
             record_index(s, f"{k}.hit", self.index, n0)
+            self.measure_imports(pset, prefix)
             hit = statistics.median(s.data[f"{k}.hit.wall"][-self.hit_runs:])
             cmd = statistics.median(s.data[f"{k}.cmd.wall"][-self.hit_runs:])
             log(f"rep {rep + 1}, {k}: rtenv cache hit {hit:.1f} ms, python -c pass {cmd:.1f} ms")
@@ -610,6 +648,12 @@ def render(args, sets: list[PackageSet], s: Samples, m: dict, load: dict, rtenv:
         row("rtenv new env, lock known", "relock",
             f"pyenvs/ emptied, agent running; index: {fetched('relock')}")
         row("rtenv cache hit (command included)", "hit", f"index: {fetched('hit')}", "{:.1f}")
+        for who, what in (("rtenv", "rtenv's venv (bytecode compiled once ready)"),
+                          ("uv", "uv's venv (no bytecode compiled)")):
+            for flag, cond in (("nobc", "PYTHONDONTWRITEBYTECODE=1"), ("bc", "without it")):
+                row(f"new process importing the set, {what}, {cond}", f"import.{who}.{flag}",
+                    "", "{:.1f}")
+                row(f"`python -c pass` in {what}, {cond}", f"start.{who}.{flag}", "", "{:.1f}")
     L.append("")
 
     def verdict(ok: bool) -> str:
@@ -650,6 +694,13 @@ def render(args, sets: list[PackageSet], s: Samples, m: dict, load: dict, rtenv:
             else:
                 L.append(f"| {p.label}: rtenv {what} (minus the command) (no target) | "
                          f"{v:.0f} ms | — |")
+        if s.has(f"{k}.import.rtenv.nobc.wall") and s.has(f"{k}.import.uv.nobc.wall"):
+            def over(who: str, flag: str) -> float:
+                return s.med(f"{k}.import.{who}.{flag}.wall") - s.med(f"{k}.start.{who}.{flag}.wall")
+            ir, iu = over("rtenv", "nobc"), over("uv", "nobc")
+            L.append(f"| {p.label}: importing the set in a new process, over the venv's own start, "
+                     f"PYTHONDONTWRITEBYTECODE=1: rtenv's venv <= uv's | {ir:.1f} ms vs "
+                     f"{iu:.1f} ms | {verdict(ir <= iu)} |")
         hit = s.med(f"{k}.hit.wall") - cmd
         L.append(f"| {p.label}: rtenv cache hit <= {TARGET_HIT_MS:g} ms over `python -c pass` "
                  f"(medians) | {s.med(f'{k}.hit.wall'):.1f} − {cmd:.1f} = +{hit:.1f} ms | "
@@ -723,7 +774,7 @@ def main() -> int:
             log(f"{p.label}: {len(p.wheels)} wheels, {p.bytes / MIB:.1f} MiB")
         peers = Peers(py, uv, index, scratch, s)
         if rtenv_bin is not None:
-            rtenv = Rtenv(rtenv_bin, py, uv, index, scratch, s, args.hit_runs)
+            rtenv = Rtenv(rtenv_bin, py, uv, index, scratch, s, args.hit_runs, peers)
         m = machine_info(py, uv, rtenv_bin)
 
         load = {"before": os.getloadavg()}

@@ -30,6 +30,17 @@ using nlohmann::json;
 
 namespace {
 
+// Compiles the bytecode of what `dir` holds in the background, nice'd, once the env is ready.
+// uv writes none unless asked and a fetched venv arrives without (bytecode is not published),
+// while a process started with PYTHONDONTWRITEBYTECODE, as workers often are, would compile the
+// env's modules again at every start; compiling before the env is ready would delay its first
+// use by as much (a few hundred ms for a big env). Processes started meanwhile compile what they
+// import, as without it. Best effort; `-E`: PYTHONPYCACHEPREFIX and the like are not followed.
+void compile_bytecode_later(const std::string& python, const fs::path& dir) {
+  (void)start_detached({python, "-E", "-m", "compileall", "-q", "-j", "0", dir.string()},
+                       /*niceness=*/10);
+}
+
 std::string env_or(const char* name, std::string fallback) {
   const char* v = std::getenv(name);
   return v && *v ? std::string(v) : fallback;
@@ -762,7 +773,6 @@ Result<void> PythonEnvCache::build_wheel_target(const PythonEnvRequest& request,
               "--target",
               dir.string(),
               "--no-deps",
-              "--compile-bytecode",
               request.wheel->string()};
   } else {
     p.argv = {request.python.named().string(),
@@ -781,7 +791,10 @@ Result<void> PythonEnvCache::build_wheel_target(const PythonEnvRequest& request,
   RTENV_TRY(run_step(fmt::format("installing the wheel {}", request.wheel->filename().string()),
                      std::move(p), progress));
   json ready = {{"wheel", request.wheel->filename().string()}, {"python", exe}};
-  return write_file_atomic(sidecar(request.key, ".ready"), redact_url_credentials(ready.dump(1)));
+  RTENV_TRY(
+      write_file_atomic(sidecar(request.key, ".ready"), redact_url_credentials(ready.dump(1))));
+  if (request.installer.tool == Installer::Tool::kUv) compile_bytecode_later(exe, dir);
+  return ok_result();
 }
 
 Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLock& lock,
@@ -856,14 +869,11 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
   const bool as_prefix = uv && request.python.implementation == "cpython";
   auto install = [&](const std::string& what, const fs::path& file) -> Result<void> {
     std::vector<std::string> argv;
-    // uv writes no bytecode unless asked (pip does by default): without it, every process
-    // started with PYTHONDONTWRITEBYTECODE compiles the env's modules again.
     if (as_prefix) {
-      argv = {uv_bin,      "pip", "install",     "--python",          exe, "--prefix", dir.string(),
-              "--no-deps", "-r",  file.string(), "--compile-bytecode"};
+      argv = {uv_bin,     "pip",        "install",   "--python", exe,
+              "--prefix", dir.string(), "--no-deps", "-r",       file.string()};
     } else if (uv) {
-      argv = {uv_bin,      "pip", "install",     "--python",          py.string(),
-              "--no-deps", "-r",  file.string(), "--compile-bytecode"};
+      argv = {uv_bin, "pip", "install", "--python", py.string(), "--no-deps", "-r", file.string()};
     } else {
       argv = {pip_python, "-m",        "pip", "--python",   py.string(),
               "install",  "--no-deps", "-r",  file.string()};
@@ -896,7 +906,10 @@ Result<void> PythonEnvCache::build(const PythonEnvRequest& request, const FileLo
                 {"python", exe},
                 {"python_version", request.python.version},
                 {"tool", request.installer.name()}};
-  return write_file_atomic(sidecar(request.key, ".ready"), redact_url_credentials(ready.dump(1)));
+  RTENV_TRY(
+      write_file_atomic(sidecar(request.key, ".ready"), redact_url_credentials(ready.dump(1))));
+  if (uv) compile_bytecode_later(exe, dir / "lib");  // pip compiled as it installed
+  return ok_result();
 }
 
 // Build once per cluster ---------------------------------------------------------------------
@@ -1102,12 +1115,6 @@ Result<void> PythonEnvCache::fetch_published(const PythonEnvRequest& request,
   const fs::path python = python_of(dir);
   RTENV_TRY(retarget_scripts(dir / "bin", (fs::path(record.venv) / "bin" / "python").string(),
                              python.string()));
-  // Bytecode is not published (it would be a file no RECORD lists): compiled here, once.
-  ProcessSpec compile;
-  compile.argv = {
-      python.string(), "-m", "compileall", "-q", "-j", "0", (dir / site_packages).string()};
-  compile.timeout_ms = 10 * 60 * 1000;
-  RTENV_TRY(run_step("compiling the fetched env's bytecode", std::move(compile), progress));
   json ready = {
       {"packages", request.packages.to_json()},
       {"python", py.executable.string()},
@@ -1115,7 +1122,10 @@ Result<void> PythonEnvCache::fetch_published(const PythonEnvRequest& request,
       {"tool", record.tool},
       {"fetched_from", shared_store_->url()},
       {"verified", keys.trusted.empty() ? "lock" : "lock, signature " + record.signed_by}};
-  return write_file_atomic(sidecar(request.key, ".ready"), redact_url_credentials(ready.dump(1)));
+  RTENV_TRY(
+      write_file_atomic(sidecar(request.key, ".ready"), redact_url_credentials(ready.dump(1))));
+  compile_bytecode_later(py.executable.string(), dir / "lib");
+  return ok_result();
 }
 
 Result<bool> PythonEnvCache::ensure(const PythonEnvRequest& request,

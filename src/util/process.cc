@@ -391,4 +391,35 @@ Result<std::string> LineProcess::call(std::string_view request, int64_t timeout_
   }
 }
 
+Result<void> start_detached(const std::vector<std::string>& argv, int niceness) {
+  if (argv.empty()) return make_error(ErrorCode::kInvalidArgument, "start_detached: no program");
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) return make_error(ErrorCode::kIo, "cannot start {}: {}", argv[0], errno_text());
+  if (pid == 0) {
+    ::setsid();
+    if (::fork() != 0) ::_exit(0);
+    int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd >= 0) {
+      ::dup2(null_fd, 0);
+      ::dup2(null_fd, 1);
+      ::dup2(null_fd, 2);
+    }
+    ::close_range(3, ~0U, 0);
+    if (niceness != 0) (void)!::nice(niceness);
+    ::signal(SIGPIPE, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return ok_result();
+}
+
 }  // namespace rtenv

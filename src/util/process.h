@@ -58,6 +58,12 @@ struct ProcessOutcome {
 /// outcome says how it ended. Thread-safe.
 Result<ProcessOutcome> run_process(const ProcessSpec& spec);
 
+/// Starts `argv` (argv[0] an absolute path) detached: in a session of its own, reparented to
+/// init, stdio on /dev/null, no other descriptor of this process, at `niceness` (added to this
+/// process's), not waited for and never killed by this process's interrupt handlers (work that
+/// may outlive its starter). Errors only when the first fork fails.
+Result<void> start_detached(const std::vector<std::string>& argv, int niceness = 0);
+
 /// The executable `name` would run as: itself if it contains a '/', else the first match on
 /// `path` (a PATH value; default: this process's $PATH). nullopt if there is none.
 std::optional<std::filesystem::path> find_program(

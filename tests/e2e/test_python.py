@@ -584,10 +584,16 @@ def test_command_runs_in_the_venv(py, index, field):
     kinds = {r["uri"]: r["kind"] for r in listing["resources"]}
     assert kinds == {f"pyenv://{prefix.name}": "python"}, listing
 
-    # Bytecode was compiled at install (uv writes none unless asked): a process started with
-    # PYTHONDONTWRITEBYTECODE, as many are, does not compile the env's modules at every start.
-    compiled = list(prefix.glob("lib/python*/site-packages/*/__pycache__/*.pyc"))
-    assert {c.parent.parent.name for c in compiled} == {"withdep", "depbase"}, compiled
+    # Bytecode is compiled once the env is ready (uv writes none unless asked; in the background,
+    # so the first run does not wait for it): a process started with PYTHONDONTWRITEBYTECODE, as
+    # many are, does not compile the env's modules at every start.
+    deadline = time.monotonic() + 30
+    while True:
+        compiled = list(prefix.glob("lib/python*/site-packages/*/__pycache__/*.pyc"))
+        if {c.parent.parent.name for c in compiled} == {"withdep", "depbase"}:
+            break
+        assert time.monotonic() < deadline, compiled
+        time.sleep(0.1)
 
 
 # ---- PyPI (opt-in) -----------------------------------------------------------------------------

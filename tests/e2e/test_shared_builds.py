@@ -100,9 +100,13 @@ def test_an_env_built_on_one_node_is_fetched_by_the_others(cluster):
     assert len([r for r in index.requests if r.endswith(".whl")]) == 1, index.requests
     ready = json.loads(next((nodes[2].home / "pyenvs").glob("*.ready")).read_text())
     assert ready["fetched_from"] == f"file://{cluster['store']}"
-    # Bytecode is not published; the node that fetched the env compiled its own.
+    # Bytecode is not published; the node that fetched the env compiles its own (in the
+    # background, once the env is ready).
     fetched = Path(prefix)
-    assert list(fetched.glob("lib/python*/site-packages/**/__pycache__/*.pyc")), prefix
+    deadline = time.monotonic() + 30
+    while not list(fetched.glob("lib/python*/site-packages/**/__pycache__/*.pyc")):
+        assert time.monotonic() < deadline, f"no bytecode in {prefix}"
+        time.sleep(0.1)
     # Nothing that names the index (or its credentials) was published.
     records = list((cluster["store"] / "records" / "pyenvs").glob("*.json"))
     assert len(records) == 1 and not list((cluster["store"] / "records").rglob("*.lease"))

@@ -1,8 +1,15 @@
 #include "util/process.h"
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <sstream>
+#include <thread>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "testing/temp_dir.h"
@@ -70,6 +77,33 @@ TEST(RunProcess, InheritedDescriptorKeepsALockHeld) {
   auto r = run_process(p);
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->out, lock_path.string() + "\n");
+}
+
+TEST(StartDetached, RunsInASessionOfItsOwnWithoutOurDescriptors) {
+  testing::TempDir tmp;
+  fs::path out = tmp / "out";
+  // A descriptor of ours the program must not get.
+  int mine = ::open("/dev/null", O_RDONLY);  // not close-on-exec
+  ASSERT_GE(mine, 0);
+  std::string script = fmt::format(
+      "s=$(cut -d' ' -f6 /proc/$$/stat); n=$(cut -d' ' -f19 /proc/$$/stat); "
+      "if [ -e /proc/$$/fd/{} ]; then fd=open; else fd=closed; fi; echo \"$s $n $fd\" > {}.tmp; "
+      "mv {}.tmp {}",
+      mine, out.string(), out.string(), out.string());
+  ASSERT_TRUE(start_detached({"/bin/sh", "-c", script}, 5).ok());
+  ::close(mine);
+  for (int i = 0; i < 200 && !fs::exists(out); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  auto text = read_file(out);
+  ASSERT_TRUE(text.ok()) << "the detached program did not run";
+  std::istringstream words(*text);
+  long session = 0, niceness = 0;
+  std::string fd;
+  words >> session >> niceness >> fd;
+  EXPECT_NE(session, static_cast<long>(::getsid(0)));
+  EXPECT_EQ(niceness, ::getpriority(PRIO_PROCESS, 0) + 5);
+  EXPECT_EQ(fd, "closed");
 }
 
 TEST(RunProcess, MissingProgramIsNotFound) {
