@@ -12,8 +12,10 @@
 
 #ifndef RTENV_FRONT
 #include "env/agent_process.h"
+#include "env/archive_import.h"
 #endif
 #include "cli/commands.h"
+#include "env/image_exec.h"
 #include "spec/schema.h"
 #include "util/fs.h"
 #include "util/interrupt.h"
@@ -461,6 +463,13 @@ int real_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // An image's wrapper (env/image_exec.h): before anything else, as it becomes the command.
+  if (argc > 1 && std::string_view(argv[1]) == "image-exec") {
+    return rtenv::env::image_exec_main(argc, argv);
+  }
+#ifndef RTENV_FRONT
+  rtenv::env::enable_image_layers();
+#endif
   // A helper that exits before reading what it is sent (a resolver's stdin) must give EPIPE,
   // not end rtenv.
   std::signal(SIGPIPE, SIG_IGN);

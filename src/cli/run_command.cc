@@ -271,6 +271,15 @@ int run_command(const RunArgs& args) {
   // installs it itself.
   bool all_ready = true;
   for (const auto& r : planned->resources) all_ready &= cache.is_ready(r);
+#ifdef RTENV_FRONT
+  // Image layers are unpacked with libarchive, which only rtenv-full (and the agent) load.
+  for (const auto& r : planned->resources) {
+    if (!cache.is_ready(r) && r.kind->name() == "image") {
+      ::setenv(kPackReported, "1", 1);
+      return exec_full();
+    }
+  }
+#endif
   std::string holder, serialized = resolved->canonical();
   if (!all_ready && agent_wanted) {
 #ifdef RTENV_FRONT
