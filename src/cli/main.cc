@@ -399,10 +399,7 @@ int real_main(int argc, char** argv) {
       return fail(kExitUsage, "run: unknown option '" + run.command.front() +
                                   "' (see rtenv run --help; put the command after --)");
     }
-    if (run.command.empty()) {
-      return fail(kExitUsage,
-                  "run: no command given (usage: rtenv run [OPTIONS] -- COMMAND [ARGS...])");
-    }
+    // An empty command is checked once the env is read: an image's Cmd may stand for it.
     return run_command(run);
   }
   if (schema_cmd->parsed()) {

@@ -161,6 +161,11 @@ int run_command(const RunArgs& args) {
       return fail(invalid ? kExitUsage : kExitSetup, v.error().message());
     }
   }
+  if (args.command.empty() && !env.image_uri()) {
+    return fail(kExitUsage,
+                "run: no command given (usage: rtenv run [OPTIONS] -- COMMAND [ARGS...]; with "
+                "image_uri, the image's Cmd)");
+  }
 #ifdef RTENV_FRONT
   if (env::needs_zip_support(env, **registry))
     return exec_full();  // zips need libarchive and libcurl (and
