@@ -82,6 +82,11 @@ Result<ImportedImage> import_image(ImageSource& source, const ImageRef& ref,
                                    store::BlobStore& store, const fs::path& tmp,
                                    const std::function<void(const std::string&)>& report) {
   const std::string image = ref.to_string();
+  if (ref.digest) {
+    // Pinned, and in the store already: the source is not asked at all (it may have moved on).
+    RTENV_ASSIGN_OR_RETURN(std::vector<bool> absent, store.missing({*ref.digest}));
+    if (!absent[0]) return ImportedImage{*ref.digest, 0, 0};
+  }
   RTENV_ASSIGN_OR_RETURN(auto doc, source.document(ref.manifest_reference()));
   if (ref.digest) RTENV_TRY(check_digest(doc.first, *ref.digest, image));
   std::string type = doc.second.empty() ? declared_media_type(doc.first) : doc.second;

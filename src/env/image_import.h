@@ -49,7 +49,8 @@ struct ImportedImage {
   uint64_t bytes_fetched = 0;
 };
 
-/// Reads `ref`'s manifest from `source` (an index resolved to the node's platform), and puts
+/// A pinned `ref` whose manifest the store has is returned at once, `source` not asked. Else reads
+/// `ref`'s manifest from `source` (an index resolved to the node's platform), and puts
 /// its config and layers into `store` unless present, then the manifest itself: when the
 /// manifest is in the store, so is everything it names. Every blob is checked against its digest
 /// and size (kCorrupt naming the image and the digest); `tmp` holds downloads while they are
