@@ -266,3 +266,85 @@ class Registry:
             f"{base}/manifests/{tag}", data=img.manifest, method="PUT",
             headers={**headers, "Content-Type": "application/vnd.oci.image.manifest.v1+json"})
         urllib.request.urlopen(req).close()
+
+
+class TokenServer:
+    """A registry token service on 127.0.0.1 (the Docker token protocol): GET /token with Basic
+    credentials `user`:`password` answers {"token": JWT} granting the scope asked, signed RS256
+    by a key whose self-signed certificate the registry trusts (`certs`); anything else 401.
+    Needs `cryptography` (which moto, in scripts/setup.sh, depends on)."""
+
+    def __init__(self, root: Path, user: str, password: str):
+        import base64
+        import datetime
+        import http.server
+        import threading
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import padding, rsa
+        from cryptography.x509.oid import NameOID
+
+        self._b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rtenv test token issuer")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(days=1))
+                .not_valid_after(now + datetime.timedelta(days=1))
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .sign(key, hashes.SHA256()))
+        root.mkdir(parents=True, exist_ok=True)
+        self.certs = root / "token-certs.pem"
+        self.certs.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        self._key, self._padding, self._hashes = key, padding, hashes
+        self._x5c = base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+        self.issuer, self.service = "rtenv-test-issuer", "rtenv-test-registry"
+        self.requests: list[str] = []
+        expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                from urllib.parse import parse_qs, urlparse
+                server.requests.append(self.path)
+                if self.headers.get("Authorization") != expected:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                scope = parse_qs(urlparse(self.path).query).get("scope", [""])[0]
+                body = json.dumps({"token": server.token(scope)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.realm = f"http://127.0.0.1:{self.httpd.server_address[1]}/token"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def token(self, scope: str) -> str:
+        """A JWT granting `scope` ("repository:<name>:<actions>")."""
+        access = []
+        if scope.startswith("repository:"):
+            _, name, actions = scope.split(":", 2)
+            access.append({"type": "repository", "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"alg": "RS256", "typ": "JWT", "x5c": [self._x5c]}
+        claims = {"iss": self.issuer, "sub": "tester", "aud": self.service, "iat": now - 10,
+                  "nbf": now - 10, "exp": now + 600, "jti": os.urandom(8).hex(), "access": access}
+        signing = (self._b64(json.dumps(header).encode()) + "." +
+                   self._b64(json.dumps(claims).encode()))
+        sig = self._key.sign(signing.encode(), self._padding.PKCS1v15(), self._hashes.SHA256())
+        return signing + "." + self._b64(sig)
+
+    def config(self) -> dict:
+        return {"realm": self.realm, "service": self.service, "issuer": self.issuer,
+                "certs": self.certs}
+
+    def stop(self) -> None:
+        self.httpd.shutdown()

@@ -4,6 +4,7 @@ OCI archive or a docker-registry on 127.0.0.1."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -15,7 +16,8 @@ import pytest
 
 from conftest import assert_ok, assert_setup_failed, wait_for
 from oci_images import (Registry, busybox_base, directory, file, make_image, opaque, require_tools,
-                        symlink, whiteout, write_archive, write_layout, Entry, layer_tar, compress)
+                        symlink, whiteout, write_archive, write_layout, Entry, layer_tar, compress,
+                        TokenServer)
 
 HOST_OS_RELEASE = Path("/etc/os-release").read_text() if Path("/etc/os-release").exists() else ""
 
@@ -325,3 +327,33 @@ def test_a_tampered_registry_blob_is_refused(rtenv, registry):
     data.write_bytes(bytes(raw))
     p = rtenv.run({"image_uri": f"{registry.host}/test/app:v1"}, "true", env=insecure(registry))
     assert_setup_failed(p, digest)
+
+
+def test_a_token_registry_works_with_credentials_and_fails_clearly_without(rtenv, tmp_path):
+    tokens = TokenServer(tmp_path / "tokens", "alice", "s3cret")
+    registry = Registry(tmp_path / "registry", token=tokens.config())
+    try:
+        img = make_image([busybox_base("Token OS")])
+        push = {"Authorization": "Bearer " + tokens.token("repository:private/app:pull,push")}
+        registry.push("private/app", "v1", img, headers=push)
+        spec = {"image_uri": f"{registry.host}/private/app:v1"}
+        p = rtenv.run(spec, "true", env=insecure(registry))
+        assert_setup_failed(p, spec["image_uri"], "registry_auth_file")
+        auth = tmp_path / "auth.json"
+        encoded = base64.b64encode(b"alice:s3cret").decode()
+        auth.write_text(json.dumps({"auths": {registry.host: {"auth": encoded}}}))
+        p = rtenv.run(spec, "cat", "/etc/os-release",
+                      env={**insecure(registry), "REGISTRY_AUTH_FILE": str(auth)})
+        assert_ok(p)
+        assert 'NAME="Token OS"' in p.stdout
+        assert any("scope=repository%3Aprivate/app%3Apull" in r or
+                   "scope=repository:private/app:pull" in r for r in tokens.requests), tokens.requests
+        wrong = tmp_path / "wrong.json"
+        wrong.write_text(json.dumps({"auths": {registry.host: {
+            "auth": base64.b64encode(b"alice:nope").decode()}}}))
+        p = rtenv.run({"image_uri": f"{registry.host}/private/app:v1"}, "true",
+                      env={**insecure(registry), "REGISTRY_AUTH_FILE": str(wrong)})
+        assert_setup_failed(p, "refused the credentials")
+    finally:
+        registry.stop()
+        tokens.stop()
