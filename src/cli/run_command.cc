@@ -226,6 +226,11 @@ int run_command(const RunArgs& args) {
 #else
   const void* agent_client = nullptr;
   bool prepare_handed_over = false;
+  // A pinned image the store lacks is fetched by rtenv-full (libcurl, libarchive).
+  upload.import_image = [&](const std::string&, store::BlobStore&) -> Result<Digest> {
+    prepare_handed_over = true;
+    return Error(ErrorCode::kUnavailable, "handed to rtenv-full");
+  };
 #endif
   // A field whose helper the agent keeps warm (conda's solver) is prepared there.
   if (agent_wanted) {

@@ -530,7 +530,7 @@ Result<Config> Config::load(const Lookup& env, const Flags& flags) {
                           p["priority"].get<int64_t>()});
   }
   // Kinds are known only now that the plugins are.
-  std::vector<std::string> kinds = {"package", "python", "conda"};
+  std::vector<std::string> kinds = {"package", "python", "conda", "image"};
   for (const auto& p : c.plugins_) kinds.push_back("plugin:" + p.field);
   const Entry& limits = c.entries_["kind_limits"];
   for (const auto& [kind, v] : limits.value.items()) {

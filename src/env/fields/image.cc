@@ -272,7 +272,9 @@ class ImageField : public Field {
     auto text = image_text(value);
     if (!text) return false;
     auto ref = ImageRef::parse(*text);
-    return ref && ref->source != ImageRef::Source::kOciLayout;
+    // A pinned image is usually in the store already (prepare then reads no source): the lean
+    // binary tries, and hands the run over through import_image when it is not.
+    return ref && ref->source != ImageRef::Source::kOciLayout && !ref->digest;
   }
 
   Result<Json> prepare(const Json& value, const PrepareContext& ctx) const override {
@@ -281,7 +283,14 @@ class ImageField : public Field {
     if (!ref) return ref.error().with_context("runtime_env." + name_);
     RTENV_TRY(parse_run_options(value));
     Digest pinned;
-    if (ref->source == ImageRef::Source::kOciLayout) {
+    bool in_store = false;
+    if (ref->digest) {
+      RTENV_ASSIGN_OR_RETURN(std::vector<bool> absent, ctx.store.missing({*ref->digest}));
+      in_store = !absent[0];
+    }
+    if (in_store) {
+      pinned = *ref->digest;  // put there by whoever pinned it, with all it names
+    } else if (ref->source == ImageRef::Source::kOciLayout) {
       OciLayoutSource source(ref->path, ref->to_string());
       auto imported = import_image(source, *ref, ctx.store, ctx.home.tmp(), ctx.options.report);
       if (!imported) return imported.error();
