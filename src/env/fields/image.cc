@@ -38,6 +38,23 @@ LayerExtractor layer_extractor() {
   return g_extractor;
 }
 
+// The directories and files image-exec mounts over, when the image has none: a real directory
+// (or file) replaces nothing the image has, since entries of other types are left alone.
+Result<void> make_mount_points(const fs::path& rootfs) {
+  for (const char* d : {"proc", "dev", "sys", "tmp", "etc"}) {
+    std::error_code ec;
+    if (!fs::exists(fs::symlink_status(rootfs / d, ec))) RTENV_TRY(make_dirs(rootfs / d));
+  }
+  for (const char* f : {"etc/resolv.conf", "etc/hosts"}) {
+    std::error_code ec;
+    if (fs::is_directory(fs::symlink_status(rootfs / "etc", ec)) &&
+        !fs::exists(fs::symlink_status(rootfs / f, ec))) {
+      RTENV_TRY(write_new_file(rootfs / f, "", 0644));
+    }
+  }
+  return ok_result();
+}
+
 /// Images on this node: $RTENV_HOME/images/roots/<manifest hex>/ (rootfs/, the assembled tree;
 /// layers, the digests it was assembled from; mnt/, where image-exec mounts its overlay) with
 /// <hex>.lock, <hex>.image.json (what the image says about running it) and <hex>.ready; and the
@@ -184,6 +201,9 @@ class ImageKind : public ResourceKind {
       }
       if (progress) progress("assembling the image's root filesystem");
       RTENV_TRY(assemble_rootfs(layer_dirs, dir / "rootfs"));
+      // Where image-exec mounts the host's, made now so that a read-only root (no overlay) has
+      // them too.
+      RTENV_TRY(make_mount_points(dir / "rootfs"));
       RTENV_TRY(make_dirs(dir / "mnt"));
       RTENV_TRY(write_file_atomic(dir / "layers", layer_list));
       RTENV_TRY(write_file_atomic(roots_.sidecar(key(uri), kConfigSidecar), config_text));
