@@ -31,14 +31,15 @@ namespace {
 std::string version_text() {
 #ifdef RTENV_FRONT
   const char* features =
-      "run and pack of directories and wheels; hands archives, URLs, the agent, conda and the "
-      "other commands to rtenv-full beside it";
+      "run and pack of directories and wheels, images already on the node (image-exec); hands "
+      "archives, URLs, registries, the agent, conda and the other commands to rtenv-full beside "
+      "it";
 #else
   const char* features =
       "agent, stores (directory, s3://, rtenv's blob server) and store serve, archives (zip, "
       "tar, tar.gz/tgz/xz/bz2), URL fetch (http(s), s3, file), pip/uv, conda (py-rattler), "
       "java_jars, "
-      "exec plugins";
+      "exec plugins, images (registries, OCI layouts and archives)";
 #endif
   return fmt::format("rtenv {} (commit {})\nfeatures: {}", RTENV_VERSION, RTENV_COMMIT, features);
 }
