@@ -165,17 +165,18 @@ int image_exec_main(int argc, char** argv) {
         return fail(std::string("binding ") + m.path);
     }
   }
+  // The private /tmp before the binds: a bound directory may be under /tmp on the host.
+  std::string tmp = root + "/tmp";
+  make_mount_point(tmp, true);
+  if (::mount("tmpfs", tmp.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) {
+    return fail("mounting a tmpfs on /tmp");
+  }
   for (const auto& b : exec.binds) {
     std::string target = root + b.string();
     make_mount_point(target, true);
     if (::mount(b.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
       return fail("binding " + b.string());
     }
-  }
-  std::string tmp = root + "/tmp";
-  make_mount_point(tmp, true);
-  if (::mount("tmpfs", tmp.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) {
-    return fail("mounting a tmpfs on /tmp");
   }
   if (::chdir(root.c_str()) != 0) return fail("entering " + root);
   if (::syscall(SYS_pivot_root, ".", ".") != 0) return fail("pivot_root");

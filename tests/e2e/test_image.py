@@ -204,11 +204,38 @@ def test_an_oci_archive(rtenv, tmp_path):
     assert 'NAME="Archive OS"' in p.stdout
 
 
+def test_working_dir_and_py_modules_are_bound_at_the_same_paths(rtenv, tmp_path):
+    layout = write_layout(tmp_path / "layout", {"v1": make_image([busybox_base()], workdir="/etc")})
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "data.txt").write_text("job data\n")
+    (project / "skip.log").write_text("excluded\n")
+    lib = tmp_path / "mylib"
+    lib.mkdir()
+    (lib / "__init__.py").write_text("")
+    spec = {"image_uri": layout_ref(layout, "v1"), "working_dir": str(project),
+            "py_modules": [str(lib)], "excludes": ["*.log"]}
+    p = rtenv.run(spec, "sh", "-c",
+                  'pwd; cat data.txt; test -e skip.log && echo not-excluded; '
+                  'cat /etc/os-release; for d in $(echo $PYTHONPATH | tr : " "); do ls $d; done; '
+                  'echo written > new.txt')
+    assert_ok(p)
+    lines = p.stdout.splitlines()
+    cwd = lines[0]
+    assert cwd.startswith(str(rtenv.home / "pkgs")), p.stdout  # the node copy, not the image's
+    assert "job data" in lines and "not-excluded" not in lines
+    assert 'NAME="Busybox Test OS"' in p.stdout  # still inside the image
+    assert "mylib" in lines  # the py_module's parent is on PYTHONPATH, bound inside
+    # A write to the working_dir lands in the node copy (which rtenv restores after the run).
+    assert not (project / "new.txt").exists()
+
+
 def test_pip_with_an_image_is_refused(rtenv, tmp_path):
     layout = write_layout(tmp_path / "layout", {"v1": make_image([busybox_base()])})
     p = rtenv.run({"image_uri": layout_ref(layout, "v1"), "pip": ["requests"]}, "true")
     assert p.returncode == 2
-    assert "image_uri may only be combined with config and env_vars, not pip" in p.stderr
+    assert ("image_uri may only be combined with config, env_vars, working_dir, py_modules and "
+            "excludes, not pip") in p.stderr
 
 
 def test_container_run_options_map_env_and_workdir_and_refuse_the_rest(rtenv, tmp_path):

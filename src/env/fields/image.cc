@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <mutex>
 #include <set>
 
@@ -368,7 +369,27 @@ class ImageField : public Field {
     ImageExec exec;
     exec.rootfs = kind->dir_of(mine[0].uri) / "rootfs";
     exec.scratch = kind->dir_of(mine[0].uri) / "mnt";
-    exec.cwd = !options.workdir.empty()      ? options.workdir
+    // working_dir and py_modules (which contribute before this field): their node copies are
+    // bound at the same paths inside, and the working_dir is the cwd there too.
+    for (const auto& op : plan->env) {
+      if (op.name != "PYTHONPATH" ||
+          (op.kind != EnvOp::Kind::kPrepend && op.kind != EnvOp::Kind::kAppend)) {
+        continue;
+      }
+      for (const auto& v : op.values) {
+        std::error_code ec;
+        if (fs::path(v).is_absolute() && fs::is_directory(v, ec) &&
+            std::find(exec.binds.begin(), exec.binds.end(), fs::path(v)) == exec.binds.end()) {
+          exec.binds.emplace_back(v);
+        }
+      }
+    }
+    if (plan->cwd &&
+        std::find(exec.binds.begin(), exec.binds.end(), *plan->cwd) == exec.binds.end()) {
+      exec.binds.push_back(*plan->cwd);
+    }
+    exec.cwd = plan->cwd                     ? plan->cwd->string()
+               : !options.workdir.empty()    ? options.workdir
                : !config.working_dir.empty() ? config.working_dir
                                              : "/";
     exec.entrypoint = config.entrypoint;
