@@ -182,10 +182,10 @@ TEST(ExtractLayer, ModesKeptSpecialFilesSkippedWhiteoutsLeftAsFiles) {
 }
 
 TEST(ExtractLayer, HostileEntriesAreRefusedAndNothingIsLeft) {
-  for (const auto& entries : std::vector<std::vector<Entry>>{
-           {file("../escaped.txt", "x")},
-           {file("/tmp/rtenv-layer-test-absolute", "x")},
-           {hard_link("h", "../outside.txt")}}) {
+  for (const auto& entries :
+       std::vector<std::vector<Entry>>{{file("../escaped.txt", "x")},
+                                       {file("/tmp/rtenv-layer-test-absolute", "x")},
+                                       {hard_link("h", "../outside.txt")}}) {
     TempDir dir;
     std::ofstream(dir / "outside.txt") << "original";
     write_archive(dir / "l.tar", false, ARCHIVE_FILTER_GZIP, entries);
