@@ -51,10 +51,11 @@ UploadOptions::UnpackArchive archive_importer(const Home& home, UploadOptions::F
 }
 
 void enable_image_layers() {
-  set_layer_extractor([](const fs::path& blob, const fs::path& dest) -> Result<void> {
-    RTENV_TRY(pack::extract_layer(blob, dest, uint64_t{2} << 30));
-    return ok_result();
-  });
+  set_layer_extractor(
+      [](const fs::path& blob, const fs::path& dest, uint64_t max_bytes) -> Result<void> {
+        RTENV_TRY(pack::extract_layer(blob, dest, max_bytes));
+        return ok_result();
+      });
 }
 
 }  // namespace rtenv::env

@@ -44,9 +44,11 @@ std::shared_ptr<const Field> not_supported_yet(const char* name, const char* wha
 
 namespace rtenv::env {
 
-/// Unpacks the layer blob at `blob` into the new directory `dest` (pack::extract_layer). Set by
-/// the binaries that carry libarchive (enable_image_layers); unset, a node cannot unpack layers.
-using LayerExtractor = std::function<Result<void>(const fs::path& blob, const fs::path& dest)>;
+/// Unpacks the layer blob at `blob` into the new directory `dest` (pack::extract_layer), its
+/// files adding up to at most `max_bytes`. Set by the binaries that carry libarchive
+/// (enable_image_layers); unset, a node cannot unpack layers.
+using LayerExtractor =
+    std::function<Result<void>(const fs::path& blob, const fs::path& dest, uint64_t max_bytes)>;
 void set_layer_extractor(LayerExtractor extractor);
 
 /// If `dir` holds exactly one entry and it is a directory, returns that directory (remote zips

@@ -157,7 +157,7 @@ class ImageKind : public ResourceKind {
     fs::path blob = home_.tmp() / unique_name("layer");
     auto got = store_.get_to_file(layer.digest, blob, 0600, layer.size);
     if (!got) return got.error().with_context("reading layer " + oci_digest(layer.digest));
-    auto extracted = extract(blob, dir);
+    auto extracted = extract(blob, dir, home_.config().max_package_size());
     std::error_code ec;
     fs::remove(blob, ec);
     if (!extracted) return extracted.error().with_context("layer " + oci_digest(layer.digest));
