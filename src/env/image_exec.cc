@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
+#include <vector>
 
 namespace rtenv::env {
 
@@ -34,16 +35,39 @@ bool write_proc(const char* path, const std::string& text) {
   return ok;
 }
 
-// Creates `path` (inside the new root, before the pivot) as a directory or an empty file.
-void make_mount_point(const std::string& path, bool dir) {
-  std::error_code ec;
-  if (dir) {
-    fs::create_directories(path, ec);
-  } else if (!fs::exists(path, ec)) {
-    fs::create_directories(fs::path(path).parent_path(), ec);
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (fd >= 0) ::close(fd);
+// Makes `rel` (an absolute path inside the image) exist below `root` as a directory or an empty
+// file, for a mount. Every component is opened without following symlinks: false (nothing made)
+// if one is a symlink or not a directory, since the image's own links must never lead a mount or
+// a new file to the host's tree.
+bool make_mount_point(const std::string& root, const std::string& rel, bool dir) {
+  int cur = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (cur < 0) return false;
+  std::vector<std::string> parts;
+  for (const auto& c : fs::path(rel).relative_path()) {
+    if (c == "..") {
+      ::close(cur);
+      return false;
+    }
+    if (!c.empty() && c != ".") parts.push_back(c.string());
   }
+  bool ok = true;
+  for (size_t i = 0; ok && i < parts.size(); ++i) {
+    const char* name = parts[i].c_str();
+    bool last = i + 1 == parts.size();
+    if (last && !dir) {
+      int fd = ::openat(cur, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+      ok = fd >= 0;
+      if (fd >= 0) ::close(fd);
+      break;
+    }
+    if (::mkdirat(cur, name, 0755) != 0 && errno != EEXIST) ok = false;
+    int next = ok ? ::openat(cur, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    ::close(cur);
+    cur = next;
+    ok = cur >= 0;
+  }
+  if (cur >= 0) ::close(cur);
+  return ok;
 }
 
 // Overlay options need ',' ':' and '\' escaped in paths.
@@ -158,24 +182,25 @@ int image_exec_main(int argc, char** argv) {
     struct stat st;
     if (::stat(m.path, &st) != 0) continue;
     std::string target = root + m.path;
-    make_mount_point(target, m.dir);
-    if (::mount(m.path, target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
-      // /sys and the /etc files are conveniences; /proc and /dev are not.
-      if (m.dir && std::string_view(m.path) != "/sys")
-        return fail(std::string("binding ") + m.path);
+    // /sys and the /etc files are conveniences; /proc and /dev are not.
+    bool needed = m.dir && std::string_view(m.path) != "/sys";
+    if (!make_mount_point(root, m.path, m.dir) ||
+        ::mount(m.path, target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      if (needed)
+        return fail(std::string("binding ") + m.path + " (is it a symlink in the image?)");
     }
   }
   // The private /tmp before the binds: a bound directory may be under /tmp on the host.
   std::string tmp = root + "/tmp";
-  make_mount_point(tmp, true);
-  if (::mount("tmpfs", tmp.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) {
-    return fail("mounting a tmpfs on /tmp");
+  if (!make_mount_point(root, "/tmp", true) ||
+      ::mount("tmpfs", tmp.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) {
+    return fail("mounting a tmpfs on /tmp (is it a symlink in the image?)");
   }
   for (const auto& b : exec.binds) {
     std::string target = root + b.string();
-    make_mount_point(target, true);
-    if (::mount(b.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
-      return fail("binding " + b.string());
+    if (!make_mount_point(root, b.string(), true) ||
+        ::mount(b.c_str(), target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0) {
+      return fail("binding " + b.string() + " (does the image have a symlink on its path?)");
     }
   }
   if (::chdir(root.c_str()) != 0) return fail("entering " + root);

@@ -137,6 +137,18 @@ def test_a_hostile_layer_writes_nothing_outside(rtenv, tmp_path, hostile):
     assert not list(rtenv.home.rglob("escaped"))
 
 
+def test_an_images_symlinks_never_lead_mounts_to_the_host(rtenv, tmp_path):
+    host_dir = tmp_path / "host-dir"
+    host_dir.mkdir()
+    base = [e for e in busybox_base() if not e.name.startswith("etc")]
+    layout = write_layout(tmp_path / "layout",
+                          {"v1": make_image([base + [symlink("etc", str(host_dir))]])})
+    p = rtenv.run({"image_uri": layout_ref(layout, "v1")}, "sh", "-c", "echo ran")
+    assert_ok(p)
+    assert p.stdout == "ran\n"
+    assert not any(host_dir.iterdir()), list(host_dir.iterdir())
+
+
 def test_a_tampered_layer_is_refused_naming_its_digest(rtenv, tmp_path):
     img = make_image([busybox_base()])
     layout = write_layout(tmp_path / "layout", {"v1": img})
