@@ -4,11 +4,11 @@
 # not kept). Fails on any crash, leak, timeout or out-of-memory, printing the reproducer's path
 # (and the command that replays it). Installs nothing: scripts/setup.sh does.
 #
-#   scripts/fuzz.sh [target...]   targets: spec manifest records http_head (default: all)
+#   scripts/fuzz.sh [target...]   targets: spec manifest records http_head image (default: all)
 #   FUZZ_SECONDS=30               how long each target runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
-all_targets=(spec manifest records http_head)
+all_targets=(spec manifest records http_head image)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 seconds=${FUZZ_SECONDS:-30}

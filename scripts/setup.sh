@@ -18,6 +18,9 @@ apt_packages=(
   slurmctld slurmd slurm-client munge libslurm-dev
   # tests/e2e: `rtenv completion zsh` is tried in zsh.
   zsh
+  # tests/e2e/test_image.py: images built from the static busybox, zstd layers, served by a
+  # docker-registry on 127.0.0.1. bench/image: its peers (skopeo, umoci, bubblewrap, podman).
+  busybox-static zstd docker-registry skopeo umoci bubblewrap podman
 )
 
 missing=()

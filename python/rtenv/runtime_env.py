@@ -785,10 +785,10 @@ class _Validator:
             raise _error("%s: image_uri and container cannot both be given (container is the "
                          "older form of image_uri)" % _ROOT)
         if image_uri or container:
-            others = [n for n in names if not _is_empty(value[n])
-                      and n not in ("image_uri", "container", "config", "env_vars")]
+            others = [n for n in names if not _is_empty(value[n]) and not _may_accompany_image(n)]
             if others:
-                raise _error("%s: %s may only be combined with config and env_vars, not %s"
+                raise _error("%s: %s may only be combined with config, env_vars, working_dir, "
+                             "py_modules and excludes, not %s"
                              % (_ROOT, "image_uri" if image_uri else "container",
                                 _join_and(others)))
 
@@ -1386,7 +1386,8 @@ def _is_image_field(name: str) -> bool:
 
 
 def _may_accompany_image(name: str) -> bool:
-    return _is_image_field(name) or name in ("config", "env_vars")
+    return _is_image_field(name) or name in ("config", "env_vars", "working_dir", "py_modules",
+                                              "excludes")
 
 
 def merge(parent: RuntimeEnv, child: RuntimeEnv) -> RuntimeEnv:

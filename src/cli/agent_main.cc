@@ -7,8 +7,10 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
+#include "env/archive_import.h"
 
 int main(int argc, char** argv) {
+  rtenv::env::enable_image_layers();
   std::signal(SIGPIPE, SIG_IGN);  // a helper that exits early must give EPIPE, not end the agent
   try {
     rtenv::cli::AgentArgs args;

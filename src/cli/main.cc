@@ -12,8 +12,10 @@
 
 #ifndef RTENV_FRONT
 #include "env/agent_process.h"
+#include "env/archive_import.h"
 #endif
 #include "cli/commands.h"
+#include "env/image_exec.h"
 #include "spec/schema.h"
 #include "util/fs.h"
 #include "util/interrupt.h"
@@ -29,14 +31,15 @@ namespace {
 std::string version_text() {
 #ifdef RTENV_FRONT
   const char* features =
-      "run and pack of directories and wheels; hands archives, URLs, the agent, conda and the "
-      "other commands to rtenv-full beside it";
+      "run and pack of directories and wheels, images already on the node (image-exec); hands "
+      "archives, URLs, registries, the agent, conda and the other commands to rtenv-full beside "
+      "it";
 #else
   const char* features =
       "agent, stores (directory, s3://, rtenv's blob server) and store serve, archives (zip, "
       "tar, tar.gz/tgz/xz/bz2), URL fetch (http(s), s3, file), pip/uv, conda (py-rattler), "
       "java_jars, "
-      "exec plugins";
+      "exec plugins, images (registries, OCI layouts and archives)";
 #endif
   return fmt::format("rtenv {} (commit {})\nfeatures: {}", RTENV_VERSION, RTENV_COMMIT, features);
 }
@@ -408,10 +411,7 @@ int real_main(int argc, char** argv) {
       return fail(kExitUsage, "run: unknown option '" + run.command.front() +
                                   "' (see rtenv run --help; put the command after --)");
     }
-    if (run.command.empty()) {
-      return fail(kExitUsage,
-                  "run: no command given (usage: rtenv run [OPTIONS] -- COMMAND [ARGS...])");
-    }
+    // An empty command is checked once the env is read: an image's Cmd may stand for it.
     return run_command(run);
   }
   if (schema_cmd->parsed()) {
@@ -471,6 +471,13 @@ int real_main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // An image's wrapper (env/image_exec.h): before anything else, as it becomes the command.
+  if (argc > 1 && std::string_view(argv[1]) == "image-exec") {
+    return rtenv::env::image_exec_main(argc, argv);
+  }
+#ifndef RTENV_FRONT
+  rtenv::env::enable_image_layers();
+#endif
   // A helper that exits before reading what it is sent (a resolver's stdin) must give EPIPE,
   // not end rtenv.
   std::signal(SIGPIPE, SIG_IGN);

@@ -73,8 +73,18 @@ int env_resolve_command(const EnvCreateArgs& args) {
   upload.report = setup_reporter(args.verbose);
 #ifndef RTENV_FRONT
   env::add_remote_sources(loaded.home, &upload);
+#else
+  // A pinned image the store lacks is fetched by rtenv-full (libcurl, libarchive).
+  bool import_handed_over = false;
+  upload.import_image = [&](const std::string&, store::BlobStore&) -> Result<Digest> {
+    import_handed_over = true;
+    return Error(ErrorCode::kUnavailable, "handed to rtenv-full");
+  };
 #endif
   auto resolved = env::upload_local(loaded.env, loaded.home, **store, *loaded.registry, upload);
+#ifdef RTENV_FRONT
+  if (import_handed_over) return exec_full();
+#endif
   if (!resolved) return fail(kExitSetup, "setup failed: " + resolved.error().message());
   if (args.json) {
     nlohmann::json j = {{"env_id", resolved->id().hex()},

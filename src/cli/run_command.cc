@@ -161,6 +161,11 @@ int run_command(const RunArgs& args) {
       return fail(invalid ? kExitUsage : kExitSetup, v.error().message());
     }
   }
+  if (args.command.empty() && !env.image_uri()) {
+    return fail(kExitUsage,
+                "run: no command given (usage: rtenv run [OPTIONS] -- COMMAND [ARGS...]; with "
+                "image_uri, the image's Cmd)");
+  }
 #ifdef RTENV_FRONT
   if (env::needs_zip_support(env, **registry))
     return exec_full();  // zips need libarchive and libcurl (and
@@ -221,6 +226,11 @@ int run_command(const RunArgs& args) {
 #else
   const void* agent_client = nullptr;
   bool prepare_handed_over = false;
+  // A pinned image the store lacks is fetched by rtenv-full (libcurl, libarchive).
+  upload.import_image = [&](const std::string&, store::BlobStore&) -> Result<Digest> {
+    prepare_handed_over = true;
+    return Error(ErrorCode::kUnavailable, "handed to rtenv-full");
+  };
 #endif
   // A field whose helper the agent keeps warm (conda's solver) is prepared there.
   if (agent_wanted) {
@@ -271,6 +281,15 @@ int run_command(const RunArgs& args) {
   // installs it itself.
   bool all_ready = true;
   for (const auto& r : planned->resources) all_ready &= cache.is_ready(r);
+#ifdef RTENV_FRONT
+  // Image layers are unpacked with libarchive, which only rtenv-full (and the agent) load.
+  for (const auto& r : planned->resources) {
+    if (!cache.is_ready(r) && r.kind->name() == "image") {
+      ::setenv(kPackReported, "1", 1);
+      return exec_full();
+    }
+  }
+#endif
   std::string holder, serialized = resolved->canonical();
   if (!all_ready && agent_wanted) {
 #ifdef RTENV_FRONT

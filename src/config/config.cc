@@ -28,6 +28,7 @@ enum class Type {
   kBool,
   kKindLimits,  // {"<kind>": size}
   kPlugins,     // [{"field", "exec", "priority"}]
+  kStringList,  // a list of strings in the file; comma-separated in a variable
 };
 
 // One key: its name in config.json (if it may be set there), its variables (the first set one
@@ -111,6 +112,21 @@ const std::vector<KeyDef>& key_defs() {
        false,
        {}},
       {"plugins", {"RTENV_PLUGINS"}, nullptr, true, Type::kPlugins, true, {}},
+      // The submitting side's: where images are pulled from (docs/images.md).
+      {"insecure_registries",
+       {"RTENV_INSECURE_REGISTRIES"},
+       nullptr,
+       true,
+       Type::kStringList,
+       false,
+       {}},
+      {"registry_auth_file",
+       {"RTENV_REGISTRY_AUTH_FILE", "REGISTRY_AUTH_FILE"},
+       nullptr,
+       true,
+       Type::kString,
+       false,
+       {}},
   };
   return defs;
 }
@@ -251,6 +267,32 @@ Result<json> normalize(const KeyDef& def, const json& raw, bool from_text, const
         if (!bytes)
           return invalid(fmt::format("kind_limits.{}", kind), origin, bytes.error().message());
         out[kind] = *bytes;
+      }
+      return out;
+    }
+    case Type::kStringList: {
+      json out = json::array();
+      if (from_text) {
+        std::string text = raw.get<std::string>();
+        size_t start = 0;
+        while (start <= text.size()) {
+          size_t comma = text.find(',', start);
+          if (comma == std::string::npos) comma = text.size();
+          std::string item = text.substr(start, comma - start);
+          while (!item.empty() && item.back() == ' ') item.pop_back();
+          while (!item.empty() && item.front() == ' ') item.erase(0, 1);
+          if (!item.empty()) out.push_back(item);
+          start = comma + 1;
+        }
+        return out;
+      }
+      if (!raw.is_array())
+        return fail(fmt::format("expected a list of strings, got {}", shown(raw)));
+      for (const auto& item : raw) {
+        if (!item.is_string()) {
+          return fail(fmt::format("expected a list of strings, got {}", shown(raw)));
+        }
+        out.push_back(item);
       }
       return out;
     }
@@ -396,6 +438,7 @@ Config Config::defaults(const fs::path& root) {
   c.entries_["max_package_size"].value = uint64_t{2} << 30;
   c.entries_["warn_file_size"].value = uint64_t{100} << 20;
   c.entries_["plugins"].value = json::array();
+  c.entries_["insecure_registries"].value = json::array();
   return c;
 }
 
@@ -415,6 +458,10 @@ Result<Config> Config::load(const Lookup& env, const Flags& flags) {
   }
   Config c = defaults(home);
   c.entries_["home"].origin = home_origin;
+  // Where docker and podman keep registry credentials, unless a variable or the file says.
+  if (auto h = env("HOME"); h && !h->empty()) {
+    c.entries_["registry_auth_file"].value = (fs::path(*h) / ".docker" / "config.json").string();
+  }
   bool cache_low_given = false;
   auto set = [&](const KeyDef& d, json value, const Origin& origin) {
     if (d.key == std::string_view("cache_low")) cache_low_given = true;
@@ -491,7 +538,7 @@ Result<Config> Config::load(const Lookup& env, const Flags& flags) {
                           p["priority"].get<int64_t>()});
   }
   // Kinds are known only now that the plugins are.
-  std::vector<std::string> kinds = {"package", "python", "conda"};
+  std::vector<std::string> kinds = {"package", "python", "conda", "image"};
   for (const auto& p : c.plugins_) kinds.push_back("plugin:" + p.field);
   const Entry& limits = c.entries_["kind_limits"];
   for (const auto& [kind, v] : limits.value.items()) {
@@ -535,6 +582,14 @@ std::optional<std::string> Config::store_token() const {
 }
 std::optional<std::string> Config::ca_bundle() const {
   return opt_string(entry("ca_bundle").value);
+}
+std::vector<std::string> Config::insecure_registries() const {
+  std::vector<std::string> out;
+  for (const auto& r : entry("insecure_registries").value) out.push_back(r.get<std::string>());
+  return out;
+}
+std::optional<std::string> Config::registry_auth_file() const {
+  return opt_string(entry("registry_auth_file").value);
 }
 std::optional<std::string> Config::s3_endpoint() const {
   return opt_string(entry("s3_endpoint").value);

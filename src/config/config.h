@@ -102,6 +102,11 @@ class Config {
   /// HOST:PORT the agent serves its metrics on (as given; the agent checks it); nullopt: none.
   std::optional<std::string> metrics_listen() const;
   const std::vector<Plugin>& plugins() const { return plugins_; }
+  /// Registries ("host[:port]") images are pulled from over plain HTTP.
+  std::vector<std::string> insecure_registries() const;
+  /// The registry credentials file (docker's config.json format); default
+  /// $HOME/.docker/config.json.
+  std::optional<std::string> registry_auth_file() const;
 
   /// Where `key`'s value came from. `key` must be one of keys().
   const Origin& origin(std::string_view key) const;

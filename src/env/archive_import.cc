@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "env/fields/fields.h"
 #include "env/remote_url.h"
 #include "pack/archive.h"
 #include "util/fs.h"
@@ -47,6 +48,14 @@ UploadOptions::UnpackArchive archive_importer(const Home& home, UploadOptions::F
     }
     return ok_result();
   };
+}
+
+void enable_image_layers() {
+  set_layer_extractor(
+      [](const fs::path& blob, const fs::path& dest, uint64_t max_bytes) -> Result<void> {
+        RTENV_TRY(pack::extract_layer(blob, dest, max_bytes));
+        return ok_result();
+      });
 }
 
 }  // namespace rtenv::env

@@ -18,4 +18,9 @@ namespace rtenv::env {
 UploadOptions::UnpackArchive archive_importer(const Home& home, UploadOptions::Fetch fetch,
                                               uint64_t max_bytes);
 
+/// Lets this process's node caches unpack image layers (pack::extract_layer, each layer within
+/// the package limit, max_package_size): called once at start by the binaries that link
+/// libarchive.
+void enable_image_layers();
+
 }  // namespace rtenv::env

@@ -43,6 +43,12 @@ struct UploadOptions {
   using UnpackArchive =
       std::function<Result<void>(const std::string& source, const fs::path& dest)>;
   UnpackArchive unpack_archive;
+  /// Puts an image from a registry or an OCI archive (`ref`) into `store` (env/image_import.h),
+  /// returning the pinned manifest. Set with `fetch` by binaries with network and archive
+  /// support; unset, such images are refused with kUnsupported (an `oci:` layout needs neither).
+  using ImportImage =
+      std::function<Result<Digest>(const std::string& ref, store::BlobStore& store)>;
+  ImportImage import_image;
   /// Lines of the resolver's progress while `pip`/`uv` is locked.
   InstallProgress install_progress;
   /// Resolve `pip`/`uv` again even if the same list was resolved before.

@@ -158,6 +158,7 @@ NodeCache::NodeCache(const Home& home, store::BlobStore& store,
   kinds_.push_back(std::make_unique<PackageKind>(packages));
   kinds_.push_back(std::make_unique<PythonKind>(python));
   kinds_.push_back(fields::conda_kind(home, store));
+  kinds_.push_back(fields::image_kind(home, store));
   for (const auto& p : plugins) {
     kinds_.push_back(std::make_unique<ExecPluginKind>(home, p));
   }

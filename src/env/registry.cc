@@ -25,8 +25,8 @@ std::vector<std::shared_ptr<const Field>> builtin_fields() {
       fields::conda(),
       fields::py_executable(),
       fields::java_jars(),
-      fields::not_supported_yet("image_uri", "container images"),
-      fields::not_supported_yet("container", "container images"),
+      fields::image_uri(),
+      fields::container(),
   };
 }
 

@@ -9,6 +9,7 @@
 
 #include "env/archive_import.h"
 #include "env/download.h"
+#include "env/image_registry.h"
 #include "env/remote_url.h"
 #include "pack/packer.h"
 #include "store/s3_store.h"
@@ -105,6 +106,7 @@ void add_remote_sources(const Home& home, UploadOptions* options) {
     return fetch_remote(home, url, dest, max_bytes, report);
   };
   options->unpack_archive = archive_importer(home, options->fetch, max_bytes);
+  options->import_image = image_importer(home, report);
 }
 
 }  // namespace rtenv::env

@@ -94,14 +94,25 @@ Result<void> make_hard_link(int root_fd, const std::vector<std::string>& parts,
   return ok_result();
 }
 
+// What differs between a package's archive and an image layer.
+struct Rules {
+  bool layer = false;  // modes kept (less setuid/setgid), devices and FIFOs skipped, symlinks
+                       // may point anywhere (they resolve inside the image's root at run time)
+};
+
 Result<ExtractStats> extract_into(struct archive* a, int root_fd, const std::filesystem::path& path,
-                                  ArchiveFormat format, uint64_t max_bytes) {
+                                  ArchiveFormat format, uint64_t max_bytes, const Rules& rules) {
   ExtractStats stats;
   struct PendingLink {
     std::vector<std::string> parts;
     std::string target, entry;
   };
   std::vector<PendingLink> links;
+  struct PendingMode {
+    std::vector<std::string> parts;
+    mode_t mode;
+  };
+  std::vector<PendingMode> dir_modes;
   std::vector<std::string> parts;
   std::vector<char> buf(1 << 16);
   struct archive_entry* entry;
@@ -126,6 +137,8 @@ Result<ExtractStats> extract_into(struct archive* a, int root_fd, const std::fil
     mode_t type = archive_entry_filetype(entry);
     if (type == AE_IFDIR) {
       RTENV_ASSIGN_OR_RETURN(UniqueFd d, open_dirs(root_fd, parts, parts.size(), name));
+      // Set once everything is written, so a read-only directory still receives its entries.
+      if (rules.layer) dir_modes.push_back({parts, (archive_entry_perm(entry) & 01777) | 0700});
       ++stats.dirs;
       continue;
     }
@@ -134,9 +147,17 @@ Result<ExtractStats> extract_into(struct archive* a, int root_fd, const std::fil
       links.push_back({parts, target ? target : "", name});
       continue;
     }
-    if (type != AE_IFREG) return unsafe(name, "is not a file, directory or symlink");
+    if (type != AE_IFREG) {
+      // Device nodes and FIFOs of an image cannot be made without privileges, and an image runs
+      // with the host's /dev: skipped.
+      if (rules.layer && type != AE_IFSOCK) continue;
+      return unsafe(name, "is not a file, directory or symlink");
+    }
     RTENV_ASSIGN_OR_RETURN(UniqueFd dir, open_dirs(root_fd, parts, parts.size() - 1, name));
-    mode_t mode = (archive_entry_perm(entry) & 0111) ? 0755 : 0644;
+    // A layer keeps its modes (readable by the owner, never setuid or setgid).
+    mode_t mode = rules.layer                          ? ((archive_entry_perm(entry) & 0777) | 0400)
+                  : (archive_entry_perm(entry) & 0111) ? 0755
+                                                       : 0644;
     UniqueFd out(::openat(dir.get(), parts.back().c_str(),
                           O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
     if (!out.valid()) {
@@ -172,6 +193,12 @@ Result<ExtractStats> extract_into(struct archive* a, int root_fd, const std::fil
     }
     ++stats.symlinks;
   }
+  for (auto it = dir_modes.rbegin(); it != dir_modes.rend(); ++it) {
+    RTENV_ASSIGN_OR_RETURN(UniqueFd d,
+                           open_dirs(root_fd, it->parts, it->parts.size(), path.string()));
+    ::fchmod(d.get(), it->mode);
+  }
+  if (rules.layer) return stats;
   // Checked once all links exist, so chains of links are followed as they will be at run time.
   for (const auto& l : links) {
     std::string rel_dir;
@@ -207,7 +234,29 @@ Result<ExtractStats> extract_archive(const std::filesystem::path& archive, Archi
   if (::mkdir(dest.c_str(), 0755) != 0) return io_error("cannot create directory", dest, errno);
   UniqueFd root_fd(::open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   if (!root_fd.valid()) return io_error("cannot open directory", dest, errno);
-  auto stats = extract_into(reader.a, root_fd.get(), archive, format, max_bytes);
+  auto stats = extract_into(reader.a, root_fd.get(), archive, format, max_bytes, Rules{});
+  if (!stats) (void)remove_tree(dest);
+  return stats;
+}
+
+Result<ExtractStats> extract_layer(const std::filesystem::path& layer,
+                                   const std::filesystem::path& dest, uint64_t max_bytes) {
+  ArchiveReader reader;
+  archive_read_support_format_tar(reader.a);
+  archive_read_support_format_gnutar(reader.a);
+  archive_read_support_filter_gzip(reader.a);
+  archive_read_support_filter_zstd(reader.a);
+  if (archive_read_open_filename(reader.a, layer.c_str(), 1 << 16) != ARCHIVE_OK) {
+    if (::access(layer.c_str(), R_OK) != 0) return io_error("cannot open", layer, errno);
+    return make_error(ErrorCode::kCorrupt, "{} is not a readable layer: {}", layer.string(),
+                      archive_error_string(reader.a) ? archive_error_string(reader.a) : "unknown");
+  }
+  if (::mkdir(dest.c_str(), 0755) != 0) return io_error("cannot create directory", dest, errno);
+  UniqueFd root_fd(::open(dest.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!root_fd.valid()) return io_error("cannot open directory", dest, errno);
+  Rules rules;
+  rules.layer = true;
+  auto stats = extract_into(reader.a, root_fd.get(), layer, ArchiveFormat::kTar, max_bytes, rules);
   if (!stats) (void)remove_tree(dest);
   return stats;
 }

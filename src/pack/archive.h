@@ -37,4 +37,14 @@ inline std::optional<ArchiveFormat> archive_format_of(std::string_view name) {
 Result<ExtractStats> extract_archive(const std::filesystem::path& archive, ArchiveFormat format,
                                      const std::filesystem::path& dest, uint64_t max_bytes);
 
+/// Extracts an image layer (a tar, plain or compressed with gzip or zstd) into the new directory
+/// `dest` as it is: whiteout entries (".wh.<name>", ".wh..wh..opq") stay files for the rootfs
+/// assembly (env/image_rootfs.h) to apply. The same refusals as extract_archive for absolute
+/// paths, "..", entries through symlinks and hard links outside the tree (kUnsafe, `dest`
+/// removed); unlike it, modes are kept (setuid and setgid dropped, the owner always able to
+/// read), device nodes and FIFOs are skipped, and symlinks may point anywhere: they are never
+/// followed here, and resolve inside the image's root at run time.
+Result<ExtractStats> extract_layer(const std::filesystem::path& layer,
+                                   const std::filesystem::path& dest, uint64_t max_bytes);
+
 }  // namespace rtenv::pack

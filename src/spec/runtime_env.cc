@@ -24,10 +24,16 @@ bool is_python_env_field(std::string_view name) {
   return name == "pip" || name == "uv" || name == "conda";
 }
 bool is_image_field(std::string_view name) { return name == "image_uri" || name == "container"; }
-/// Fields that may accompany image_uri / container.
+}  // namespace
+
+/// Fields that may accompany image_uri / container (working_dir and py_modules are bind-mounted
+/// at the same paths inside the image; excludes applies to them).
 bool may_accompany_image(std::string_view name) {
-  return is_image_field(name) || name == "config" || name == "env_vars";
+  return is_image_field(name) || name == "config" || name == "env_vars" || name == "working_dir" ||
+         name == "py_modules" || name == "excludes";
 }
+
+namespace {
 
 struct PluginRegistry {
   std::mutex mu;

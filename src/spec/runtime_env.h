@@ -117,6 +117,9 @@ bool is_plugin_field(std::string_view name);
 std::vector<std::string> plugin_field_names();
 /// True if `name` is one of the built-in fields of docs/runtime_env.md §1.
 bool is_builtin_field(std::string_view name);
+/// True if `name` may be given beside image_uri / container: config, env_vars, working_dir,
+/// py_modules, excludes (and the image fields themselves).
+bool may_accompany_image(std::string_view name);
 /// True if `name` is a field only Ray acts on (docs/runtime_env.md §1a):
 /// `worker_process_setup_hook`, `nsight`, `rocprof_sys`, and every name starting with '_' (Ray's
 /// internal keys: `_ray_commit`, `_inject_current_ray`, `_nsight`, ...). Validation checks their

@@ -264,14 +264,14 @@ class Validator {
       std::vector<std::string> others;
       for (const auto& [name, field] : value.items()) {
         if (is_empty_value(field)) continue;
-        if (name == "image_uri" || name == "container" || name == "config" || name == "env_vars") {
-          continue;
-        }
+        if (may_accompany_image(name)) continue;
         others.push_back(name);
       }
       if (!others.empty()) {
-        return invalid(fmt::format("{}: {} may only be combined with config and env_vars, not {}",
-                                   kRoot, image_uri ? "image_uri" : "container", join_and(others)));
+        return invalid(
+            fmt::format("{}: {} may only be combined with config, env_vars, working_dir, "
+                        "py_modules and excludes, not {}",
+                        kRoot, image_uri ? "image_uri" : "container", join_and(others)));
       }
     }
     return ok_result();

@@ -24,8 +24,10 @@ JOB = "job"
 TASK = "task"
 
 HEX = "0" * 63 + "1"
-IMAGE = "rayproject/ray:2.39.0-py312-cu123"
-CONTAINER = {"image": "anyscale/ray-ml:nightly-py38-cpu",
+# Images on the world's docker-registry (harness.World pushes them; @REGISTRY@ is its host).
+IMAGE = "@REGISTRY@/rayproject/ray:2.39.0-py312-cu123"
+SMALL_IMAGE = "@REGISTRY@/library/python:3.11"
+CONTAINER = {"image": "@REGISTRY@/anyscale/ray-ml:nightly-py38-cpu",
              "run_options": ["--cap-drop SYS_ADMIN", "--log-level=debug"]}
 CONDA = {"channels": ["@CHANNEL@"], "dependencies": ["libb"]}
 
@@ -265,8 +267,8 @@ case("img-with-working-dir", {"image_uri": IMAGE, "working_dir": "project"})
 case("img-int", {"image_uri": 3})
 case("img-task", {"image_uri": IMAGE}, TASK)
 case("ctr-docs", {"container": CONTAINER})
-case("ctr-image-only", {"container": {"image": "python:3.11"}})
-case("ctr-worker-path", {"container": {"image": "python:3.11",
+case("ctr-image-only", {"container": {"image": SMALL_IMAGE}})
+case("ctr-worker-path", {"container": {"image": SMALL_IMAGE,
                                        "worker_path": "/root/python/ray/workers/default_worker.py"}})
 case("ctr-no-image", {"container": {"run_options": ["--rm"]}})
 case("ctr-string", {"container": "python:3.11"})

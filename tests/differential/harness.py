@@ -111,6 +111,7 @@ class World:
     s3_endpoint: str = field(init=False)
     channel: Path = field(init=False)
     tool_sha: str = field(init=False)
+    registry: object = field(init=False)
 
     def __post_init__(self) -> None:
         self.root = self.tmp / "root"
@@ -128,6 +129,21 @@ class World:
         client.create_bucket(Bucket=BUCKET)
         for name in self.SERVED:
             client.upload_file(str(self.root / name), BUCKET, name)
+        self._start_registry()
+
+    # The images the corpus names (busybox roots: only their names matter to validation).
+    IMAGES = ("rayproject/ray:2.39.0-py312-cu123", "anyscale/ray-ml:nightly-py38-cpu",
+              "library/python:3.11")
+
+    def _start_registry(self) -> None:
+        sys.path.insert(0, str(HERE.parent / "e2e"))
+        from oci_images import Registry, busybox_base, make_image
+
+        self.registry = Registry(self.tmp / "registry")
+        image = make_image([busybox_base()])
+        for name in self.IMAGES:
+            repo, tag = name.split(":")
+            self.registry.push(repo, tag, image)
 
     SERVED = ("project.zip", "PROJECT.ZIP", "project.tar.gz", "project.tgz", "project.tar.xz",
               "mylib.zip", "mylib.tar.gz", "tool-1.0-py3-none-any.whl", "greeter.jar", "deps.zip")
@@ -198,7 +214,8 @@ class World:
     def placeholders(self) -> dict[str, str]:
         return {"@ROOT@": str(self.root), "@HTTP@": self.http.url, "@S3@": f"s3://{BUCKET}",
                 "@CHANNEL@": channel_url(self.channel), "@PY@": sys.executable,
-                "@TOOL_SHA@": self.tool_sha, "@INDEX@": self.index.url}
+                "@TOOL_SHA@": self.tool_sha, "@INDEX@": self.index.url,
+                "@REGISTRY@": self.registry.host}
 
     def fill(self, value):
         """`value` with every placeholder replaced, in keys and strings at any depth."""
@@ -226,10 +243,12 @@ class World:
             "PIP_INDEX_URL": self.index.url, "UV_NO_CONFIG": "1",
             "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
             "AWS_REGION": "us-east-1", "RTENV_S3_ENDPOINT": self.s3_endpoint,
+            "RTENV_INSECURE_REGISTRIES": self.registry.host,
         })
         return env
 
     def close(self) -> None:
+        self.registry.stop()
         self.http.close()
         self.index.stop()
         self.moto.terminate()

@@ -108,7 +108,7 @@ def test_metrics_follow_creates_runs_failures_and_eviction(rtenv, agent_factory,
     assert m.types["rtenv_envs_created_total"] == "counter"
     assert m.types["rtenv_install_duration_seconds"] == "histogram"
     assert m.types["rtenv_cache_bytes"] == "gauge"
-    for kind in ("package", "python", "conda"):  # every kind of the node, from the start
+    for kind in ("package", "python", "conda", "image"):  # every kind of the node, from the start
         assert m.get("rtenv_envs_created_total", kind=kind) == 0
         assert m.get("rtenv_cache_bytes", kind=kind) == 0
     assert m.get("rtenv_cache_hits_total") == 0

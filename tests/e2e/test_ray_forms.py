@@ -149,14 +149,19 @@ def test_rays_runtime_env_config_is_accepted(rtenv):
     assert 'runtime_env.config.log_files: expected a list, got "worker.log" (string)' in p.stderr
 
 
-def test_container_worker_path_is_ignored_with_a_warning(rtenv):
-    spec = {"container": {"image": "python:3.11", "worker_path": "/opt/worker.py"}}
+def test_container_worker_path_is_ignored_with_a_warning(rtenv, tmp_path):
+    from oci_images import busybox_base, make_image, write_layout
+
+    img = make_image([busybox_base()])
+    layout = write_layout(tmp_path / "layout", {"v1": img})
+    spec = {"container": {"image": f"oci:{layout}:v1", "worker_path": "/opt/worker.py"}}
     p = rtenv("env", "create", "--no-install", "--json", "-e", json.dumps(spec))
     assert_ok(p)
     assert warnings_of(p.stderr) == [
         "rtenv: warning: runtime_env.container.worker_path: deprecated in Ray and ignored: the "
         "worker starts as the image has it"], p.stderr
-    assert json.loads(p.stdout)["runtime_env"]["container"] == {"image": "python:3.11"}
+    assert json.loads(p.stdout)["runtime_env"]["container"] == {
+        "image": f"oci:{layout}@{img.manifest_digest}"}
 
 
 # ---- ${RAY_RUNTIME_ENV_CREATE_WORKING_DIR} ------------------------------------------------------

@@ -207,6 +207,8 @@ def test_plugin_fields_pass_through_unchanged():
     pytest.importorskip("ray")
     from rtenv.ray.plugin import RtenvPlugin
     RtenvPlugin.validate({"rtenv": {"hello": value, "env_vars": {"A": "1"}}})
+    with pytest.raises(ValueError, match=r"runtime_env.rtenv.image_uri: .* not supported"):
+        RtenvPlugin.validate({"rtenv": {"image_uri": "127.0.0.1:5000/app:v1"}})
     # The URI hash is over rtenv's canonical form: key order does not matter, values do.
     plugin = RtenvPlugin.__new__(RtenvPlugin)
     a = plugin.get_uris({"rtenv": {"hello": {"n": 1, "g": "x"}, "pip": ["a==1"]}})

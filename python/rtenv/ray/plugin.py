@@ -138,6 +138,12 @@ class RtenvPlugin(RuntimeEnvPlugin):
                 f"runtime_env has Ray's own {', '.join(both)} beside {FIELD!r}: give these "
                 f"fields to rtenv (rtenv.ray.runtime_env({both[0]}=...)) so one tool prepares "
                 "the env")
+        for field in ("image_uri", "container"):
+            if spec.get(field):
+                raise ValueError(
+                    f"runtime_env.{FIELD}.{field}: starting Ray workers inside a container image "
+                    "is not supported by rtenv's Ray plugin yet; use `rtenv run` with the image, "
+                    "or Ray's own image_uri")
         for field in _LOCAL_PATH_FIELDS:
             value = spec.get(field)
             values = value if isinstance(value, list) else [value] if value else []

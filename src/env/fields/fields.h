@@ -31,6 +31,11 @@ std::unique_ptr<ResourceKind> conda_kind(const Home& home, store::BlobStore& sto
 /// published on the node already); a value is one resource of the plugin's kind
 /// (ExecPluginKind); its launch-plan contribution is the `context` answer kept beside it.
 std::shared_ptr<const Field> exec_plugin(PluginSpec spec);
+/// image_uri and container: the process runs inside the image (docs/images.md).
+std::shared_ptr<const Field> image_uri();
+std::shared_ptr<const Field> container();
+/// The node's images, one per manifest (image://sha256/<hex>), read from `store`.
+std::unique_ptr<ResourceKind> image_kind(const Home& home, store::BlobStore& store);
 /// A field that is validated but has no installer in this version: setup fails with "not
 /// supported yet: <name> (<what>)".
 std::shared_ptr<const Field> not_supported_yet(const char* name, const char* what);
@@ -38,6 +43,13 @@ std::shared_ptr<const Field> not_supported_yet(const char* name, const char* wha
 }  // namespace rtenv::env::fields
 
 namespace rtenv::env {
+
+/// Unpacks the layer blob at `blob` into the new directory `dest` (pack::extract_layer), its
+/// files adding up to at most `max_bytes`. Set by the binaries that carry libarchive
+/// (enable_image_layers); unset, a node cannot unpack layers.
+using LayerExtractor =
+    std::function<Result<void>(const fs::path& blob, const fs::path& dest, uint64_t max_bytes)>;
+void set_layer_extractor(LayerExtractor extractor);
 
 /// If `dir` holds exactly one entry and it is a directory, returns that directory (remote zips
 /// made with `zip -r x.zip project/` carry such a wrapper); otherwise `dir`.

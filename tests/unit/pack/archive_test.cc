@@ -158,5 +158,46 @@ TEST(ExtractArchive, BoundedByTheLimitAndTheFormatItIsNamed) {
   EXPECT_EQ(read(dir / "out/a.txt"), "alpha");
 }
 
+TEST(ExtractLayer, ModesKeptSpecialFilesSkippedWhiteoutsLeftAsFiles) {
+  TempDir dir;
+  std::vector<Entry> entries = {file("bin/tool", "#!/bin/sh\n"), file("etc/.wh.gone", ""),
+                                file("opq/.wh..wh..opq", ""), Entry{"dev/null", "", "", AE_IFCHR},
+                                Entry{"run/fifo", "", "", AE_IFIFO}};
+  for (int filter : {ARCHIVE_FILTER_NONE, ARCHIVE_FILTER_GZIP, ARCHIVE_FILTER_ZSTD}) {
+    SCOPED_TRACE(filter);
+    fs::path layer = dir / ("layer" + std::to_string(filter));
+    write_archive(layer, false, filter, entries);
+    fs::path out = dir / ("out" + std::to_string(filter));
+    auto stats = extract_layer(layer, out, 1 << 20);
+    ASSERT_TRUE(stats.ok()) << stats.error().message();
+    EXPECT_EQ(read(out / "bin/tool"), "#!/bin/sh\n");
+    EXPECT_TRUE(fs::exists(out / "etc/.wh.gone"));
+    EXPECT_TRUE(fs::exists(out / "opq/.wh..wh..opq"));
+    EXPECT_FALSE(fs::exists(out / "dev/null"));
+    EXPECT_FALSE(fs::exists(out / "run/fifo"));
+    struct stat st;
+    ASSERT_EQ(::stat((out / "bin/tool").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, 0644);
+  }
+}
+
+TEST(ExtractLayer, HostileEntriesAreRefusedAndNothingIsLeft) {
+  for (const auto& entries :
+       std::vector<std::vector<Entry>>{{file("../escaped.txt", "x")},
+                                       {file("/tmp/rtenv-layer-test-absolute", "x")},
+                                       {hard_link("h", "../outside.txt")}}) {
+    TempDir dir;
+    std::ofstream(dir / "outside.txt") << "original";
+    write_archive(dir / "l.tar", false, ARCHIVE_FILTER_GZIP, entries);
+    auto stats = extract_layer(dir / "l.tar", dir / "out", 1 << 20);
+    ASSERT_FALSE(stats.ok());
+    EXPECT_EQ(stats.error().code(), ErrorCode::kUnsafe) << stats.error().message();
+    EXPECT_FALSE(fs::exists(dir / "out"));
+    EXPECT_FALSE(fs::exists(dir / "escaped.txt"));
+    EXPECT_FALSE(fs::exists("/tmp/rtenv-layer-test-absolute"));
+    EXPECT_EQ(read(dir / "outside.txt"), "original");
+  }
+}
+
 }  // namespace
 }  // namespace rtenv::pack

@@ -76,10 +76,11 @@ TEST(Merge, PythonEnvIsOneSlot) {
 TEST(Merge, ImageAndWhatItExcludes) {
   RuntimeEnv job = env(R"({"working_dir": "s3://b/x.zip", "pip": ["six"], "env_vars": {"A": "1"},
                            "config": {"setup_timeout_seconds": 5}})");
-  // A child that runs in an image drops the parent's fields an image cannot go with.
+  // A child that runs in an image drops the parent's fields an image cannot go with (pip), and
+  // keeps those it can (working_dir, bind-mounted into the image).
   RuntimeEnv in_image = merge(job, env(R"({"image_uri": "python:3.11"})"));
   EXPECT_EQ(in_image.canonical(), R"({"config":{"setup_timeout_seconds":5},"env_vars":{"A":"1"},)"
-                                  R"("image_uri":"python:3.11"})");
+                                  R"("image_uri":"python:3.11","working_dir":"s3://b/x.zip"})");
   // A child that needs pip leaves the parent's image.
   RuntimeEnv image_job = env(R"({"container": {"image": "python:3.11"}, "env_vars": {"A": "1"}})");
   EXPECT_EQ(merge(image_job, env(R"({"pip": ["six"]})")).canonical(),

@@ -338,7 +338,8 @@ TEST(Plugins, RegisteredFieldsPassThrough) {
     EXPECT_EQ(env.canonical(), R"({"env_vars":{"A":"1"},"nsight":{"n":3,"t":"cuda,nvtx"}})");
     // A plugin field is one of the "others" an image excludes.
     EXPECT_EQ(error_of(Json{{"image_uri", "x"}, {"nsight", "default"}}),
-              "runtime_env: image_uri may only be combined with config and env_vars, not nsight");
+              "runtime_env: image_uri may only be combined with config, env_vars, working_dir, "
+              "py_modules and excludes, not nsight");
   }
   EXPECT_FALSE(is_plugin_field("nsight"));
   // Unregistered, nsight is Ray's own again: accepted, left out, with a warning.
