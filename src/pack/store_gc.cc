@@ -15,6 +15,17 @@ constexpr std::string_view kManifestHeader = "rtenv-manifest 1\n";
 // A manifest lists one directory; a blob bigger than this that starts like one is a file (or
 // planted), not read into memory.
 constexpr uint64_t kMaxManifestBytes = 64 << 20;
+// An OCI image's index, manifest or config (JSON that names the blobs it needs by digest) is at
+// most this big (the distribution spec's limit for manifests).
+constexpr uint64_t kMaxJsonBytes = 4 << 20;
+
+// Whether a blob that begins with `head` may name other blobs: an rtenv manifest, or JSON (an
+// image's index or manifest, whose config and layers are blobs of the store too).
+bool may_name_blobs(std::string_view head) {
+  if (head.starts_with(kManifestHeader)) return true;
+  size_t i = head.find_first_not_of(" \t\r\n");
+  return i != std::string_view::npos && head[i] == '{';
+}
 
 }  // namespace
 
@@ -60,9 +71,15 @@ Result<StoreCollection> collect_store(store::CollectableStore& store,
     Digest d = todo.back();
     todo.pop_back();
     if (blobs.at(d).bytes > kMaxManifestBytes) continue;
-    RTENV_ASSIGN_OR_RETURN(auto text,
-                           store.read_if_starts_with(d, kManifestHeader, kMaxManifestBytes));
+    RTENV_ASSIGN_OR_RETURN(auto text, store.read_if(d, 64, may_name_blobs, kMaxManifestBytes));
     if (!text) continue;  // a file, gone, or corrupt: nothing below
+    if (!text->starts_with(kManifestHeader)) {
+      // JSON: every digest it names is kept (a file that merely looks so keeps a little more).
+      if (text->size() <= kMaxJsonBytes) {
+        for (const auto& named : digests_named_in(*text)) keep(named);
+      }
+      continue;
+    }
     auto manifest = Manifest::parse(*text);
     if (!manifest) continue;  // a file that begins like a manifest
     for (const auto& e : manifest->entries()) {

@@ -35,12 +35,14 @@ class CollectableStore {
   /// Calls `fn(name, text)` for every record (unreadable or bigger ones are skipped).
   virtual Result<void> scan_records(
       const std::function<void(const std::string&, const std::string&)>& fn) = 0;
-  /// The blob's content if it begins with `header` and is at most `max_bytes` (nullopt
-  /// otherwise, and for a blob that is gone or does not hash to its name), read without marking
-  /// it used. Only the blob's first bytes are read when they do not match.
-  virtual Result<std::optional<std::string>> read_if_starts_with(const Digest& digest,
-                                                                 std::string_view header,
-                                                                 uint64_t max_bytes) = 0;
+  /// The blob's content if `wanted` says yes to its first `head_bytes` bytes (all of it if it is
+  /// shorter) and it is at most `max_bytes` (nullopt otherwise, and for a blob that is gone or
+  /// does not hash to its name), read without marking it used. Only the first bytes are read when
+  /// they are not wanted.
+  using HeadTest = std::function<bool(std::string_view head)>;
+  virtual Result<std::optional<std::string>> read_if(const Digest& digest, size_t head_bytes,
+                                                     const HeadTest& wanted,
+                                                     uint64_t max_bytes) = 0;
   /// Removes the blob if it was still not used since `cutoff_ms` (one used since it was scanned
   /// stays): true if removed.
   virtual Result<bool> remove_if_untouched_since(const Digest& digest, int64_t cutoff_ms) = 0;

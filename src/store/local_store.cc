@@ -289,9 +289,8 @@ Result<void> LocalStore::scan_records(
   return ok_result();
 }
 
-Result<std::optional<std::string>> LocalStore::read_if_starts_with(const Digest& digest,
-                                                                   std::string_view header,
-                                                                   uint64_t max_bytes) {
+Result<std::optional<std::string>> LocalStore::read_if(const Digest& digest, size_t head_bytes,
+                                                       const HeadTest& wanted, uint64_t max_bytes) {
   // Read past `get`, which would mark the blob used.
   UniqueFd fd(::open(blob_path(digest).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd.valid()) return std::optional<std::string>();
@@ -300,15 +299,15 @@ Result<std::optional<std::string>> LocalStore::read_if_starts_with(const Digest&
       static_cast<uint64_t>(st.st_size) > max_bytes) {
     return std::optional<std::string>();
   }
-  std::string text(header.size(), '\0');
+  std::string text(head_bytes, '\0');
   size_t got = 0;
   while (got < text.size()) {
     ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
     if (n <= 0) break;
     got += static_cast<size_t>(n);
   }
-  if (std::string_view(text).substr(0, got) != header) return std::optional<std::string>();
   text.resize(got);
+  if (!wanted(text)) return std::optional<std::string>();
   char buf[kChunk];
   for (;;) {
     ssize_t n = ::read(fd.get(), buf, sizeof buf);

@@ -55,9 +55,8 @@ class LocalStore final : public BlobStore, public CollectableStore {
   Result<void> scan(const std::function<void(const Digest&, uint64_t, int64_t)>& fn) override;
   Result<void> scan_records(
       const std::function<void(const std::string&, const std::string&)>& fn) override;
-  Result<std::optional<std::string>> read_if_starts_with(const Digest& digest,
-                                                         std::string_view header,
-                                                         uint64_t max_bytes) override;
+  Result<std::optional<std::string>> read_if(const Digest& digest, size_t head_bytes,
+                                             const HeadTest& wanted, uint64_t max_bytes) override;
   Result<bool> remove_if_untouched_since(const Digest& digest, int64_t cutoff_ms) override;
   /// Held shared by a pack from its `missing` query until its root manifest is published (and by
   /// the blob server while it answers a `missing` query), and exclusive by a collector while it

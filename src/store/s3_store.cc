@@ -1016,9 +1016,8 @@ Result<void> S3Store::scan_records(
   return ok_result();
 }
 
-Result<std::optional<std::string>> S3Store::read_if_starts_with(const Digest& digest,
-                                                                std::string_view header,
-                                                                uint64_t max_bytes) {
+Result<std::optional<std::string>> S3Store::read_if(const Digest& digest, size_t head_bytes,
+                                                    const HeadTest& wanted, uint64_t max_bytes) {
   // zstd's first block (at most 128 KiB of content) lies whole within this much of a frame, so
   // the first bytes decode from it.
   constexpr uint64_t kProbeBytes = (128 << 10) + 64;
@@ -1036,7 +1035,7 @@ Result<std::optional<std::string>> S3Store::read_if_starts_with(const Digest& di
     BlobDecoder decoder(max_bytes);
     // A frame cut short is not an error yet; too big or bad data is (not a manifest).
     if (!decoder.update(first.body, collect)) return std::optional<std::string>();
-    if (!std::string_view(text).starts_with(header)) return std::optional<std::string>();
+    if (!wanted(std::string_view(text).substr(0, head_bytes))) return std::optional<std::string>();
     bool whole = first.status == 200 || first.body.size() < kProbeBytes;
     if (whole) {
       if (!decoder.finish()) return std::optional<std::string>();

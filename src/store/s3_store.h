@@ -154,10 +154,9 @@ class S3Store final : public BlobStore, public CollectableStore {
   Result<void> scan_records(
       const std::function<void(const std::string&, const std::string&)>& fn) override;
   /// A ranged GET of the first bytes (enough for zstd's first block), then the whole blob only
-  /// when they begin with `header`.
-  Result<std::optional<std::string>> read_if_starts_with(const Digest& digest,
-                                                         std::string_view header,
-                                                         uint64_t max_bytes) override;
+  /// when they are wanted.
+  Result<std::optional<std::string>> read_if(const Digest& digest, size_t head_bytes,
+                                             const HeadTest& wanted, uint64_t max_bytes) override;
   Result<bool> remove_if_untouched_since(const Digest& digest, int64_t cutoff_ms) override;
   Result<FileLock> lock_for_collection(FileLock::Mode) override { return FileLock(); }
 

@@ -396,3 +396,39 @@ def test_a_token_registry_works_with_credentials_and_fails_clearly_without(rtenv
     finally:
         registry.stop()
         tokens.stop()
+
+
+# ---- collecting a store that holds images -------------------------------------------------------
+
+def test_a_store_collection_keeps_the_layers_of_an_image_it_keeps(rtenv, tmp_path):
+    """An image's manifest names its config and layers by digest: a collection that keeps the
+    manifest (a node reported it in use, or it was asked for within the window) keeps them too,
+    and another node still runs the image from the store alone."""
+    img = make_image([busybox_base(), [file("etc/motd", "kept\n")]])
+    layout = write_layout(tmp_path / "layout", {"v1": img})
+    shared = tmp_path / "shared-store"
+    env = {"RTENV_STORE": str(shared)}
+    pinned = pinned_env(rtenv, {"image_uri": layout_ref(layout, "v1")}, env=env)
+    manifest = img.manifest_digest.split(":")[1]
+    blob_files = {p.name: p for p in shared.rglob("*") if p.is_file() and len(p.name) == 64}
+    for d in img.layer_digests:
+        assert d.split(":")[1] in blob_files, d
+    # Days pass; then the manifest alone is used again (a record naming it, as a node's report or
+    # a pinned env does).
+    then = time.time() - 86400
+    for p in blob_files.values():
+        os.utime(p, (then, then))
+    records = shared / "records" / "urls"
+    records.mkdir(parents=True)
+    (records / "pinned").write_text(json.dumps({"uri": f"image://sha256/{manifest}"}))
+    gc = rtenv("store", "gc", "--older-than", "1h", "--json", "--store", str(shared))
+    assert_ok(gc)
+    assert json.loads(gc.stdout)["collected"] == [], gc.stdout
+    # The layout is gone: another node runs the pinned image from the store alone.
+    subprocess.run(["rm", "-rf", str(layout)], check=True)
+    other = {"RTENV_HOME": str(tmp_path / "other-home"), "RTENV_STORE": str(shared)}
+    p = rtenv.run(pinned, "cat", "/etc/motd", env=other)
+    assert_ok(p)
+    assert p.stdout == "kept\n"
+    subprocess.run([rtenv.binary, "agent", "stop"], env={**rtenv.env, **other},
+                   capture_output=True, timeout=30)
