@@ -46,6 +46,14 @@ def slow_uv(tmp_path) -> tuple[Path, Path]:
     return script, pids
 
 
+def default_signals():
+    """preexec_fn: INT and TERM as a shell starts a foreground command (a test runner started in
+    the background by a non-interactive shell has INT ignored, which its children would
+    inherit)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 INTERRUPTED = {
     "lock": ["lock", "-e"],
     "run": ["run", "-e"],
@@ -63,7 +71,8 @@ def test_an_interrupt_while_resolving_ends_the_resolver_and_says_what_it_stopped
     if command == "run":
         args += ["--", "true"]
     env = rtenv._env({"RTENV_UV": str(script), "RTENV_INSTALLER": "uv", "RTENV_PYTHON": PY})
-    p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=default_signals)
     try:
         wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, 30,
                  "the resolver to start")
@@ -90,7 +99,8 @@ def test_an_interrupt_while_the_agent_installs_says_the_agent_finishes_it(rtenv,
     gate = tmp_path / "gate"
     spec = json.dumps({"slowfield": {"create": {"wait_for": str(gate)}}})
     p = subprocess.Popen([rtenv.binary, "run", "-e", spec, "--", "true"], env=rtenv._env(None),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=default_signals)
     try:
         wait_for(lambda: plugin.count("create") == 1, 30, "the agent to start the install")
         p.send_signal(signal.SIGINT)
@@ -350,7 +360,8 @@ def test_a_signal_ignored_when_rtenv_started_stays_ignored(rtenv, slow_uv):
     env = rtenv._env({"RTENV_UV": str(script), "RTENV_INSTALLER": "uv", "RTENV_PYTHON": PY})
     p = subprocess.Popen([rtenv.binary, "lock", "-e", spec], env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True,
-                         preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+                         preexec_fn=lambda: (default_signals(),
+                                             signal.signal(signal.SIGTERM, signal.SIG_IGN)))
     try:
         wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 2, 30,
                  "the resolver to start")
