@@ -13,8 +13,15 @@ namespace rtenv::env {
 
 std::vector<ToolCache> measure_tool_caches(const Home& home,
                                            std::set<std::pair<uint64_t, uint64_t>>* seen) {
-  std::vector<ToolCache> out = {
-      {"uv", home.uv_cache()}, {"pip", home.pip_cache()}, {"conda", home.conda_pkgs()}};
+  std::vector<ToolCache> out;
+  for (const auto& [name, dir] : {std::pair<const char*, fs::path>{"uv", home.uv_cache()},
+                                  {"pip", home.pip_cache()},
+                                  {"conda", home.conda_pkgs()}}) {
+    ToolCache c;
+    c.name = name;
+    c.dir = dir;
+    out.push_back(std::move(c));
+  }
   for (auto& c : out) {
     std::error_code ec;
     if (fs::is_directory(c.dir, ec)) c.bytes_before = disk_usage(c.dir, seen);
