@@ -666,8 +666,14 @@ Result<GcReport> Agent::gc(bool dry_run, bool in_background, bool prune_tool_cac
   }
   // The installers' caches count too (a file an env linked from them, once). They go first when
   // the cache is over its limit: they refill from the network, while an env is rebuilt from them.
+  // Walking them (uv's may hold 100,000 files) is not charged to every install: the collection
+  // after an install reuses a measure up to ten minutes old.
   const auto counted_elsewhere = seen;
-  report.tool_caches = env::measure_tool_caches(home_, &seen);
+  if (!in_background || wall_ms() - tool_caches_measured_ms_ > 10 * 60 * 1000) {
+    tool_caches_ = env::measure_tool_caches(home_, &seen);
+    tool_caches_measured_ms_ = wall_ms();
+  }
+  report.tool_caches = tool_caches_;
   for (const auto& t : report.tool_caches) report.cache_bytes += t.bytes_before;
   if (!dry_run && (prune_tool_caches || report.cache_bytes > options_.cache_high_bytes)) {
     bool installs_running;
@@ -679,6 +685,8 @@ Result<GcReport> Agent::gc(bool dry_run, bool in_background, bool prune_tool_cac
     for (const auto& t : report.tool_caches) {
       report.cache_bytes -= t.bytes_before - std::min(t.bytes_before, t.bytes_after);
     }
+    tool_caches_ = report.tool_caches;
+    for (auto& t : tool_caches_) t.bytes_before = t.bytes_after;  // what they hold now
   }
   std::sort(all.begin(), all.end(),
             [](const Candidate& a, const Candidate& b) { return a.last_used < b.last_used; });

@@ -192,7 +192,9 @@ class Agent {
   std::map<std::string, std::string> ids_;
   /// Drops `holder` from the fast path of `env_id`, or of every env if `env_id` is empty.
   void forget_holder_locked(const std::string& env_id, const std::string& holder);
-  std::mutex gc_mu_;  // one GC at a time
+  std::mutex gc_mu_;                         // one GC at a time; guards the two below
+  std::vector<env::ToolCache> tool_caches_;  ///< their last measure
+  int64_t tool_caches_measured_ms_ = 0;
   std::mutex log_mu_;
 
   std::mutex slots_mu_;

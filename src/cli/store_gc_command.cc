@@ -1,5 +1,6 @@
-// Collecting stores: `rtenv store gc` (a directory store, shared or not) and the part of
-// `rtenv gc` that collects this node's own store.
+// Collecting stores: `rtenv store gc` (a directory store, shared or not, or S3), the collections
+// of `rtenv store serve --gc-every`, and the part of `rtenv gc` that collects this node's own
+// store.
 
 #include <chrono>
 #include <cstdio>
