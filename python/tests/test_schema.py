@@ -52,7 +52,7 @@ REFUSED = [
 ]
 # What needs more than a value's shape (the filesystem, other fields, a plugin): left to rtenv.
 ACCEPTED = ["unknown_field_far", "pip_and_uv", "working_dir_missing_local",
-            "image_uri_with_working_dir", "working_dir_bad_rtenv_uri"]
+            "image_uri_with_pip_and_py_modules", "working_dir_bad_rtenv_uri"]
 
 
 def test_refuses_wrong_shapes_and_leaves_the_rest_to_rtenv(validator):
