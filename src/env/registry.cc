@@ -15,18 +15,9 @@ namespace {
 // The built-in fields: adding one is one line here (ARCHITECTURE.md, "How a field is added").
 std::vector<std::shared_ptr<const Field>> builtin_fields() {
   return {
-      fields::env_vars(),
-      fields::excludes(),
-      fields::config(),
-      fields::working_dir(),
-      fields::py_modules(),
-      fields::pip(),
-      fields::uv(),
-      fields::conda(),
-      fields::py_executable(),
-      fields::java_jars(),
-      fields::image_uri(),
-      fields::container(),
+      fields::env_vars(),      fields::excludes(),  fields::config(),    fields::working_dir(),
+      fields::py_modules(),    fields::pip(),       fields::uv(),        fields::conda(),
+      fields::py_executable(), fields::java_jars(), fields::image_uri(), fields::container(),
   };
 }
 

@@ -6,9 +6,10 @@
 // window (LocalStore refreshes a blob's mtime then), and everything below any manifest kept:
 // a store holds a manifest only with its whole subtree, which packs rely on when they find a
 // manifest present. The same holds for an image's index and manifest (JSON naming its config
-// and layers by digest), which the image's users rely on. Everything else is removed. On a directory store packs wait meanwhile (a pack
-// holds the store's collection lock shared from its first presence query to its root manifest);
-// S3 has no such lock, and the window (days) protects what packs rely on (store/collectable.h).
+// and layers by digest), which the image's users rely on. Everything else is removed. On a
+// directory store packs wait meanwhile (a pack holds the store's collection lock shared from its
+// first presence query to its root manifest); S3 has no such lock, and the window (days) protects
+// what packs rely on (store/collectable.h).
 
 #include <cstdint>
 #include <string_view>
