@@ -6,23 +6,14 @@
 
 #include <gtest/gtest.h>
 
+#include "testing/noise.h"
 #include "testing/temp_dir.h"
 #include "util/fs.h"
 
 namespace rtenv::store {
 namespace {
 
-std::string noise(size_t n, uint32_t seed) {
-  std::string out(n, '\0');
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (auto& c : out) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    c = static_cast<char>(x >> 24);
-  }
-  return out;
-}
+using testing::noise;
 
 std::string text(size_t n) {
   std::string out;

@@ -18,6 +18,7 @@
 #include "store/blob_server.h"
 #include "store/curl_http.h"
 #include "store/local_store.h"
+#include "testing/noise.h"
 #include "testing/temp_dir.h"
 #include "util/fs.h"
 
@@ -27,18 +28,7 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
-// Bytes that do not compress (a simple generator is enough to defeat zstd).
-std::string noise(size_t n, uint32_t seed) {
-  std::string out(n, '\0');
-  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (auto& c : out) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    c = static_cast<char>(x >> 24);
-  }
-  return out;
-}
+using testing::noise;
 
 RetryPolicy quick_retries() {
   RetryPolicy p;

@@ -25,6 +25,7 @@
 #include <gtest/gtest.h>
 
 #include "store/blob_codec.h"
+#include "testing/noise.h"
 #include "testing/temp_dir.h"
 #include "util/fs.h"
 #include "util/parallel.h"
@@ -297,17 +298,7 @@ class ScriptedServer {
   std::thread thread_;
 };
 
-std::string noise(size_t size, uint64_t seed) {
-  std::string out(size, '\0');
-  uint64_t x = seed * 2654435761u + 88172645463325252ull;
-  for (auto& c : out) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    c = static_cast<char>(x);
-  }
-  return out;
-}
+using testing::noise;
 
 std::string python_source(size_t lines) {
   std::string out;
