@@ -182,19 +182,19 @@ Result<LaunchPlan> fragment_to_plan(const json& reply, const std::string& who) {
 // ---- the kind ----------------------------------------------------------------------------
 
 ExecPluginKind::ExecPluginKind(const Home& home, PluginSpec spec)
-    : spec_(std::move(spec)),
-      dirs_(plugin_root(home, spec_.field), home.tmp(), ".ready", {".context.json"}) {}
+    : PublishedDirsKind(
+          "plugin://" + spec.field + "/",
+          PublishedDirs(plugin_root(home, spec.field), home.tmp(), ".ready", {".context.json"})),
+      spec_(std::move(spec)) {}
 
 fs::path plugin_root(const Home& home, const std::string& field) {
   return home.root / "plugins" / field;
 }
 
-bool ExecPluginKind::owns(std::string_view uri) const { return uri.starts_with(prefix()); }
-
 Result<bool> ExecPluginKind::ensure(const Resource& r, const InstallProgress& progress,
                                     int64_t timeout_ms) {
   const int64_t deadline = deadline_after(timeout_ms);
-  return dirs_.make_once(key_of(r.uri), deadline, r.uri, maker(r, progress, deadline));
+  return dirs().make_once(key(r.uri), deadline, r.uri, maker(r, progress, deadline));
 }
 
 PublishedDirs::Make ExecPluginKind::maker(const Resource& r, const InstallProgress& progress,
@@ -202,7 +202,7 @@ PublishedDirs::Make ExecPluginKind::maker(const Resource& r, const InstallProgre
   return [this, &r, &progress, deadline](const fs::path& dir) -> Result<void> {
     const auto& request = *std::static_pointer_cast<const PluginRequest>(r.request);
     // Created aside and renamed into place: a plugin's `create` may leave anything behind.
-    fs::path temp = dirs_.tmp() / unique_name("plugin-" + spec_.field);
+    fs::path temp = dirs().tmp() / unique_name("plugin-" + spec_.field);
     if (::mkdir(temp.c_str(), 0755) != 0) return io_error("cannot create", temp, errno);
     if (progress) progress(fmt::format("{} create", spec_.exec.string()));
     auto created = call_plugin(spec_, "create", {{"value", request.value}, {"dir", temp.string()}},
@@ -222,7 +222,7 @@ PublishedDirs::Make ExecPluginKind::maker(const Resource& r, const InstallProgre
     auto plan =
         fragment_to_plan(*context, fmt::format("plugin {} ({})", spec_.field, spec_.exec.string()));
     if (!plan) return plan.error();
-    return write_file_atomic(dirs_.sidecar(key_of(r.uri), ".context.json"), plan->to_json().dump());
+    return write_file_atomic(dirs().sidecar(key(r.uri), ".context.json"), plan->to_json().dump());
   };
 }
 
@@ -231,42 +231,20 @@ Result<std::unique_ptr<ResourceLease>> ExecPluginKind::acquire(const Resource& r
                                                                int64_t timeout_ms) {
   const int64_t deadline = deadline_after(timeout_ms);
   RTENV_ASSIGN_OR_RETURN(FileLock lock,
-                         dirs_.lease(key_of(r.uri), deadline, r.uri, maker(r, progress, deadline)));
+                         dirs().lease(key(r.uri), deadline, r.uri, maker(r, progress, deadline)));
   return std::unique_ptr<ResourceLease>(new DirLease(std::move(lock)));
-}
-
-bool ExecPluginKind::is_ready(const std::string& uri) const {
-  return owns(uri) && dirs_.is_ready(key_of(uri));
 }
 
 Result<bool> ExecPluginKind::evict(const std::string& uri) {
   if (!owns(uri)) return false;
-  return dirs_.evict(key_of(uri), [&](const fs::path& dir) {
+  return dirs().evict(key(uri), [&](const fs::path& dir) {
     // The plugin may clean up what it keeps elsewhere; the directory goes either way.
     (void)call_plugin(spec_, "delete", {{"dir", dir.string()}}, kDeleteTimeoutMs);
   });
 }
 
-size_t ExecPluginKind::process_leases(const std::string& uri) const {
-  return owns(uri) ? dirs_.process_leases(key_of(uri)) : 0;
-}
-
-int64_t ExecPluginKind::last_leased_ms(const std::string& uri) const {
-  return owns(uri) ? dirs_.last_leased_ms(key_of(uri)) : 0;
-}
-
-fs::path ExecPluginKind::dir_of(const std::string& uri) const {
-  return owns(uri) ? dirs_.dir(key_of(uri)) : fs::path();
-}
-
-std::vector<std::string> ExecPluginKind::list_ready() const {
-  std::vector<std::string> out;
-  for (const auto& key : dirs_.list_ready()) out.push_back(prefix() + key);
-  return out;
-}
-
 Result<LaunchPlan> ExecPluginKind::context_of(const std::string& uri) const {
-  return LaunchPlan::load(dirs_.sidecar(key_of(uri), ".context.json"), uri);
+  return LaunchPlan::load(dirs().sidecar(key(uri), ".context.json"), uri);
 }
 
 }  // namespace rtenv::env

@@ -52,37 +52,29 @@ fs::path plugin_root(const Home& home, const std::string& field);
 
 /// Where an exec plugin's resources live: $RTENV_HOME/plugins/<field>/<key>/, with <key>.lock,
 /// <key>.context.json (the program's `context` answer) and <key>.ready (written last).
-class ExecPluginKind : public ResourceKind {
+/// Its URI prefix (prefix()) is "plugin://<field>/".
+class ExecPluginKind : public PublishedDirsKind {
  public:
   ExecPluginKind(const Home& home, PluginSpec spec);
 
   std::string name() const override { return "plugin:" + spec_.field; }
-  bool owns(std::string_view uri) const override;
   Result<bool> ensure(const Resource& r, const InstallProgress& progress,
                       int64_t timeout_ms) override;
   Result<std::unique_ptr<ResourceLease>> acquire(const Resource& r, const InstallProgress& progress,
                                                  int64_t timeout_ms) override;
-  bool is_ready(const std::string& uri) const override;
+  /// The plugin's `delete` runs first.
   Result<bool> evict(const std::string& uri) override;
-  size_t process_leases(const std::string& uri) const override;
-  int64_t last_leased_ms(const std::string& uri) const override;
-  fs::path dir_of(const std::string& uri) const override;
-  std::vector<std::string> list_ready() const override;
 
-  /// The URI prefix of this plugin's resources: "plugin://<field>/".
-  std::string prefix() const { return "plugin://" + spec_.field + "/"; }
   /// The `context` answer kept for a ready resource, as launch-plan operations.
   Result<LaunchPlan> context_of(const std::string& uri) const;
 
  private:
-  std::string key_of(const std::string& uri) const { return uri.substr(prefix().size()); }
   /// Creates the resource `r` asks for: `create` into a temp dir renamed into place, then
   /// `context`, kept beside it.
   PublishedDirs::Make maker(const Resource& r, const InstallProgress& progress,
                             int64_t deadline) const;
 
   PluginSpec spec_;
-  PublishedDirs dirs_;
 };
 
 }  // namespace rtenv::env

@@ -145,4 +145,10 @@ std::vector<std::string> PublishedDirs::list_ready() const {
   return out;
 }
 
+std::vector<std::string> PublishedDirsKind::list_ready() const {
+  std::vector<std::string> out;
+  for (const auto& k : dirs_.list_ready()) out.push_back(prefix_ + k);
+  return out;
+}
+
 }  // namespace rtenv::env

@@ -84,6 +84,45 @@ class PublishedDirs {
   std::vector<std::string> sidecars_;
 };
 
+/// A kind whose resources are the entries of one PublishedDirs, each named by what its URI has
+/// after `prefix`: ownership, readiness, eviction, leases, directories and listing by URI, which
+/// every such kind answers the same way. A kind adds making (ensure, acquire) and what it keeps
+/// beside an entry.
+class PublishedDirsKind : public ResourceKind {
+ public:
+  bool owns(std::string_view uri) const override { return uri.starts_with(prefix_); }
+  bool is_ready(const std::string& uri) const override {
+    return owns(uri) && dirs_.is_ready(key(uri));
+  }
+  Result<bool> evict(const std::string& uri) override {
+    return owns(uri) ? dirs_.evict(key(uri)) : Result<bool>(false);
+  }
+  size_t process_leases(const std::string& uri) const override {
+    return owns(uri) ? dirs_.process_leases(key(uri)) : 0;
+  }
+  int64_t last_leased_ms(const std::string& uri) const override {
+    return owns(uri) ? dirs_.last_leased_ms(key(uri)) : 0;
+  }
+  fs::path dir_of(const std::string& uri) const override {
+    return owns(uri) ? dirs_.dir(key(uri)) : fs::path();
+  }
+  std::vector<std::string> list_ready() const override;
+
+  /// The URI prefix of this kind's resources.
+  const std::string& prefix() const { return prefix_; }
+
+ protected:
+  PublishedDirsKind(std::string prefix, PublishedDirs dirs)
+      : prefix_(std::move(prefix)), dirs_(std::move(dirs)) {}
+  /// The entry's name of a URI this kind owns.
+  std::string key(std::string_view uri) const { return std::string(uri.substr(prefix_.size())); }
+  const PublishedDirs& dirs() const { return dirs_; }
+
+ private:
+  std::string prefix_;
+  PublishedDirs dirs_;
+};
+
 /// A lease that is a shared lock on a published entry (PublishedDirs::lease): the kind of
 /// resource whose content nobody checks on release.
 class DirLease : public ResourceLease {

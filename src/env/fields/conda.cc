@@ -332,60 +332,35 @@ std::string uv_platform(const std::string& conda_platform) {
 /// packages carry their prefix in files), with <key>.lock, <key>.conda-lock.yml (the lock it was
 /// installed from), <key>.context.json (its activation) and <key>.ready. Packages are unpacked
 /// once into $RTENV_HOME/conda/pkgs/, which every env links from.
-class CondaEnvKind : public ResourceKind {
+class CondaEnvKind : public PublishedDirsKind {
  public:
   CondaEnvKind(const Home& home, store::BlobStore& store)
-      : home_(home),
-        store_(store),
-        dirs_(home.root / "conda" / "envs", home.tmp(), ".ready",
-              {".context.json", ".conda-lock.yml"}) {}
+      : PublishedDirsKind(std::string(kUriPrefix),
+                          PublishedDirs(home.root / "conda" / "envs", home.tmp(), ".ready",
+                                        {".context.json", ".conda-lock.yml"})),
+        home_(home),
+        store_(store) {}
 
   std::string name() const override { return "conda"; }
-  bool owns(std::string_view uri) const override { return uri.starts_with(kUriPrefix); }
-
   Result<bool> ensure(const Resource& r, const InstallProgress& progress,
                       int64_t timeout_ms) override {
     const int64_t deadline = deadline_after(timeout_ms);
-    return dirs_.make_once(key(r.uri), deadline, r.uri, maker(r, progress, deadline));
+    return dirs().make_once(key(r.uri), deadline, r.uri, maker(r, progress, deadline));
   }
   Result<std::unique_ptr<ResourceLease>> acquire(const Resource& r, const InstallProgress& progress,
                                                  int64_t timeout_ms) override {
     const int64_t deadline = deadline_after(timeout_ms);
     RTENV_ASSIGN_OR_RETURN(FileLock lock,
-                           dirs_.lease(key(r.uri), deadline, r.uri, maker(r, progress, deadline)));
+                           dirs().lease(key(r.uri), deadline, r.uri, maker(r, progress, deadline)));
     return std::unique_ptr<ResourceLease>(new DirLease(std::move(lock)));
-  }
-  bool is_ready(const std::string& uri) const override {
-    return owns(uri) && dirs_.is_ready(key(uri));
-  }
-  Result<bool> evict(const std::string& uri) override {
-    return owns(uri) ? dirs_.evict(key(uri)) : Result<bool>(false);
-  }
-  size_t process_leases(const std::string& uri) const override {
-    return owns(uri) ? dirs_.process_leases(key(uri)) : 0;
-  }
-  int64_t last_leased_ms(const std::string& uri) const override {
-    return owns(uri) ? dirs_.last_leased_ms(key(uri)) : 0;
-  }
-  fs::path dir_of(const std::string& uri) const override {
-    return owns(uri) ? dirs_.dir(key(uri)) : fs::path();
-  }
-  std::vector<std::string> list_ready() const override {
-    std::vector<std::string> out;
-    for (const auto& k : dirs_.list_ready()) out.push_back(std::string(kUriPrefix) + k);
-    return out;
   }
 
   /// The activation kept beside a ready env.
   Result<LaunchPlan> activation(const std::string& uri) const {
-    return LaunchPlan::load(dirs_.sidecar(key(uri), ".context.json"), uri);
+    return LaunchPlan::load(dirs().sidecar(key(uri), ".context.json"), uri);
   }
 
  private:
-  static std::string key(std::string_view uri) {
-    return std::string(uri.substr(kUriPrefix.size()));
-  }
-
   PublishedDirs::Make maker(const Resource& r, const InstallProgress& progress,
                             int64_t deadline) const {
     return [this, &r, &progress, deadline](const fs::path& dir) -> Result<void> {
@@ -398,7 +373,7 @@ class CondaEnvKind : public ResourceKind {
       }
       auto text = store_.get(request.lock);
       if (!text) return text.error().with_context("reading the conda lock from the store");
-      fs::path lock_file = dirs_.sidecar(key(r.uri), ".conda-lock.yml");
+      fs::path lock_file = dirs().sidecar(key(r.uri), ".conda-lock.yml");
       RTENV_TRY(write_file_atomic(lock_file, *text));
       Json install = {{"lock_path", lock_file.string()},
                       {"prefix", dir.string()},
@@ -411,7 +386,7 @@ class CondaEnvKind : public ResourceKind {
       }
       if (!request.pip.empty()) RTENV_TRY(install_pip(dir, request.pip, progress, deadline));
       RTENV_ASSIGN_OR_RETURN(LaunchPlan plan, activation_of(dir, dir.filename().string()));
-      return write_file_atomic(dirs_.sidecar(key(r.uri), ".context.json"), plan.to_json().dump());
+      return write_file_atomic(dirs().sidecar(key(r.uri), ".context.json"), plan.to_json().dump());
     };
   }
 
@@ -451,7 +426,6 @@ class CondaEnvKind : public ResourceKind {
 
   Home home_;
   store::BlobStore& store_;
-  PublishedDirs dirs_;
 };
 
 // ---- the field ---------------------------------------------------------------------------

@@ -61,76 +61,56 @@ Result<void> make_mount_points(const fs::path& rootfs) {
 /// <hex>.lock, <hex>.image.json (what the image says about running it) and <hex>.ready; and the
 /// layers each unpacked once, images/layers/<layer hex>/, whose files the roots hard-link. A
 /// layer goes with the last root that names it.
-class ImageKind : public ResourceKind {
+class ImageKind : public PublishedDirsKind {
  public:
   ImageKind(const Home& home, store::BlobStore& store)
-      : home_(home),
+      : PublishedDirsKind(
+            std::string(kUriPrefix),
+            PublishedDirs(home.root / "images" / "roots", home.tmp(), ".ready", {kConfigSidecar})),
+        home_(home),
         store_(store),
-        roots_(home.root / "images" / "roots", home.tmp(), ".ready", {kConfigSidecar}),
         layers_(home.root / "images" / "layers", home.tmp(), ".ready") {}
 
   std::string name() const override { return "image"; }
-  bool owns(std::string_view uri) const override { return uri.starts_with(kUriPrefix); }
 
   Result<bool> ensure(const Resource& r, const InstallProgress& progress,
                       int64_t timeout_ms) override {
     const int64_t deadline = deadline_after(timeout_ms);
-    return roots_.make_once(key(r.uri), deadline, r.uri, maker(r.uri, progress, deadline));
+    return dirs().make_once(key(r.uri), deadline, r.uri, maker(r.uri, progress, deadline));
   }
   Result<std::unique_ptr<ResourceLease>> acquire(const Resource& r, const InstallProgress& progress,
                                                  int64_t timeout_ms) override {
     const int64_t deadline = deadline_after(timeout_ms);
     RTENV_ASSIGN_OR_RETURN(
-        FileLock lock, roots_.lease(key(r.uri), deadline, r.uri, maker(r.uri, progress, deadline)));
+        FileLock lock, dirs().lease(key(r.uri), deadline, r.uri, maker(r.uri, progress, deadline)));
     return std::unique_ptr<ResourceLease>(new DirLease(std::move(lock)));
-  }
-  bool is_ready(const std::string& uri) const override {
-    return owns(uri) && roots_.is_ready(key(uri));
   }
   Result<bool> evict(const std::string& uri) override {
     if (!owns(uri)) return false;
     std::vector<std::string> layers;
-    RTENV_ASSIGN_OR_RETURN(bool evicted, roots_.evict(key(uri), [&](const fs::path& dir) {
+    RTENV_ASSIGN_OR_RETURN(bool evicted, dirs().evict(key(uri), [&](const fs::path& dir) {
       layers = layers_of(dir);
     }));
     if (!evicted) return false;
     // A layer no other image names goes too (unless a build holds it right now).
     std::set<std::string> still_named;
-    for (const auto& other : roots_.list_ready()) {
-      for (auto& l : layers_of(roots_.dir(other))) still_named.insert(std::move(l));
+    for (const auto& other : dirs().list_ready()) {
+      for (auto& l : layers_of(dirs().dir(other))) still_named.insert(std::move(l));
     }
     for (const auto& l : layers) {
       if (!still_named.contains(l)) RTENV_TRY(layers_.evict(l));
     }
     return true;
   }
-  size_t process_leases(const std::string& uri) const override {
-    return owns(uri) ? roots_.process_leases(key(uri)) : 0;
-  }
-  int64_t last_leased_ms(const std::string& uri) const override {
-    return owns(uri) ? roots_.last_leased_ms(key(uri)) : 0;
-  }
-  fs::path dir_of(const std::string& uri) const override {
-    return owns(uri) ? roots_.dir(key(uri)) : fs::path();
-  }
-  std::vector<std::string> list_ready() const override {
-    std::vector<std::string> out;
-    for (const auto& k : roots_.list_ready()) out.push_back(std::string(kUriPrefix) + k);
-    return out;
-  }
 
   /// What the ready image `uri` says about running it.
   Result<OciImageConfig> image_config(const std::string& uri) const {
-    auto text = read_file(roots_.sidecar(key(uri), kConfigSidecar));
+    auto text = read_file(dirs().sidecar(key(uri), kConfigSidecar));
     if (!text) return text.error().with_context("image " + uri);
     return parse_oci_config(*text, "image " + uri + ": kept config");
   }
 
  private:
-  static std::string key(std::string_view uri) {
-    return std::string(uri.substr(kUriPrefix.size()));
-  }
-
   static std::vector<std::string> layers_of(const fs::path& root_dir) {
     std::vector<std::string> out;
     auto text = read_file(root_dir / "layers");
@@ -207,14 +187,13 @@ class ImageKind : public ResourceKind {
       RTENV_TRY(make_mount_points(dir / "rootfs"));
       RTENV_TRY(make_dirs(dir / "mnt"));
       RTENV_TRY(write_file_atomic(dir / "layers", layer_list));
-      RTENV_TRY(write_file_atomic(roots_.sidecar(key(uri), kConfigSidecar), config_text));
+      RTENV_TRY(write_file_atomic(dirs().sidecar(key(uri), kConfigSidecar), config_text));
       return ok_result();
     };
   }
 
   Home home_;
   store::BlobStore& store_;
-  PublishedDirs roots_;
   PublishedDirs layers_;
 };
 
