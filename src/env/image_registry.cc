@@ -26,28 +26,6 @@ const char* kManifestAccept =
     "application/vnd.docker.distribution.manifest.list.v2+json, "
     "application/vnd.docker.distribution.manifest.v2+json";
 
-/// A successful body kept in memory, refused past a bound.
-class BoundedSink : public store::BodySink {
- public:
-  BoundedSink(uint64_t max_bytes, std::string what) : max_(max_bytes), what_(std::move(what)) {}
-  Result<void> restart() override {
-    data.clear();
-    return ok_result();
-  }
-  Result<void> write(std::string_view chunk) override {
-    if (data.size() + chunk.size() > max_) {
-      return make_error(ErrorCode::kTooLarge, "{} is bigger than {} bytes", what_, max_);
-    }
-    data.append(chunk);
-    return ok_result();
-  }
-  std::string data;
-
- private:
-  uint64_t max_;
-  std::string what_;
-};
-
 std::string base64(std::string_view in) {
   std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
   int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
@@ -196,7 +174,7 @@ Result<void> RegistrySource::authenticate(const std::string& header) {
   req.description = fmt::format("GET the registry token for {}", image_);
   req.ca_bundle = access_.ca_bundle;
   if (!creds.empty()) req.headers.push_back("Authorization: Basic " + base64(creds));
-  BoundedSink sink(kMaxTokenBytes, "the registry's token answer");
+  store::MemorySink sink(kMaxTokenBytes, "the registry's token answer");
   req.body_sink = &sink;
   RTENV_ASSIGN_OR_RETURN(auto resp, store::http_send(req, store::RetryPolicy{}, retry_5xx));
   if (resp.status == 401 || resp.status == 403) {
@@ -280,7 +258,8 @@ Result<store::HttpResponse> RegistrySource::get(const std::string& path,
 }
 
 Result<std::pair<std::string, std::string>> RegistrySource::document(const std::string& reference) {
-  BoundedSink sink(kMaxImageDocumentBytes, fmt::format("image {}: manifest {}", image_, reference));
+  store::MemorySink sink(kMaxImageDocumentBytes,
+                         fmt::format("image {}: manifest {}", image_, reference));
   RTENV_ASSIGN_OR_RETURN(auto resp,
                          get(fmt::format("/v2/{}/manifests/{}", ref_.repository, reference),
                              {kManifestAccept}, &sink));

@@ -80,6 +80,29 @@ class FileSink final : public BodySink {
   uint64_t written_ = 0;
 };
 
+/// A BodySink that keeps the body in memory (`data`), refusing one larger than `max_bytes`
+/// (kTooLarge, naming `what`): a small document from a peer that is not trusted with memory.
+class MemorySink final : public BodySink {
+ public:
+  MemorySink(uint64_t max_bytes, std::string what) : max_(max_bytes), what_(std::move(what)) {}
+  Result<void> restart() override {
+    data.clear();
+    return ok_result();
+  }
+  Result<void> write(std::string_view chunk) override {
+    if (data.size() + chunk.size() > max_) {
+      return make_error(ErrorCode::kTooLarge, "{} is bigger than {} bytes", what_, max_);
+    }
+    data.append(chunk);
+    return ok_result();
+  }
+  std::string data;
+
+ private:
+  uint64_t max_;
+  std::string what_;
+};
+
 /// Where an upload's body comes from instead of memory (HttpRequest::body_source): a body too
 /// large to hold, read as it is sent.
 class BodySource {

@@ -1011,48 +1011,77 @@ Result<void> S3Store::scan_records(
   }));
   for (const auto& name : names) {
     auto text = get_record(name);
-    if (text && text->size() <= kMaxRecordBytes) fn(name, *text);
+    if (text) fn(name, *text);
   }
   return ok_result();
 }
+
+namespace {
+
+// A blob's encoded body decoded as it arrives (the decoder bounds what it may grow to), kept in
+// memory: how a collector reads a manifest.
+class DecodedMemorySink final : public BodySink {
+ public:
+  explicit DecodedMemorySink(uint64_t max_bytes) : decoder_(max_bytes) {}
+  Result<void> restart() override {
+    decoder_.reset();
+    text.clear();
+    received = 0;
+    return ok_result();
+  }
+  Result<void> write(std::string_view chunk) override {
+    received += chunk.size();
+    return decoder_.update(chunk, [&](std::string_view b) -> Result<void> {
+      text.append(b);
+      return ok_result();
+    });
+  }
+  /// kCorrupt unless the body ended where the blob's encoding does.
+  Result<void> finish() const { return decoder_.finish(); }
+
+  std::string text;
+  uint64_t received = 0;  ///< encoded bytes
+
+ private:
+  BlobDecoder decoder_;
+};
+
+}  // namespace
 
 Result<std::optional<std::string>> S3Store::read_if(const Digest& digest, size_t head_bytes,
                                                     const HeadTest& wanted, uint64_t max_bytes) {
   // zstd's first block (at most 128 KiB of content) lies whole within this much of a frame, so
   // the first bytes decode from it.
   constexpr uint64_t kProbeBytes = (128 << 10) + 64;
-  std::string text;
-  auto collect = [&](std::string_view chunk) -> Result<void> {
-    text.append(chunk);
-    return ok_result();
-  };
-  Request probe("GET", object_key(digest));
-  probe.range = fmt::format("bytes=0-{}", kProbeBytes - 1);
-  RTENV_ASSIGN_OR_RETURN(HttpResponse first, send(probe));
-  if (first.status == 404 || first.status == 416) return std::optional<std::string>();
-  if (first.status != 200 && first.status != 206) return failure(probe, first);
-  {
-    BlobDecoder decoder(max_bytes);
-    // A frame cut short is not an error yet; too big or bad data is (not a manifest).
-    if (!decoder.update(first.body, collect)) return std::optional<std::string>();
-    if (!wanted(std::string_view(text).substr(0, head_bytes))) return std::optional<std::string>();
-    bool whole = first.status == 200 || first.body.size() < kProbeBytes;
-    if (whole) {
-      if (!decoder.finish()) return std::optional<std::string>();
-      if (Digest::of(text) != digest) return std::optional<std::string>();
-      return std::optional<std::string>(std::move(text));
+  // The answer's status, or nullopt for a blob that is gone or is not a blob of that size.
+  auto fetch = [&](const std::string& range,
+                   DecodedMemorySink& sink) -> Result<std::optional<long>> {
+    Request get("GET", object_key(digest));
+    get.range = range;
+    auto resp = send(get, &sink);
+    if (!resp) {
+      ErrorCode code = resp.error().code();
+      if (code == ErrorCode::kTooLarge || code == ErrorCode::kCorrupt) return std::optional<long>();
+      return resp.error();
     }
-  }
-  text.clear();
-  Request get("GET", object_key(digest));
-  RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(get));
-  if (resp.status == 404) return std::optional<std::string>();
-  if (resp.status != 200) return failure(get, resp);
-  BlobDecoder decoder(max_bytes);
-  if (!decoder.update(resp.body, collect) || !decoder.finish() || Digest::of(text) != digest) {
+    if (resp->status == 404 || resp->status == 416) return std::optional<long>();
+    if (resp->status != 200 && resp->status != 206) return failure(get, *resp);
+    return std::optional<long>(resp->status);
+  };
+  DecodedMemorySink probe(max_bytes);
+  RTENV_ASSIGN_OR_RETURN(auto status, fetch(fmt::format("bytes=0-{}", kProbeBytes - 1), probe));
+  if (!status || !wanted(std::string_view(probe.text).substr(0, head_bytes))) {
     return std::optional<std::string>();
   }
-  return std::optional<std::string>(std::move(text));
+  DecodedMemorySink full(max_bytes);
+  DecodedMemorySink* whole = &probe;
+  if (*status == 206 && probe.received >= kProbeBytes) {  // there is more
+    RTENV_ASSIGN_OR_RETURN(status, fetch("", full));
+    if (!status) return std::optional<std::string>();
+    whole = &full;
+  }
+  if (!whole->finish() || Digest::of(whole->text) != digest) return std::optional<std::string>();
+  return std::optional<std::string>(std::move(whole->text));
 }
 
 Result<bool> S3Store::remove_if_untouched_since(const Digest& digest, int64_t cutoff_ms) {
@@ -1133,12 +1162,14 @@ Result<void> S3Store::put_record(std::string_view name, std::string_view data) {
 Result<std::string> S3Store::get_record(std::string_view name) {
   RTENV_ASSIGN_OR_RETURN(std::string key, record_key(name));
   Request get("GET", key);
-  RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(get));
+  // Records are small values: a bigger object is not read into memory.
+  MemorySink body(kMaxRecordBytes, fmt::format("record {} in store {}", name, url()));
+  RTENV_ASSIGN_OR_RETURN(HttpResponse resp, send(get, &body));
   if (resp.status == 404 && xml_text(resp.body, "Code") != "NoSuchBucket") {
     return make_error(ErrorCode::kNotFound, "record {} is not in store {}", name, url());
   }
   if (resp.status != 200) return failure(get, resp);
-  return std::move(resp.body);
+  return std::move(body.data);
 }
 
 Result<bool> S3Store::remove_record(std::string_view name) {

@@ -940,6 +940,40 @@ TEST_F(S3StoreTest, UploadsTogetherHoldNoMorePartsThanTheBudget) {
   }
 }
 
+TEST_F(S3StoreTest, ACollectorReadsOnlyTheBlobsItWants) {
+  auto starts_with_header = [](std::string_view head) { return head.starts_with("HEADER\n"); };
+  // Bigger than the first ranged read, compressible and not: the rest is fetched only if wanted.
+  std::string wanted_text = "HEADER\n";
+  while (wanted_text.size() < (600u << 10))
+    wanted_text += std::to_string(wanted_text.size()) + "\n";
+  std::string wanted_noise = "HEADER\n" + noise(400 << 10, 41);
+  std::string other = noise(400 << 10, 42);
+  for (const auto* blob : {&wanted_text, &wanted_noise, &other}) {
+    ASSERT_TRUE(store_->put(Digest::of(*blob), *blob).ok());
+  }
+  for (const auto* blob : {&wanted_text, &wanted_noise}) {
+    auto got = store_->read_if(Digest::of(*blob), 16, starts_with_header, 1 << 20);
+    ASSERT_TRUE(got.ok()) << got.error().message();
+    ASSERT_TRUE(got->has_value());
+    EXPECT_TRUE(**got == *blob);
+  }
+  auto not_wanted = store_->read_if(Digest::of(other), 16, starts_with_header, 1 << 20);
+  ASSERT_TRUE(not_wanted.ok());
+  EXPECT_FALSE(not_wanted->has_value());
+  // Bigger than the caller takes, or absent: nothing.
+  auto too_big = store_->read_if(Digest::of(wanted_text), 16, starts_with_header, 64 << 10);
+  ASSERT_TRUE(too_big.ok()) << too_big.error().message();
+  EXPECT_FALSE(too_big->has_value());
+  auto absent = store_->read_if(Digest::of("absent"), 16, starts_with_header, 1 << 20);
+  ASSERT_TRUE(absent.ok());
+  EXPECT_FALSE(absent->has_value());
+  // A planted object that is not its digest's content is not read as one.
+  overwrite(Digest::of(wanted_noise), std::string(1, '\0') + "HEADER\nforged");
+  auto forged = store_->read_if(Digest::of(wanted_noise), 16, starts_with_header, 1 << 20);
+  ASSERT_TRUE(forged.ok());
+  EXPECT_FALSE(forged->has_value());
+}
+
 TEST_F(S3StoreTest, AStreamedFileThatIsNotItsDigestIsNotStored) {
   auto store = open_with([](S3Settings& s) {
     s.multipart_threshold = 6 << 20;
